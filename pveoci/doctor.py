@@ -1,0 +1,146 @@
+"""`pveoci doctor`: check a profile against its cluster, one pass/fail result per check."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from pveoci import cluster, errors
+from pveoci.pve import privileges
+from pveoci.pve.client import PveClient
+from pveoci.settings import Settings
+from pveoci.ssh import SshConnector
+
+Status = Literal["pass", "fail", "warn", "skip"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"check": self.name, "status": self.status, "detail": self.detail}
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:.1f} GiB"
+
+
+def _tls_mode(settings: Settings) -> tuple[Status, str]:
+    p = settings.profile
+    if p.fingerprint:
+        return "pass", "TLS pinned to fingerprint"
+    if p.ca_file:
+        return "pass", f"TLS verified with CA {p.ca_file}"
+    if p.verify_tls:
+        return "pass", "TLS verified with the system CAs"
+    return "warn", "TLS NOT verified (verify_tls = false)"
+
+
+def diagnose(
+    settings: Settings,
+    *,
+    connect: Callable[[Settings], PveClient] = PveClient.from_settings,
+) -> Iterator[Check]:
+    profile = settings.profile
+    try:
+        client = connect(settings)
+    except errors.ConfigError as exc:
+        yield Check("config", "fail", exc.message)
+        return
+    tls_status, tls_text = _tls_mode(settings)
+    try:
+        version = client.version()
+    except errors.AuthError as exc:
+        yield Check("api", tls_status, f"{client.endpoint} answers; {tls_text}")
+        yield Check("auth", "fail", exc.message)
+        return
+    except errors.PveociError as exc:
+        yield Check("api", "fail", exc.message)
+        return
+    yield Check("api", tls_status,
+                f"{client.endpoint} answers, Proxmox VE {version.get('version', '?')}; {tls_text}")
+    method = "API token" if profile.token_id else "login ticket for"
+    yield Check("auth", "pass", f"{method} {client.identity}")
+
+    try:
+        held = client.permissions()
+    except errors.PveociError as exc:
+        yield Check("privileges", "fail", f"cannot read the caller's permissions: {exc.message}")
+    else:
+        wanted = privileges.requirements(profile)
+        lacking = privileges.missing(held, wanted)
+        if lacking:
+            text = "; ".join(f"{r.privilege} on {r.path} ({r.why})" for r in lacking)
+            yield Check("privileges", "fail", f"{client.identity} lacks {text}")
+        else:
+            yield Check("privileges", "pass", f"all {len(wanted)} privileges pveoci needs are held")
+
+    try:
+        status = cluster.quorum(client)
+        nodes = cluster.nodes(client)
+    except errors.PveociError as exc:
+        yield Check("cluster", "fail", exc.message)
+        return
+    members = f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}"
+    if status.quorate:
+        yield Check("quorum", "pass", f"cluster {status.name or '(single node)'} is quorate, {members}")
+    else:
+        yield Check("quorum", "fail", f"cluster {status.name or ''} has NO quorum: nothing can be changed")
+
+    for node in nodes:
+        yield _node_check(node, settings)
+
+    connector = SshConnector(profile.ssh, status.addresses)
+    for node in nodes:
+        if not node.online:
+            yield Check(f"ssh {node.name}", "skip", "node is offline")
+            continue
+        yield _ssh_check(connector, node.name)
+
+
+def _node_check(node: cluster.NodeInfo, settings: Settings) -> Check:
+    profile = settings.profile
+    name = f"node {node.name}"
+    if not node.online:
+        return Check(name, "fail", f"offline{': ' + node.problem if node.problem else ''}")
+    templates = node.usable("vztmpl")
+    roots = node.usable("rootdir")
+
+    def listing(items: list[cluster.StorageInfo]) -> str:
+        return ", ".join(f"{s.name} ({s.type}{', shared' if s.shared else ''}, {_gib(s.avail)} free)"
+                         for s in items) or "none"
+
+    detail = (f"online, {node.maxcpu} CPUs at {node.cpu:.0%}, {_gib(node.mem_free)} memory free; "
+              f"templates: {listing(templates)}; root disks: {listing(roots)}")
+    problems = []
+    if profile.template_storage not in {s.name for s in templates}:
+        problems.append(f"template storage '{profile.template_storage}' is not usable here")
+    if profile.rootfs_storage not in {s.name for s in roots}:
+        problems.append(f"rootfs storage '{profile.rootfs_storage}' is not usable here")
+    if problems:
+        return Check(name, "fail", "; ".join(problems) + f" ({detail})")
+    return Check(name, "pass", detail)
+
+
+def _ssh_check(connector: SshConnector, node: str) -> Check:
+    name = f"ssh {node}"
+    try:
+        target = connector.target(node)
+        client = connector.connect(node)
+    except errors.PveociError as exc:
+        return Check(name, "fail", exc.message)
+    try:
+        transport = client.get_transport()
+        key = transport.get_remote_server_key() if transport else None
+        sftp = client.open_sftp()
+        sftp.close()
+        shown = f"{key.get_name()} {key.fingerprint}" if key is not None else "?"
+        return Check(name, "pass", f"{target}, host key verified ({shown}), SFTP works")
+    except Exception as exc:
+        return Check(name, "fail", f"{target}: SSH works but SFTP failed: {exc}")
+    finally:
+        client.close()

@@ -1,0 +1,161 @@
+"""The exceptions pveoci raises, each with a stable process exit code.
+
+Only the command line turns these into messages and exit codes; library users
+catch them by class. The codes are documented in docs/cli.md and never change
+meaning once released.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class PveociError(Exception):
+    """Base class: an operation failed for a reason the user can act on."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # Longer context (a task log, a server's reply) shown with --debug.
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PveociError):
+    """The settings are missing, malformed or unsafe (e.g. a world-readable secret file)."""
+
+    exit_code = 3
+
+
+class ConnectError(PveociError):
+    """The Proxmox API or a node could not be reached (refused, reset, timed out, proxy error)."""
+
+    exit_code = 4
+
+
+class TlsError(ConnectError):
+    """The server's TLS certificate is not trusted or does not match the pinned fingerprint."""
+
+    exit_code = 5
+
+
+class AuthError(PveociError):
+    """The API refused the credentials (bad token, wrong password, expired login)."""
+
+    exit_code = 6
+
+
+class PermissionDenied(PveociError):
+    """The caller lacks a Proxmox privilege on a path."""
+
+    exit_code = 7
+
+    def __init__(
+        self, message: str, *, path: str | None = None, privilege: str | None = None, detail: str | None = None
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.path = path
+        self.privilege = privilege
+
+
+class NotFound(PveociError):
+    """A container, node, storage or volume does not exist."""
+
+    exit_code = 8
+
+
+class AlreadyExists(PveociError):
+    """Something with that id or name exists already."""
+
+    exit_code = 9
+
+
+class Locked(PveociError):
+    """A guest's config is locked by another operation (create, backup, migrate, ...)."""
+
+    exit_code = 10
+
+
+class NoQuorum(PveociError):
+    """The cluster has lost quorum: /etc/pve is read-only, nothing can change."""
+
+    exit_code = 11
+
+
+class NodeOffline(PveociError):
+    """The node a request is for is offline or unreachable from the API node."""
+
+    exit_code = 12
+
+    def __init__(self, message: str, *, node: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.node = node
+
+
+class InvalidParameter(PveociError):
+    """Proxmox rejected a parameter (HTTP 400), with a message per parameter."""
+
+    exit_code = 13
+
+    def __init__(
+        self, message: str, *, errors: Mapping[str, str] | None = None, detail: str | None = None
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.errors = dict(errors or {})
+
+
+class TaskFailed(PveociError):
+    """A Proxmox task (UPID) ended with an error; the tail of its log is kept."""
+
+    exit_code = 14
+
+    def __init__(self, message: str, *, upid: str, exitstatus: str, log_tail: list[str]) -> None:
+        super().__init__(message, detail="\n".join(log_tail) or None)
+        self.upid = upid
+        self.exitstatus = exitstatus
+        self.log_tail = log_tail
+
+
+class OperationTimeout(PveociError):
+    """A wait (for a task, a lock, a state) ran out of time."""
+
+    exit_code = 15
+
+
+class SshError(PveociError):
+    """An SSH connection to a node failed (refused, authentication, channel error)."""
+
+    exit_code = 16
+
+
+class HostKeyError(SshError):
+    """A node's SSH host key is unknown or does not match known_hosts."""
+
+    exit_code = 17
+
+
+class ChecksFailed(PveociError):
+    """`pveoci doctor` found at least one failing check."""
+
+    exit_code = 1
+
+
+class ApiError(PveociError):
+    """Any other error the Proxmox API reported."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.status = status
+
+
+#: Exit codes of the command line, as documented in docs/cli.md.
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70

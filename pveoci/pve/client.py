@@ -1,0 +1,136 @@
+"""PveClient: one Proxmox VE API connection, over proxmoxer, with typed errors and task waits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import requests
+from proxmoxer import ProxmoxResource, ResourceException
+from proxmoxer.backends.https import JsonSerializer
+
+from pveoci import errors
+from pveoci.logs import register_secret
+from pveoci.pve import tasks, translate
+from pveoci.pve.transport import PveSession, TicketAuth, TokenAuth
+
+if TYPE_CHECKING:
+    from pveoci.settings import Settings
+
+
+def _segment(part: object) -> str:
+    # A volid such as local:vztmpl/x.tar.zst is one path segment: its slash must not split it.
+    return quote(str(part), safe=":@!")
+
+
+class PveClient:
+    """The low-level client: one method per HTTP verb over path segments, as proxmoxer's resources.
+
+    `client.get("nodes", node, "storage", content="vztmpl")` -> GET /nodes/{node}/storage?content=vztmpl
+    """
+
+    def __init__(self, session: PveSession, *, endpoint: str, task_timeout: float) -> None:
+        self.session = session
+        self.endpoint = endpoint
+        self.task_timeout = task_timeout
+        self._root = ProxmoxResource(base_url=session.base_url, session=session, serializer=JsonSerializer())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PveClient:
+        profile = settings.profile
+        if not profile.host:
+            raise errors.ConfigError(
+                f"no API host for profile '{profile.name}': set host in {settings.config_path}, "
+                "PVEOCI_HOST or --host"
+            )
+        host = f"[{profile.host}]" if ":" in profile.host and not profile.host.startswith("[") else profile.host
+        base_url = f"https://{host}:{profile.port}/api2/json"
+        verify: bool | str
+        if profile.fingerprint:
+            verify = False  # the pinned fingerprint is the trust anchor
+        elif profile.ca_file:
+            ca = profile.ca_file.expanduser()
+            if not ca.is_file():
+                raise errors.ConfigError(f"ca_file {ca} does not exist")
+            verify = str(ca)
+        else:
+            verify = profile.verify_tls
+        timeout = (min(profile.timeout, 10.0), profile.timeout)
+        auth: TokenAuth | TicketAuth
+        if profile.token_id:
+            secret = settings.secret("token_secret")
+            register_secret(secret)
+            auth = TokenAuth(profile.token_id, secret, verify=verify, timeout=timeout)
+        else:
+            password = settings.secret("password")
+            register_secret(password)
+            auth = TicketAuth(profile.user, password, verify=verify, timeout=timeout)
+        session = PveSession(base_url, auth, retries=profile.retries, fingerprint=profile.fingerprint)
+        return cls(session, endpoint=f"https://{host}:{profile.port}", task_timeout=profile.task_timeout)
+
+    @property
+    def identity(self) -> str:
+        """Who the API sees: the token id or the user."""
+        return str(self.session.auth.identity)
+
+    # ------------------------------------------------------------------ calls
+
+    def call(self, method: str, segments: tuple[object, ...], args: dict[str, Any]) -> Any:
+        path = "/" + "/".join(_segment(s) for s in segments)
+        resource = self._root(path.lstrip("/")) if segments else self._root
+        try:
+            if method == "GET":
+                return resource.get(**args)
+            if method == "POST":
+                return resource.post(**args)
+            if method == "PUT":
+                return resource.put(**args)
+            return resource.delete(**args)
+        except ResourceException as exc:
+            raise translate.from_resource_exception(exc, method, path, self.identity) from None
+        except requests.RequestException as exc:
+            raise translate.from_requests_exception(exc, self.endpoint) from None
+
+    def get(self, *segments: object, **params: Any) -> Any:
+        return self.call("GET", segments, params)
+
+    def post(self, *segments: object, **data: Any) -> Any:
+        return self.call("POST", segments, data)
+
+    def put(self, *segments: object, **data: Any) -> Any:
+        return self.call("PUT", segments, data)
+
+    def delete(self, *segments: object, **params: Any) -> Any:
+        return self.call("DELETE", segments, params)
+
+    # ------------------------------------------------------------------ tasks
+
+    def wait(
+        self, upid: str, *, timeout: float | None = None, on_log: Callable[[str], None] | None = None
+    ) -> tasks.TaskResult:
+        """Wait for a task by its UPID on the UPID's node (see pveoci.pve.tasks.wait)."""
+        return tasks.wait(self, upid, timeout=self.task_timeout if timeout is None else timeout, on_log=on_log)
+
+    # ------------------------------------------------------------ endpoints
+
+    def version(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.get("version")
+        return data
+
+    def permissions(self) -> dict[str, dict[str, int]]:
+        data: dict[str, dict[str, int]] = self.get("access", "permissions")
+        return data
+
+    def cluster_status(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self.get("cluster", "status")
+        return data
+
+    def nodes(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self.get("nodes")
+        return data
+
+    def node_storages(self, node: str, content: str | None = None) -> list[dict[str, Any]]:
+        params = {"content": content} if content else {}
+        data: list[dict[str, Any]] = self.get("nodes", node, "storage", **params)
+        return data

@@ -1,0 +1,336 @@
+"""Settings: named profiles in config.toml, overridden by PVEOCI_* variables, then by flags.
+
+Secrets (API token secret, password) never live in config.toml or argv: they come
+from the environment or from a file only its owner can read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pveoci.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+ENV_PREFIX = "PVEOCI_"
+CONFIG_ENV = "PVEOCI_CONFIG"
+PROFILE_ENV = "PVEOCI_PROFILE"
+SECRET_KEYS = ("token_secret", "password")
+_FINGERPRINT = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){31}$")
+
+
+def default_config_path() -> Path:
+    from platformdirs import user_config_path
+
+    return user_config_path("pveoci") / "config.toml"
+
+
+class NodeSsh(BaseModel):
+    """How to reach one node over SSH when its cluster address is not the right one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = None
+
+
+class SshSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+    key_files: list[Path] = Field(default_factory=list)
+    agent: bool = True
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    connect_timeout: float = Field(default=15.0, gt=0)
+    nodes: dict[str, NodeSsh] = Field(default_factory=dict)
+
+    @field_validator("key_files", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p for p in value.split(os.pathsep) if p]
+        return value
+
+
+class Profile(BaseModel):
+    """One cluster's settings. Field names are the config.toml keys and, upper-cased, the PVEOCI_* names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "default"
+    host: str | None = None
+    port: int = Field(default=8006, ge=1, le=65535)
+    user: str = "root@pam"
+    token_id: str | None = None
+    token_secret_file: Path | None = None
+    password_file: Path | None = None
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    fingerprint: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    task_timeout: float = Field(default=900.0, gt=0)
+    retries: int = Field(default=5, ge=0, le=20)
+    node: str = "auto"
+    template_storage: str = "local"
+    rootfs_storage: str = "local-lvm"
+    bridge: str = "vmbr0"
+    vmid_range: str | None = None
+    unprivileged: bool = True
+    backend: Literal["api", "pct", "auto"] = "api"
+    ssh: SshSettings = Field(default_factory=SshSettings)
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _normalise_fingerprint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        hexpart = re.sub(r"[^0-9A-Fa-f]", "", value.removeprefix("sha256:").removeprefix("SHA256:")).upper()
+        pretty = ":".join(hexpart[i : i + 2] for i in range(0, len(hexpart), 2))
+        if not _FINGERPRINT.match(pretty):
+            raise ValueError("must be a SHA-256 fingerprint: 32 hex bytes, e.g. AB:CD:...")
+        return pretty
+
+    @field_validator("token_id")
+    @classmethod
+    def _check_token_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^\s@!]+@[^\s@!]+![A-Za-z][A-Za-z0-9._-]*", value):
+            raise ValueError("must look like user@realm!tokenname")
+        return value
+
+    @property
+    def api_user(self) -> str:
+        """The user the API acts as: the token's user for token auth."""
+        return self.token_id.split("!", 1)[0] if self.token_id else self.user
+
+    @property
+    def auth_method(self) -> str:
+        return "token" if self.token_id else "ticket"
+
+
+@dataclass
+class Settings:
+    """The effective profile, with where each value came from (for `config show`)."""
+
+    profile: Profile
+    config_path: Path
+    sources: dict[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def secret(self, key: Literal["token_secret", "password"]) -> str:
+        """The secret from PVEOCI_<KEY> or from <key>_file; a ConfigError when neither is set or safe."""
+        env_name = ENV_PREFIX + key.upper()
+        if self.env.get(env_name):
+            return self.env[env_name]
+        path = self.profile.token_secret_file if key == "token_secret" else self.profile.password_file
+        if path is None:
+            raise ConfigError(
+                f"no {key.replace('_', ' ')} for profile '{self.profile.name}': "
+                f"set {env_name} or {key}_file in {self.config_path}"
+            )
+        return read_secret_file(path)
+
+    def secret_source(self, key: Literal["token_secret", "password"]) -> str | None:
+        """Where the secret would come from, without reading it."""
+        env_name = ENV_PREFIX + key.upper()
+        if self.env.get(env_name):
+            return f"env {env_name}"
+        path = self.profile.token_secret_file if key == "token_secret" else self.profile.password_file
+        return f"file {path}" if path else None
+
+
+def read_secret_file(path: Path) -> str:
+    """A secret from a file that only its owner can read; the first line, stripped."""
+    path = path.expanduser()
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        mode = stat.S_IMODE(info.st_mode)
+        raise ConfigError(
+            f"secret file {path} is accessible by group or others (mode {mode:04o}); run: chmod 600 {path}"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc}") from None
+    secret = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not secret:
+        raise ConfigError(f"secret file {path} is empty")
+    return secret
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return dict(data)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """PVEOCI_<FIELD> for profile fields, PVEOCI_SSH_<FIELD> for the ssh table."""
+    out: dict[str, Any] = {}
+    for name in Profile.model_fields:
+        if name in ("name", "ssh"):
+            continue
+        value = env.get(ENV_PREFIX + name.upper())
+        if value not in (None, ""):
+            out[name] = value
+    ssh: dict[str, Any] = {}
+    for name in SshSettings.model_fields:
+        if name == "nodes":
+            continue
+        value = env.get(ENV_PREFIX + "SSH_" + name.upper())
+        if value not in (None, ""):
+            ssh[name] = value
+    if ssh:
+        out["ssh"] = ssh
+    return out
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _sources(layer: Mapping[str, Any], label: str, out: dict[str, str], prefix: str = "") -> None:
+    for key, value in layer.items():
+        if isinstance(value, Mapping):
+            _sources(value, label, out, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = label
+
+
+def _describe(exc: ValidationError, origin: str) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "profile"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        parts.append(f"{where}: {msg}")
+    return f"invalid settings ({origin}): " + "; ".join(parts)
+
+
+def load(
+    *,
+    profile: str | None = None,
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """The effective settings: config file profile, then PVEOCI_* variables, then explicit overrides."""
+    env = dict(os.environ if env is None else env)
+    path = (config_path or Path(env.get(CONFIG_ENV) or default_config_path())).expanduser()
+    data = _read_config(path)
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: [profiles] must be a table of named profiles")
+    unknown_top = set(data) - {"default_profile", "profiles"}
+    if unknown_top:
+        raise ConfigError(f"{path}: unknown top-level setting(s): {', '.join(sorted(unknown_top))}")
+    name = profile or env.get(PROFILE_ENV) or data.get("default_profile") or "default"
+    file_layer = profiles.get(name)
+    if file_layer is None:
+        explicit = profile or env.get(PROFILE_ENV)
+        if explicit and explicit != "default":
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(f"no profile '{name}' in {path} (profiles: {known})")
+        file_layer = {}
+    if not isinstance(file_layer, dict):
+        raise ConfigError(f"{path}: profiles.{name} must be a table")
+    for key in SECRET_KEYS:
+        if key in file_layer:
+            raise ConfigError(
+                f"{path}: profiles.{name}.{key} would keep a secret in the config file; "
+                f"put it in a file only you can read and set {key}_file, or set {ENV_PREFIX}{key.upper()}"
+            )
+    env_layer = _env_overrides(env)
+    flag_layer = {k: v for k, v in (overrides or {}).items() if v is not None}
+    sources: dict[str, str] = {}
+    _sources(file_layer, f"file {path}", sources)
+    _sources(env_layer, "environment", sources)
+    _sources(flag_layer, "flag", sources)
+    merged = _merge(_merge(dict(file_layer), env_layer), flag_layer)
+    merged["name"] = name
+    try:
+        model = Profile.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"profile '{name}'")) from None
+    return Settings(profile=model, config_path=path, sources=sources, env=env)
+
+
+EXAMPLE_CONFIG = """\
+# pveoci settings: one [profiles.NAME] table per cluster.
+# Pick a profile with --profile NAME or PVEOCI_PROFILE; every key can be
+# overridden by PVEOCI_<KEY> (PVEOCI_SSH_<KEY> for the ssh table).
+default_profile = "{name}"
+
+[profiles.{name}]
+host = "{host}"                # any node of the cluster (the API proxies to the others)
+port = 8006
+# API token auth (recommended). The secret comes from PVEOCI_TOKEN_SECRET or from
+# token_secret_file, a file only you can read (chmod 600).
+token_id = "pveoci@pve!cli"
+token_secret_file = "~/.config/pveoci/{name}.token"
+# Ticket auth instead: set user and a password_file (or PVEOCI_PASSWORD).
+# user = "root@pam"
+# password_file = "~/.config/pveoci/{name}.password"
+
+# TLS is verified against the system CAs by default. For PVE's own CA, point
+# ca_file at a copy of /etc/pve/pve-root-ca.pem, or pin the certificate with
+# its SHA-256 fingerprint (as `pveoci doctor` or the node's summary shows it).
+verify_tls = true
+# ca_file = "~/.config/pveoci/{name}-ca.pem"
+# fingerprint = "AB:CD:..."
+
+timeout = 30                    # seconds for one API request
+task_timeout = 900              # seconds to wait for a Proxmox task
+node = "auto"                   # or a node name
+template_storage = "local"      # where templates are uploaded (content vztmpl)
+rootfs_storage = "local-lvm"    # where container root disks go (content rootdir)
+bridge = "vmbr0"
+unprivileged = true
+backend = "api"                 # api, pct or auto
+
+[profiles.{name}.ssh]
+user = "root"
+port = 22
+agent = true
+key_files = ["~/.ssh/id_ed25519"]
+known_hosts = "~/.ssh/known_hosts"  # host keys are checked, never accepted blindly
+
+# A node whose SSH address is not the one the cluster reports:
+# [profiles.{name}.ssh.nodes.pve2]
+# address = "203.0.113.12"
+# port = 2222
+"""
+
+
+def example_config(name: str = "default", host: str = "pve1.example.com") -> str:
+    return EXAMPLE_CONFIG.format(name=name, host=host)

@@ -1,0 +1,111 @@
+"""SSH to the nodes: one paramiko connection factory with host keys checked against known_hosts.
+
+An unknown or changed host key is refused, never accepted silently. Addresses come
+from the cluster (`/cluster/status` ips) unless the profile overrides them per node.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pveoci import errors
+from pveoci.settings import SshSettings
+
+if TYPE_CHECKING:
+    import paramiko
+
+log = logging.getLogger("pveoci.ssh")
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    node: str
+    host: str
+    port: int
+    user: str
+
+    @property
+    def known_hosts_name(self) -> str:
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+class SshConnector:
+    """Opens verified SSH connections to cluster nodes by name."""
+
+    def __init__(self, settings: SshSettings, addresses: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.addresses = dict(addresses)
+
+    def target(self, node: str) -> SshTarget:
+        override = self.settings.nodes.get(node)
+        host = (override.address if override and override.address else None) or self.addresses.get(node)
+        if not host:
+            raise errors.ConfigError(
+                f"no SSH address for node '{node}': the cluster reports none; "
+                f"set ssh.nodes.{node}.address in the profile"
+            )
+        port = (override.port if override and override.port else None) or self.settings.port
+        user = (override.user if override and override.user else None) or self.settings.user
+        return SshTarget(node=node, host=host, port=port, user=user)
+
+    def known_hosts(self) -> Path:
+        return self.settings.known_hosts.expanduser()
+
+    def connect(self, node: str) -> paramiko.SSHClient:
+        """A connected, authenticated client; the caller closes it."""
+        import paramiko
+
+        target = self.target(node)
+        client = paramiko.SSHClient()
+        known = self.known_hosts()
+        try:
+            client.load_host_keys(str(known))
+        except FileNotFoundError:
+            raise errors.HostKeyError(
+                f"cannot check the host key of node '{node}': known_hosts file {known} does not exist"
+            ) from None
+        except OSError as exc:
+            raise errors.HostKeyError(f"cannot read known_hosts file {known}: {exc.strerror}") from None
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        key_files = [str(p.expanduser()) for p in self.settings.key_files]
+        log.debug("ssh connect %s (node %s)", target, node)
+        try:
+            client.connect(
+                target.host, port=target.port, username=target.user,
+                key_filename=key_files or None,  # type: ignore[arg-type]  # a list works allow_agent=self.settings.agent,
+                look_for_keys=not key_files, timeout=self.settings.connect_timeout,
+                banner_timeout=self.settings.connect_timeout, auth_timeout=self.settings.connect_timeout,
+            )
+        except paramiko.BadHostKeyException:
+            client.close()
+            raise errors.HostKeyError(
+                f"host key of node '{node}' ({target.known_hosts_name}) does not match {known}: "
+                "someone may be intercepting the connection, or the node was reinstalled; "
+                "check the key before you replace it"
+            ) from None
+        except paramiko.SSHException as exc:
+            client.close()
+            text = str(exc)
+            if "not found in known_hosts" in text:
+                raise errors.HostKeyError(
+                    f"host key of node '{node}' ({target.known_hosts_name}) is unknown: it is not in {known}; "
+                    f"check it and add it, e.g. ssh-keyscan -p {target.port} {target.host} >> {known}"
+                ) from None
+            if isinstance(exc, paramiko.AuthenticationException):
+                raise errors.SshError(f"SSH login to node '{node}' as {target.user} failed: {text}") from None
+            raise errors.SshError(f"SSH to node '{node}' ({target}) failed: {text}") from None
+        except (TimeoutError, OSError) as exc:
+            client.close()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or "timed out"
+            raise errors.SshError(f"cannot reach node '{node}' over SSH at {target}: {reason}") from None
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(30)
+        return client

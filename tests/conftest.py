@@ -1,0 +1,65 @@
+"""Fixtures: the local test bed (a simulated cluster), a pveoci runner bound to it, a busybox bundle."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import Testbed, parts
+from tests.testbed.bundle import make_busybox_bundle
+
+
+def need(missing: list[str]) -> None:
+    """Skip (or, where the bed is required, fail) when a part of the bed is missing."""
+    if not missing:
+        return
+    reason = "test bed part missing: " + ", ".join(missing)
+    if parts.required():
+        pytest.fail(reason + f" ({parts.REQUIRE_ENV} is set)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """A two-node cluster: API over HTTPS, one real sshd per node, a pveoci profile pointing at it."""
+    need(parts.missing_for_ssh())
+    with Testbed(tmp_path_factory.mktemp("bed"), nodes=("pve1", "pve2")) as testbed:
+        yield testbed
+
+
+@pytest.fixture
+def cluster(bed: Testbed) -> Iterator[Testbed]:
+    """The bed with every fault, token and grant a test adds undone afterwards."""
+    bed.reset()
+    yield bed
+    bed.reset()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def pveoci(cluster: Testbed):  # type: ignore[no-untyped-def]
+    """Run the real `pveoci` command line (a subprocess) against the bed."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+        proc = subprocess.run([sys.executable, "-m", "pveoci", *args], capture_output=True, text=True,
+                              env=cluster.env(**(env or {})), timeout=timeout, check=False)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+@pytest.fixture
+def busybox_bundle(tmp_path: Path) -> Path:
+    need(parts.missing_for_busybox())
+    return make_busybox_bundle(tmp_path / "bundle")
