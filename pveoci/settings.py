@@ -244,7 +244,11 @@ def load(
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """The effective settings: config file profile, then PVEOCI_* variables, then explicit overrides."""
+    """The effective settings: config file profile, then PVEOCI_* variables, then explicit overrides.
+
+    An override given as None removes the setting (back to its default), e.g. token_id=None for a
+    ticket login with a profile that names a token.
+    """
     env = dict(os.environ if env is None else env)
     path = (config_path or Path(env.get(CONFIG_ENV) or default_config_path())).expanduser()
     data = _read_config(path)
@@ -272,11 +276,15 @@ def load(
             )
     env_layer = _env_overrides(env)
     flag_layer = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unset = [k for k, v in (overrides or {}).items() if v is None]
     sources: dict[str, str] = {}
     _sources(file_layer, f"file {path}", sources)
     _sources(env_layer, "environment", sources)
     _sources(flag_layer, "flag", sources)
     merged = _merge(_merge(dict(file_layer), env_layer), flag_layer)
+    for key in unset:
+        merged.pop(key, None)
+        sources[key] = "flag"
     merged["name"] = name
     try:
         model = Profile.model_validate(merged)

@@ -103,7 +103,9 @@ class SshConnector:
             raise errors.SshError(f"SSH to node '{node}' ({target}) failed: {text}") from None
         except (TimeoutError, OSError) as exc:
             client.close()
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or "timed out"
+            # paramiko's NoValidConnectionsError keeps the real socket errors per address.
+            causes = list(getattr(exc, "errors", {}).values()) or [exc]
+            reason = getattr(causes[0], "strerror", None) or str(causes[0]) or "timed out"
             raise errors.SshError(f"cannot reach node '{node}' over SSH at {target}: {reason}") from None
         transport = client.get_transport()
         if transport is not None:

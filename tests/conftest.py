@@ -63,3 +63,16 @@ def pveoci(cluster: Testbed):  # type: ignore[no-untyped-def]
 def busybox_bundle(tmp_path: Path) -> Path:
     need(parts.missing_for_busybox())
     return make_busybox_bundle(tmp_path / "bundle")
+
+
+@pytest.fixture
+def connect(cluster: Testbed):  # type: ignore[no-untyped-def]
+    """A PveClient for the bed's profile, with settings overridden as a flag would."""
+    from pveoci import settings
+    from pveoci.pve.client import PveClient
+
+    def make(env: dict[str, str] | None = None, **overrides: object) -> PveClient:
+        loaded = settings.load(config_path=cluster.config_path, env=env or {}, overrides=overrides)
+        return PveClient.from_settings(loaded)
+
+    return make

@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         code = app(args=args, prog_name="pveoci", standalone_mode=False)
+        if code == errors.EXIT_INTERRUPTED:  # typer turns Ctrl-C into this exit code
+            _fail("interrupted", errors.EXIT_INTERRUPTED)
         if isinstance(code, int) and code:
             sys.exit(code)
     except errors.PveociError as exc:

@@ -78,7 +78,7 @@ def wait(
             break
         if clock() >= deadline:
             raise errors.OperationTimeout(
-                f"task {task.type} {task.id} on {task.node} is still running after {timeout:.0f} s "
+                f"task {task.type} {task.id} on {task.node} is still running after {timeout:g} s "
                 f"(it goes on there; UPID {task.text})"
             )
         sleep(min(next(delays), max(deadline - clock(), 0.0)))

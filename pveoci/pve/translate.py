@@ -26,7 +26,7 @@ def _oneline(text: str) -> str:
 
 
 def _format_param_errors(errs: Mapping[str, Any]) -> str:
-    return "; ".join(f"{key}: {_oneline(str(val))}" for key, val in sorted(errs.items()))
+    return "; ".join(f"{_oneline(str(key))}: {_oneline(str(val))}" for key, val in sorted(errs.items()))
 
 
 def from_resource_exception(exc: Any, method: str, path: str, identity: str) -> errors.PveociError:
@@ -79,7 +79,8 @@ def from_requests_exception(exc: requests.RequestException, endpoint: str) -> er
         if found:
             return errors.TlsError(
                 f"TLS certificate of {endpoint} does not match the pinned fingerprint "
-                f"(pinned {colon_hex(found.group(1))}, server has {colon_hex(found.group(2))}); refusing to connect"
+                f"(pinned {colon_hex(found.group(1))}, server has {colon_hex(found.group(2))}); refusing to connect",
+                detail=text,
             )
         why = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else "TLS handshake failed"
         detail = re.search(r"certificate verify failed: ([^(\)]+)", text)

@@ -162,7 +162,8 @@ class PveSession(ProxmoxHttpSession):  # type: ignore[misc]
             started = time.monotonic()
             try:
                 resp: requests.Response = super().request(method, url, params=params, data=data, **kwargs)
-            except requests.exceptions.SSLError:
+            except requests.exceptions.SSLError as exc:
+                log.debug("%s %s: TLS failed: %s", method, self._path(url), exc)
                 raise
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if method in SAFE_METHODS and attempt < self.retries:

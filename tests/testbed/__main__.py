@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
@@ -52,10 +53,8 @@ def up(workdir: Path) -> int:
     with Testbed(workdir) as bed:
         print(f"test bed up (pid {os.getpid()}); in another shell:\n"
               f"  export PVEOCI_CONFIG={bed.config_path}\n  pveoci doctor\nCtrl-C stops it.", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

@@ -1,0 +1,213 @@
+"""Settings: profiles from TOML, PVEOCI_* overrides, flags, and safe secrets."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pveoci import settings
+from pveoci.errors import ConfigError
+
+CONFIG = """
+default_profile = "lab"
+
+[profiles.lab]
+host = "pve1.lab"
+token_id = "pveoci@pve!cli"
+token_secret_file = "{secret}"
+node = "pve1"
+
+[profiles.lab.ssh]
+port = 2222
+key_files = ["~/.ssh/id_lab"]
+
+[profiles.lab.ssh.nodes.pve2]
+address = "10.0.0.12"
+
+[profiles.prod]
+host = "pve.prod"
+user = "ops@pve"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    secret = tmp_path / "lab.token"
+    secret.write_text("s3cr3t-token\n")
+    secret.chmod(0o600)
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(secret=secret))
+    return path
+
+
+def test_default_profile_comes_from_the_file(config: Path) -> None:
+    s = settings.load(config_path=config, env={})
+    assert s.profile.name == "lab"
+    assert s.profile.host == "pve1.lab"
+    assert s.profile.ssh.port == 2222
+    assert s.profile.ssh.nodes["pve2"].address == "10.0.0.12"
+    assert s.profile.port == 8006  # default
+    assert s.sources["host"] == f"file {config}"
+    assert s.sources["ssh.nodes.pve2.address"] == f"file {config}"
+
+
+def test_environment_overrides_file_and_flags_override_environment(config: Path) -> None:
+    env = {"PVEOCI_HOST": "pve2.lab", "PVEOCI_NODE": "pve2", "PVEOCI_SSH_PORT": "22", "PVEOCI_TIMEOUT": "5"}
+    s = settings.load(config_path=config, env=env, overrides={"host": "pve3.lab"})
+    assert s.profile.host == "pve3.lab"
+    assert s.profile.node == "pve2"
+    assert s.profile.ssh.port == 22
+    assert s.profile.timeout == 5.0
+    assert s.sources["host"] == "flag"
+    assert s.sources["node"] == "environment"
+    assert s.sources["ssh.port"] == "environment"
+
+
+def test_profile_is_chosen_by_flag_then_environment(config: Path) -> None:
+    assert settings.load(config_path=config, env={"PVEOCI_PROFILE": "prod"}).profile.host == "pve.prod"
+    s = settings.load(config_path=config, profile="lab", env={"PVEOCI_PROFILE": "prod"})
+    assert s.profile.name == "lab"
+
+
+def test_config_path_comes_from_the_environment(config: Path) -> None:
+    assert settings.load(env={"PVEOCI_CONFIG": str(config)}).profile.host == "pve1.lab"
+
+
+def test_unknown_profile_names_the_known_ones(config: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no profile 'staging' .*profiles: lab, prod"):
+        settings.load(config_path=config, profile="staging", env={})
+
+
+def test_missing_file_gives_defaults_that_env_can_fill(tmp_path: Path) -> None:
+    s = settings.load(config_path=tmp_path / "none.toml", env={"PVEOCI_HOST": "h"})
+    assert s.profile.name == "default"
+    assert s.profile.host == "h"
+
+
+def test_unknown_setting_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[profiles.default]\nhots = "x"\n')
+    with pytest.raises(ConfigError, match=r"hots: unknown setting"):
+        settings.load(config_path=path, env={})
+
+
+def test_bad_value_names_the_setting(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[profiles.default]\nport = 70000\n')
+    with pytest.raises(ConfigError, match=r"port: Input should be less than or equal to 65535"):
+        settings.load(config_path=path, env={})
+
+
+def test_broken_toml_is_a_one_line_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[profiles.default\nhost = 1\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        settings.load(config_path=path, env={})
+
+
+@pytest.mark.parametrize("key", ["token_secret", "password"])
+def test_secret_in_the_config_file_is_refused(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[profiles.default]\nhost = "h"\n{key} = "hunter2"\n')
+    with pytest.raises(ConfigError, match=f"{key}_file") as err:
+        settings.load(config_path=path, env={})
+    assert "hunter2" not in str(err.value)
+
+
+def test_secret_from_environment_wins_over_file(config: Path) -> None:
+    s = settings.load(config_path=config, env={"PVEOCI_TOKEN_SECRET": "from-env"})
+    assert s.secret("token_secret") == "from-env"
+    assert s.secret_source("token_secret") == "env PVEOCI_TOKEN_SECRET"
+
+
+def test_secret_from_owner_only_file(config: Path) -> None:
+    s = settings.load(config_path=config, env={})
+    assert s.secret("token_secret") == "s3cr3t-token"
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644, 0o601])
+def test_secret_file_readable_by_others_is_refused(config: Path, mode: int) -> None:
+    s = settings.load(config_path=config, env={})
+    assert s.profile.token_secret_file is not None
+    s.profile.token_secret_file.chmod(mode)
+    with pytest.raises(ConfigError, match=rf"accessible by group or others \(mode {mode:04o}\); run: chmod 600"):
+        s.secret("token_secret")
+
+
+def test_missing_secret_says_where_to_put_it(tmp_path: Path) -> None:
+    s = settings.load(config_path=tmp_path / "none.toml", env={"PVEOCI_HOST": "h"})
+    with pytest.raises(ConfigError, match="set PVEOCI_PASSWORD or password_file"):
+        s.secret("password")
+
+
+def test_empty_secret_file_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "empty"
+    secret.write_text("\n")
+    secret.chmod(0o600)
+    with pytest.raises(ConfigError, match="is empty"):
+        settings.read_secret_file(secret)
+
+
+@pytest.mark.parametrize("given_fp", [
+    "ab:cd:" * 15 + "ab:cd",
+    "AB" * 32,
+    "sha256:" + "ab" * 32,
+    " ".join(["AB"] * 32),
+])
+def test_fingerprint_is_normalised(given_fp: str) -> None:
+    profile = settings.Profile(fingerprint=given_fp)
+    assert profile.fingerprint is not None
+    assert len(profile.fingerprint.split(":")) == 32
+    assert profile.fingerprint == profile.fingerprint.upper()
+
+
+@pytest.mark.parametrize("bad", ["AB:CD", "zz" * 32, "AB" * 31, "AB" * 33])
+def test_bad_fingerprint_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="SHA-256 fingerprint"):
+        settings.Profile(fingerprint=bad)
+
+
+@given(st.binary(min_size=32, max_size=32), st.sampled_from([":", "", " "]), st.booleans())
+def test_any_sha256_fingerprint_spelling_normalises_to_the_same(raw: bytes, sep: str, upper: bool) -> None:
+    text = sep.join(f"{b:02x}" for b in raw)
+    text = text.upper() if upper else text
+    assert settings.Profile(fingerprint=text).fingerprint == ":".join(f"{b:02X}" for b in raw)
+
+
+def test_token_id_must_name_user_realm_and_token() -> None:
+    assert settings.Profile(token_id="pveoci@pve!cli").api_user == "pveoci@pve"
+    with pytest.raises(ValueError, match="user@realm!tokenname"):
+        settings.Profile(token_id="pveoci@pve")
+
+
+def test_example_config_is_valid_and_holds_no_secret(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(settings.example_config("lab", "pve9.lab"))
+    s = settings.load(config_path=path, env={})
+    assert s.profile.name == "lab"
+    assert s.profile.host == "pve9.lab"
+    assert s.profile.token_id == "pveoci@pve!cli"
+
+
+def test_default_config_path_is_the_platform_config_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert settings.default_config_path() == tmp_path / "pveoci" / "config.toml"
+
+
+def test_key_files_from_environment_split_on_pathsep(tmp_path: Path) -> None:
+    env = {"PVEOCI_SSH_KEY_FILES": os.pathsep.join(["/a/key", "/b/key"])}
+    s = settings.load(config_path=tmp_path / "none.toml", env=env)
+    assert s.profile.ssh.key_files == [Path("/a/key"), Path("/b/key")]
+
+
+def test_secret_file_mode_check_uses_the_real_file(tmp_path: Path) -> None:
+    secret = tmp_path / "s"
+    secret.write_text("x" * 8)
+    secret.chmod(0o400)
+    assert settings.read_secret_file(secret) == "x" * 8
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o400

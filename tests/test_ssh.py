@@ -1,0 +1,104 @@
+"""SSH to the bed's nodes: host keys are checked, never accepted silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pveoci import errors
+from pveoci.settings import NodeSsh, SshSettings
+from pveoci.ssh import SshConnector
+from tests.testbed import Testbed
+
+pytestmark = pytest.mark.bed
+
+
+def ssh_settings(bed: Testbed, **changes: object) -> SshSettings:
+    base = SshSettings(user="root", port=bed.ssh_port, agent=False, key_files=[bed.client_key],
+                       known_hosts=bed.known_hosts)
+    return base.model_copy(update=changes)
+
+
+def run(client, command: str) -> str:  # type: ignore[no-untyped-def]
+    _stdin, stdout, _stderr = client.exec_command(command)
+    return str(stdout.read().decode())
+
+
+def test_connects_to_each_node_at_the_address_the_cluster_reports(cluster: Testbed) -> None:
+    connector = SshConnector(ssh_settings(cluster), cluster.addresses)
+    for node in ("pve1", "pve2"):
+        client = connector.connect(node)
+        try:
+            assert run(client, "echo ok") == "ok\n"
+        finally:
+            client.close()
+        assert cluster.sshd(node).commands()[-1] == "echo ok"
+
+
+def test_each_node_sees_its_own_storage_at_the_same_path(cluster: Testbed) -> None:
+    (cluster.template_dir("pve1") / "only-on-pve1").write_text("1")
+    connector = SshConnector(ssh_settings(cluster), cluster.addresses)
+    path = f"{cluster.pve.storage_path}/template/cache"
+    seen = {}
+    for node in ("pve1", "pve2"):
+        client = connector.connect(node)
+        try:
+            seen[node] = client.open_sftp().listdir(path)
+        finally:
+            client.close()
+    assert "only-on-pve1" in seen["pve1"]
+    assert "only-on-pve1" not in seen["pve2"]
+    (cluster.template_dir("pve1") / "only-on-pve1").unlink()
+
+
+def test_unknown_host_key_is_refused(cluster: Testbed, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    connector = SshConnector(ssh_settings(cluster, known_hosts=empty), cluster.addresses)
+    with pytest.raises(errors.HostKeyError, match=r"host key of node 'pve1' .* is unknown: it is not in"):
+        connector.connect("pve1")
+    assert empty.read_text() == ""  # nothing was added behind the user's back
+
+
+def test_changed_host_key_is_refused(cluster: Testbed, tmp_path: Path) -> None:
+    # pve2's key filed under pve1's name: what a man in the middle would present.
+    lines = cluster.known_hosts.read_text().splitlines()
+    pve1_name = lines[0].split()[0]
+    forged = tmp_path / "known_hosts"
+    forged.write_text(pve1_name + " " + " ".join(lines[1].split()[1:]) + "\n")
+    connector = SshConnector(ssh_settings(cluster, known_hosts=forged), cluster.addresses)
+    with pytest.raises(errors.HostKeyError, match=r"does not match .* intercepting"):
+        connector.connect("pve1")
+
+
+def test_missing_known_hosts_file_is_refused(cluster: Testbed, tmp_path: Path) -> None:
+    connector = SshConnector(ssh_settings(cluster, known_hosts=tmp_path / "nope"), cluster.addresses)
+    with pytest.raises(errors.HostKeyError, match=r"known_hosts file .* does not exist"):
+        connector.connect("pve1")
+
+
+def test_per_node_override_of_address_and_port(cluster: Testbed) -> None:
+    settings = ssh_settings(cluster, port=1, nodes={"pve2": NodeSsh(address=cluster.addresses["pve2"],
+                                                                   port=cluster.ssh_port)})
+    connector = SshConnector(settings, {})
+    client = connector.connect("pve2")
+    client.close()
+    with pytest.raises(errors.ConfigError, match="no SSH address for node 'pve1'"):
+        connector.connect("pve1")
+
+
+def test_wrong_key_is_a_login_error(cluster: Testbed, tmp_path: Path) -> None:
+    from tests.testbed.sshd import keygen
+
+    other = tmp_path / "other_key"
+    keygen(other, "stranger")
+    connector = SshConnector(ssh_settings(cluster, key_files=[other]), cluster.addresses)
+    with pytest.raises(errors.SshError, match="SSH login to node 'pve1' as root failed"):
+        connector.connect("pve1")
+
+
+def test_nothing_listening_is_a_clear_error(cluster: Testbed) -> None:
+    connector = SshConnector(ssh_settings(cluster, port=1, connect_timeout=2), cluster.addresses)
+    with pytest.raises(errors.SshError, match=r"cannot reach node 'pve1' over SSH at root@.*:1: Connection refused"):
+        connector.connect("pve1")
