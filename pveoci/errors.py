@@ -138,6 +138,12 @@ class HostKeyError(SshError):
     exit_code = 17
 
 
+class BundleError(PveociError):
+    """An OCI bundle is missing, its config.json is not valid JSON or not a valid runtime spec, or has no rootfs."""
+
+    exit_code = 18
+
+
 class ChecksFailed(PveociError):
     """`pveoci doctor` found at least one failing check."""
 

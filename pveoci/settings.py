@@ -56,6 +56,8 @@ class SshSettings(BaseModel):
     agent: bool = True
     known_hosts: Path = Path("~/.ssh/known_hosts")
     connect_timeout: float = Field(default=15.0, gt=0)
+    # Log in as a user other than root and use `sudo -n` for what needs root on the node.
+    sudo: bool = False
     nodes: dict[str, NodeSsh] = Field(default_factory=dict)
 
     @field_validator("key_files", mode="before")

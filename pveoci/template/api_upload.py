@@ -1,0 +1,71 @@
+"""Upload a template through the Proxmox API (POST .../storage/{s}/upload), streamed, with its checksum.
+
+Proxmox stages the file in /var/tmp of the node it receives it on and checks the sha256
+before it moves it into the storage, so an interrupted upload is never visible. The form
+fields go before the file part, as Proxmox requires.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from pveoci.pve.client import PveClient
+from pveoci.template.pack import Packed
+from pveoci.template.store import Destination, Progress
+
+
+class _CountingReader(io.RawIOBase):
+    """The template file as the multipart encoder reads it, reporting progress as it goes."""
+
+    def __init__(self, path: Any, progress: Progress | None) -> None:
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._progress = progress
+        self.name = str(path)
+        self.sent = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self.sent += len(data)
+        if self._progress is not None and data:
+            self._progress(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+class ApiUploader:
+    name = "api"
+
+    def __init__(self, client: PveClient) -> None:
+        self.client = client
+
+    def upload(self, packed: Packed, dest: Destination, progress: Progress | None) -> int:
+        reader = _CountingReader(packed.path, progress)
+        try:
+            upid = self.client.post("nodes", dest.node, "storage", dest.storage, "upload",
+                                    content="vztmpl", checksum=packed.file_sha256,
+                                    **{"checksum-algorithm": "sha256"}, filename=reader)
+        finally:
+            reader.close()
+        self.client.wait(upid)
+        return reader.sent

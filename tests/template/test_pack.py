@@ -1,0 +1,193 @@
+"""Packing: deterministic, content-addressed, and every kind of entry survives a GNU tar round trip."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from pveoci import errors
+from pveoci.template.pack import ExtraFile, pack, template_name
+
+
+def make_rootfs(root: Path) -> Path:
+    """A rootfs with every kind of entry pveoci must keep."""
+    (root / "bin").mkdir(parents=True)
+    (root / "etc" / "deep" / "er").mkdir(parents=True)
+    (root / "bin" / "app").write_bytes(b"#!/bin/sh\necho hi\n")
+    (root / "bin" / "app").chmod(0o755)
+    (root / "bin" / "suid").write_bytes(b"x")
+    (root / "bin" / "suid").chmod(0o4755)
+    (root / "bin" / "sgid").write_bytes(b"y")
+    (root / "bin" / "sgid").chmod(0o2711)
+    (root / "tmp").mkdir()
+    (root / "tmp").chmod(0o1777)
+    (root / "etc" / "big").write_bytes(os.urandom(3 << 20) + b"tail")
+    (root / "etc" / "empty").write_bytes(b"")
+    os.link(root / "bin" / "app", root / "bin" / "app-hardlink")
+    (root / "bin" / "sh").symlink_to("app")
+    (root / "etc" / "escape").symlink_to("../../../../etc/passwd")   # must stay a link, never followed
+    (root / "etc" / "dangling").symlink_to("/nonexistent")
+    long_name = "d" * 120 + "/" + "f" * 150
+    (root / "etc" / long_name).parent.mkdir()
+    (root / "etc" / long_name).write_text("long")
+    (root / "etc" / "ünïcødé-名前").write_text("utf8")
+    (root / os.fsdecode(b"etc/latin1-\xe9")).write_text("not utf-8")
+    os.mkfifo(root / "etc" / "fifo")
+    owned = root / "etc" / "owned"
+    owned.write_text("o")
+    if os.geteuid() == 0:
+        os.mknod(root / "etc" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        os.mknod(root / "etc" / "sda", 0o660 | stat.S_IFBLK, os.makedev(8, 0))
+        os.chown(owned, 1234, 5678, follow_symlinks=False)
+        os.chown(root / "bin" / "sh", 42, 43, follow_symlinks=False)
+    os.setxattr(root / "etc" / "big", "user.pveoci", b"hello")
+    if os.geteuid() == 0:
+        os.setxattr(root / "bin" / "app", "security.capability",
+                    bytes.fromhex("0100000200040000000000000000000000000000"))
+        os.setxattr(root / "etc" / "deep", "trusted.opaque", b"\xff\x00y")
+    for path in sorted(root.rglob("*"), reverse=True):
+        os.utime(path, (1_700_000_000, 1_700_000_000 + len(path.name)), follow_symlinks=False)
+    return root
+
+
+def describe(root: Path) -> dict[str, tuple[object, ...]]:
+    """Entry by entry: type, mode, owner, size, content digest, link target, device numbers, xattrs."""
+    out = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = path.lstat()
+        rel = os.fsdecode(os.path.relpath(os.fsencode(path), os.fsencode(root)))
+        kind = stat.S_IFMT(st.st_mode)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else None
+        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        dev = (os.major(st.st_rdev), os.minor(st.st_rdev)) if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(
+            st.st_mode) else None
+        try:
+            xattrs = {n: os.getxattr(path, n, follow_symlinks=False)
+                      for n in sorted(os.listxattr(path, follow_symlinks=False))}
+        except OSError:
+            xattrs = {}
+        mtime = int(st.st_mtime) if not stat.S_ISLNK(st.st_mode) else None
+        out[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                    st.st_size if stat.S_ISREG(st.st_mode) else None, digest, link, dev, tuple(xattrs.items()),
+                    mtime, st.st_nlink if stat.S_ISREG(st.st_mode) else None)
+    return out
+
+
+def extract_with_gnu_tar(template: Path, dest: Path) -> None:
+    dest.mkdir()
+    data = zstandard.ZstdDecompressor().stream_reader(template.open("rb")).read()
+    subprocess.run(["tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf", "-", "-C", str(dest)],
+                   input=data, check=True)
+
+
+def test_every_kind_of_entry_round_trips_through_gnu_tar(tmp_path: Path) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    packed = pack(rootfs, tmp_path / "out")
+    extracted = tmp_path / "extracted"
+    extract_with_gnu_tar(packed.path, extracted)
+    assert describe(extracted) == describe(rootfs)
+
+
+def test_same_rootfs_packs_to_the_same_digest_and_name(tmp_path: Path) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    first = pack(rootfs, tmp_path / "a")
+    second = pack(rootfs, tmp_path / "b", threads=0)
+    assert first.digest == second.digest
+    assert first.name == second.name == template_name(first.digest)
+    assert first.name.startswith("pveoci-")
+    assert first.name.endswith(".tar.zst")
+    assert first.path.name == first.name
+    assert hashlib.sha256(first.path.read_bytes()).hexdigest() == first.file_sha256
+    assert first.size == first.path.stat().st_size
+
+
+def test_digest_changes_with_content_mode_owner_and_mtime(tmp_path: Path) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    digests = {pack(rootfs, tmp_path / "o").digest}
+    (rootfs / "etc" / "empty").write_bytes(b"changed")
+    digests.add(pack(rootfs, tmp_path / "o").digest)
+    (rootfs / "etc" / "empty").chmod(0o600)
+    digests.add(pack(rootfs, tmp_path / "o").digest)
+    os.utime(rootfs / "etc" / "empty", (1, 1))
+    digests.add(pack(rootfs, tmp_path / "o").digest)
+    assert len(digests) == 4
+
+
+def test_tar_stream_digest_is_the_sha256_of_the_uncompressed_tar(tmp_path: Path) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    packed = pack(rootfs, tmp_path / "out")
+    tar = zstandard.ZstdDecompressor().stream_reader(packed.path.open("rb")).read()
+    assert hashlib.sha256(tar).hexdigest() == packed.digest
+    assert len(tar) == packed.tar_size
+
+
+def test_entries_are_sorted_with_numeric_owners(tmp_path: Path) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    packed = pack(rootfs, tmp_path / "out")
+    tar = zstandard.ZstdDecompressor().stream_reader(packed.path.open("rb")).read()
+    with tarfile.open(fileobj=io.BytesIO(tar), encoding="utf-8", errors="surrogateescape") as tf:
+        members = tf.getmembers()
+    names = [m.name for m in members]
+    assert names[0] == "."
+    assert all(m.uname == "" and m.gname == "" for m in members)
+    hardlink = next(m for m in members if m.name == "./bin/app-hardlink")
+    assert hardlink.islnk()
+    assert hardlink.linkname == "./bin/app"
+    escape = next(m for m in members if m.name == "./etc/escape")
+    assert escape.issym()
+    assert escape.linkname == "../../../../etc/passwd"
+    assert packed.entries == len(members)
+
+
+def test_symlinked_directories_are_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("do not pack me")
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    (rootfs / "link").symlink_to(outside)
+    packed = pack(rootfs, tmp_path / "out")
+    tar = zstandard.ZstdDecompressor().stream_reader(packed.path.open("rb")).read()
+    assert b"do not pack me" not in tar
+
+
+def test_extras_go_into_the_template_not_the_rootfs(tmp_path: Path) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    before = describe(rootfs)
+    plain = pack(rootfs, tmp_path / "o")
+    with_shim = pack(rootfs, tmp_path / "o", extras=[ExtraFile(".pveoci/init", b"\x7fELF...", 0o755)])
+    assert plain.digest != with_shim.digest
+    assert describe(rootfs) == before
+    extracted = tmp_path / "x"
+    extract_with_gnu_tar(with_shim.path, extracted)
+    init = extracted / ".pveoci" / "init"
+    assert init.read_bytes() == b"\x7fELF..."
+    assert stat.S_IMODE(init.stat().st_mode) == 0o755
+
+
+def test_a_rootfs_that_has_the_reserved_directory_is_refused(tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / ".pveoci").mkdir(parents=True)
+    with pytest.raises(errors.BundleError, match="reserves"):
+        pack(rootfs, tmp_path / "o", extras=[ExtraFile(".pveoci/init", b"x")])
+    assert not list((tmp_path / "o").iterdir())  # no partial file left behind
+
+
+def test_missing_rootfs_is_a_bundle_error(tmp_path: Path) -> None:
+    with pytest.raises(errors.BundleError, match="is not a directory"):
+        pack(tmp_path / "nope", tmp_path / "o")
+
+
+def test_progress_reports_every_compressed_byte(tmp_path: Path) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    seen: list[int] = []
+    packed = pack(rootfs, tmp_path / "o", progress=seen.append)
+    assert sum(seen) == packed.size
