@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash contrib/setup.sh
 if [ "$(id -u)" -eq 0 ]; then export PVEOCI_REQUIRE_BED=${PVEOCI_REQUIRE_BED:-1}; fi
-.venv/bin/ruff check pveoci tests
+.venv/bin/ruff check pveoci tests bench
 .venv/bin/mypy --strict pveoci
 exec .venv/bin/python -m pytest -q "$@"
