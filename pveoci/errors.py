@@ -144,6 +144,12 @@ class BundleError(PveociError):
     exit_code = 18
 
 
+class MappingError(PveociError):
+    """The bundle asks for something the cluster cannot do (in strict mode), before any remote change."""
+
+    exit_code = 19
+
+
 class ChecksFailed(PveociError):
     """`pveoci doctor` found at least one failing check."""
 

@@ -14,7 +14,9 @@ from pveoci import __version__
 from pveoci.cli import config as config_cmd
 from pveoci.cli import doctor as doctor_cmd
 from pveoci.cli import nodes as nodes_cmd
+from pveoci.cli import plan as plan_cmd
 from pveoci.cli import spec as spec_cmd
+from pveoci.cli import template as template_cmd
 from pveoci.cli.state import Output, State
 
 HELP = """Run OCI runtime bundles as LXC containers on a remote Proxmox VE cluster.
@@ -37,6 +39,8 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("nodes")(nodes_cmd.nodes)
+app.command("plan")(plan_cmd.plan)
+app.add_typer(template_cmd.app, name="template")
 app.command("spec")(spec_cmd.spec)
 
 

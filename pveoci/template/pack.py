@@ -41,8 +41,9 @@ class ExtraFile:
     """A file pveoci adds to the template (never to the rootfs on disk), e.g. the init shim."""
 
     path: str            # relative, e.g. ".pveoci/init"
-    data: bytes
+    data: bytes = b""
     mode: int = 0o644
+    link: str | None = None   # a symlink to this target instead of a file
 
 
 @dataclass(frozen=True)
@@ -232,20 +233,27 @@ def write_tar(rootfs: Path, sink: _Sink, extras: Sequence[ExtraFile] = ()) -> in
 
 
 def _extra_entries(extras: Sequence[ExtraFile]) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """Entries for pveoci's own files. Directories get entries only inside /.pveoci: an entry for an
+    existing directory such as /sbin would replace a merged-/usr symlink when the template is unpacked."""
     out: list[tuple[tarfile.TarInfo, bytes]] = []
     dirs: set[str] = set()
     for extra in sorted(extras, key=lambda e: e.path):
         parts = extra.path.strip("/").split("/")
         for depth in range(1, len(parts)):
             d = "/".join(parts[:depth])
-            if d not in dirs:
+            if parts[0] == RESERVED and d not in dirs:
                 dirs.add(d)
                 info = tarfile.TarInfo("./" + d)
                 info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
                 out.append((info, b""))
         info = tarfile.TarInfo("./" + "/".join(parts))
-        info.type, info.mode, info.size, info.mtime = tarfile.REGTYPE, extra.mode, len(extra.data), 0
-        out.append((info, extra.data))
+        info.mtime = 0
+        if extra.link is not None:
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, extra.link, 0o777
+            out.append((info, b""))
+        else:
+            info.type, info.mode, info.size = tarfile.REGTYPE, extra.mode, len(extra.data)
+            out.append((info, extra.data))
     return out
 
 

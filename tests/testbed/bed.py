@@ -111,6 +111,8 @@ class Testbed:
         self.pve = BedPve(root=self.root, addresses=self.addresses, fingerprint=self.fingerprint,
                           host=self.api_address, port=8006)
         self.pve.client_max_size = 4 * 1024 ** 3
+        # PVE 9.1 is the first with the entrypoint and env container options pveoci uses.
+        self.pve.version, self.pve.release_version = "9.1.2", "9.1"
         self.pve.apitokens[self.token_id] = self.token_secret
         self.pve.grant(self.token_id.split("!")[0], "/", *PVEOCI_PRIVILEGES)
         (self.root / "vz").mkdir(exist_ok=True)
@@ -221,6 +223,7 @@ class Testbed:
         """Undo every fault, token, grant, container and template a test added."""
         for key, value in copy.deepcopy(self._baseline).items():
             setattr(self.pve, key, value)
+        self.pve.requests.clear()
         for name in self.node_names:
             for entry in self.template_dir(name).iterdir():
                 entry.unlink()

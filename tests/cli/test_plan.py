@@ -1,0 +1,58 @@
+"""`pveoci plan`: the options and findings for a bundle; --strict refuses before anything changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import Testbed
+
+pytestmark = pytest.mark.bed
+
+
+def test_plan_lists_options_and_warnings(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    result = pveoci("plan", "-b", str(busybox_bundle))
+    assert result.code == 0, result.err
+    assert "  entrypoint=/.pveoci/init\n" in result.out
+    assert "  ostype=unmanaged\n" in result.out
+    assert "unsupported   process.capabilities" in result.out
+
+
+def test_plan_json(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    data = json.loads(pveoci("plan", "-b", str(busybox_bundle), "-o", "json").out)
+    assert data["pve_version"] == "9.1"
+    assert data["assumed"] is False
+    assert data["options"]["hostname"] == "busybox"
+    assert data["process"]["path"] == "/bin/sh"
+    assert {"field": "process.capabilities", "status": "unsupported"}.items() <= data["findings"][0].items()
+
+
+def test_strict_refuses_naming_each_unsupported_field(pveoci, busybox_bundle: Path,  # type: ignore[no-untyped-def]
+                                                      cluster: Testbed) -> None:
+    result = pveoci("plan", "-b", str(busybox_bundle), "--strict")
+    assert result.code == 19
+    assert result.err == ("pveoci: error: --strict: this bundle asks for what Proxmox cannot do: "
+                          "process.capabilities (pveoci plan shows why)\n")
+    assert not [r for r in cluster.pve.requests if r[0] != "GET"]
+
+
+def test_plan_without_a_cluster_assumes_pve_9_1(busybox_bundle: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {"PVEOCI_CONFIG": str(tmp_path / "none.toml"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "pveoci", "plan", "-b", str(busybox_bundle)], env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("(cluster not asked: no API host for profile 'default'")
+
+
+def test_missing_program_is_a_mapping_error(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    config = json.loads((busybox_bundle / "config.json").read_text())
+    config["process"]["args"] = ["nginx", "-g", "daemon off;"]
+    (busybox_bundle / "config.json").write_text(json.dumps(config))
+    result = pveoci("plan", "-b", str(busybox_bundle))
+    assert result.code == 19
+    assert "process.args[0]: 'nginx' is not an executable file in the rootfs" in result.err
