@@ -33,7 +33,7 @@ def make(root: Path, total_mb: int = 500, seed: int = 1) -> Path:
         depth = rng.randint(1, 4)
         folder = root.joinpath(*[f"d{rng.randint(0, 40)}" for _ in range(depth)])
         folder.mkdir(parents=True, exist_ok=True)
-        size = int(rng.paretovariate(1.2) * 4096) if rng.random() < 0.97 else rng.randint(2 << 20, 24 << 20)
+        size = int(rng.paretovariate(1.2) * 4096) if rng.random() < 0.995 else rng.randint(2 << 20, 24 << 20)
         size = min(size, target - written) or 1
         path = folder / f"f{n}.so"
         path.write_bytes(_content(rng, size))

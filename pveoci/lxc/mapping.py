@@ -34,7 +34,6 @@ LXC_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urand
 # The id mapping PVE gives an unprivileged container (see pve-container's LXC::parse_id_maps).
 PVE_ID_MAP = (0, 100000, 65536)
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ def map_spec(
             note(f"process.rlimits[{i}]", "unsupported", f"{rl.type} is not a Linux resource limit")
             continue
         rlimits.append(initshim.Rlimit(resource, rl.soft, rl.hard))
-    if process.rlimits:
+    if rlimits:
         note("process.rlimits", "applied", "set by the init shim (a hard limit above the node's needs "
              "CAP_SYS_RESOURCE)")
     if process.no_new_privileges is not None:
@@ -238,6 +237,10 @@ def map_spec(
                              additional_gids=groups, umask=umask, rlimits=tuple(rlimits),
                              no_new_privileges=bool(process.no_new_privileges),
                              oom_score_adj=process.oom_score_adj)
+    try:
+        initshim.validate(shim)
+    except ValueError as exc:
+        raise errors.MappingError(f"process: {exc}") from None
     if target.has_entrypoint:
         options["entrypoint"] = SHIM_PATH
     else:
@@ -279,8 +282,9 @@ def map_spec(
             note(path, "unsupported", "LXC in PVE does not create time namespaces")
     for missing in sorted(LXC_NAMESPACES - set(wanted)):
         if linux is not None and linux.namespaces is not None:
+            extra = f", with eth0 on {target.bridge}" if missing == "network" else ""
             note("linux.namespaces", "approximated",
-                 f"no {missing} namespace in the spec: the container gets its own anyway")
+                 f"no {missing} namespace in the spec: the container gets its own anyway{extra}")
     if "user" in wanted:
         options["unprivileged"] = 1
         note(f"linux.namespaces[{list(wanted).index('user')}]", "applied",
@@ -309,6 +313,7 @@ def map_spec(
         mp = _map_mount(mount, i, mp, target, options, note)
 
     # ----------------------------------------------------------- devices
+    dev_count = 0
     for i, dev in enumerate((linux.devices or []) if linux else []):
         path = f"linux.devices[{i}]"
         if dev.path in LXC_DEVICES:
@@ -316,7 +321,7 @@ def map_spec(
         elif not target.root_pam:
             note(path, "unsupported", f"passing {dev.path} through needs dev[n], which only root@pam may set")
         else:
-            n = sum(1 for k in options if k.startswith("dev"))
+            n, dev_count = dev_count, dev_count + 1
             mode = f",mode={dev.file_mode:04o}" if dev.file_mode is not None else ""
             ids = (f",uid={dev.uid}" if dev.uid is not None else "") + (f",gid={dev.gid}" if dev.gid is not None
                                                                         else "")
@@ -343,7 +348,9 @@ def map_spec(
                 options["swap"] = math.ceil((memory.swap - memory.limit) / MIB)
                 note("linux.resources.memory.swap", "applied", f"swap={options['swap']} MiB (swap minus limit)")
         else:
-            options["swap"] = 0
+            options["swap"] = mib
+            note("linux.resources.memory.swap", "approximated", f"no swap limit in the spec (unlimited to runc); "
+                 f"PVE needs one: swap={mib} MiB, as much as memory (docker's default)")
     else:
         options["memory"], options["swap"] = target.memory_mib, target.swap_mib
         note("linux.resources.memory.limit", "approximated",
@@ -405,8 +412,7 @@ def map_spec(
             note("linux.cgroupsPath", "approximated", "PVE places the container's cgroup itself")
 
     # ----------------------------------------------------------- network
-    if "network" in wanted or linux is None or linux.namespaces is None:
-        options["net0"] = f"name=eth0,bridge={target.bridge},ip=dhcp,ip6=auto"
+    options["net0"] = f"name=eth0,bridge={target.bridge},ip=dhcp,ip6=auto"
 
     # ------------------------------------------------------------- hooks
     hooks = spec.hooks

@@ -36,6 +36,10 @@ class _CountingReader(io.RawIOBase):
     def tell(self) -> int:
         return self._fh.tell()
 
+    def fileno(self) -> int:
+        # requests-toolbelt sizes a streamed part with fstat(fileno()).
+        return self._fh.fileno()
+
     def read(self, size: int = -1) -> bytes:
         data = self._fh.read(size)
         self.sent += len(data)

@@ -182,7 +182,8 @@ def _cstring(text: str) -> bytes:
     return raw + b"\0"
 
 
-def _validate(spec: ShimSpec) -> None:
+def validate(spec: ShimSpec) -> None:
+    """Raise ValueError for a spec the shim cannot carry out (relative paths, NULs, ids or limits out of range)."""
     if not spec.path.startswith("/"):
         raise ValueError(f"program path must be absolute: {spec.path!r}")
     if not spec.cwd.startswith("/"):
@@ -211,7 +212,7 @@ def build(spec: ShimSpec, arch: str = "x86_64") -> bytes:
     """The shim's ELF file; the same spec always gives the same bytes."""
     if arch not in SUPPORTED_ARCHES:
         raise ValueError(f"init shim: unsupported architecture {arch!r} (supported: {', '.join(SUPPORTED_ARCHES)})")
-    _validate(spec)
+    validate(spec)
     data = _Data(_BASE + _EHDR_SIZE + _PHDR_SIZE)  # data first: its addresses are known before any code
     code = _Code(data)
 

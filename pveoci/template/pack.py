@@ -149,7 +149,39 @@ def _xattrs(path: bytes) -> dict[str, str]:
 
 
 def _header(info: tarfile.TarInfo) -> bytes:
+    """The entry's header: the common case built directly, anything unusual (long or non-ASCII names, xattrs,
+    big numbers) by tarfile as PAX. Both give the ustar header tarfile would write for the common case."""
+    if not info.pax_headers and info.type != tarfile.GNUTYPE_SPARSE:
+        fast = _ustar(info)
+        if fast is not None:
+            return fast
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+_OCTAL7 = 8**7
+_OCTAL11 = 8**11
+
+
+def _ustar(info: tarfile.TarInfo) -> bytes | None:
+    text = info.name + "/" if info.type == tarfile.DIRTYPE and not info.name.endswith("/") else info.name
+    try:
+        name = text.encode("ascii")
+        link = info.linkname.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if len(name) > 100 or len(link) > 100:
+        return None
+    numbers = (info.mode, info.uid, info.gid, info.devmajor, info.devminor)
+    if not all(0 <= n < _OCTAL7 for n in numbers) or not (0 <= info.size < _OCTAL11 and 0 <= info.mtime < _OCTAL11):
+        return None
+    device = (b"%07o\0" % info.devmajor + b"%07o\0" % info.devminor if info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE)
+              else b"\0" * 16)
+    head = b"".join((
+        name.ljust(100, b"\0"), b"%07o\0" % info.mode, b"%07o\0" % info.uid, b"%07o\0" % info.gid,
+        b"%011o\0" % info.size, b"%011o\0" % int(info.mtime), b"        ", info.type, link.ljust(100, b"\0"),
+        tarfile.POSIX_MAGIC, b"\0" * 64, device, b"\0" * 167,
+    ))
+    return head[:148] + b"%06o\0" % sum(head) + head[155:]
 
 
 def _base_info(name: str, st: os.stat_result) -> tarfile.TarInfo:

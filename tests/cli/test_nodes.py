@@ -28,7 +28,7 @@ def test_json_output(pveoci) -> None:  # type: ignore[no-untyped-def]
     first = data[0]
     assert first["status"] == "online"
     assert first["mem_free"] == first["maxmem"] - first["mem"]
-    assert [s["storage"] for s in first["template_storages"]] == ["local"]
+    assert [s["storage"] for s in first["template_storages"]] == ["local", "shared"]
     assert [s["storage"] for s in first["rootfs_storages"]] == ["local-lvm"]
 
 

@@ -83,3 +83,15 @@ def test_push_of_a_broken_bundle_changes_nothing(pveoci, tmp_path: Path, cluster
     assert result.code == 18
     assert result.err.startswith(f"pveoci: error: {tmp_path}/config.json: not valid JSON")
     assert not [r for r in cluster.pve.requests if r[0] != "GET"]
+
+
+def test_shared_storage_gets_one_copy_for_all_nodes(pveoci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+    first = push(pveoci, busybox_bundle, "--node", "pve1", "--storage", "shared")
+    assert (first["uploaded"], first["shared"]) == (True, True)
+    second = push(pveoci, busybox_bundle, "--node", "pve2", "--storage", "shared")
+    assert (second["uploaded"], second["bytes_sent"]) == (False, 0)
+    listing = json.loads(pveoci("template", "ls", "--storage", "shared", "-o", "json").out)
+    assert len(listing) == 1
+    assert listing[0]["shared"] is True
+    assert "(shared)" in pveoci("template", "ls", "--storage", "shared").out
+    assert list(cluster.template_dir("pve1").iterdir()) == []

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pveoci import errors
 from pveoci.template.pack import ExtraFile, pack, template_name
@@ -191,3 +193,24 @@ def test_progress_reports_every_compressed_byte(tmp_path: Path) -> None:
     seen: list[int] = []
     packed = pack(rootfs, tmp_path / "o", progress=seen.append)
     assert sum(seen) == packed.size
+
+
+@given(
+    name=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="/"),
+                 min_size=1, max_size=60),
+    kind=st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE,
+                          tarfile.BLKTYPE, tarfile.FIFOTYPE]),
+    numbers=st.tuples(st.integers(0, 0o7777), st.integers(0, 8**7 - 1), st.integers(0, 8**7 - 1),
+                      st.integers(0, 8**11 - 1), st.integers(0, 2**33), st.integers(0, 4095), st.integers(0, 2**20)),
+    link=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=99),
+)
+def test_fast_headers_are_the_ones_tarfile_writes(name: str, kind: bytes, numbers: tuple[int, ...], link: str) -> None:
+    from pveoci.template.pack import _header
+
+    info = tarfile.TarInfo("./" + name)
+    info.type = kind
+    info.mode, info.uid, info.gid, size, info.mtime, info.devmajor, info.devminor = numbers
+    info.size = size if kind == tarfile.REGTYPE else 0
+    info.linkname = link if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+    info.uname = info.gname = ""
+    assert _header(info) == info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")

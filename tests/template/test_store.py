@@ -165,3 +165,33 @@ def test_killed_upload_leaves_nothing_visible_and_the_next_push_succeeds(
     result = store.ensure(packed, store.destination("pve1", "local"), uploader("sftp", cluster, client))
     assert result.uploaded
     assert listed(client, "pve1") == [f"local:vztmpl/{packed.name}"]
+
+
+def test_killed_api_upload_leaves_nothing_visible(client: PveClient, cluster: Testbed, tmp_path: Path) -> None:
+    rootfs = tmp_path / "big"
+    rootfs.mkdir()
+    for i in range(4):
+        (rootfs / f"blob{i}").write_bytes(os.urandom(48 << 20))
+    script = KILLED_UPLOAD.replace("SftpUploader(SshConnector(s.profile.ssh, addresses))", "ApiUploader(client)")
+    script = script.replace("from pveoci.template.sftp import SftpUploader",
+                            "from pveoci.template.api_upload import ApiUploader")
+    script = script.replace("up, lambda n: None)", "up, lambda n: print('sent', n, flush=True))")
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script.format(addresses=cluster.addresses)),
+                             str(cluster.config_path), str(rootfs), str(tmp_path / "out")], env=cluster.env(),
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    sent = 0
+    for line in proc.stdout:
+        if line.startswith("sent"):
+            sent += int(line.split()[1])
+            if sent > (32 << 20):
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    time.sleep(0.5)
+    assert listed(client, "pve1") == []
+    assert list(cluster.template_dir("pve1").iterdir()) == []
+    packed = pack(rootfs, tmp_path / "out")
+    store = TemplateStore(client)
+    assert store.ensure(packed, store.destination("pve1", "local"), uploader("api", cluster, client)).uploaded
+    assert listed(client, "pve1") == [f"local:vztmpl/{packed.name}"]

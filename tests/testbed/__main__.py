@@ -33,14 +33,21 @@ def _pveoci(bed: Testbed, *args: str) -> int:
 
 
 def demo(workdir: Path) -> int:
-    """What a new user does first: check the profile against the cluster, look at the nodes."""
+    """A new user's journey: check the profile against the cluster, look at the nodes, see what a busybox
+    bundle becomes, push its template over SSH (twice: the second time sends nothing)."""
+    from tests.testbed.bundle import make_busybox_bundle
+
     _check_parts()
-    with Testbed(workdir, nodes=("pve1", "pve2")) as bed:
+    bundle = make_busybox_bundle(workdir / "bundle", args=["sh", "-c", "echo hello from pveoci; sleep 3600"])
+    with Testbed(workdir / "bed", nodes=("pve1", "pve2")) as bed:
         print(f"local test bed up: API {bed.url}, nodes " +
               ", ".join(f"{n} (ssh {a}:{bed.ssh_port})" for n, a in bed.addresses.items()))
-        print(f"profile: {bed.config_path}")
+        print(f"profile: {bed.config_path}; bundle: {bundle}")
         failures = 0
-        for args in (["config", "show"], ["doctor"], ["nodes"], ["nodes", "-o", "json"]):
+        steps = (["doctor"], ["nodes"], ["plan", "-b", str(bundle)],
+                 ["template", "push", "-b", str(bundle), "--node", "pve1"],
+                 ["template", "push", "-b", str(bundle), "--node", "pve1"], ["template", "ls"])
+        for args in steps:
             failures += _pveoci(bed, *args) != 0
     print("\ndemo finished" + (f" with {failures} failing command(s)" if failures else ": all commands passed"))
     return 1 if failures else 0

@@ -97,8 +97,8 @@ class Testbed:
     def url(self) -> str:
         return f"https://{self.api_address}:8006"
 
-    def template_dir(self, node: str) -> Path:
-        return self.pve.template_dir(node)
+    def template_dir(self, node: str, storage: str = "local") -> Path:
+        return self.pve.template_dir(node, storage)
 
     # -------------------------------------------------------------- lifecycle
 
@@ -118,6 +118,7 @@ class Testbed:
         (self.root / "vz").mkdir(exist_ok=True)
         for name in self.node_names:
             self.pve.node_dir(name).joinpath("template", "cache").mkdir(parents=True, exist_ok=True)
+        self.pve.template_dir("", "shared").mkdir(parents=True, exist_ok=True)
         self._baseline = self._fault_state()
         self._loop = _Loop()
         try:
@@ -224,8 +225,8 @@ class Testbed:
         for key, value in copy.deepcopy(self._baseline).items():
             setattr(self.pve, key, value)
         self.pve.requests.clear()
-        for name in self.node_names:
-            for entry in self.template_dir(name).iterdir():
+        for folder in [self.template_dir(n) for n in self.node_names] + [self.pve.template_dir("", "shared")]:
+            for entry in folder.iterdir():
                 entry.unlink()
 
     def sshd(self, node: str) -> NodeSshd:

@@ -40,6 +40,10 @@ class BedPve(FakePve):
         # for `local` holds different files on each node, as on real PVE.
         self.storage_path = str(root / "vz")
         self.storages["local"]["path"] = self.storage_path
+        # A directory storage every node sees alike (NFS, CephFS in real life).
+        self.shared_path = root / "shared"
+        self.storages["shared"] = {"type": "dir", "active": 1, "content": "vztmpl,iso", "files": set(),
+                                   "path": str(self.shared_path), "shared": 1}
         self.nodes = {name: {"online": True} for name in addresses}
 
     # --------------------------------------------------------------- per node
@@ -47,8 +51,16 @@ class BedPve(FakePve):
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node / "vz"
 
-    def template_dir(self, node: str) -> Path:
+    def template_dir(self, node: str, storage: str = "local") -> Path:
+        if storage == "shared":
+            return self.shared_path / "template" / "cache"
         return self.node_dir(node) / "template" / "cache"
+
+    def _template_dir(self, storage: str, node: str | None) -> Path | None:
+        """The real directory behind a bed storage's templates, as `node` sees it; None if not a bed one."""
+        if storage == "shared" or (storage == "local" and node):
+            return self.template_dir(node or "", storage)
+        return None
 
     async def _answer(self, request: Any, handler: Any, generic: Any, path_node: Any) -> Any:
         token = _node.set(path_node)
@@ -57,9 +69,9 @@ class BedPve(FakePve):
         finally:
             _node.reset(token)
 
-    def _node_templates(self, node: str) -> dict[str, dict[str, Any]]:
+    @staticmethod
+    def _templates_in(folder: Path) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        folder = self.template_dir(node)
         if not folder.is_dir():
             return out
         for entry in sorted(folder.iterdir()):
@@ -73,25 +85,24 @@ class BedPve(FakePve):
 
     def _volumes(self, name: str) -> dict[str, Any]:
         out: dict[str, Any] = super()._volumes(name)
-        if name != "local":
+        if name not in ("local", "shared"):
             return out
         out = {k: v for k, v in out.items() if not k.startswith("vztmpl/")}
-        node = _node.get()
-        if node:
-            out.update(self._node_templates(node))
+        folder = self._template_dir(name, _node.get())
+        if folder is not None:
+            out.update(self._templates_in(folder))
         return out
 
     def volume_exists(self, volid: str) -> bool | None:
         sid, _, volname = str(volid).partition(":")
-        if sid == "local" and volname.startswith("vztmpl/"):
+        if sid in ("local", "shared") and volname.startswith("vztmpl/"):
             return volname in self._volumes(sid)
         result: bool | None = super().volume_exists(volid)
         return result
 
     def store_file(self, storage: str, name: str, size: int, content: str = "iso") -> None:
-        node = _node.get()
-        if storage == "local" and content == "vztmpl" and node and self.uploaded:
-            folder = self.template_dir(node)
+        folder = self._template_dir(storage, _node.get())
+        if folder is not None and content == "vztmpl" and self.uploaded:
             folder.mkdir(parents=True, exist_ok=True)
             partial = folder / f".upload-{os.getpid()}-{time.monotonic_ns()}"
             partial.write_bytes(self.uploaded.get("data", b""))
@@ -102,17 +113,19 @@ class BedPve(FakePve):
     async def _content_delete(self, v: dict[str, Any], user: str) -> Any:
         volume = str(v.get("volume", ""))
         volname = volume.split(":", 1)[1] if ":" in volume else volume
-        if v.get("storage") == "local" and volname.startswith("vztmpl/"):
-            self.require(user, "/storage/local", "Datastore.Allocate")
-            path = self.template_dir(v["node"]) / volname.split("/", 1)[1]
+        sid = v.get("storage")
+        folder = self._template_dir(sid, v["node"]) if sid and volname.startswith("vztmpl/") else None
+        if folder is not None:
+            self.require(user, f"/storage/{sid}", "Datastore.Allocate")
+            path = folder / volname.split("/", 1)[1]
 
             async def body() -> str:
                 try:
                     path.unlink()
                 except FileNotFoundError:
-                    raise TaskError(f"volume 'local:{volname}' does not exist") from None
-                return f"Removed volume 'local:{volname}'"
-            return await self.task(v["node"], "imgdel", "local", user, body, lock=False)
+                    raise TaskError(f"volume '{sid}:{volname}' does not exist") from None
+                return f"Removed volume '{sid}:{volname}'"
+            return await self.task(v["node"], "imgdel", sid, user, body, lock=False)
         return await super()._content_delete(v, user)
 
     # ------------------------------------------------------- cluster views

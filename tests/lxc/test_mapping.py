@@ -1,0 +1,814 @@
+"""The OCI-to-LXC mapping, field by field: the PVE option each field becomes and the finding it reports."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pveoci import errors
+from pveoci.lxc.mapping import SHIM_PATH, Finding, Plan, Target, cpu_weight, map_spec
+from pveoci.oci.defaults import default_spec
+from pveoci.oci.spec import Spec
+from pveoci.template import initshim
+from pveoci.template.pack import ExtraFile
+from tests.oci import RUNTIME_TOOLS_CONFIG
+
+Doc = dict[str, Any]
+MIB = 1024 * 1024
+DROP = object()  # a change that removes the key
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TOKEN = Target()                                 # an API token: no host paths, no devices
+ROOT_PAM = Target(root_pam=True)
+PRIVILEGED = Target(unprivileged=False)
+# PVE's dns-name format for the hostname option, as a label rule.
+PVE_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+HEX_ID = "3f9c0b6d1e2a4f5b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b"
+
+
+def on_path(name: str, path: str | None, cwd: str) -> str | None:
+    """Every program exists: a bare name is found in /bin."""
+    return name if "/" in name else "/bin/" + name
+
+
+def nowhere(name: str, path: str | None, cwd: str) -> str | None:
+    return None
+
+
+def runtime_tools() -> Doc:
+    data: Doc = json.loads(RUNTIME_TOOLS_CONFIG.read_text(encoding="utf-8"))
+    return data
+
+
+def make(changes: dict[str, object] | None = None, *, base: Doc | None = None) -> Spec:
+    """A Spec from `runc spec`'s document (or `base`) with changes at dotted JSON paths ("process.user.uid",
+    "linux.namespaces.0"; one past a list's end appends); DROP removes the key or item."""
+    doc = copy.deepcopy(base) if base is not None else default_spec()
+    for path, value in (changes or {}).items():
+        *parents, last = path.split(".")
+        node: Any = doc
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+        if isinstance(node, list) and value is DROP:
+            del node[int(last)]
+        elif isinstance(node, list) and int(last) == len(node):
+            node.append(value)
+        elif isinstance(node, list):
+            node[int(last)] = value
+        elif value is DROP:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return Spec.model_validate(doc)
+
+
+def plan(changes: dict[str, object] | None = None, target: Target = TOKEN, *, base: Doc | None = None,
+         container_id: str = "web-1") -> Plan:
+    return map_spec(make(changes, base=base), target, container_id=container_id, find_program=on_path)
+
+
+def found(result: Plan, field: str) -> list[Finding]:
+    return [f for f in result.findings if f.field == field]
+
+
+def assert_finding(result: Plan, field: str, status: str, phrase: str) -> None:
+    """Some finding for `field` has this status and says `phrase`."""
+    matching = [f for f in found(result, field) if f.status == status and phrase in f.detail]
+    assert matching, f"no {status} finding for {field} saying {phrase!r}: {found(result, field)}"
+
+
+def is_pve_dns_name(host: str) -> bool:
+    return len(host) <= 253 and all(PVE_LABEL.match(label) for label in host.split("."))
+
+
+# --- process ---
+
+
+def test_args_are_run_by_the_shim_as_pid_1_with_the_program_found_on_path() -> None:
+    result = plan({"process.args": ["nginx", "-g", "daemon off;"]})
+    assert result.shim.path == "/bin/nginx"
+    assert result.shim.argv == ("nginx", "-g", "daemon off;")
+    assert_finding(result, "process.args", "applied", "init shim as PID 1: /bin/nginx")
+
+
+def test_program_is_looked_up_with_the_spec_path_and_cwd() -> None:
+    calls: list[tuple[str, str | None, str]] = []
+
+    def record(name: str, path: str | None, cwd: str) -> str | None:
+        calls.append((name, path, cwd))
+        return "/opt/bin/app"
+
+    spec = make({"process.args": ["app"], "process.env": ["PATH=/opt/bin:/bin"], "process.cwd": "/srv"})
+    result = map_spec(spec, TOKEN, container_id="c", find_program=record)
+    assert calls == [("app", "/opt/bin:/bin", "/srv")]
+    assert result.shim.path == "/opt/bin/app"
+
+
+def test_program_not_found_is_a_mapping_error_naming_args_0_and_the_path() -> None:
+    spec = make({"process.args": ["nginx"]})
+    with pytest.raises(errors.MappingError) as caught:
+        map_spec(spec, TOKEN, container_id="c", find_program=nowhere)
+    assert caught.value.message == (f"process.args[0]: 'nginx' is not an executable file in the rootfs "
+                                    f"(PATH {DEFAULT_PATH})")
+    assert caught.value.exit_code == 19
+
+
+def test_program_not_found_without_path_names_the_default_path() -> None:
+    spec = make({"process.args": ["nginx"], "process.env": ["TERM=xterm"]})
+    with pytest.raises(errors.MappingError, match=r"process\.args\[0\]: 'nginx' .*\(the default PATH\)"):
+        map_spec(spec, TOKEN, container_id="c", find_program=nowhere)
+
+
+def test_no_process_is_a_mapping_error() -> None:
+    with pytest.raises(errors.MappingError, match=r"^process: required"):
+        plan({"process": DROP})
+
+
+def test_env_is_exactly_the_spec_env_in_order() -> None:
+    env = ["Z=last", "PATH=/bin", "A=first", "GREETING=a=b", "EMPTY="]
+    result = plan({"process.env": env})
+    assert result.shim.env == tuple(env)
+    assert_finding(result, "process.env", "applied", "exactly these variables")
+
+
+def test_no_env_in_the_spec_gives_an_empty_environment() -> None:
+    assert plan({"process.env": DROP}).shim.env == ()
+
+
+def test_cwd_is_set_by_the_shim() -> None:
+    result = plan({"process.cwd": "/srv/app"})
+    assert result.shim.cwd == "/srv/app"
+    assert_finding(result, "process.cwd", "applied", "init shim")
+
+
+def test_user_ids_groups_and_umask_are_set_by_the_shim() -> None:
+    result = plan({"process.user": {"uid": 1000, "gid": 1001, "additionalGids": [5, 100], "umask": 18}})
+    shim = result.shim
+    assert (shim.uid, shim.gid, shim.additional_gids, shim.umask) == (1000, 1001, (5, 100), 0o22)
+    assert_finding(result, "process.user", "applied", "uid 1000, gid 1001, groups 5,100, umask 0022")
+
+
+def test_no_user_runs_as_root_with_the_umask_left_alone() -> None:
+    result = plan({"process.user": DROP})
+    assert (result.shim.uid, result.shim.gid, result.shim.additional_gids, result.shim.umask) == (0, 0, (), None)
+    assert not found(result, "process.user")
+
+
+def test_username_is_unsupported() -> None:
+    assert_finding(plan({"process.user.username": "app"}), "process.user.username", "unsupported", "Windows")
+
+
+def test_rlimits_are_set_by_the_shim() -> None:
+    result = plan({"process.rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096},
+                                       {"type": "RLIMIT_NPROC", "soft": 512, "hard": 512}]})
+    assert result.shim.rlimits == (initshim.Rlimit(7, 1024, 4096), initshim.Rlimit(6, 512, 512))
+    assert_finding(result, "process.rlimits", "applied", "set by the init shim")
+
+
+def test_unknown_rlimit_is_unsupported_and_left_out() -> None:
+    result = plan({"process.rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2},
+                                       {"type": "RLIMIT_BOGUS", "soft": 1, "hard": 2}]})
+    assert result.shim.rlimits == (initshim.Rlimit(7, 1, 2),)
+    assert_finding(result, "process.rlimits[1]", "unsupported", "RLIMIT_BOGUS is not a Linux resource limit")
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_no_new_privileges_is_set_by_the_shim(value: bool) -> None:
+    result = plan({"process.noNewPrivileges": value})
+    assert result.shim.no_new_privileges is value
+    assert_finding(result, "process.noNewPrivileges", "applied", "init shim")
+
+
+def test_no_new_privileges_absent_is_off_and_quiet() -> None:
+    result = plan({"process.noNewPrivileges": DROP})
+    assert result.shim.no_new_privileges is False
+    assert not found(result, "process.noNewPrivileges")
+
+
+def test_oom_score_adj_is_set_by_the_shim() -> None:
+    result = plan({"process.oomScoreAdj": -500})
+    assert result.shim.oom_score_adj == -500
+    assert_finding(result, "process.oomScoreAdj", "applied", "init shim")
+    assert plan({}).shim.oom_score_adj is None
+
+
+def test_terminal_is_the_console_and_approximated() -> None:
+    result = plan({"process.terminal": True})
+    assert result.options["cmode"] == "console"
+    assert_finding(result, "process.terminal", "approximated", "container console")
+
+
+def test_no_terminal_still_uses_the_console_quietly() -> None:
+    result = plan({"process.terminal": False})
+    assert result.options["cmode"] == "console"
+    assert not found(result, "process.terminal")
+
+
+def test_console_size_is_approximated() -> None:
+    result = plan({"process.consoleSize": {"height": 24, "width": 80}})
+    assert_finding(result, "process.consoleSize", "approximated", "whoever attaches")
+
+
+def test_capabilities_are_unsupported() -> None:
+    assert_finding(plan({}), "process.capabilities", "unsupported", "LXC's capability set for unprivileged")
+    assert_finding(plan({}, PRIVILEGED), "process.capabilities", "unsupported", "for privileged containers")
+
+
+def test_capabilities_detail_names_the_container_a_user_namespace_makes() -> None:
+    result = plan({"linux.namespaces.6": {"type": "user"}}, PRIVILEGED)
+    assert_finding(result, "process.capabilities", "unsupported", "for unprivileged containers")
+
+
+@pytest.mark.parametrize(("key", "value"), [("apparmorProfile", "unconfined"), ("selinuxLabel", "system_u:r:t:s0")])
+def test_lsm_labels_are_unsupported(key: str, value: str) -> None:
+    assert_finding(plan({f"process.{key}": value}), f"process.{key}", "unsupported", "its own AppArmor profile")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("scheduler", {"policy": "SCHED_BATCH"}),
+    ("ioPriority", {"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
+    ("execCPUAffinity", {"initial": "0"}),
+    ("commandLine", "app.exe"),
+])
+def test_scheduling_and_other_process_fields_are_unsupported(key: str, value: object) -> None:
+    assert_finding(plan({f"process.{key}": value}), f"process.{key}", "unsupported", "no PVE container option")
+
+
+# --- the init shim's start: entrypoint or /sbin/init ---
+
+
+@pytest.mark.parametrize("version", [(9, 1), (9, 4), (10, 0)])
+def test_pve_with_entrypoint_starts_the_shim_directly(version: tuple[int, int]) -> None:
+    result = plan({}, Target(pve_version=version))
+    assert result.options["entrypoint"] == "/.pveoci/init" == SHIM_PATH
+    assert result.legacy_init is False
+    assert not found(result, "process")
+    extras = result.extras()
+    assert [(e.path, e.mode, e.link) for e in extras] == [(".pveoci/init", 0o755, None)]
+    assert extras[0].data.startswith(b"\x7fELF")
+
+
+@pytest.mark.parametrize("version", [(9, 0), (8, 4)])
+def test_older_pve_starts_the_shim_from_sbin_init(version: tuple[int, int]) -> None:
+    result = plan({}, Target(pve_version=version))
+    assert "entrypoint" not in result.options
+    assert result.legacy_init is True
+    assert_finding(result, "process", "approximated",
+                   f"PVE {version[0]}.{version[1]} has no entrypoint option (9.1+): the template's /sbin/init")
+    extras = result.extras()
+    assert extras[0].path == ".pveoci/init"
+    assert extras[0].data == initshim.build(result.shim)
+    assert ExtraFile("sbin/init", link="/.pveoci/init") in extras
+
+
+# --- hostname and the fixed options ---
+
+
+def test_valid_hostname_is_kept() -> None:
+    result = plan({"hostname": "web-1.example"})
+    assert result.options["hostname"] == "web-1.example"
+    assert_finding(result, "hostname", "applied", "hostname=web-1.example")
+
+
+def test_invalid_hostname_is_made_dns_safe() -> None:
+    result = plan({"hostname": "My_Host"})
+    assert result.options["hostname"] == "my-host"
+    assert_finding(result, "hostname", "approximated", "DNS names only: 'my-host'")
+
+
+@pytest.mark.parametrize("hostname", [DROP, ""])
+def test_no_hostname_comes_from_the_container_id(hostname: object) -> None:
+    result = plan({"hostname": hostname}, container_id="Web_1+blue")
+    assert result.options["hostname"] == "web-1-blue"
+    assert_finding(result, "hostname", "applied", "from the container id")
+
+
+def test_containerd_id_gives_a_valid_hostname() -> None:
+    host = str(plan({"hostname": DROP}, container_id=HEX_ID).options["hostname"])
+    assert host == HEX_ID[:63]
+    assert is_pve_dns_name(host)
+
+
+def test_domainname_is_unsupported() -> None:
+    assert_finding(plan({"domainname": "example"}), "domainname", "unsupported", "NIS domain name")
+
+
+@given(st.from_regex(r"[A-Za-z0-9_+.-]{1,100}", fullmatch=True))
+def test_any_runc_container_id_gives_a_pve_dns_name(container_id: str) -> None:
+    spec = make({"hostname": DROP})
+    host = map_spec(spec, TOKEN, container_id=container_id, find_program=on_path).options["hostname"]
+    assert isinstance(host, str)
+    assert is_pve_dns_name(host), host
+
+
+@given(st.text(max_size=300))
+def test_any_spec_hostname_gives_a_pve_dns_name(hostname: str) -> None:
+    host = plan({"hostname": hostname}).options["hostname"]
+    assert isinstance(host, str)
+    assert is_pve_dns_name(host), host
+
+
+@given(st.lists(st.from_regex(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", fullmatch=True), min_size=1, max_size=3))
+def test_a_valid_dns_name_is_kept_as_it_is(labels: list[str]) -> None:
+    hostname = ".".join(labels)
+    result = plan({"hostname": hostname})
+    assert result.options["hostname"] == hostname
+    assert found(result, "hostname")[0].status == "applied"
+
+
+def test_fixed_options() -> None:
+    options = plan({}, Target(bridge="vmbr1")).options
+    assert options["ostype"] == "unmanaged"
+    assert options["arch"] == "amd64"
+    assert options["cmode"] == "console"
+    assert options["onboot"] == 0
+    assert options["net0"] == "name=eth0,bridge=vmbr1,ip=dhcp,ip6=auto"
+
+
+def test_without_a_network_namespace_the_container_still_gets_its_own_nic() -> None:
+    result = plan({"linux.namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]})
+    assert result.options["net0"] == "name=eth0,bridge=vmbr0,ip=dhcp,ip6=auto"
+    assert_finding(result, "linux.namespaces", "approximated",
+                   "no network namespace in the spec: the container gets its own anyway, with eth0 on vmbr0")
+
+
+def test_without_a_namespace_list_the_container_gets_a_nic() -> None:
+    assert "net0" in plan({"linux.namespaces": DROP}).options
+
+
+# --- root ---
+
+
+def test_readonly_root_is_a_read_only_root_disk() -> None:
+    result = plan({"root.readonly": True})
+    assert result.options["rootfs"] == "local-lvm:4,ro=1"
+    assert_finding(result, "root.readonly", "applied", "read-only")
+
+
+def test_root_disk_uses_the_profile_storage_and_size() -> None:
+    result = plan({"root.readonly": False}, Target(rootfs_storage="fast-zfs", disk_gib=7))
+    assert result.options["rootfs"] == "fast-zfs:7"
+    assert not found(result, "root.readonly")
+
+
+# --- memory ---
+
+
+def test_memory_limit_in_mib() -> None:
+    result = plan({"linux.resources.memory": {"limit": 256 * MIB}})
+    assert result.options["memory"] == 256
+    assert result.options["swap"] == 256
+    assert_finding(result, "linux.resources.memory.limit", "applied", "memory=256 MiB")
+    assert_finding(result, "linux.resources.memory.swap", "approximated", "as much as memory")
+
+
+@pytest.mark.parametrize(("limit", "mib", "status"), [
+    (256 * MIB + 1, 257, "approximated"),   # rounded up
+    (1 * MIB, 16, "approximated"),          # PVE's minimum
+    (1000, 16, "approximated"),
+    (16 * MIB, 16, "applied"),
+])
+def test_memory_limit_is_rounded_up_to_whole_mib_of_at_least_16(limit: int, mib: int, status: str) -> None:
+    result = plan({"linux.resources.memory": {"limit": limit}})
+    assert result.options["memory"] == mib
+    assert_finding(result, "linux.resources.memory.limit", status, f"memory={mib} MiB")
+
+
+def test_oci_swap_counts_memory_plus_swap() -> None:
+    result = plan({"linux.resources.memory": {"limit": 256 * MIB, "swap": 768 * MIB}})
+    assert (result.options["memory"], result.options["swap"]) == (256, 512)
+    assert_finding(result, "linux.resources.memory.swap", "applied", "swap=512 MiB (swap minus limit)")
+
+
+def test_swap_equal_to_the_limit_is_no_swap() -> None:
+    result = plan({"linux.resources.memory": {"limit": 256 * MIB, "swap": 256 * MIB}})
+    assert result.options["swap"] == 0
+
+
+def test_swap_0_is_unset_as_in_runc() -> None:
+    result = plan({"linux.resources.memory": {"limit": 256 * MIB, "swap": 0}})
+    assert result.options["swap"] == 256
+    assert_finding(result, "linux.resources.memory.swap", "approximated", "no swap limit in the spec")
+
+
+def test_unlimited_swap_is_approximated_by_the_profile_swap() -> None:
+    result = plan({"linux.resources.memory": {"limit": 256 * MIB, "swap": -1}}, Target(swap_mib=128))
+    assert result.options["swap"] == 128
+    assert_finding(result, "linux.resources.memory.swap", "approximated", "unlimited swap is not possible: 128 MiB")
+
+
+def test_swap_below_the_limit_is_a_mapping_error() -> None:
+    with pytest.raises(errors.MappingError, match=r"^linux\.resources\.memory\.swap: must be at least memory\.limit"):
+        plan({"linux.resources.memory": {"limit": 256 * MIB, "swap": 128 * MIB}})
+
+
+@pytest.mark.parametrize("memory", [DROP, {"limit": -1}, {"swap": 512 * MIB}])
+def test_no_memory_limit_takes_the_target_defaults(memory: object) -> None:
+    result = plan({"linux.resources.memory": memory}, Target(memory_mib=1024, swap_mib=256))
+    assert (result.options["memory"], result.options["swap"]) == (1024, 256)
+    assert_finding(result, "linux.resources.memory.limit", "approximated",
+                   "no memory limit in the spec; PVE needs one: 1024 MiB (+256 MiB swap)")
+
+
+@pytest.mark.parametrize(("key", "value"), [("reservation", 64 * MIB), ("kernel", MIB), ("kernelTCP", MIB),
+                                            ("swappiness", 10), ("disableOOMKiller", True)])
+def test_other_memory_fields_are_unsupported(key: str, value: object) -> None:
+    result = plan({f"linux.resources.memory.{key}": value})
+    assert_finding(result, f"linux.resources.memory.{key}", "unsupported", "no PVE container option")
+
+
+# --- cpu, pids, device cgroup ---
+
+
+@pytest.mark.parametrize(("cpu", "cpulimit"), [
+    ({"quota": 50000, "period": 100000}, 0.5),
+    ({"quota": 150000}, 1.5),                  # runc's default period: 100 ms
+    ({"quota": 20000, "period": 10000}, 2.0),
+    ({"quota": 100, "period": 100000}, 0.01),  # PVE's smallest step
+])
+def test_cpu_quota_over_period_is_cpulimit(cpu: Doc, cpulimit: float) -> None:
+    result = plan({"linux.resources.cpu": cpu})
+    assert result.options["cpulimit"] == cpulimit
+    assert_finding(result, "linux.resources.cpu.quota", "applied", f"cpulimit={cpulimit} (quota/period)")
+
+
+def test_unlimited_cpu_quota_sets_no_cpulimit() -> None:
+    result = plan({"linux.resources.cpu": {"quota": -1, "period": 100000}})
+    assert "cpulimit" not in result.options
+    assert not found(result, "linux.resources.cpu.quota")
+
+
+@pytest.mark.parametrize(("shares", "units"), [(1024, 39), (2, 1), (262144, 10000), (1, 1), (10**6, 10000)])
+def test_cpu_shares_are_cpuunits_as_cgroup_v2_weight(shares: int, units: int) -> None:
+    assert cpu_weight(shares) == units
+    result = plan({"linux.resources.cpu": {"shares": shares}})
+    assert result.options["cpuunits"] == units
+    assert_finding(result, "linux.resources.cpu.shares", "applied", f"cpuunits={units} (as cgroup v2 weight)")
+
+
+@pytest.mark.parametrize(("cpus", "cores"), [("0-3,6", 5), ("2", 1), ("0-1", 2), ("0, 2-3", 3)])
+def test_cpuset_is_approximated_by_as_many_cores(cpus: str, cores: int) -> None:
+    result = plan({"linux.resources.cpu": {"cpus": cpus}})
+    assert result.options["cores"] == cores
+    assert_finding(result, "linux.resources.cpu.cpus", "approximated", f"cores={cores}: as many CPUs, but PVE chooses")
+
+
+@pytest.mark.parametrize("cpus", ["0-x", "a", "3-1"])
+def test_bad_cpuset_is_a_mapping_error(cpus: str) -> None:
+    with pytest.raises(errors.MappingError, match=r"^linux\.resources\.cpu\.cpus: .* is not a CPU list"):
+        plan({"linux.resources.cpu": {"cpus": cpus}})
+
+
+@pytest.mark.parametrize(("key", "value"), [("mems", "0"), ("realtimeRuntime", 1000), ("realtimePeriod", 1000),
+                                            ("idle", 1), ("burst", 1000)])
+def test_other_cpu_fields_are_unsupported(key: str, value: object) -> None:
+    result = plan({f"linux.resources.cpu.{key}": value})
+    assert_finding(result, f"linux.resources.cpu.{key}", "unsupported", "no PVE container option")
+
+
+def test_pids_limit_is_unsupported() -> None:
+    assert_finding(plan({"linux.resources.pids": {"limit": 100}}), "linux.resources.pids.limit", "unsupported",
+                   "no option for pids.max")
+
+
+def test_deny_all_device_cgroup_is_provided() -> None:
+    assert_finding(plan({}), "linux.resources.devices", "provided", "LXC's own device allow-list")
+
+
+def test_allowing_standard_devices_is_provided() -> None:
+    rules = [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+             {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+             {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"}]
+    assert_finding(plan({"linux.resources.devices": rules}), "linux.resources.devices", "provided", "LXC's own")
+
+
+@pytest.mark.parametrize("rule", [{"allow": True, "type": "c", "major": 189, "access": "rwm"},
+                                  {"allow": True, "access": "rwm"}])
+def test_allowing_other_devices_is_approximated(rule: Doc) -> None:
+    result = plan({"linux.resources.devices": [{"allow": False, "access": "rwm"}, rule]})
+    assert_finding(result, "linux.resources.devices", "approximated", "the spec's other allow rules do not apply")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("blockIO", {"weight": 100}), ("hugepageLimits", [{"pageSize": "2MB", "limit": 0}]),
+    ("network", {"classID": 1}), ("rdma", {"mlx5_1": {"hcaHandles": 3}}), ("unified", {"io.weight": "10"}),
+])
+def test_other_resources_are_unsupported(key: str, value: object) -> None:
+    assert_finding(plan({f"linux.resources.{key}": value}), f"linux.resources.{key}", "unsupported",
+                   "no PVE container option")
+
+
+# --- mounts ---
+
+
+def bind(source: str, destination: str, *options: str, kind: str | None = "bind") -> Doc:
+    mount: Doc = {"destination": destination, "source": source, "options": ["rbind", *options]}
+    if kind is not None:
+        mount["type"] = kind
+    return mount
+
+
+def test_standard_mounts_are_provided_by_lxc() -> None:
+    result = plan({})
+    for i, mount in enumerate(default_spec()["mounts"]):
+        assert found(result, f"mounts[{i}]") == [
+            Finding(f"mounts[{i}]", "provided", f"LXC mounts {mount['destination']} itself")]
+    assert not [k for k in result.options if k.startswith("mp")]
+
+
+def test_bind_mount_with_a_token_is_unsupported() -> None:
+    result = plan({"mounts.7": bind("/srv/data", "/data")}, TOKEN)
+    assert_finding(result, "mounts[7]", "unsupported", "bind mount of /srv/data needs mp[n] with a host path, "
+                   "which only root@pam may set")
+    assert "mp0" not in result.options
+
+
+@pytest.mark.parametrize(("options", "value"), [((), "/srv/data,mp=/data"), (("ro",), "/srv/data,mp=/data,ro=1")])
+def test_bind_mount_as_root_pam_is_a_mount_point(options: tuple[str, ...], value: str) -> None:
+    result = plan({"mounts.7": bind("/srv/data", "/data", *options)}, ROOT_PAM)
+    assert result.options["mp0"] == value
+    assert_finding(result, "mounts[7]", "applied", "mp0: /srv/data on the node, at /data")
+
+
+def test_bind_mounts_are_numbered_in_order() -> None:
+    mounts = [bind("/srv/a", "/a"), {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs"},
+              bind("/srv/b", "/b", kind="none")]
+    result = plan({"mounts": mounts}, ROOT_PAM)
+    assert (result.options["mp0"], result.options["mp1"]) == ("/srv/a,mp=/a", "/srv/b,mp=/b")
+
+
+def test_typeless_bind_mount_is_a_bind_mount() -> None:
+    result = plan({"mounts.7": bind("/srv/data", "/data", kind=None)}, ROOT_PAM)
+    assert result.options["mp0"] == "/srv/data,mp=/data"
+
+
+def test_bind_mount_of_a_relative_source_is_unsupported() -> None:
+    result = plan({"mounts.7": bind("data", "/data")}, ROOT_PAM)
+    assert_finding(result, "mounts[7]", "unsupported", "absolute source path")
+    assert "mp0" not in result.options
+
+
+def test_tmpfs_mount_is_unsupported() -> None:
+    result = plan({"mounts.7": {"destination": "/data", "type": "tmpfs", "source": "tmpfs"}}, ROOT_PAM)
+    assert_finding(result, "mounts[7]", "unsupported", "a tmpfs mount at /data: PVE mounts only volumes and host paths")
+
+
+def test_rootless_sys_bind_is_provided_not_the_nodes_sys() -> None:
+    result = plan({}, ROOT_PAM, base=default_spec(rootless=True))
+    sys_index = next(i for i, m in enumerate(default_spec(rootless=True)["mounts"]) if m["destination"] == "/sys")
+    assert_finding(result, f"mounts[{sys_index}]", "provided", "LXC mounts /sys itself")
+    assert "mp0" not in result.options
+
+
+# --- namespaces and ids ---
+
+
+def test_standard_namespaces_are_provided() -> None:
+    result = plan({})
+    for i, kind in enumerate(("pid", "network", "ipc", "uts", "mount", "cgroup")):
+        assert_finding(result, f"linux.namespaces[{i}]", "provided", f"its own {kind} namespace")
+
+
+def test_five_namespaces_without_cgroup_are_approximated() -> None:
+    result = plan({"linux.namespaces.5": DROP})
+    assert_finding(result, "linux.namespaces", "approximated", "no cgroup namespace in the spec")
+
+
+def test_joining_a_namespace_is_unsupported() -> None:
+    result = plan({"linux.namespaces.1": {"type": "network", "path": "/var/run/netns/blue"}})
+    assert_finding(result, "linux.namespaces[1]", "unsupported",
+                   "joining an existing network namespace (/var/run/netns/blue)")
+
+
+def test_time_namespace_is_unsupported() -> None:
+    assert_finding(plan({"linux.namespaces.6": {"type": "time"}}), "linux.namespaces[6]", "unsupported",
+                   "time namespaces")
+
+
+@pytest.mark.parametrize("target", [TOKEN, PRIVILEGED])
+def test_user_namespace_makes_an_unprivileged_container(target: Target) -> None:
+    result = plan({"linux.namespaces.6": {"type": "user"}}, target)
+    assert result.options["unprivileged"] == 1
+    assert_finding(result, "linux.namespaces[6]", "applied", "an unprivileged container")
+
+
+def test_no_user_namespace_with_a_privileged_profile_is_privileged() -> None:
+    result = plan({}, PRIVILEGED)
+    assert result.options["unprivileged"] == 0
+    assert_finding(result, "linux.namespaces", "applied", "a privileged container")
+
+
+def test_no_user_namespace_with_an_unprivileged_profile_is_approximated() -> None:
+    result = plan({})
+    assert result.options["unprivileged"] == 1
+    assert_finding(result, "linux.namespaces", "approximated", "the profile makes unprivileged containers")
+
+
+PVE_MAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def test_pve_standard_id_mapping_is_applied() -> None:
+    result = plan({"linux.namespaces.6": {"type": "user"}, "linux.uidMappings": PVE_MAP, "linux.gidMappings": PVE_MAP})
+    assert_finding(result, "linux.uidMappings", "applied", "PVE's standard mapping")
+    assert_finding(result, "linux.gidMappings", "applied", "PVE's standard mapping")
+
+
+@pytest.mark.parametrize("mapping", [[{"containerID": 0, "hostID": 1000, "size": 1}],
+                                     [{"containerID": 0, "hostID": 200000, "size": 65536}],
+                                     [*PVE_MAP, {"containerID": 65536, "hostID": 300000, "size": 1}]])
+def test_other_id_mappings_are_unsupported(mapping: list[Doc]) -> None:
+    result = plan({"linux.namespaces.6": {"type": "user"}, "linux.uidMappings": mapping, "linux.gidMappings": mapping})
+    assert_finding(result, "linux.uidMappings", "unsupported", "raw lxc.idmap keys (root@pam only)")
+    assert_finding(result, "linux.gidMappings", "unsupported", "raw lxc.idmap keys")
+
+
+def test_standard_mapping_in_a_privileged_container_is_unsupported() -> None:
+    result = plan({"linux.uidMappings": PVE_MAP, "linux.gidMappings": PVE_MAP}, PRIVILEGED)
+    assert_finding(result, "linux.uidMappings", "unsupported", "PVE maps 0-65535 to 100000-165535")
+
+
+# --- devices ---
+
+
+NULL = {"path": "/dev/null", "type": "c", "major": 1, "minor": 3}
+FUSE = {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666, "uid": 0, "gid": 0}
+
+
+def test_standard_device_is_provided() -> None:
+    result = plan({"linux.devices": [NULL]}, ROOT_PAM)
+    assert_finding(result, "linux.devices[0]", "provided", "LXC creates /dev/null")
+    assert "dev0" not in result.options
+
+
+def test_other_device_with_a_token_is_unsupported() -> None:
+    result = plan({"linux.devices": [FUSE]}, TOKEN)
+    assert_finding(result, "linux.devices[0]", "unsupported", "passing /dev/fuse through needs dev[n], which only "
+                   "root@pam may set")
+    assert "dev0" not in result.options
+
+
+def test_other_devices_as_root_pam_are_passed_through() -> None:
+    tun = {"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200}
+    result = plan({"linux.devices": [FUSE, NULL, tun]}, ROOT_PAM)
+    assert result.options["dev0"] == "/dev/fuse,mode=0666,uid=0,gid=0"
+    assert result.options["dev1"] == "/dev/net/tun"
+    assert_finding(result, "linux.devices[0]", "applied", "dev0")
+    assert_finding(result, "linux.devices[2]", "applied", "dev1")
+
+
+# --- security and other linux fields ---
+
+
+@pytest.mark.parametrize(("field", "change", "status", "phrase"), [
+    ("linux.sysctl", {"linux.sysctl": {"net.core.somaxconn": "1024"}}, "unsupported", "raw lxc.sysctl keys"),
+    ("linux.seccomp", {"linux.seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}, "unsupported",
+     "PVE's own seccomp profile"),
+    ("linux.maskedPaths", {}, "approximated", "LXC masks parts of /proc and /sys"),
+    ("linux.readonlyPaths", {}, "approximated", "LXC write-protects parts of /proc and /sys"),
+    ("linux.rootfsPropagation", {"linux.rootfsPropagation": "private"}, "unsupported", "no PVE container option"),
+    ("linux.mountLabel", {"linux.mountLabel": "system_u:object_r:t:s0"}, "unsupported", "no PVE container option"),
+    ("linux.personality", {"linux.personality": {"domain": "LINUX32"}}, "unsupported", "no PVE container option"),
+    ("linux.netDevices", {"linux.netDevices": {"eth1": {}}}, "unsupported", "no PVE container option"),
+    ("linux.cgroupsPath", {"linux.cgroupsPath": "/pveoci/web"}, "approximated", "places the container's cgroup"),
+])
+def test_linux_fields(field: str, change: dict[str, object], status: str, phrase: str) -> None:
+    assert_finding(plan(change), field, status, phrase)
+
+
+def test_readonly_paths_alone_are_reported_as_readonly_paths() -> None:
+    result = plan({"linux.maskedPaths": DROP})
+    assert not found(result, "linux.maskedPaths")
+    assert_finding(result, "linux.readonlyPaths", "approximated", "write-protects")
+
+
+# --- hooks ---
+
+
+HOOK = [{"path": "/usr/bin/true"}]
+
+
+@pytest.mark.parametrize("name", ["prestart", "createRuntime", "poststart", "poststop"])
+def test_runtime_namespace_hooks_run_on_the_workstation(name: str) -> None:
+    assert_finding(plan({f"hooks.{name}": HOOK}), f"hooks.{name}", "applied", "run by pveoci on this machine")
+
+
+@pytest.mark.parametrize("name", ["createContainer", "startContainer"])
+def test_container_namespace_hooks_are_unsupported(name: str) -> None:
+    assert_finding(plan({f"hooks.{name}": HOOK}), f"hooks.{name}", "unsupported",
+                   "cannot run inside the container's namespaces")
+
+
+# --- annotations ---
+
+
+def test_annotations_are_kept() -> None:
+    result = plan({"annotations": {"com.example.owner": "team-a"}})
+    assert result.annotations == {"com.example.owner": "team-a"}
+    assert result.stop_signal == "SIGTERM"
+    assert found(result, "annotations") == [Finding("annotations", "applied", "kept in the container's ownership "
+                                                    "marker")]
+
+
+def test_no_annotations_stop_with_sigterm_quietly() -> None:
+    result = plan({})
+    assert (result.annotations, result.stop_signal, found(result, "annotations")) == ({}, "SIGTERM", [])
+
+
+@pytest.mark.parametrize("value", ["SIGQUIT", "QUIT", "3", "sigquit", " quit "])
+def test_stop_signal_annotation(value: str) -> None:
+    result = plan({"annotations": {"org.opencontainers.image.stopSignal": value}})
+    assert result.stop_signal == "SIGQUIT"
+    assert_finding(result, "annotations", "applied", "stop signal SIGQUIT")
+
+
+@pytest.mark.parametrize("value", ["NOPE", "0", "99", ""])
+def test_unknown_stop_signal_is_a_mapping_error(value: str) -> None:
+    with pytest.raises(errors.MappingError,
+                       match=r'^annotations\["org\.opencontainers\.image\.stopSignal"\]: unknown signal'):
+        plan({"annotations": {"org.opencontainers.image.stopSignal": value}})
+
+
+# --- realistic bundles: strict refuses, lenient warns ---
+
+
+def resolves(doc: Doc, path: str) -> bool:
+    """The JSON path (a.b[2].c) names a value in the document."""
+    node: Any = doc
+    for name, index in re.findall(r"([A-Za-z]+)|\[(\d+)\]", path):
+        try:
+            node = node[name] if name else node[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return True
+
+
+DEFAULT_UNSUPPORTED = ["process.capabilities"]
+RUNTIME_TOOLS_UNSUPPORTED = ["process.capabilities", "process.apparmorProfile", "mounts[7]", "linux.devices[0]",
+                             "linux.resources.pids.limit", "linux.sysctl", "linux.seccomp", "linux.rootfsPropagation"]
+
+
+@pytest.mark.parametrize(("base", "unsupported"), [(default_spec(), DEFAULT_UNSUPPORTED),
+                                                   (runtime_tools(), RUNTIME_TOOLS_UNSUPPORTED)],
+                         ids=["runc-spec", "runtime-tools"])
+def test_strict_refuses_naming_every_unsupported_field(base: Doc, unsupported: list[str]) -> None:
+    result = plan(base=base)
+    assert sorted(f.field for f in result.unsupported) == sorted(unsupported)
+    with pytest.raises(errors.MappingError) as caught:
+        result.check(strict=True)
+    message = caught.value.message
+    assert message.startswith("--strict: this bundle asks for what Proxmox cannot do: ")
+    for name in unsupported:
+        assert name in message
+    assert caught.value.exit_code == 19
+
+
+@pytest.mark.parametrize("base", [default_spec(), runtime_tools()], ids=["runc-spec", "runtime-tools"])
+def test_lenient_maps_realistic_bundles_with_warnings(base: Doc) -> None:
+    result = plan(base=base)
+    result.check(strict=False)
+    assert result.warnings()
+    assert {f.status for f in result.warnings()} == {"unsupported", "approximated"}
+
+
+def test_strict_passes_a_bundle_with_nothing_unsupported() -> None:
+    plan({"process.capabilities": DROP}).check(strict=True)
+
+
+def test_runtime_tools_config_maps_field_by_field() -> None:
+    result = plan(base=runtime_tools(), target=ROOT_PAM)
+    options = result.options
+    assert options["hostname"] == "runtime-tools"
+    assert (options["memory"], options["swap"], options["cpulimit"], options["cpuunits"], options["cores"]) == (
+        512, 512, 0.5, 39, 2)
+    assert options["rootfs"] == "local-lvm:4"
+    assert options["mp0"] == "/srv/data,mp=/data"
+    assert options["dev0"] == "/dev/fuse,mode=0666,uid=0,gid=0"
+    assert result.stop_signal == "SIGQUIT"
+    assert result.shim.path == "/bin/sh"
+    assert result.shim.env[-1] == "GREETING=a=b"
+    assert (result.shim.uid, result.shim.gid, result.shim.additional_gids, result.shim.umask) == (1000, 1000, (5, 100),
+                                                                                                  0o22)
+    assert result.shim.rlimits == (initshim.Rlimit(7, 1024, 4096), initshim.Rlimit(6, 512, 512))
+    assert sorted(f.field for f in result.unsupported) == sorted(
+        ["process.capabilities", "process.apparmorProfile", "linux.resources.pids.limit", "linux.sysctl",
+         "linux.seccomp", "linux.rootfsPropagation"])
+
+
+@pytest.mark.parametrize("target", [TOKEN, ROOT_PAM, Target(pve_version=(9, 0))])
+def test_every_finding_names_a_field_of_the_spec(target: Target) -> None:
+    doc = runtime_tools()
+    result = plan(base=doc, target=target)
+    assert result.findings
+    for finding in result.findings:
+        assert resolves(doc, finding.field), finding
+        assert finding.detail
+
+
+def test_values_the_init_shim_cannot_carry_are_refused_at_plan_time() -> None:
+    with pytest.raises(errors.MappingError, match=r"^process: oom_score_adj"):
+        plan({"process.oomScoreAdj": 5000})
