@@ -383,10 +383,10 @@ def map_spec(
         if resources.pids is not None:
             note("linux.resources.pids.limit", "unsupported", "PVE has no option for pids.max (a raw lxc key)")
         if resources.devices:
-            extra = [d for d in resources.devices if d.allow and not _standard_device(d.type, d.major, d.minor)]
-            note("linux.resources.devices", "approximated" if extra else "provided",
+            allowed = [d for d in resources.devices if d.allow and not _standard_device(d.type, d.major, d.minor)]
+            note("linux.resources.devices", "approximated" if allowed else "provided",
                  "PVE sets the device cgroup: LXC's standard devices, plus dev[n]; the spec's other allow rules "
-                 "do not apply" if extra else "LXC's own device allow-list applies")
+                 "do not apply" if allowed else "LXC's own device allow-list applies")
         for name, value in _pairs(("blockIO", resources.block_io), ("hugepageLimits", resources.hugepage_limits),
                             ("network", resources.network), ("rdma", resources.rdma), ("unified", resources.unified)):
             if value:
