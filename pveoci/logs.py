@@ -33,6 +33,14 @@ class ScrubbingFormatter(logging.Formatter):
         return scrub(super().format(record))
 
 
+class ConsoleFormatter(ScrubbingFormatter):
+    """`pveoci: warning: ...`, in the same shape as the final `pveoci: error: ...` line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = record.levelname.lower()
+        return scrub(f"pveoci: {level}: {record.getMessage()}")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: {"level", "msg", "time"} as runc writes them."""
 
@@ -58,7 +66,7 @@ def configure(*, debug: bool, log_file: Path | None, log_format: str) -> None:
     # The command line prints its final error line itself; the log file still gets it.
     console.addFilter(lambda record: not getattr(record, "final", False))
     console.setLevel(logging.DEBUG if debug else logging.WARNING)
-    console.setFormatter(ScrubbingFormatter("pveoci: %(levelname)s: %(message)s"))
+    console.setFormatter(ConsoleFormatter())
     root.addHandler(console)
     if log_file is not None:
         handler = logging.FileHandler(log_file, encoding="utf-8")

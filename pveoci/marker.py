@@ -27,6 +27,7 @@ class Marker:
     created: str                   # RFC 3339
     host: str                      # the machine that created it
     annotations: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = "SIGTERM"
     version: int = 1
 
     def to_json(self) -> dict[str, Any]:

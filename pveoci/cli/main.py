@@ -13,6 +13,7 @@ import typer
 from pveoci import __version__
 from pveoci.cli import config as config_cmd
 from pveoci.cli import doctor as doctor_cmd
+from pveoci.cli import lifecycle
 from pveoci.cli import nodes as nodes_cmd
 from pveoci.cli import plan as plan_cmd
 from pveoci.cli import spec as spec_cmd
@@ -42,6 +43,18 @@ app.command("nodes")(nodes_cmd.nodes)
 app.command("plan")(plan_cmd.plan)
 app.add_typer(template_cmd.app, name="template")
 app.command("spec")(spec_cmd.spec)
+app.command("create")(lifecycle.create)
+app.command("start")(lifecycle.start)
+app.command("run")(lifecycle.run)
+app.command("state")(lifecycle.state_cmd)
+app.command("list")(lifecycle.list_cmd)
+app.command("kill")(lifecycle.kill)
+app.command("delete")(lifecycle.delete)
+app.command("exec")(lifecycle.exec_cmd)
+app.command("pause")(lifecycle.pause)
+app.command("resume")(lifecycle.resume)
+app.command("gc")(lifecycle.gc)
+app.add_typer(lifecycle.cache_app, name="cache")
 
 
 def _version(value: bool) -> None:
@@ -72,6 +85,10 @@ def _global(
     log: Annotated[Path | None, typer.Option("--log", help="Also write the log to this file.")] = None,
     log_format: Annotated[str, typer.Option("--log-format", help="text or json (runc's "
                                             "format).")] = "text",
+    root: Annotated[Path | None, typer.Option("--root", help="Where the local cache lives (default: the "
+                                               "platform state dir's pveoci/).")] = None,
+    systemd_cgroup: Annotated[bool, typer.Option("--systemd-cgroup", hidden=True)] = False,
+    rootless: Annotated[str | None, typer.Option("--rootless", hidden=True)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
@@ -81,7 +98,7 @@ def _global(
         raise typer.BadParameter("must be text or json", param_hint="--log-format")
     overrides = {"host": host, "port": port, "token_id": token_id, "user": user,
                  "fingerprint": fingerprint, "ca_file": ca_file}
-    ctx.obj = State(profile=profile, config=config, output=output, debug=debug,
+    ctx.obj = State(profile=profile, config=config, output=output, debug=debug, root=root,
                     overrides={k: v for k, v in overrides.items() if v is not None})
     logs.configure(debug=debug, log_file=log, log_format=log_format)
 

@@ -11,6 +11,7 @@ import typer
 
 if TYPE_CHECKING:
     from pveoci.pve.client import PveClient
+    from pveoci.runtime import Runtime
     from pveoci.settings import Settings
 
 
@@ -26,8 +27,10 @@ class State:
     overrides: dict[str, Any] = field(default_factory=dict)
     output: Output = Output.table
     debug: bool = False
+    root: Path | None = None
     _settings: Settings | None = None
     _client: PveClient | None = None
+    _runtime: Runtime | None = None
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -43,6 +46,27 @@ class State:
 
             self._client = PveClient.from_settings(self.settings())
         return self._client
+
+    def runtime(self) -> Runtime:
+        """The lifecycle use cases over the profile's backend, with the cache in --root (or the state dir)."""
+        if self._runtime is None:
+            from pveoci import cluster
+            from pveoci.backends.api import ApiBackend
+            from pveoci.cache import Cache, default_root
+            from pveoci.runtime import Runtime
+            from pveoci.ssh import SshConnector
+
+            settings = self.settings()
+            client = self.client()
+
+            def connector() -> SshConnector:
+                return SshConnector(settings.profile.ssh, cluster.quorum(client).addresses)
+
+            backend = ApiBackend(client, connector)
+            cache = Cache(self.root or default_root())
+            self._runtime = Runtime(backend, cache, cluster=settings.profile.name, profile=settings.profile,
+                                    settings=settings, client=client)
+        return self._runtime
 
 
 OutputOption = Annotated[

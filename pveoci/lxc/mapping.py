@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import math
 import re
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pveoci import errors
+from pveoci import errors, signals
 from pveoci.oci.spec import Mount, Spec
 from pveoci.template import initshim
 from pveoci.template.pack import ExtraFile
@@ -122,17 +121,10 @@ def dns_hostname(name: str) -> str:
 
 def signal_name(value: str) -> str:
     """SIGTERM, TERM, term or 15 -> SIGTERM; a MappingError for anything else."""
-    text = value.strip().upper()
-    if text.isdigit():
-        try:
-            return signal.Signals(int(text)).name
-        except ValueError:
-            pass
-    else:
-        name = text if text.startswith("SIG") else "SIG" + text
-        if name in signal.Signals.__members__:
-            return name
-    raise errors.MappingError(f"annotations[\"{STOP_SIGNAL_ANNOTATION}\"]: unknown signal '{value}'")
+    name = signals.parse(value)
+    if name is None:
+        raise errors.MappingError(f"annotations[\"{STOP_SIGNAL_ANNOTATION}\"]: unknown signal '{value}'")
+    return name
 
 
 # (type, major, minor) of the character devices LXC's default cgroup allows; None is a wildcard.

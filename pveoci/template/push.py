@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +57,18 @@ def push(
     on_pack: Progress | None = None,
     on_upload: Progress | None = None,
 ) -> Pushed:
-    """Pack and upload; the local .tar.zst is removed afterwards, whatever happened."""
+    """Pack and upload; the local .tar.zst is removed afterwards, whatever happened.
+
+    Each push packs into a directory of its own: concurrent pushes of the same bundle make files of
+    the same name, and one must not remove another's while it is still being sent.
+    """
     uploader = uploader_for(transport, client, settings)
-    packed = pack(bundle.rootfs, cache_dir or default_cache_dir(), extras=plan.extras(), progress=on_pack)
+    base = cache_dir or default_cache_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="push-", dir=base))
     try:
+        packed = pack(bundle.rootfs, workdir, extras=plan.extras(), progress=on_pack)
         result = TemplateStore(client).ensure(packed, dest, uploader, on_upload)
     finally:
-        packed.path.unlink(missing_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     return Pushed(packed, result)

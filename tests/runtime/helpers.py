@@ -1,0 +1,36 @@
+"""Run pveoci's runtime in a separate process, so a test can kill it mid-way or run many at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.testbed import Testbed
+
+PRELUDE = """
+import os, signal, sys, threading
+from pathlib import Path
+from pveoci import settings
+from pveoci.backends.api import ApiBackend
+from pveoci.cache import Cache
+from pveoci.pve.client import PveClient
+from pveoci.runtime import Runtime
+from pveoci.ssh import SshConnector
+
+def runtime(root):
+    s = settings.load(config_path=Path(os.environ["PVEOCI_CONFIG"]))
+    client = PveClient.from_settings(s)
+    backend = ApiBackend(client, lambda: SshConnector(s.profile.ssh, {}))
+    return Runtime(backend, Cache(Path(root)), cluster=s.profile.name, profile=s.profile, settings=s, client=client)
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def run_script(bed: Testbed, body: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    code = PRELUDE + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code, *args], env=bed.env(), capture_output=True, text=True,
+                          timeout=timeout, check=False, cwd=Path(__file__).resolve().parents[2])
