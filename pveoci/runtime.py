@@ -131,15 +131,13 @@ class Runtime:
                 guest = self.backend.status(record.node, record.vmid)
                 if tag in guest.tags:
                     return Located(guest, record)
-            except (errors.NotFound, errors.NodeOffline):
-                pass
+            except errors.NotFound:
+                pass  # gone, or migrated: the cluster scan below says which
         for guest in self.backend.guests():
             if tag not in guest.tags:
                 continue
             if guest.status == "unknown":
-                if record is not None and record.vmid == guest.vmid:
-                    return Located(guest, record)
-                continue
+                raise errors.NodeOffline(f"node '{guest.node}' of container {cid} is offline", node=guest.node)
             found = self._adopt(guest, cid)
             if found is not None:
                 status = self.backend.status(guest.node, guest.vmid)

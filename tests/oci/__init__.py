@@ -14,11 +14,19 @@ SCHEMA_DIR = FIXTURES / "runtime-spec-schema"
 RUNTIME_TOOLS_CONFIG = FIXTURES / "runtime-tools-config.json"
 
 
-def config_schema() -> Draft4Validator:
-    """config-schema.json, its relative `$ref`s (defs.json, config-linux.json, ...) served from the same folder."""
+def schema(name: str) -> Draft4Validator:
+    """A schema of the folder, its relative `$ref`s (defs.json, config-linux.json, ...) served from the same folder."""
     resources = [
         (path.name, Resource.from_contents(json.loads(path.read_text(encoding="utf-8")), default_specification=DRAFT4))
         for path in SCHEMA_DIR.glob("*.json")
     ]
-    schema = json.loads((SCHEMA_DIR / "config-schema.json").read_text(encoding="utf-8"))
-    return Draft4Validator(schema, registry=Registry().with_resources(resources))
+    document = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    return Draft4Validator(document, registry=Registry().with_resources(resources))
+
+
+def config_schema() -> Draft4Validator:
+    return schema("config-schema.json")
+
+
+def state_schema() -> Draft4Validator:
+    return schema("state-schema.json")
