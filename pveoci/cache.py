@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS containers (
     pid INTEGER NOT NULL DEFAULT 0,
     annotations TEXT NOT NULL DEFAULT '{}',
     stop_signal TEXT NOT NULL DEFAULT 'SIGTERM',
+    hooks TEXT NOT NULL DEFAULT '{}',
     seen REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS journal (
@@ -73,6 +74,8 @@ class Record:
     pid: int = 0
     annotations: dict[str, str] = field(default_factory=dict)
     stop_signal: str = "SIGTERM"
+    # The bundle's hooks, run on this machine: kept from create, as later edits to config.json must not count.
+    hooks: dict[str, Any] = field(default_factory=dict)
     seen: float = 0.0
 
 
@@ -133,11 +136,12 @@ class Cache:
     def put(self, record: Record) -> None:
         data = asdict(record)
         data["annotations"] = json.dumps(record.annotations, sort_keys=True)
+        data["hooks"] = json.dumps(record.hooks, sort_keys=True)
         data["seen"] = time.time()
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO containers (id, cluster, node, vmid, bundle, template, created, status, "
-                       "pid, annotations, stop_signal, seen) VALUES (:id, :cluster, :node, :vmid, :bundle, :template, "
-                       ":created, :status, :pid, :annotations, :stop_signal, :seen)", data)
+                       "pid, annotations, stop_signal, hooks, seen) VALUES (:id, :cluster, :node, :vmid, :bundle, :template, "
+                       ":created, :status, :pid, :annotations, :stop_signal, :hooks, :seen)", data)
 
     def get(self, cid: str, cluster: str) -> Record | None:
         row = self._db.execute("SELECT * FROM containers WHERE id = ? AND cluster = ?", (cid, cluster)).fetchone()
@@ -155,6 +159,7 @@ class Cache:
         cols = [d[0] for d in self._db.execute("SELECT * FROM containers LIMIT 0").description]
         data = dict(zip(cols, row, strict=True))
         data["annotations"] = json.loads(data["annotations"])
+        data["hooks"] = json.loads(data["hooks"])
         return Record(**data)
 
     # -------------------------------------------------------------- journal

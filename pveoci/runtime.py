@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pveoci import errors, marker, signals
+from pveoci import errors, hooks, marker, signals
 from pveoci.backends.base import Backend, Guest
 from pveoci.cache import Cache, Record
 
@@ -266,13 +266,17 @@ class Runtime:
             vmid = self._create_with_fresh_vmid(op, target, options, say)
             record = Record(id=cid, cluster=self.cluster, node=target, vmid=vmid, bundle=str(bundle.path),
                             template=pushed.result.volid, created=created, status="created",
-                            annotations=plan.annotations, stop_signal=plan.stop_signal)
+                            annotations=plan.annotations, stop_signal=plan.stop_signal,
+                            hooks=hooks.from_spec(bundle.spec.hooks))
             self.cache.put(record)
+            made = self._state(Located(self.backend.status(target, vmid), record))
+            hooks.run("prestart", record.hooks, made.to_json())
+            hooks.run("createRuntime", record.hooks, made.to_json())
             self.cache.finish(op)
         except BaseException:
             self._rollback_quietly(op, cid)
             raise
-        return self._state(Located(self.backend.status(target, vmid), record))
+        return made
 
     def _create_with_fresh_vmid(self, op: int, node: str, options: dict[str, Any], say: Progress) -> int:
         last: errors.PveociError | None = None
@@ -356,7 +360,9 @@ class Runtime:
         g = found.guest
         self._set_tags(g, add=frozenset({TAG_STARTED}))
         self.backend.start(g.node, g.vmid)
-        return self._state(self._require(cid))
+        started = self._state(self._require(cid))
+        hooks.run("poststart", found.record.hooks, started.to_json())
+        return started
 
     def _set_tags(self, guest: Guest, add: frozenset[str] = frozenset(), remove: frozenset[str] = frozenset()) -> None:
         tags = (set(guest.tags) | set(add)) - set(remove)
@@ -405,7 +411,10 @@ class Runtime:
                 raise errors.PveociError(f"cannot delete container {cid} that is not stopped: {status}")
             self.backend.stop(g.node, g.vmid)
         self.backend.destroy(g.node, g.vmid)
+        gone = self._state(found)
+        gone.status, gone.pid = "stopped", 0
         self.cache.drop(cid, self.cluster)
+        hooks.run("poststop", found.record.hooks, gone.to_json())
 
     # ------------------------------------------------------ pause and resume
 

@@ -213,3 +213,36 @@ def test_state_answers_from_the_cache_when_asked_or_offline(oci, busybox_bundle:
     assert code == 0, err
     assert json.loads(out)["pveoci"]["cached"] is True
     assert "answering from the cache" in err
+
+
+def _hook(tmp_path: Path, name: str, exit_code: int = 0) -> dict:  # type: ignore[type-arg]
+    script = tmp_path / f"{name}.sh"
+    script.write_text(f"#!/bin/sh\ncat > {tmp_path}/{name}.json\nexit {exit_code}\n")
+    script.chmod(0o755)
+    return {"path": str(script), "args": [name]}
+
+
+def test_hooks_run_on_this_machine_with_the_state_on_stdin(oci, busybox_bundle: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = json.loads((busybox_bundle / "config.json").read_text())
+    config["hooks"] = {"createRuntime": [_hook(tmp_path, "createRuntime")], "poststart": [_hook(tmp_path, "poststart")],
+                       "poststop": [_hook(tmp_path, "poststop")]}
+    (busybox_bundle / "config.json").write_text(json.dumps(config))
+    oci("create", "-b", str(busybox_bundle), "h1")
+    assert json.loads((tmp_path / "createRuntime.json").read_text())["status"] == "created"
+    oci("start", "h1")
+    assert json.loads((tmp_path / "poststart.json").read_text())["status"] == "running"
+    oci("delete", "-f", "h1")
+    assert json.loads((tmp_path / "poststop.json").read_text()) | {"status": "stopped", "id": "h1"} == json.loads(
+        (tmp_path / "poststop.json").read_text())
+
+
+def test_a_failing_create_runtime_hook_fails_the_create(oci, busybox_bundle: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                        cluster: Testbed) -> None:
+    config = json.loads((busybox_bundle / "config.json").read_text())
+    config["hooks"] = {"createRuntime": [_hook(tmp_path, "createRuntime", exit_code=3)]}
+    (busybox_bundle / "config.json").write_text(json.dumps(config))
+    code, _, err = oci("create", "-b", str(busybox_bundle), "h2")
+    assert code == 1
+    assert last_line(err).startswith("pveoci: error: hooks.createRuntime[0]")
+    assert "exited with 3" in last_line(err)
+    assert cluster.pve.cts == []
