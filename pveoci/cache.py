@@ -139,9 +139,9 @@ class Cache:
         data["hooks"] = json.dumps(record.hooks, sort_keys=True)
         data["seen"] = time.time()
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO containers (id, cluster, node, vmid, bundle, template, created, status, "
-                       "pid, annotations, stop_signal, hooks, seen) VALUES (:id, :cluster, :node, :vmid, :bundle, :template, "
-                       ":created, :status, :pid, :annotations, :stop_signal, :hooks, :seen)", data)
+            columns = ", ".join(data)
+            values = ", ".join(f":{k}" for k in data)
+            db.execute(f"INSERT OR REPLACE INTO containers ({columns}) VALUES ({values})", data)  # noqa: S608
 
     def get(self, cid: str, cluster: str) -> Record | None:
         row = self._db.execute("SELECT * FROM containers WHERE id = ? AND cluster = ?", (cid, cluster)).fetchone()

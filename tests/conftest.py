@@ -76,3 +76,13 @@ def connect(cluster: Testbed):  # type: ignore[no-untyped-def]
         return PveClient.from_settings(loaded)
 
     return make
+
+
+@pytest.fixture
+def lxc_bed(cluster: Testbed) -> Testbed:
+    """The bed with real containers (LXC): a create unpacks its template, start runs the entrypoint, `pct exec`
+    works over SSH; files under cluster.ct_dir(node, vmid) (console.log: what the processes print).
+    Everything is stopped and removed when the test ends."""
+    need(parts.missing_for_lxc())
+    cluster.enable_lxc()
+    return cluster

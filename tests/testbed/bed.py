@@ -1,7 +1,9 @@
 """The test bed: a simulated PVE cluster on this machine, from real or third-party parts.
 
 API: fakepve (BedPve) over real HTTPS on a loopback address, its certificate verified.
-SSH: one real OpenSSH sshd per node on the node's own loopback address.
+SSH: one real OpenSSH sshd per node on the node's own loopback address, with a `pct exec` shim.
+Containers: real LXC when `lxc` is on (see tests/testbed/lxc.py; off by default, since a
+create then needs a real template and the machine LXC).
 Profile: a pveoci config.toml with an API token that holds exactly the privileges
 docs/permissions.md lists, the CA file, the client key and a known_hosts file.
 """
@@ -14,6 +16,7 @@ import hashlib
 import os
 import random
 import secrets
+import sys
 import threading
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
@@ -61,10 +64,12 @@ class _Loop:
 
 class Testbed:
     __test__ = False  # not a test class, whatever its name
-    def __init__(self, root: Path, nodes: Iterable[str] = ("pve1", "pve2"), *, ssh: bool = True) -> None:
+    def __init__(self, root: Path, nodes: Iterable[str] = ("pve1", "pve2"), *, ssh: bool = True,
+                 lxc: bool = False) -> None:
         self.root = Path(root).resolve()
         self.node_names = tuple(nodes)
         self.with_ssh = ssh
+        self.lxc_default = lxc
         block = _address_block()
         self.api_address = f"{block}.1"
         self.addresses = {name: f"{block}.{10 + i}" for i, name in enumerate(self.node_names)}
@@ -100,6 +105,21 @@ class Testbed:
     def template_dir(self, node: str, storage: str = "local") -> Path:
         return self.pve.template_dir(node, storage)
 
+    def ct_dir(self, node: str, vmid: int) -> Path:
+        """A real container's files: rootfs/, console.log (what its processes print), lxc.log."""
+        return self.pve.lxc.ct_dir(node, vmid)
+
+    def console_log(self, node: str, vmid: int) -> Path:
+        return self.pve.lxc.console_log(node, vmid)
+
+    def lxc_path(self, node: str) -> Path:
+        """The node's LXC path (lxc-* -P): <vmid>/config is the LXC config written at start."""
+        return self.pve.lxc.lxcpath(node)
+
+    def enable_lxc(self, on: bool = True) -> None:
+        """Containers created from now on run for real (reset() restores the bed's default)."""
+        self.pve.lxc_enabled = on
+
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> Testbed:
@@ -115,6 +135,7 @@ class Testbed:
         self.pve.version, self.pve.release_version = "9.1.2", "9.1"
         self.pve.apitokens[self.token_id] = self.token_secret
         self.pve.grant(self.token_id.split("!")[0], "/", *PVEOCI_PRIVILEGES)
+        self.pve.lxc_enabled = self.lxc_default
         (self.root / "vz").mkdir(exist_ok=True)
         for name in self.node_names:
             self.pve.node_dir(name).joinpath("template", "cache").mkdir(parents=True, exist_ok=True)
@@ -143,7 +164,7 @@ class Testbed:
         for name, address in self.addresses.items():
             sshd = NodeSshd(node=name, address=address, port=self.ssh_port, workdir=self.root / "nodes" / name,
                             storage_dir=self.pve.node_dir(name), mount_target=self.root / "vz",
-                            authorized_keys=authorized)
+                            authorized_keys=authorized, bin_dir=self.pve.lxc.write_pct(name))
             self.sshds[name] = sshd
             sshd.start()
         self.known_hosts.write_text("".join(s.known_hosts_line() for s in self.sshds.values()))
@@ -173,15 +194,31 @@ class Testbed:
         )
 
     def stop(self) -> None:
-        for sshd in self.sshds.values():
-            sshd.stop()
-        self.sshds.clear()
+        try:
+            self._stop_containers()
+        finally:
+            for sshd in self.sshds.values():
+                sshd.stop()
+            self.sshds.clear()
+            if self._loop is not None:
+                try:
+                    self._loop.call(self.pve.stop())
+                finally:
+                    self._loop.close()
+                    self._loop = None
+
+    def _stop_containers(self) -> None:
+        """lxc-stop -k every container the bed started, end their tasks, remove their files."""
+        if not hasattr(self, "pve"):
+            return
         if self._loop is not None:
             try:
-                self._loop.call(self.pve.stop())
-            finally:
-                self._loop.close()
-                self._loop = None
+                self._loop.call(self.pve.lxc_cleanup(), timeout=120)
+            except Exception as exc:  # the loop is stuck or gone: do it from this thread
+                print(f"test bed: cleaning up containers without the API's loop ({exc!r})", file=sys.stderr)
+            else:
+                return
+        self.pve.lxc.cleanup_sync()
 
     def __enter__(self) -> Testbed:
         return self.start()
@@ -218,10 +255,12 @@ class Testbed:
             "failures": pve.failures, "network": pve.network, "quorate": pve.quorate, "nodes": pve.nodes,
             "acl": pve.acl, "apitokens": pve.apitokens, "ticket_ttl": pve.ticket_ttl,
             "time_scale": pve.time_scale, "version": pve.version, "ct_secs": pve.ct_secs, "cts": pve.cts,
+            "lxc_enabled": pve.lxc_enabled,
         })
 
     def reset(self) -> None:
-        """Undo every fault, token, grant, container and template a test added."""
+        """Undo every fault, token, grant, container and template a test added (real containers stopped)."""
+        self._stop_containers()
         for key, value in copy.deepcopy(self._baseline).items():
             setattr(self.pve, key, value)
         self.pve.requests.clear()

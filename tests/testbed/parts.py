@@ -25,6 +25,19 @@ def missing_for_ssh() -> list[str]:
     return out
 
 
+def missing_for_lxc() -> list[str]:
+    """What real containers need (tests/testbed/lxc.py): root and the LXC tools, tar to unpack templates."""
+    from tests.testbed import lxc
+
+    out = []
+    if os.geteuid() != 0:
+        out.append("root (for LXC containers)")
+    out += [f"{tool} (Debian package lxc)" for tool in lxc.TOOLS if shutil.which(tool) is None]
+    if shutil.which("tar") is None:
+        out.append("tar")
+    return out
+
+
 def missing_for_busybox() -> list[str]:
     return [] if shutil.which("busybox") else ["busybox (Debian package busybox-static)"]
 

@@ -4,27 +4,40 @@
   directory (what SFTP uploaded there), and a create from a template the node does not
   have fails as on PVE (fakepve accepts it);
 - `/cluster/status` reports each node's own loopback address, so SSH goes where PVE says;
-- `/nodes` reports the API certificate's real SHA-256 fingerprint.
+- `/nodes` reports the API certificate's real SHA-256 fingerprint;
+- with `lxc_enabled` on, containers run for real (tests/testbed/lxc.py): a create unpacks the template,
+  start/stop/shutdown/suspend/resume/reboot/migrate/destroy drive lxc-* commands, and every status read
+  (status/current, the node's CT list, /cluster/resources) says what LXC says.
 
 It overrides a few of fakepve 0.5.0's private hooks, which is why that version is pinned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from fakepve import FakePve
+from fakepve.lxc import FakeCt
 from fakepve.model import PveError, TaskError
+
+from tests.testbed.lxc import RUNNING_STATES, LxcError, LxcHost
 
 # The node a request is for (the {node} of its path). Tasks started by the request copy it.
 _node: contextvars.ContextVar[str | None] = contextvars.ContextVar("bed_node", default=None)
+# The parameters of the container request being answered, for the task it starts.
+_params: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("bed_params", default=None)
+
+# What runs a real container's task: (ct, fakepve's own body, the request's parameters, the task log).
+_Action = Callable[[Any, Callable[[], Awaitable[Any]], dict[str, Any], list[str]], Awaitable[Any]]
 
 TEMPLATE_NAME = re.compile(r"^[^/.][^/]*\.tar(?:\.(gz|xz|zst|bz2))?$")
 FORMATS = {"gz": "tgz", "xz": "txz", "zst": "tzst", "bz2": "tbz2", None: "tar"}
@@ -45,6 +58,10 @@ class BedPve(FakePve):
         self.storages["shared"] = {"type": "dir", "active": 1, "content": "vztmpl,iso", "files": set(),
                                    "path": str(self.shared_path), "shared": 1}
         self.nodes = {name: {"online": True} for name in addresses}
+        # Real containers (LXC) for what vzcreate makes while this is on; see tests/testbed/lxc.py.
+        self.lxc_enabled = False
+        self.lxc = LxcHost(root)
+        self._lxc_tasks: set[asyncio.Task[Any]] = set()
 
     # --------------------------------------------------------------- per node
 
@@ -127,6 +144,219 @@ class BedPve(FakePve):
                 return f"Removed volume '{sid}:{volname}'"
             return await self.task(v["node"], "imgdel", sid, user, body, lock=False)
         return await super()._content_delete(v, user)
+
+    # --------------------------------------------------- real containers
+
+    @staticmethod
+    def is_real(ct: Any) -> bool:
+        """True for a container that runs in LXC (made by a vzcreate while lxc_enabled was on)."""
+        return bool(getattr(ct, "bed_lxc", False))
+
+    def _lxc_handler(self, fn: Any) -> Any:
+        async def with_params(user: str, v: dict[str, Any]) -> Any:
+            token = _params.set(v)
+            try:
+                return await fn(user, v)
+            finally:
+                _params.reset(token)
+        return super()._lxc_handler(with_params)
+
+    def _lxc_refresh(self, ct: Any) -> None:
+        """A real container that PVE thinks running but whose process ended is stopped; its pid is real."""
+        if not self.is_real(ct) or ct.status != "running":
+            return
+        state, pid = self.lxc.state(ct.node, ct.vmid)
+        if state in RUNNING_STATES:
+            ct.pid = pid or ct.pid
+        elif state not in ("STARTING", "UNKNOWN"):
+            ct.status, ct.pid = "stopped", None
+
+    def _lxc_sync(self, ct: Any) -> None:
+        """After a failed action: status and pid exactly as LXC has them."""
+        state, pid = self.lxc.state(ct.node, ct.vmid, fresh=True)
+        ct.status, ct.pid = ("running", pid) if state in RUNNING_STATES else ("stopped", None)
+
+    def ct(self, vmid: Any) -> Any:
+        found = super().ct(vmid)
+        if found is not None:
+            self._lxc_refresh(found)
+        return found
+
+    def _status(self, ct: Any) -> dict[str, Any]:
+        self._lxc_refresh(ct)
+        data: dict[str, Any] = super()._status(ct)
+        return data
+
+    def ct_resources(self, user: str, kind: Any = None) -> list[dict[str, Any]]:
+        for ct in self.cts:
+            self._lxc_refresh(ct)
+        data: list[dict[str, Any]] = super().ct_resources(user, kind)
+        return data
+
+    async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, vm: Any = None, lock: bool = True,
+                   log: Any = ()) -> str:
+        """fakepve's task; for a real container, its body is followed by what LXC must do.
+
+        Such a task runs in the background even at time_scale 0, as on PVE: the request answers with the
+        UPID at once and the client polls (a shutdown may take its whole timeout)."""
+        action = self._lxc_action(ttype, vm)
+        if action is None:
+            upid: str = await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
+            return upid
+        params = dict(_params.get() or {})
+        record: dict[str, Any] = {}
+
+        async def real_body() -> Any:
+            me = asyncio.current_task()
+            if me is not None:
+                self._lxc_tasks.add(me)
+            try:
+                return await action(vm, body, params, record["log"])
+            except LxcError as exc:
+                record["log"].extend(exc.log)
+                raise TaskError(str(exc)) from exc
+            except asyncio.CancelledError:
+                raise TaskError("interrupted: the test bed was reset") from None
+            except (TaskError, PveError):
+                raise
+            except Exception as exc:
+                raise TaskError(f"test bed error: {exc!r}") from exc
+            finally:
+                if me is not None:
+                    self._lxc_tasks.discard(me)
+
+        scale = self.time_scale
+        self.time_scale = scale or 1e-6  # fakepve runs a task in the background when time passes
+        try:
+            upid = await super().task(node, ttype, tid, user, real_body, vm=vm, lock=lock, log=log)
+        finally:
+            self.time_scale = scale
+        record["log"] = self.tasks[upid]["log"]  # the body runs later: the log it appends to
+        return upid
+
+    def _lxc_action(self, ttype: str, vm: Any) -> _Action | None:
+        if not isinstance(vm, FakeCt):
+            return None
+        if ttype == "vzcreate":
+            return self._real_create if self.lxc_enabled else None
+        if not self.is_real(vm):
+            return None
+        actions: dict[str, _Action] = {
+            "vzstart": self._real_start, "vzstop": self._real_stop, "vzshutdown": self._real_shutdown,
+            "vzsuspend": self._real_suspend, "vzreboot": self._real_reboot, "vzmigrate": self._real_migrate,
+            "vzdestroy": self._real_destroy,
+        }
+        return actions.get(ttype)
+
+    def _template_file(self, volid: str, node: str) -> Path:
+        sid, colon, volname = volid.partition(":")
+        if not colon:
+            return Path(volid)  # a path on the node (root@pam only)
+        folder = self._template_dir(sid, node)
+        if folder is None or not volname.startswith("vztmpl/"):
+            raise LxcError(f"the test bed cannot unpack '{volid}': only templates on 'local' and 'shared'")
+        return folder / volname.split("/", 1)[1]
+
+    async def _run_ct(self, ct: Any) -> None:
+        ct.status, ct.pid = "stopped", None
+        pid = await self.lxc.start(ct.node, ct.vmid, ct.config)
+        ct.status, ct.pid, ct.started_at = "running", pid, time.time()
+
+    async def _real_create(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
+        note = await original()  # fakepve's checks and the config; a failure already reads "unable to create CT"
+        start = ct.status == "running"  # create with start=1
+        ct.status, ct.pid = "stopped", None
+        try:
+            template = self._template_file(str(params.get("ostemplate", "")), ct.node)
+            log.append(f"extracting archive '{template}'")
+            await self.lxc.create(ct.node, ct.vmid, template)
+        except (LxcError, OSError) as exc:
+            self._drop(ct)
+            raise TaskError(f"unable to create CT {ct.vmid} - {exc}") from exc
+        ct.bed_lxc = True
+        if start:
+            await self._run_ct(ct)
+        return note
+
+    async def _real_start(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
+        note = await original()
+        await self._run_ct(ct)
+        return note
+
+    async def _real_stop(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
+        note = await original()
+        try:
+            await self.lxc.stop(ct.node, ct.vmid)
+        finally:
+            self._lxc_sync(ct)
+        return note
+
+    def _timeout(self, params: dict[str, Any], default: int) -> int:
+        value = params.get("timeout")
+        return int(value) if value not in (None, "") else default
+
+    async def _real_shutdown(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
+        note = await original()
+        force = str(params.get("forceStop", "")).lower() in ("1", "true", "yes", "on")
+        try:
+            await self.lxc.shutdown(ct.node, ct.vmid, self._timeout(params, self.shutdown_default_timeout), force)
+        finally:
+            self._lxc_sync(ct)
+        return note
+
+    async def _real_suspend(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
+        pid = ct.pid
+        note = await original()  # fakepve's checks; it models PVE's lxc-checkpoint, which stops the CT
+        ct.status, ct.pid, ct.checkpoint = "running", pid, False
+        await self.lxc.freeze(ct.node, ct.vmid)
+        return note
+
+    async def _lxc_resume(self, user: str, v: dict[str, Any]) -> Any:
+        ct = self._here(v)
+        if ct is None or not self.is_real(ct) or self.lxc.state(ct.node, ct.vmid, fresh=True)[0] != "FROZEN":
+            return await super()._lxc_resume(user, v)
+
+        async def thaw() -> None:
+            try:
+                await self.lxc.thaw(ct.node, ct.vmid)
+            except LxcError as exc:
+                raise TaskError(str(exc)) from exc
+        return await super().task(v["node"], "vzresume", v["vmid"], user, thaw)
+
+    async def _real_reboot(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
+        running = ct.status == "running"
+        note = await original()
+        if running:
+            ct.status, ct.pid = "stopped", None
+            await self.lxc.shutdown(ct.node, ct.vmid, self._timeout(params, self.shutdown_default_timeout), True)
+            await self._run_ct(ct)
+        return note
+
+    async def _real_migrate(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
+        source, running = ct.node, ct.status == "running"
+        note = await original()  # fakepve moves the CT to the target node
+        if ct.node != source:
+            ct.status, ct.pid = "stopped", None
+            if running:
+                await self.lxc.shutdown(source, ct.vmid, self._timeout(params, 180), True)
+            await self.lxc.move(source, ct.node, ct.vmid)
+            if running:
+                await self._run_ct(ct)
+        return note
+
+    async def _real_destroy(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
+        note = await original()  # refuses a running CT unless force
+        await self.lxc.remove(ct.node, ct.vmid)  # with force: lxc-stop -k first
+        return note
+
+    async def lxc_cleanup(self) -> None:
+        """Stop every real container (lxc-stop -k), end their tasks and remove their files."""
+        busy = [t for t in self._lxc_tasks if not t.done()]
+        for t in busy:
+            t.cancel()
+        if busy:
+            await asyncio.wait(busy, timeout=30)
+        await self.lxc.cleanup()
 
     # ------------------------------------------------------- cluster views
 

@@ -2,7 +2,8 @@
 
 Each sshd runs in its own mount namespace with the node's storage directory bound at
 the path the API reports, so an upload lands on the node it was meant for. A
-ForceCommand script logs every command that reached the node before running it.
+ForceCommand script logs every command that reached the node before running it, with
+the node's own bin directory (its `pct` shim) first on PATH.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ SFTP_SERVER_CANDIDATES = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/
 
 FORCE_COMMAND = """#!/bin/sh
 # Log what reached this node, then run it (sftp sessions get the external sftp-server).
-printf '%s\\n' "$SSH_ORIGINAL_COMMAND" >> {log}
+{path}printf '%s\\n' "$SSH_ORIGINAL_COMMAND" >> {log}
 case "$SSH_ORIGINAL_COMMAND" in
   "") exec /bin/sh -l ;;
   {sftp}) exec {sftp} ;;
@@ -59,6 +60,7 @@ class NodeSshd:
     storage_dir: Path      # the node's own storage directory
     mount_target: Path     # where the API says the storage lives
     authorized_keys: Path
+    bin_dir: Path | None = None   # first on PATH in SSH sessions (the node's pct shim)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,7 +90,8 @@ class NodeSshd:
         if sftp is None:
             raise RuntimeError("no sftp-server found (Debian package openssh-sftp-server)")
         force = self.workdir / "force-command"
-        force.write_text(FORCE_COMMAND.format(log=shlex.quote(str(self.commands_log)), sftp=sftp))
+        path = f"PATH={shlex.quote(str(self.bin_dir))}:$PATH; export PATH\n" if self.bin_dir else ""
+        force.write_text(FORCE_COMMAND.format(log=shlex.quote(str(self.commands_log)), sftp=sftp, path=path))
         force.chmod(0o755)
         self.commands_log.touch()
         (self.workdir / "sshd_config").write_text(
