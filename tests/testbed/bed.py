@@ -164,7 +164,8 @@ class Testbed:
         for name, address in self.addresses.items():
             sshd = NodeSshd(node=name, address=address, port=self.ssh_port, workdir=self.root / "nodes" / name,
                             storage_dir=self.pve.node_dir(name), mount_target=self.root / "vz",
-                            authorized_keys=authorized, bin_dir=self.pve.lxc.write_pct(name))
+                            authorized_keys=authorized, bin_dir=self.pve.lxc.write_pct(name),
+                            lxc_etc=self.pve.lxc.write_etc(name))
             self.sshds[name] = sshd
             sshd.start()
         self.known_hosts.write_text("".join(s.known_hosts_line() for s in self.sshds.values()))

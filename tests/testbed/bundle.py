@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 APPLETS = ("sh", "ls", "cat", "echo", "env", "sleep", "id", "pwd", "ps", "mkdir", "rm", "true", "false",
-           "ulimit", "wc", "head", "tail", "grep", "hostname", "mount", "umask", "printf", "kill", "init")
+           "ulimit", "wc", "head", "tail", "grep", "hostname", "mount", "umask", "printf", "kill", "init", "tr",
+           "date")
 
 
 def default_config(args: list[str], env: list[str] | None = None, cwd: str = "/") -> dict[str, Any]:
@@ -86,6 +87,7 @@ def make_busybox_bundle(bundle: Path, args: list[str] | None = None, env: list[s
     (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")
     (rootfs / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     (rootfs / "etc" / "os-release").write_text('ID=busybox\nNAME="BusyBox"\n')
-    config = default_config(args or ["sh", "-c", "echo hello from pveoci; sleep 3600"], env)
+    # The shell stays PID 1 (a loop, not an exec of its last command), so /proc/1/environ is the spec's env.
+    config = default_config(args or ["sh", "-c", "echo hello from pveoci; while true; do sleep 1; done"], env)
     (bundle / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return bundle

@@ -3,7 +3,9 @@
 Each sshd runs in its own mount namespace with the node's storage directory bound at
 the path the API reports, so an upload lands on the node it was meant for. A
 ForceCommand script logs every command that reached the node before running it, with
-the node's own bin directory (its `pct` shim) first on PATH.
+the node's own bin directory (its `pct` shim) first on PATH. Where LXC is installed, the
+node's own /etc/lxc (its lxc.conf names the node's LXC path) is bound there too, so
+`lxc-info -n <vmid>` and friends see that node's containers, as on a PVE node.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
+LXC_ETC = "/etc/lxc"
 SFTP_SERVER_CANDIDATES = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
                           "/usr/libexec/sftp-server")
 
@@ -61,6 +64,7 @@ class NodeSshd:
     mount_target: Path     # where the API says the storage lives
     authorized_keys: Path
     bin_dir: Path | None = None   # first on PATH in SSH sessions (the node's pct shim)
+    lxc_etc: Path | None = None   # bound at /etc/lxc: lxc-* tools default to the node's own containers
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,11 +119,13 @@ class NodeSshd:
 
     def start(self, timeout: float = 10.0) -> None:
         self.prepare()
-        script = 'mount --bind "$1" "$2" && exec "$3" -D -e -f "$4"'
+        script = ('mount --bind "$1" "$2" && if [ -n "$5" ]; then mount --bind "$5" /etc/lxc; fi && '
+                  'exec "$3" -D -e -f "$4"')
+        lxc_etc = str(self.lxc_etc) if self.lxc_etc is not None and Path(LXC_ETC).is_dir() else ""
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 ["unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
-                 str(self.storage_dir), str(self.mount_target), SSHD, str(self.workdir / "sshd_config")],
+                 str(self.storage_dir), str(self.mount_target), SSHD, str(self.workdir / "sshd_config"), lxc_etc],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
         deadline = time.monotonic() + timeout
