@@ -33,22 +33,33 @@ def _pveoci(bed: Testbed, *args: str) -> int:
 
 
 def demo(workdir: Path) -> int:
-    """A new user's journey: check the profile against the cluster, look at the nodes, see what a busybox
-    bundle becomes, push its template over SSH (twice: the second time sends nothing)."""
+    """A new user's journey on the local bed: check the profile, look at the nodes, see what a busybox bundle
+    becomes, run it (packed and uploaded over SSH), see what its process did, its state and the list, stop
+    and delete it; then run it again: the template is on the node already, nothing is uploaded."""
     from tests.testbed.bundle import make_busybox_bundle
 
     _check_parts()
-    bundle = make_busybox_bundle(workdir / "bundle", args=["sh", "-c", "echo hello from pveoci; sleep 3600"])
-    with Testbed(workdir / "bed", nodes=("pve1", "pve2")) as bed:
+    missing = parts.missing_for_lxc()
+    if missing:
+        sys.exit("the demo runs real containers and needs: " + ", ".join(missing) + " (run contrib/setup.sh)")
+    script = "echo hello from pveoci > /tmp/hello; date > /tmp/started; while true; do sleep 1; done"
+    bundle = make_busybox_bundle(workdir / "bundle", args=["sh", "-c", script],
+                                 env=["PATH=/bin:/sbin", "GREETING=hello", "TERM=xterm"])
+    root = str(workdir / "cache")
+    with Testbed(workdir / "bed", nodes=("pve1", "pve2"), lxc=True) as bed:
         print(f"local test bed up: API {bed.url}, nodes " +
               ", ".join(f"{n} (ssh {a}:{bed.ssh_port})" for n, a in bed.addresses.items()))
         print(f"profile: {bed.config_path}; bundle: {bundle}")
-        failures = 0
         steps = (["doctor"], ["nodes"], ["plan", "-b", str(bundle)],
-                 ["template", "push", "-b", str(bundle), "--node", "pve1"],
-                 ["template", "push", "-b", str(bundle), "--node", "pve1"], ["template", "ls"])
-        for args in steps:
-            failures += _pveoci(bed, *args) != 0
+                 ["--root", root, "run", "-d", "-b", str(bundle), "hello"],
+                 ["--root", root, "exec", "hello", "--", "cat", "/tmp/hello", "/tmp/started"],
+                 ["--root", root, "exec", "hello", "--", "sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"],
+                 ["--root", root, "state", "hello"], ["--root", root, "list"],
+                 ["--root", root, "kill", "--timeout", "2", "hello", "TERM"], ["--root", root, "list"],
+                 ["--root", root, "delete", "hello"],
+                 ["--root", root, "--debug", "run", "-d", "-b", str(bundle), "hello"],
+                 ["--root", root, "delete", "-f", "hello"], ["template", "ls"])
+        failures = sum(_pveoci(bed, *args) != 0 for args in steps)
     print("\ndemo finished" + (f" with {failures} failing command(s)" if failures else ": all commands passed"))
     return 1 if failures else 0
 
@@ -57,7 +68,7 @@ def up(workdir: Path) -> int:
     _check_parts()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Testbed(workdir) as bed:
+    with Testbed(workdir, lxc=not parts.missing_for_lxc()) as bed:
         print(f"test bed up (pid {os.getpid()}); in another shell:\n"
               f"  export PVEOCI_CONFIG={bed.config_path}\n  pveoci doctor\nCtrl-C stops it.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
