@@ -443,6 +443,28 @@ class Runtime:
         return self.backend.exec(found.guest.node, found.guest.vmid, argv, tty=tty)
 
 
+    def ps(self, cid: str, ps_args: list[str]) -> tuple[str, list[int]]:
+        """`ps` run in the container: its output, and the PIDs it lists (as the container sees them)."""
+        found = self._require(cid)
+        if oci_status(found.guest) not in ("running", "paused"):
+            raise errors.PveociError("container not running")
+        code, out, err = self.backend.capture(found.guest.node, found.guest.vmid, ["ps", *(ps_args or [])])
+        if code != 0:
+            raise errors.PveociError(f"ps in the container failed (exit {code}): "
+                                     f"{err.decode(errors='replace').strip() or 'no ps in its rootfs?'}")
+        text = out.decode(errors="replace")
+        lines = text.splitlines()
+        pids: list[int] = []
+        if lines:
+            header = lines[0].split()
+            column = header.index("PID") if "PID" in header else 0
+            for line in lines[1:]:
+                words = line.split()
+                if len(words) > column and words[column].isdigit():
+                    pids.append(int(words[column]))
+        return text, pids
+
+
 def normalise_signal(value: str) -> str:
     name = signals.parse(value)
     if name is None:

@@ -27,6 +27,9 @@ def test_run_exec_state_kill_delete(lxc_bed: Testbed, busybox_bundle: Path, tmp_
     assert environ.returncode == 0, environ.stderr
     assert environ.stdout == "\0".join(env) + "\0"  # exactly the bundle's environment, nothing LXC added
     assert pveoci("exec", "hello", "--", "sh", "-c", "exit 7").returncode == 7
+    pids = json.loads(pveoci("ps", "-f", "json", "hello").stdout)
+    assert 1 in pids
+    assert "PID" in pveoci("ps", "hello").stdout
     state = json.loads(pveoci("state", "hello").stdout)
     state_schema().validate(state)
     assert state["status"] == "running"

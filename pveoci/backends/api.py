@@ -129,6 +129,17 @@ class ApiBackend:
         finally:
             client.close()
 
+    def capture(self, node: str, vmid: int, argv: list[str]) -> tuple[int, bytes, bytes]:
+        """`pct exec VMID -- ARGV` with its output collected: (exit status, stdout, stderr)."""
+        from pveoci.ssh import run
+
+        client = self.ssh.connect(node)
+        try:
+            result = run(client, ["pct", "exec", str(vmid), "--", *argv], sudo=self.ssh.settings.sudo, timeout=120)
+        finally:
+            client.close()
+        return result.status, result.stdout, result.stderr
+
     def _on_node(self, node: str, argv: list[str], what: str) -> None:
         from pveoci.ssh import run
 

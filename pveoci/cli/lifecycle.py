@@ -243,6 +243,31 @@ def exec_cmd(
     raise typer.Exit(code)
 
 
+def ps(
+    ctx: typer.Context,
+    container_id: IdArgument,
+    ps_args: Annotated[Optional[list[str]], typer.Argument(help="Options for ps (after --).")] = None,  # noqa: UP045
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (the PIDs).")] = "table",
+) -> None:
+    """Show the processes of a running container (ps run in it; PIDs as the container sees them).
+
+    Examples:
+
+    \b
+      pveoci ps hello
+      pveoci ps -f json hello
+    """
+    from pveoci import errors
+
+    if fmt not in ("table", "json"):
+        raise errors.InvalidParameter(f"invalid format option: {fmt} (table or json)")
+    text, pids = state(ctx).runtime().ps(container_id, list(ps_args or []))
+    if fmt == "json":
+        render.emit_json(pids)
+    else:
+        typer.echo(text, nl=False)
+
+
 def gc(ctx: typer.Context, output: OutputOption = None) -> None:
     """Finish what interrupted commands left: roll back half-made creates, drop stale cache entries.
 

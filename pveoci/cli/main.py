@@ -53,6 +53,7 @@ app.command("delete")(lifecycle.delete)
 app.command("exec")(lifecycle.exec_cmd)
 app.command("pause")(lifecycle.pause)
 app.command("resume")(lifecycle.resume)
+app.command("ps")(lifecycle.ps)
 app.command("gc")(lifecycle.gc)
 app.add_typer(lifecycle.cache_app, name="cache")
 
