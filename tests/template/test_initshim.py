@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pveoci.template.initshim import RLIM_INFINITY, RLIMITS, SUPPORTED_ARCHES, Rlimit, ShimSpec, build
+from tests.conftest import need
 from tests.testbed import parts
 
 APPLETS = ("sh", "cat", "id", "pwd", "sleep", "env")
@@ -26,14 +27,7 @@ BASE = ShimSpec(path="/bin/sh", argv=("sh", "-c", REPORT, "report"), env=ENV)
 
 
 def need_bed() -> None:
-    missing = [] if os.geteuid() == 0 else ["root (for chroot and a PID namespace)"]
-    missing += parts.missing_for_busybox()
-    if not missing:
-        return
-    reason = "test bed part missing: " + ", ".join(missing)
-    if parts.required():
-        pytest.fail(reason + f" ({parts.REQUIRE_ENV} is set)", pytrace=False)
-    pytest.skip(reason)
+    need(([] if os.geteuid() == 0 else ["root (for chroot and a PID namespace)"]) + parts.missing_for_busybox())
 
 
 @pytest.fixture
