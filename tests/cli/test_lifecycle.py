@@ -17,8 +17,9 @@ pytestmark = pytest.mark.bed
 
 
 @pytest.fixture
-def oci(cluster: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """`pveoci --root <private cache> ...` -> (exit code, stdout, stderr)."""
+def oci(lxc_bed: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """`pveoci --root <private cache> ...` -> (exit code, stdout, stderr), against the bed with real containers."""
+    cluster = lxc_bed
     def run(*args: str) -> tuple[int, str, str]:
         proc = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
                               env=cluster.env(), capture_output=True, text=True, check=False, timeout=180)
@@ -99,7 +100,7 @@ def test_start(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-de
 
 def test_kill(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
     oci("run", "-d", "-b", str(busybox_bundle), "k1")
-    code, _, err = oci("kill", "--timeout", "1", "k1", "TERM")
+    code, _, err = oci("kill", "--timeout", "1", "k1", "TERM")  # the shell ignores PVE's halt signal: stopped
     assert code == 0, err
     assert state(oci, "k1")["status"] == "stopped"
     assert state(oci, "k1")["pid"] == 0
