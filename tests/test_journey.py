@@ -95,3 +95,23 @@ def _frozen(pid: int) -> bool:
             state = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
             return state.exists() and state.read_text().strip() == "FROZEN"
     return False
+
+
+def test_hostile_arguments_never_reach_a_shell_unquoted(lxc_bed: Testbed, busybox_bundle: Path,
+                                                        tmp_path: Path) -> None:
+    canary = tmp_path / "pwned"
+
+    def pveoci(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
+                              env=lxc_bed.env(), capture_output=True, text=True, check=False, timeout=180)
+
+    assert pveoci("run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "safe").returncode == 0
+    hostile = [f"; touch {canary}", f"$(touch {canary})", f"`touch {canary}`", f"' ; touch {canary} '", "\\"]
+    result = pveoci("exec", "safe", "--", "echo", *hostile)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == " ".join(hostile) + "\n"  # echoed as data, inside the container
+    assert not canary.exists()  # and nothing ran on the node
+    logged = [c for c in lxc_bed.sshd("pve1").commands() if c.startswith("pct exec")]
+    assert logged[-1].startswith("pct exec ")
+    assert "'; touch " in logged[-1]  # what reached the node's shell was quoted
+    assert pveoci("delete", "-f", "safe").returncode == 0
