@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,17 +11,11 @@ from pveoci import errors
 from pveoci.lxc.mapping import Plan, Target, map_spec
 from pveoci.oci.bundle import Bundle
 from pveoci.oci.rootfs import find_executable
+from pveoci.pve.version import parse_version
 from pveoci.settings import Profile
 
 GIB = 1024**3
 ASSUMED_VERSION = (9, 1)
-
-
-def parse_version(text: str) -> tuple[int, int]:
-    found = re.match(r"^(\d+)\.(\d+)", str(text))
-    if not found:
-        raise errors.ApiError(f"cannot read the Proxmox VE version '{text}'")
-    return int(found.group(1)), int(found.group(2))
 
 
 def rootfs_bytes(rootfs: Path) -> int:

@@ -12,8 +12,8 @@ from typing import Any
 
 from pveoci import errors
 from pveoci.backends.base import Guest
-from pveoci.planning import parse_version
 from pveoci.pve.client import PveClient
+from pveoci.pve.version import parse_version
 from pveoci.ssh import SshConnector, command_line
 
 log = logging.getLogger("pveoci.backend")
