@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pveoci.template")
 
 CHUNK = 255 * 1024   # OpenSSH's sftp-server takes requests up to 256 KiB, header included
-STREAMS = 4          # parallel SFTP channels over one connection
+STREAMS = 2          # parallel SFTP channels over one connection (docs/performance.md)
 
 
 class SftpUploader:
