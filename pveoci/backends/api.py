@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import sys
 import threading
 import time
@@ -115,16 +116,16 @@ class ApiBackend:
                 channel.shutdown_write()
             out, err = sys.stdout.buffer, sys.stderr.buffer
             while True:
-                if channel.recv_ready():
+                # The channel's fileno() becomes readable when stdout or stderr data (or the end) arrives.
+                select.select([channel], [], [], 1.0)
+                while channel.recv_ready():
                     out.write(channel.recv(65536))
                     out.flush()
-                elif channel.recv_stderr_ready():
+                while channel.recv_stderr_ready():
                     err.write(channel.recv_stderr(65536))
                     err.flush()
-                elif channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
-                else:
-                    time.sleep(0.005)
             return int(channel.recv_exit_status())
         finally:
             client.close()
