@@ -29,7 +29,10 @@ Examples:
 \b
   pveoci config init --host pve1.example.com   # write a commented profile
   pveoci doctor                                # check API, auth, privileges, nodes, SSH
-  pveoci -p lab nodes -o json                  # another profile, JSON for scripts
+  pveoci run -d -b ./hello hello               # pack, upload, create and start a bundle
+  pveoci exec hello -- cat /proc/1/environ     # run a command in it (over SSH)
+  pveoci state hello                           # OCI state JSON
+  pveoci -p lab list -f json                   # another profile, JSON for scripts
 """
 
 app = typer.Typer(
@@ -37,24 +40,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False, rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(config_cmd.app, name="config")
-app.command("doctor")(doctor_cmd.doctor)
-app.command("nodes")(nodes_cmd.nodes)
-app.command("plan")(plan_cmd.plan)
+# runc's commands first, then pveoci's own; `pveoci --help` lists them in this order.
+for name, command in (("spec", spec_cmd.spec), ("create", lifecycle.create), ("start", lifecycle.start),
+                      ("run", lifecycle.run), ("state", lifecycle.state_cmd), ("list", lifecycle.list_cmd),
+                      ("kill", lifecycle.kill), ("delete", lifecycle.delete), ("exec", lifecycle.exec_cmd),
+                      ("ps", lifecycle.ps), ("pause", lifecycle.pause), ("resume", lifecycle.resume),
+                      ("plan", plan_cmd.plan), ("doctor", doctor_cmd.doctor), ("nodes", nodes_cmd.nodes),
+                      ("gc", lifecycle.gc)):
+    app.command(name)(command)
 app.add_typer(template_cmd.app, name="template")
-app.command("spec")(spec_cmd.spec)
-app.command("create")(lifecycle.create)
-app.command("start")(lifecycle.start)
-app.command("run")(lifecycle.run)
-app.command("state")(lifecycle.state_cmd)
-app.command("list")(lifecycle.list_cmd)
-app.command("kill")(lifecycle.kill)
-app.command("delete")(lifecycle.delete)
-app.command("exec")(lifecycle.exec_cmd)
-app.command("pause")(lifecycle.pause)
-app.command("resume")(lifecycle.resume)
-app.command("ps")(lifecycle.ps)
-app.command("gc")(lifecycle.gc)
+app.add_typer(config_cmd.app, name="config")
 app.add_typer(lifecycle.cache_app, name="cache")
 
 
