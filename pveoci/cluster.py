@@ -72,20 +72,17 @@ class Quorum:
     quorate: bool
     name: str | None
     addresses: dict[str, str] = field(default_factory=dict)
-    online: dict[str, bool] = field(default_factory=dict)
 
 
 def quorum(client: PveClient) -> Quorum:
-    """Cluster name, quorum and each node's address and membership from GET /cluster/status."""
+    """Cluster name, quorum and each node's address from GET /cluster/status."""
     out = Quorum(quorate=True, name=None)
     for item in client.cluster_status():
         if item.get("type") == "cluster":
             out.quorate = bool(item.get("quorate", 1))
             out.name = item.get("name")
-        elif item.get("type") == "node":
-            if item.get("ip"):
-                out.addresses[str(item["name"])] = str(item["ip"])
-            out.online[str(item["name"])] = bool(item.get("online", 1))
+        elif item.get("type") == "node" and item.get("ip"):
+            out.addresses[str(item["name"])] = str(item["ip"])
     return out
 
 

@@ -44,10 +44,6 @@ class TemplateInfo:
     ctime: int
     shared: bool
 
-    @property
-    def digest_prefix(self) -> str:
-        return self.name[len(NAME_PREFIX):-len(SUFFIX)]
-
     def to_json(self) -> dict[str, Any]:
         return {"node": self.node, "storage": self.storage, "volid": self.volid, "name": self.name,
                 "size": self.size, "ctime": self.ctime, "shared": self.shared}
