@@ -212,8 +212,13 @@ class Runtime:
             seen.add(record.id)
             status = oci_status(guest)
             pid = 0
-            if status in ("running", "paused") and guest.status == "running":
-                pid = record.pid or 0
+            if status in ("running", "paused"):
+                pid = record.pid
+                if not pid:
+                    # /cluster/resources has no pid: ask once, then the cache knows it until the next start.
+                    pid = self.backend.status(guest.node, guest.vmid).pid or 0
+                    record.pid, record.status = pid, status
+                    self.cache.put(record)
             out.append(State(id=record.id, status=status, pid=pid, bundle=record.bundle, created=record.created,
                              annotations=record.annotations, cluster=self.cluster, node=guest.node, vmid=guest.vmid,
                              template=record.template))

@@ -200,6 +200,10 @@ def test_any_workstation_finds_containers_by_id_with_an_empty_cache(cluster: Tes
     assert other.returncode == 0, other.stderr
     assert json.loads(other.stdout)["bundle"] == str(busybox_bundle)
     assert json.loads(run("desktop", "list", "-f", "json").stdout)[0]["id"] == "shared-id"
+    assert run("laptop", "start", "shared-id").returncode == 0
+    running = json.loads(run("desktop", "list", "-f", "json").stdout)[0]
+    assert running["status"] == "running"
+    assert running["pid"] == json.loads(run("laptop", "state", "shared-id").stdout)["pid"] > 0
     requests_before = len(cluster.pve.requests)
     run("desktop", "state", "shared-id")
     assert len(cluster.pve.requests) - requests_before == 1  # warm cache: one call
