@@ -14,14 +14,18 @@ import os
 import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pveoci import errors, hooks, marker, signals
 from pveoci.backends.base import Backend, Guest
 from pveoci.cache import Cache, Record
+
+if TYPE_CHECKING:
+    from pveoci.pve.client import PveClient
+    from pveoci.settings import Settings
 
 log = logging.getLogger("pveoci.runtime")
 
@@ -78,7 +82,6 @@ class State:
     vmid: int
     template: str
     cached: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -110,14 +113,14 @@ def is_vmid_race(exc: errors.PveociError) -> bool:
 
 
 class Runtime:
-    def __init__(self, backend: Backend, cache: Cache, *, cluster: str, profile: Any, settings: Any,
-                 client: Any = None) -> None:
+    def __init__(self, backend: Backend, cache: Cache, *, settings: Settings, client: PveClient) -> None:
         self.backend = backend
         self.cache = cache
-        self.cluster = cluster           # a stable name of the cluster: the cache is kept per cluster
-        self.profile = profile
         self.settings = settings
-        self.client = client             # the PveClient, for templates
+        self.profile = settings.profile
+        # The cache is kept per profile: a stable name for the cluster that works offline too.
+        self.cluster = settings.profile.name
+        self.client = client             # for templates (placement, storage, uploads)
 
     # --------------------------------------------------------------- finding
 
@@ -387,18 +390,19 @@ class Runtime:
             return
         if status not in ("running", "paused"):
             raise errors.PveociError("container not running")
-        if status == "paused" and name not in ("SIGKILL",):
+        if status == "paused" and name != "SIGKILL":
             raise errors.PveociError("container is paused; resume it first (or send KILL)")
-        if name == found.record.stop_signal or name == "SIGTERM":
-            self.backend.shutdown(g.node, g.vmid, timeout)
-        elif name == "SIGKILL":
+        if name == "SIGKILL":
             self.backend.stop(g.node, g.vmid)
+        elif name in ("SIGTERM", found.record.stop_signal):
+            self.backend.shutdown(g.node, g.vmid, timeout)
         else:
             if not g.pid:
                 raise errors.PveociError(f"the cluster reports no pid for CT {g.vmid}; cannot send {name}")
             self.backend.signal(g.node, g.pid, name)
-        if name in ("SIGKILL",) or name == "SIGTERM" or name == found.record.stop_signal:
-            self._set_tags(self.backend.status(g.node, g.vmid), remove=frozenset({TAG_PAUSED}))
+            return
+        # It is stopped now: a pause does not outlive it.
+        self._set_tags(self.backend.status(g.node, g.vmid), remove=frozenset({TAG_PAUSED}))
 
     # ---------------------------------------------------------------- delete
 

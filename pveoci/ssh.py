@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,9 +44,19 @@ class SshTarget:
 class SshConnector:
     """Opens verified SSH connections to cluster nodes by name."""
 
-    def __init__(self, settings: SshSettings, addresses: Mapping[str, str]) -> None:
+    def __init__(self, settings: SshSettings,
+                 addresses: Mapping[str, str] | Callable[[], Mapping[str, str]]) -> None:
+        """`addresses` may be a callable: then the cluster is asked only when a node is first looked up."""
         self.settings = settings
-        self.addresses = dict(addresses)
+        self._addresses = addresses
+        self._resolved: dict[str, str] | None = None
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        if self._resolved is None:
+            source = self._addresses
+            self._resolved = dict(source() if callable(source) else source)
+        return self._resolved
 
     def target(self, node: str) -> SshTarget:
         override = self.settings.nodes.get(node)

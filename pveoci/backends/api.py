@@ -8,7 +8,6 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from pveoci import errors
@@ -25,17 +24,9 @@ UNLOCK_WAIT = 30.0
 class ApiBackend:
     name = "api"
 
-    def __init__(self, client: PveClient, ssh: Callable[[], SshConnector]) -> None:
+    def __init__(self, client: PveClient, ssh: SshConnector) -> None:
         self.client = client
-        self._ssh_factory = ssh
-        self._ssh: SshConnector | None = None
-
-    @property
-    def ssh(self) -> SshConnector:
-        """Made on first use: only exec and signals need SSH (and the node addresses it asks for)."""
-        if self._ssh is None:
-            self._ssh = self._ssh_factory()
-        return self._ssh
+        self.ssh = ssh  # exec, signals and freeze go to the node over SSH
 
     # ------------------------------------------------------------------ reads
 

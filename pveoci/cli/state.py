@@ -59,13 +59,9 @@ class State:
             settings = self.settings()
             client = self.client()
 
-            def connector() -> SshConnector:
-                return SshConnector(settings.profile.ssh, cluster.quorum(client).addresses)
-
-            backend = ApiBackend(client, connector)
+            backend = ApiBackend(client, SshConnector(settings.profile.ssh, lambda: cluster.quorum(client).addresses))
             cache = Cache(self.root or default_root())
-            self._runtime = Runtime(backend, cache, cluster=settings.profile.name, profile=settings.profile,
-                                    settings=settings, client=client)
+            self._runtime = Runtime(backend, cache, settings=settings, client=client)
         return self._runtime
 
 

@@ -35,7 +35,8 @@ def uploader_for(name: str, client: PveClient, settings: Settings) -> Uploader:
         from pveoci.ssh import SshConnector
         from pveoci.template.sftp import SftpUploader
 
-        return SftpUploader(SshConnector(settings.profile.ssh, cluster.quorum(client).addresses))
+        # Node addresses are asked of the cluster only if something is actually uploaded.
+        return SftpUploader(SshConnector(settings.profile.ssh, lambda: cluster.quorum(client).addresses))
     raise errors.ConfigError(f"unknown transport '{name}' (one of: {', '.join(TRANSPORTS)})")
 
 

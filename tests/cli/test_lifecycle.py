@@ -237,8 +237,8 @@ def test_hooks_run_on_this_machine_with_the_state_on_stdin(oci, busybox_bundle: 
     oci("start", "h1")
     assert json.loads((tmp_path / "poststart.json").read_text())["status"] == "running"
     oci("delete", "-f", "h1")
-    assert json.loads((tmp_path / "poststop.json").read_text()) | {"status": "stopped", "id": "h1"} == json.loads(
-        (tmp_path / "poststop.json").read_text())
+    stopped = json.loads((tmp_path / "poststop.json").read_text())
+    assert (stopped["id"], stopped["status"], stopped["pid"]) == ("h1", "stopped", 0)
 
 
 def test_a_failing_create_runtime_hook_fails_the_create(oci, busybox_bundle: Path, tmp_path: Path,  # type: ignore[no-untyped-def]

@@ -22,8 +22,8 @@ from pveoci.ssh import SshConnector
 def runtime(root):
     s = settings.load(config_path=Path(os.environ["PVEOCI_CONFIG"]))
     client = PveClient.from_settings(s)
-    backend = ApiBackend(client, lambda: SshConnector(s.profile.ssh, {}))
-    return Runtime(backend, Cache(Path(root)), cluster=s.profile.name, profile=s.profile, settings=s, client=client)
+    backend = ApiBackend(client, SshConnector(s.profile.ssh, {}))
+    return Runtime(backend, Cache(Path(root)), settings=s, client=client)
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
