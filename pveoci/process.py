@@ -1,0 +1,113 @@
+"""The container's process as pveoci's init runs it: argv, exact env, cwd, user, limits.
+
+Pure data, made by the OCI-to-LXC mapping from `process` in config.json (the program already
+looked up in the rootfs), carried to the init with the container (never in the template), and
+encoded for it by `encode`. docs/init.md describes the format and what the init does with it.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+RLIM_INFINITY = 2**64 - 1
+ID_MAX = 2**32 - 2          # (uid_t)-1 means "unchanged" to setresuid(): not a valid id
+NGROUPS_MAX = 65536
+MAGIC = b"PVEOCI-SPEC 1\n"
+
+# Linux resource numbers (include/uapi/asm-generic/resource.h; the same on x86_64 and arm64).
+RLIMITS: dict[str, int] = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    resource: int       # a value of RLIMITS
+    soft: int
+    hard: int           # RLIM_INFINITY for "unlimited"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What the init applies before it executes the program (docs/init.md, in this order)."""
+
+    path: str                               # absolute path of the program inside the rootfs
+    args: tuple[str, ...]                   # argv, argv[0] included
+    env: tuple[str, ...] = ()               # exactly the environment the process gets ("KEY=VALUE")
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    additional_gids: tuple[int, ...] = ()
+    umask: int | None = None                # None: the init's own (022)
+    rlimits: tuple[Rlimit, ...] = ()
+    no_new_privileges: bool = False
+    oom_score_adj: int | None = None
+    terminal: bool = False                  # the process gets the console, not pipes (no log)
+    stop_signal: int = 15                   # what the init sends when LXC asks it to halt (SIGPWR)
+
+    def problems(self) -> list[str]:
+        """Why the init could not carry this out (empty when it can): one sentence per problem."""
+        out = []
+        if not self.path.startswith("/"):
+            out.append(f"program path must be absolute: {self.path!r}")
+        if not self.cwd.startswith("/"):
+            out.append(f"cwd must be absolute: {self.cwd!r}")
+        if not self.args:
+            out.append("args must not be empty")
+        for ident in (self.uid, self.gid, *self.additional_gids):
+            if not 0 <= ident <= ID_MAX:
+                out.append(f"user or group id out of range: {ident}")
+        if len(self.additional_gids) > NGROUPS_MAX:
+            out.append(f"more than {NGROUPS_MAX} additional gids")
+        if self.umask is not None and not 0 <= self.umask <= 0o777:
+            out.append(f"umask out of range: {self.umask:#o}")
+        if self.oom_score_adj is not None and not -1000 <= self.oom_score_adj <= 1000:
+            out.append(f"oomScoreAdj out of range: {self.oom_score_adj}")
+        for lim in self.rlimits:
+            if not 0 <= lim.resource < 64 or not 0 <= lim.soft <= RLIM_INFINITY or not 0 <= lim.hard <= RLIM_INFINITY:
+                out.append(f"rlimit out of range: {lim.resource} {lim.soft}:{lim.hard}")
+            elif lim.soft > lim.hard:
+                out.append(f"rlimit {rlimit_name(lim.resource)}: soft limit {lim.soft} is above the hard limit "
+                           f"{lim.hard}")
+        for what, values in (("path", (self.path,)), ("cwd", (self.cwd,)), ("args", self.args),
+                             ("env", self.env)):
+            if any("\0" in v for v in values):
+                out.append(f"{what}: a NUL byte cannot be passed to a program")
+        if any("=" not in e or e.startswith("=") for e in self.env):
+            out.append("env: every entry must be KEY=VALUE")
+        if not 1 <= self.stop_signal <= 64:
+            out.append(f"stop signal out of range: {self.stop_signal}")
+        return out
+
+
+def rlimit_name(resource: int) -> str:
+    return next((name for name, number in RLIMITS.items() if number == resource), f"resource {resource}")
+
+
+def encode(spec: ProcessSpec) -> bytes:
+    """The spec as the init reads it: MAGIC, then `key=value` records each ended by a NUL byte."""
+    records: list[tuple[str, str]] = [("path", spec.path)]
+    records += [("arg", a) for a in spec.args]
+    records += [("env", e) for e in spec.env]
+    records += [("cwd", spec.cwd), ("uid", str(spec.uid)), ("gid", str(spec.gid))]
+    records += [("group", str(g)) for g in spec.additional_gids]
+    if spec.umask is not None:
+        records.append(("umask", f"{spec.umask:o}"))
+    records += [("rlimit", f"{r.resource}:{r.soft}:{r.hard}") for r in spec.rlimits]
+    if spec.no_new_privileges:
+        records.append(("nnp", "1"))
+    if spec.oom_score_adj is not None:
+        records.append(("oom", str(spec.oom_score_adj)))
+    if spec.terminal:
+        records.append(("terminal", "1"))
+    records.append(("stopsignal", str(spec.stop_signal)))
+    return MAGIC + b"".join(k.encode() + b"=" + v.encode("utf-8", "surrogateescape") + b"\0" for k, v in records)
+
+
+def encode_arg(spec: ProcessSpec) -> str:
+    """The spec as one command-line word (base64url, no padding): LXC splits lxc.init.cmd on spaces."""
+    return base64.urlsafe_b64encode(encode(spec)).rstrip(b"=").decode()
