@@ -1,4 +1,4 @@
-"""What the global options decided, shared by every command through the typer context."""
+"""What the global options decided, shared by every command through the typer context: one Runtime, built once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 if TYPE_CHECKING:
-    from pveoci.pve.client import PveClient
     from pveoci.runtime import Runtime
     from pveoci.settings import Settings
 
@@ -21,7 +20,7 @@ class Output(str, Enum):
 
 
 @dataclass
-class State:
+class Cli:
     profile: str | None = None
     config: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -29,40 +28,26 @@ class State:
     debug: bool = False
     root: Path | None = None
     _settings: Settings | None = None
-    _client: PveClient | None = None
     _runtime: Runtime | None = None
 
     def settings(self) -> Settings:
         if self._settings is None:
             from pveoci import settings
 
-            self._settings = settings.load(profile=self.profile, config_path=self.config,
-                                           overrides=self.overrides)
+            self._settings = settings.load(profile=self.profile, config_path=self.config, overrides=self.overrides)
         return self._settings
 
-    def client(self) -> PveClient:
-        if self._client is None:
-            from pveoci.pve.client import PveClient
-
-            self._client = PveClient.from_settings(self.settings())
-        return self._client
-
     def runtime(self) -> Runtime:
-        """The lifecycle use cases over the profile's backend, with the cache in --root (or the state dir)."""
+        """The one Runtime of this command (pveoci.connect: the composition root)."""
         if self._runtime is None:
-            from pveoci import cluster
-            from pveoci.backends.api import ApiBackend
-            from pveoci.cache import Cache, default_root
-            from pveoci.runtime import Runtime
-            from pveoci.ssh import SshConnector
+            from pveoci.connect import connect
 
-            settings = self.settings()
-            client = self.client()
-
-            backend = ApiBackend(client, SshConnector(settings.profile.ssh, lambda: cluster.quorum(client).addresses))
-            cache = Cache(self.root or default_root())
-            self._runtime = Runtime(backend, cache, settings=settings, client=client)
+            self._runtime = connect(settings=self.settings(), root=self.root)
         return self._runtime
+
+    @property
+    def json(self) -> bool:
+        return self.output is Output.json
 
 
 OutputOption = Annotated[
@@ -71,11 +56,11 @@ OutputOption = Annotated[
 ]
 
 
-def state(ctx: typer.Context, output: Output | None = None) -> State:
+def cli(ctx: typer.Context, output: Output | None = None) -> Cli:
     """The global state; a command's own -o/--output wins over the global one."""
     obj = ctx.find_root().obj
-    if not isinstance(obj, State):
-        obj = State()
+    if not isinstance(obj, Cli):
+        obj = Cli()
         ctx.find_root().obj = obj
     if output is not None:
         obj.output = output
