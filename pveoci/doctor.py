@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Literal
 
-from pveoci import cluster, errors
-from pveoci.pve import privileges
+from pveoci import errors
+from pveoci.models import Check, Node, Storage
+from pveoci.pve import cluster, privileges
 from pveoci.pve.client import PveClient
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
 
 Status = Literal["pass", "fail", "warn", "skip"]
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    detail: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"check": self.name, "status": self.status, "detail": self.detail}
 
 
 def _gib(n: int) -> str:
@@ -40,17 +30,9 @@ def _tls_mode(settings: Settings) -> tuple[Status, str]:
     return "warn", "TLS NOT verified (verify_tls = false)"
 
 
-def diagnose(
-    settings: Settings,
-    *,
-    connect: Callable[[Settings], PveClient] = PveClient.from_settings,
-) -> Iterator[Check]:
+def diagnose(settings: Settings, client: PveClient) -> Iterator[Check]:
+    """Each check of the profile against its cluster, as it finishes."""
     profile = settings.profile
-    try:
-        client = connect(settings)
-    except errors.ConfigError as exc:
-        yield Check("config", "fail", exc.message)
-        return
     tls_status, tls_text = _tls_mode(settings)
     try:
         version = client.version()
@@ -102,7 +84,7 @@ def diagnose(
         yield _ssh_check(connector, node.name)
 
 
-def _node_check(node: cluster.NodeInfo, settings: Settings) -> Check:
+def _node_check(node: Node, settings: Settings) -> Check:
     profile = settings.profile
     name = f"node {node.name}"
     if not node.online:
@@ -110,7 +92,7 @@ def _node_check(node: cluster.NodeInfo, settings: Settings) -> Check:
     templates = node.usable("vztmpl")
     roots = node.usable("rootdir")
 
-    def listing(items: list[cluster.StorageInfo]) -> str:
+    def listing(items: list[Storage]) -> str:
         return ", ".join(f"{s.name} ({s.type}{', shared' if s.shared else ''}, {_gib(s.avail)} free)"
                          for s in items) or "none"
 

@@ -150,6 +150,74 @@ class MappingError(PveociError):
     exit_code = 19
 
 
+#: The name the public API documents for a strict-mode refusal.
+UnsupportedByStrictMapping = MappingError
+
+
+class ContainerStateError(PveociError):
+    """The container is not in a state that allows the operation (the OCI state machine)."""
+
+    exit_code = 20
+
+    def __init__(self, message: str, *, status: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        #: the container's OCI status when the operation was refused
+        self.status = status
+
+
+class NotRunning(ContainerStateError):
+    """The operation needs a running container (kill, exec, ps, pause)."""
+
+    exit_code = 21
+
+
+class NotCreated(ContainerStateError):
+    """`start` needs a container that is created and was never started."""
+
+    exit_code = 22
+
+
+class Paused(ContainerStateError):
+    """The container is paused: resume it first (only KILL reaches a paused container)."""
+
+    exit_code = 23
+
+
+class NotPaused(ContainerStateError):
+    """`resume` needs a paused container."""
+
+    exit_code = 24
+
+
+class NotStopped(ContainerStateError):
+    """`delete` without force needs a stopped (or created) container."""
+
+    exit_code = 25
+
+
+class HookFailed(PveociError):
+    """An OCI hook (prestart, createRuntime) failed; the operation was undone."""
+
+    exit_code = 26
+
+
+class Unsupported(PveociError):
+    """A flag, setting or feature pveoci cannot honour here (refused rather than ignored)."""
+
+    exit_code = 27
+
+
+class InUse(PveociError):
+    """A template (or other resource) is still used by containers; force removes it anyway."""
+
+    exit_code = 28
+
+    def __init__(self, message: str, *, users: list[str] | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        #: the OCI ids of the containers that use it
+        self.users = list(users or [])
+
+
 class ChecksFailed(PveociError):
     """`pveoci doctor` found at least one failing check."""
 
@@ -171,3 +239,15 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
+
+
+def exit_codes() -> dict[str, int]:
+    """Every exception class of this module by name, with its exit code (for docs and tests)."""
+    return {cls.__name__: cls.exit_code for cls in _all_classes(PveociError)}
+
+
+def _all_classes(base: type[PveociError]) -> list[type[PveociError]]:
+    out = [base]
+    for sub in base.__subclasses__():
+        out.extend(_all_classes(sub))
+    return out

@@ -37,7 +37,7 @@ def run(phase: str, hooks: dict[str, Any], state: dict[str, Any]) -> None:
             continue
         message = f"hooks.{phase}[{i}] ({path}) {problem}"
         if phase in FATAL:
-            raise errors.PveociError(message)
+            raise errors.HookFailed(message)
         log.warning("%s", message)
 
 

@@ -29,6 +29,7 @@ class Marker:
     annotations: dict[str, str] = field(default_factory=dict)
     stop_signal: str = "SIGTERM"
     version: int = 1
+    rootfs: str = ""               # absolute path of the bundle's rootfs (state's `rootfs`)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,57 +1,43 @@
-"""From a bundle and a profile to a Plan (PVE options, init shim, findings), and from a Plan to a template."""
+"""From a bundle and a profile to a Plan: the Proxmox options, the process, a finding per field."""
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 from pveoci import errors
 from pveoci.lxc.mapping import Plan, Target, map_spec
 from pveoci.oci.bundle import Bundle
 from pveoci.oci.rootfs import find_executable
-from pveoci.pve.version import parse_version
 from pveoci.settings import Profile
+from pveoci.template.pack import rootfs_size
 
 GIB = 1024**3
 ASSUMED_VERSION = (9, 1)
 
 
-def rootfs_bytes(rootfs: Path) -> int:
-    """What the rootfs holds (apparent sizes, links not followed): enough to size the root disk."""
-    total = 0
-    for folder, _dirs, files in os.walk(rootfs):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                continue
-    return total
-
-
-def disk_gib(rootfs_size: int) -> int:
+def disk_gib(size: int) -> int:
     """A root disk with room to spare: the rootfs plus a quarter, at least 1 GiB more, whole GiB."""
-    return max(2, math.ceil(rootfs_size * 1.25 / GIB) + 1)
+    return max(2, math.ceil(size * 1.25 / GIB) + 1)
 
 
-def target_for(profile: Profile, pve_version: tuple[int, int], rootfs_size: int) -> Target:
+def target_for(profile: Profile, pve_version: tuple[int, int], size: int) -> Target:
     return Target(pve_version=pve_version, root_pam=profile.auth_method == "ticket" and profile.user == "root@pam",
                   unprivileged=profile.unprivileged, rootfs_storage=profile.rootfs_storage,
-                  disk_gib=disk_gib(rootfs_size), bridge=profile.bridge)
+                  disk_gib=disk_gib(size), bridge=profile.bridge)
 
 
 def plan_bundle(bundle: Bundle, profile: Profile, *, container_id: str, pve_version: tuple[int, int]) -> Plan:
     def find(name: str, path_env: str | None, cwd: str) -> str | None:
         return find_executable(bundle.rootfs, name, path_env, cwd)
 
-    target = target_for(profile, pve_version, rootfs_bytes(bundle.rootfs))
+    target = target_for(profile, pve_version, rootfs_size(bundle.rootfs))
     return map_spec(bundle.spec, target, container_id=container_id, find_program=find)
 
 
-def cluster_version(get_version: Callable[[], dict[str, object]]) -> tuple[tuple[int, int], str | None]:
+def cluster_version(get_version: Callable[[], tuple[int, int]]) -> tuple[tuple[int, int], str | None]:
     """The cluster's version, or the assumed one with the reason it could not be asked."""
     try:
-        return parse_version(str(get_version().get("version", ""))), None
+        return get_version(), None
     except errors.PveociError as exc:
         return ASSUMED_VERSION, exc.message

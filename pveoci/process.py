@@ -58,29 +58,31 @@ class ProcessSpec:
             out.append(f"cwd must be absolute: {self.cwd!r}")
         if not self.args:
             out.append("args must not be empty")
-        for ident in (self.uid, self.gid, *self.additional_gids):
-            if not 0 <= ident <= ID_MAX:
-                out.append(f"user or group id out of range: {ident}")
-        if len(self.additional_gids) > NGROUPS_MAX:
-            out.append(f"more than {NGROUPS_MAX} additional gids")
-        if self.umask is not None and not 0 <= self.umask <= 0o777:
-            out.append(f"umask out of range: {self.umask:#o}")
-        if self.oom_score_adj is not None and not -1000 <= self.oom_score_adj <= 1000:
-            out.append(f"oomScoreAdj out of range: {self.oom_score_adj}")
-        for lim in self.rlimits:
-            if not 0 <= lim.resource < 64 or not 0 <= lim.soft <= RLIM_INFINITY or not 0 <= lim.hard <= RLIM_INFINITY:
-                out.append(f"rlimit out of range: {lim.resource} {lim.soft}:{lim.hard}")
-            elif lim.soft > lim.hard:
-                out.append(f"rlimit {rlimit_name(lim.resource)}: soft limit {lim.soft} is above the hard limit "
-                           f"{lim.hard}")
         for what, values in (("path", (self.path,)), ("cwd", (self.cwd,)), ("args", self.args),
                              ("env", self.env)):
             if any("\0" in v for v in values):
                 out.append(f"{what}: a NUL byte cannot be passed to a program")
         if any("=" not in e or e.startswith("=") for e in self.env):
             out.append("env: every entry must be KEY=VALUE")
+        return out + self._range_problems()
+
+    def _range_problems(self) -> list[str]:
+        out = [f"user or group id out of range: {ident}" for ident in (self.uid, self.gid, *self.additional_gids)
+               if not 0 <= ident <= ID_MAX]
+        if len(self.additional_gids) > NGROUPS_MAX:
+            out.append(f"more than {NGROUPS_MAX} additional gids")
+        if self.umask is not None and not 0 <= self.umask <= 0o777:
+            out.append(f"umask out of range: {self.umask:#o}")
+        if self.oom_score_adj is not None and not -1000 <= self.oom_score_adj <= 1000:
+            out.append(f"oomScoreAdj out of range: {self.oom_score_adj}")
         if not 1 <= self.stop_signal <= 64:
             out.append(f"stop signal out of range: {self.stop_signal}")
+        for lim in self.rlimits:
+            if not 0 <= lim.resource < 64 or not 0 <= lim.soft <= RLIM_INFINITY or not 0 <= lim.hard <= RLIM_INFINITY:
+                out.append(f"rlimit out of range: {lim.resource} {lim.soft}:{lim.hard}")
+            elif lim.soft > lim.hard:
+                out.append(f"rlimit {rlimit_name(lim.resource)}: soft limit {lim.soft} is above the hard limit "
+                           f"{lim.hard}")
         return out
 
 

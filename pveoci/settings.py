@@ -130,7 +130,8 @@ class Settings:
     profile: Profile
     config_path: Path
     sources: dict[str, str] = field(default_factory=dict)
-    env: Mapping[str, str] = field(default_factory=dict)
+    # Only the PVEOCI_* variables (secrets among them): never shown, never the whole environment.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def secret(self, key: Literal["token_secret", "password"]) -> str:
         """The secret from PVEOCI_<KEY> or from <key>_file; a ConfigError when neither is set or safe."""
@@ -292,7 +293,8 @@ def load(
         model = Profile.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, f"profile '{name}'")) from None
-    return Settings(profile=model, config_path=path, sources=sources, env=env)
+    ours = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    return Settings(profile=model, config_path=path, sources=sources, env=ours)
 
 
 EXAMPLE_CONFIG = """\

@@ -94,7 +94,8 @@ class SshConnector:
         try:
             client.connect(
                 target.host, port=target.port, username=target.user,
-                key_filename=key_files or None,  # type: ignore[arg-type]  # a list works allow_agent=self.settings.agent,
+                key_filename=key_files or None,  # type: ignore[arg-type]  # a list works
+                allow_agent=self.settings.agent,
                 look_for_keys=not key_files, timeout=self.settings.connect_timeout,
                 transport_factory=_fast_transport,
                 banner_timeout=self.settings.connect_timeout, auth_timeout=self.settings.connect_timeout,
@@ -114,6 +115,9 @@ class SshConnector:
                     f"host key of node '{node}' ({target.known_hosts_name}) is unknown: it is not in {known}; "
                     f"check it and add it, e.g. ssh-keyscan -p {target.port} {target.host} >> {known}"
                 ) from None
+            if "No authentication methods available" in text:
+                raise errors.SshError(f"SSH login to node '{node}' as {target.user} failed: no key to offer "
+                                      "(set ssh.key_files, or ssh.agent = true with a running agent)") from None
             if isinstance(exc, paramiko.AuthenticationException):
                 raise errors.SshError(f"SSH login to node '{node}' as {target.user} failed: {text}") from None
             raise errors.SshError(f"SSH to node '{node}' ({target}) failed: {text}") from None

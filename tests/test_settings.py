@@ -211,3 +211,14 @@ def test_secret_file_mode_check_uses_the_real_file(tmp_path: Path) -> None:
     secret.chmod(0o400)
     assert settings.read_secret_file(secret) == "x" * 8
     assert stat.S_IMODE(secret.stat().st_mode) == 0o400
+
+
+def test_settings_keep_neither_the_environment_nor_a_secret_in_their_repr(tmp_path: Path) -> None:
+    env = {"PVEOCI_HOST": "pve1.lab", "PVEOCI_TOKEN_SECRET": "s3cret-value", "AWS_SECRET_ACCESS_KEY": "other-secret",
+           "HOME": "/home/someone"}
+    loaded = settings.load(config_path=tmp_path / "none.toml", env=env)
+    shown = repr(loaded)
+    for value in ("s3cret-value", "other-secret", "/home/someone", "AWS_SECRET_ACCESS_KEY"):
+        assert value not in shown
+    assert "AWS_SECRET_ACCESS_KEY" not in loaded.env
+    assert loaded.secret("token_secret") == "s3cret-value"

@@ -102,3 +102,47 @@ def test_nothing_listening_is_a_clear_error(cluster: Testbed) -> None:
     connector = SshConnector(ssh_settings(cluster, port=1, connect_timeout=2), cluster.addresses)
     with pytest.raises(errors.SshError, match=r"cannot reach node 'pve1' over SSH at root@.*:1: Connection refused"):
         connector.connect("pve1")
+
+
+@pytest.fixture
+def agent_with_key(cluster: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A real ssh-agent holding the bed's client key, as SSH_AUTH_SOCK; HOME without keys of its own."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        from tests.conftest import need
+
+        need(["ssh-agent and ssh-add (Debian package openssh-client)"])
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            import time
+
+            time.sleep(0.02)
+        subprocess.run(["ssh-add", str(cluster.client_key)], env={"SSH_AUTH_SOCK": str(sock)}, check=True,
+                       capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* to fall back on
+        yield sock
+    finally:
+        agent.kill()
+        agent.wait(10)
+
+
+def test_agent_false_never_uses_the_agent(cluster: Testbed, agent_with_key: Path) -> None:
+    connector = SshConnector(ssh_settings(cluster, agent=False, key_files=[]), cluster.addresses)
+    with pytest.raises(errors.SshError, match="SSH login to node 'pve1' as root failed"):
+        connector.connect("pve1")
+
+
+def test_agent_true_logs_in_with_the_agents_key(cluster: Testbed, agent_with_key: Path) -> None:
+    connector = SshConnector(ssh_settings(cluster, agent=True, key_files=[]), cluster.addresses)
+    client = connector.connect("pve1")
+    try:
+        assert run(client, "echo ok") == "ok\n"
+    finally:
+        client.close()

@@ -1,71 +1,87 @@
-"""The API backend: containers through the Proxmox HTTP API; exec and signals through SSH to the node."""
+"""The API backend: containers through the Proxmox HTTP API (proxmoxer); in-container work over SSH.
+
+Templates go to a node over SFTP (template.sftp) or through the API's upload (template.api_upload).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import select
-import sys
-import threading
-import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pveoci import errors
-from pveoci.backends.base import Guest
+from pveoci.backends.onnode import SshNode
+from pveoci.models import Check, Destination, Guest, Node, Template
+from pveoci.pve import cluster
 from pveoci.pve.client import PveClient
 from pveoci.pve.version import parse_version
-from pveoci.ssh import SshConnector, command_line
+from pveoci.retry import Backoff, poll
+from pveoci.settings import Settings
+from pveoci.ssh import SshConnector
+from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
 
 UNLOCK_WAIT = 30.0
+CONFIG_READERS = 8        # parallel config reads when many containers are unknown to the cache
+_UNLOCK_POLL = Backoff(first=0.05, factor=2.0, cap=1.0)
 
 
-class ApiBackend:
+class ApiBackend(SshNode):
     name = "api"
 
-    def __init__(self, client: PveClient, ssh: SshConnector) -> None:
+    def __init__(self, client: PveClient, settings: Settings) -> None:
+        # SSH goes where the cluster says each node is, asked only when a node is first reached.
+        super().__init__(SshConnector(settings.profile.ssh, lambda: cluster.quorum(client).addresses))
         self.client = client
-        self.ssh = ssh  # exec, signals and freeze go to the node over SSH
+        self.settings = settings
+
+    def close(self) -> None:
+        self.client.session.close()
 
     # ------------------------------------------------------------------ reads
 
     def version(self) -> tuple[int, int]:
         return parse_version(str(self.client.version().get("version", "")))
 
-    def next_vmid(self) -> int:
-        return int(self.client.get("cluster", "nextid"))
-
-    def used_vmids(self) -> set[int]:
-        return {int(item["vmid"]) for item in self.client.get("cluster", "resources", type="vm") if "vmid" in item}
+    def nodes(self) -> list[Node]:
+        return cluster.nodes(self.client)
 
     def guests(self) -> list[Guest]:
-        return [Guest.from_api(item) for item in self.client.get("cluster", "resources", type="vm")
+        return [cluster.guest_from_api(item) for item in self.client.get("cluster", "resources", type="vm")
                 if item.get("type") == "lxc"]
 
     def status(self, node: str, vmid: int) -> Guest:
-        return Guest.from_api({"vmid": vmid, **self.client.get("nodes", node, "lxc", vmid, "status", "current")},
-                              node)
+        return cluster.guest_from_api({"vmid": vmid, **self.client.get("nodes", node, "lxc", vmid, "status",
+                                                                        "current")}, node)
 
     def config(self, node: str, vmid: int) -> dict[str, Any]:
         data: dict[str, Any] = self.client.get("nodes", node, "lxc", vmid, "config")
         return data
 
+    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
+        wanted = list(guests)
+
+        def one(g: Guest) -> tuple[int, dict[str, Any] | None]:
+            try:
+                return g.vmid, self.config(g.node, g.vmid)
+            except (errors.NotFound, errors.NodeOffline):
+                return g.vmid, None
+
+        with ThreadPoolExecutor(max_workers=min(CONFIG_READERS, max(1, len(wanted)))) as pool:
+            return {vmid: conf for vmid, conf in pool.map(one, wanted) if conf is not None}
+
+    def next_vmid(self) -> int:
+        return int(self.client.get("cluster", "nextid"))
+
     # ----------------------------------------------------------------- writes
 
     def create(self, node: str, vmid: int, options: dict[str, Any]) -> None:
         self.client.wait(self.client.post("nodes", node, "lxc", vmid=vmid, **options))
-        self._wait_unlocked(node, vmid)
-
-    def _wait_unlocked(self, node: str, vmid: int) -> None:
-        """After vzcreate the config may still say `lock: create` for a moment."""
-        deadline = time.monotonic() + UNLOCK_WAIT
-        delay = 0.05
-        while self.config(node, vmid).get("lock") == "create":
-            if time.monotonic() > deadline:
-                raise errors.Locked(f"CT {vmid} on {node} is still locked (create) after {UNLOCK_WAIT:g} s")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        # After vzcreate the config may still say `lock: create` for a moment.
+        poll(lambda: True if self.config(node, vmid).get("lock") != "create" else None, timeout=UNLOCK_WAIT,
+             what=f"CT {vmid} on {node} is locked (create)", backoff=_UNLOCK_POLL)
 
     def set_options(self, node: str, vmid: int, options: dict[str, Any]) -> None:
         self.client.put("nodes", node, "lxc", vmid, "config", **options)
@@ -83,84 +99,69 @@ class ApiBackend:
         # forceStop: once the timeout has passed the task stops it, so TERM always ends in a stopped container.
         self._power(node, vmid, "shutdown", timeout=timeout, forceStop=1)
 
-
     def destroy(self, node: str, vmid: int) -> None:
         self.client.wait(self.client.delete("nodes", node, "lxc", vmid, purge=1, **{"destroy-unreferenced-disks": 1}))
 
-    # ------------------------------------------------------- on the node (SSH)
+    def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None:
+        params: dict[str, Any] = {"target": target}
+        if restart:
+            params["restart"] = 1
+        self.client.wait(self.client.post("nodes", node, "lxc", vmid, "migrate", **params))
 
-    def exec(self, node: str, vmid: int, argv: list[str], *, tty: bool = False) -> int:
-        """`pct exec VMID -- ARGV` on the node; stdio is passed through and the exit status comes back."""
-        line = command_line(["pct", "exec", str(vmid), "--", *argv], sudo=self.ssh.settings.sudo)
-        client = self.ssh.connect(node)
-        try:
-            transport = client.get_transport()
-            assert transport is not None
-            channel = transport.open_session()
-            if tty:
-                channel.get_pty()
-            channel.exec_command(line)
-            feeder = threading.Thread(target=_feed_stdin, args=(channel,), daemon=True)
-            if not sys.stdin.isatty():
-                feeder.start()
-            else:
-                channel.shutdown_write()
-            out, err = sys.stdout.buffer, sys.stderr.buffer
-            while True:
-                # The channel's fileno() becomes readable when stdout or stderr data (or the end) arrives.
-                select.select([channel], [], [], 1.0)
-                while channel.recv_ready():
-                    out.write(channel.recv(65536))
-                    out.flush()
-                while channel.recv_stderr_ready():
-                    err.write(channel.recv_stderr(65536))
-                    err.flush()
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                    break
-            return int(channel.recv_exit_status())
-        finally:
-            client.close()
+    # -------------------------------------------------------------- templates
 
-    def capture(self, node: str, vmid: int, argv: list[str]) -> tuple[int, bytes, bytes]:
-        """`pct exec VMID -- ARGV` with its output collected: (exit status, stdout, stderr)."""
-        from pveoci.ssh import run
+    def template_destination(self, node: str, storage: str) -> Destination:
+        found = {s["storage"]: s for s in self.client.node_storages(node)}
+        item = found.get(storage)
+        if item is None:
+            raise errors.NotFound(f"storage '{storage}' is not available on node '{node}' "
+                                  f"(there: {', '.join(sorted(found)) or 'none'})")
+        if "vztmpl" not in str(item.get("content", "")).split(","):
+            raise errors.ConfigError(f"storage '{storage}' does not hold container templates (content vztmpl)")
+        if not item.get("active", 1):
+            raise errors.ApiError(f"storage '{storage}' is not active on node '{node}'")
+        config = self.client.get("storage", storage)
+        path = config.get("path")
+        directory = f"{str(path).rstrip('/')}/{_content_dir(config)}" if path else None
+        avail = item.get("avail")
+        return Destination(node=node, storage=storage, shared=bool(item.get("shared")), directory=directory,
+                           avail=int(avail) if avail not in (None, "") else None)
 
-        client = self.ssh.connect(node)
-        try:
-            result = run(client, ["pct", "exec", str(vmid), "--", *argv], sudo=self.ssh.settings.sudo, timeout=120)
-        finally:
-            client.close()
-        return result.status, result.stdout, result.stderr
+    def templates(self, dest: Destination) -> list[Template]:
+        items = self.client.get("nodes", dest.node, "storage", dest.storage, "content", content="vztmpl")
+        out = []
+        for item in items:
+            name = str(item["volid"]).split("/", 1)[-1]
+            out.append(Template(node=dest.node, storage=dest.storage, volid=str(item["volid"]), name=name,
+                                size=int(item.get("size") or 0), ctime=int(item.get("ctime") or 0),
+                                shared=dest.shared))
+        return sorted(out, key=lambda t: t.name)
 
-    def _on_node(self, node: str, argv: list[str], what: str) -> None:
-        from pveoci.ssh import run
+    def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
+        if transport == "api":
+            from pveoci.template.api_upload import upload as api_upload
 
-        client = self.ssh.connect(node)
-        try:
-            result = run(client, argv, sudo=self.ssh.settings.sudo, timeout=60)
-        finally:
-            client.close()
-        if result.status != 0:
-            raise errors.PveociError(f"cannot {what} on {node}: {result.stderr.decode(errors='replace').strip()}")
+            return api_upload(self.client, packed, dest, progress)
+        from pveoci.template.sftp import SftpUploader
 
-    def signal(self, node: str, pid: int, signame: str) -> None:
-        self._on_node(node, ["kill", "-s", signame.removeprefix("SIG"), str(pid)],
-                      f"send {signame} to the container's init (pid {pid})")
+        return SftpUploader(self.ssh).upload(packed, dest, progress)
 
-    # PVE's suspend is a CRIU checkpoint to disk, not runc's pause: freeze the cgroup instead, as LXC does.
-    def freeze(self, node: str, vmid: int) -> None:
-        self._on_node(node, ["lxc-freeze", "-n", str(vmid)], f"freeze CT {vmid}")
+    def remove_template(self, dest: Destination, name: str) -> None:
+        self.client.wait(self.client.delete("nodes", dest.node, "storage", dest.storage, "content",
+                                            dest.volid(name)))
 
-    def thaw(self, node: str, vmid: int) -> None:
-        self._on_node(node, ["lxc-unfreeze", "-n", str(vmid)], f"thaw CT {vmid}")
+    # -------------------------------------------------------------- diagnosis
+
+    def checks(self) -> Iterator[Check]:
+        from pveoci import doctor
+
+        return doctor.diagnose(self.settings, self.client)
 
 
-def _feed_stdin(channel: Any) -> None:
-    try:
-        while chunk := sys.stdin.buffer.read1(65536) if hasattr(sys.stdin.buffer, "read1") else b"":
-            channel.sendall(chunk)
-    except (OSError, ValueError):
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            channel.shutdown_write()
+def _content_dir(config: dict[str, Any]) -> str:
+    """The vztmpl directory below the storage path: `template/cache`, unless content-dirs moves it."""
+    for item in str(config.get("content-dirs") or "").split(","):
+        kind, _, where = item.partition("=")
+        if kind.strip() == "vztmpl" and where.strip():
+            return where.strip().strip("/")
+    return "template/cache"

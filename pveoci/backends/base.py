@@ -1,46 +1,46 @@
-"""The Backend protocol: what the runtime needs from a cluster, whatever carries it (API or pct)."""
+"""What the runtime needs from a cluster, whatever carries it: the Proxmox API, pct/pvesh, or memory.
+
+The runtime (pveoci.runtime) talks to a cluster only through these protocols; adapters implement
+them (backends.api over the HTTP API and SSH; backends.memory in memory, for tests). Each method
+is one thing Proxmox does; policy (OCI states, retries of races, rollback) stays in the runtime.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, Protocol
+
+from pveoci.models import Check, Completed, Destination, Guest, Node, Template
+from pveoci.template.pack import Packed
 
 
-@dataclass(frozen=True)
-class Guest:
-    """A container as the cluster reports it."""
+class ClusterReads(Protocol):
+    """What the cluster looks like."""
 
-    vmid: int
-    node: str
-    status: str                    # running, stopped, unknown (node offline)
-    tags: tuple[str, ...] = ()
-    lock: str | None = None
-    pid: int | None = None         # host PID of the container's init on its node, when running
-    name: str = ""
+    def version(self) -> tuple[int, int]:
+        """Proxmox VE's (major, minor)."""
 
-    @classmethod
-    def from_api(cls, item: dict[str, Any], node: str | None = None) -> Guest:
-        tags = tuple(t for t in str(item.get("tags") or "").replace(",", ";").split(";") if t)
-        pid = item.get("pid")
-        return cls(vmid=int(item["vmid"]), node=str(item.get("node") or node or ""),
-                   status=str(item.get("status") or "unknown"), tags=tags, lock=item.get("lock") or None,
-                   pid=int(pid) if pid not in (None, "") else None, name=str(item.get("name") or ""))
+    def nodes(self) -> list[Node]:
+        """Every node, with its load and (when online) its storages."""
+
+    def guests(self) -> list[Guest]:
+        """Every container of the cluster, in one call where the backend can."""
+
+    def status(self, node: str, vmid: int) -> Guest:
+        """One container's current status (its pid when running); NotFound if it is not there."""
+
+    def config(self, node: str, vmid: int) -> dict[str, Any]:
+        """One container's configuration; NotFound if it is not there."""
+
+    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
+        """The configurations of many containers by VMID (those that vanished meanwhile left out)."""
+
+    def next_vmid(self) -> int:
+        """A VMID the cluster considers free now (it reserves nothing)."""
 
 
-class Backend(Protocol):
-    name: str
-
-    def version(self) -> tuple[int, int]: ...
-
-    def next_vmid(self) -> int: ...
-
-    def used_vmids(self) -> set[int]: ...
-
-    def guests(self) -> list[Guest]: ...
-
-    def status(self, node: str, vmid: int) -> Guest: ...
-
-    def config(self, node: str, vmid: int) -> dict[str, Any]: ...
+class Lifecycle(Protocol):
+    """Changes to containers; each waits until Proxmox has done it (a task ended) and raises if it failed."""
 
     def create(self, node: str, vmid: int, options: dict[str, Any]) -> None: ...
 
@@ -52,14 +52,51 @@ class Backend(Protocol):
 
     def shutdown(self, node: str, vmid: int, timeout: int) -> None: ...
 
+    def destroy(self, node: str, vmid: int) -> None: ...
+
+    def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None: ...
+
+
+class OnNode(Protocol):
+    """What only the node itself can do: run a program in a container, signal, freeze."""
+
+    def exec(self, node: str, vmid: int, argv: list[str], *, stdin: IO[bytes] | None, stdout: IO[bytes] | None,
+             stderr: IO[bytes] | None, tty: bool = False) -> int:
+        """Run argv in the container with these streams (None: nothing in, output dropped); its exit status."""
+
+    def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
+        """Run argv in the container and collect what it prints."""
+
+    def signal(self, node: str, pid: int, signame: str) -> None:
+        """Send a signal to a process of the node (a container's init, by its host pid)."""
+
     def freeze(self, node: str, vmid: int) -> None: ...
 
     def thaw(self, node: str, vmid: int) -> None: ...
 
-    def destroy(self, node: str, vmid: int) -> None: ...
 
-    def exec(self, node: str, vmid: int, argv: list[str], *, tty: bool = False) -> int: ...
+class TemplateStorage(Protocol):
+    """The storages templates live on."""
 
-    def capture(self, node: str, vmid: int, argv: list[str]) -> tuple[int, bytes, bytes]: ...
+    def template_destination(self, node: str, storage: str) -> Destination:
+        """The storage on that node, checked: it exists there, is active and takes templates."""
 
-    def signal(self, node: str, pid: int, signame: str) -> None: ...
+    def templates(self, dest: Destination) -> list[Template]:
+        """pveoci's templates on that storage, as that node lists them."""
+
+    def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
+        """Put the packed template on dest, atomically and verified; the bytes sent."""
+
+    def remove_template(self, dest: Destination, name: str) -> None: ...
+
+
+class Backend(ClusterReads, Lifecycle, OnNode, TemplateStorage, Protocol):
+    """Everything at once: what `pveoci.connect()` plugs into the runtime."""
+
+    name: str
+
+    def checks(self) -> Iterator[Check]:
+        """Diagnose the connection to the cluster (`pveoci doctor`), one Check at a time."""
+
+    def close(self) -> None:
+        """Release connections."""

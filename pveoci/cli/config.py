@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.state import Output, OutputOption, state
+from pveoci.cli.context import OutputOption, cli
 
 app = typer.Typer(help="Show or create the settings.", no_args_is_help=True)
 
@@ -36,15 +36,15 @@ def show(ctx: typer.Context, output: OutputOption = None) -> None:
       pveoci config show
       PVEOCI_HOST=pve2.lab pveoci -p lab config show -o json
     """
-    st = state(ctx, output)
-    settings = st.settings()
+    c = cli(ctx, output)
+    settings = c.settings()
     profile = settings.profile
     data = profile.model_dump(mode="json")
     secrets = {
         "token_secret": settings.secret_source("token_secret"),
         "password": settings.secret_source("password"),
     }
-    if st.output is Output.json:
+    if c.json:
         data["token_secret"] = "********" if secrets["token_secret"] else None
         data["password"] = "********" if secrets["password"] else None
         render.emit_json({"config_file": str(settings.config_path), "profile": data})
@@ -80,8 +80,7 @@ def init(
     """
     from pveoci import errors, settings
 
-    st = state(ctx)
-    path: Path = (st.config or Path(os.environ.get(settings.CONFIG_ENV) or settings.default_config_path()))
+    path: Path = (cli(ctx).config or Path(os.environ.get(settings.CONFIG_ENV) or settings.default_config_path()))
     path = path.expanduser()
     if path.exists() and not force:
         raise errors.ConfigError(f"{path} exists already; use --force to replace it")

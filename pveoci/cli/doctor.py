@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.state import Output, OutputOption, state
+from pveoci.cli.context import OutputOption, cli
 
 _MARK = {"pass": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip"}
 
@@ -21,13 +21,17 @@ def doctor(ctx: typer.Context, output: OutputOption = None) -> None:
       pveoci doctor
       pveoci -p lab doctor -o json | jq '.[] | select(.status == "fail")'
     """
-    from pveoci import doctor as checks
     from pveoci import errors
+    from pveoci.models import Check
 
-    st = state(ctx, output)
+    c = cli(ctx, output)
     results = []
-    as_json = st.output is Output.json
-    for check in checks.diagnose(st.settings()):
+    as_json = c.json
+    try:
+        found = c.runtime().checks()
+    except errors.ConfigError as exc:
+        found = iter([Check("config", "fail", exc.message)])
+    for check in found:
         results.append(check)
         if not as_json:
             typer.echo(f"{_MARK[check.status]:<5} {check.name:<12} {check.detail}")

@@ -1,27 +1,38 @@
-"""The runc-shaped lifecycle commands: create, start, run, state, list, kill, delete, pause, resume, exec, gc."""
+"""runc's lifecycle commands: create, start, run, state, list, kill, delete, pause, resume, exec, ps, gc.
+
+Each parses its arguments, calls one method of the Runtime and renders the result.
+"""
 
 from __future__ import annotations
 
-import time
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.plan import BundleOption, StrictOption
-from pveoci.cli.state import Output, OutputOption, state
-from pveoci.cli.template import NodeOption
+from pveoci.cli.context import OutputOption, cli
 
 IdArgument = Annotated[str, typer.Argument(help="The container id (runc rules: letters, digits, _ + . -).",
                                            show_default=False)]
-PidFileOption = Annotated[Optional[Path],  # noqa: UP045 - typer reads the annotation at run time on 3.10
-                          typer.Option("--pid-file", help="Write the container's pid (on its node) here.")]
+BundleOption = Annotated[Path, typer.Option("--bundle", "-b", help="The bundle directory (default: the current "
+                                            "directory).")]
+StrictOption = Annotated[bool, typer.Option("--strict", help="Fail on any field Proxmox cannot honour.")]
+NodeOption = Annotated[Optional[str],  # noqa: UP045 - typer reads the annotation at run time on 3.10
+                       typer.Option("--node", "-n", help="Node (default: the profile's node; auto picks "
+                                    "the online node with most free memory).")]
+PidFileOption = Annotated[Optional[Path],  # noqa: UP045
+                          typer.Option("--pid-file", help="Write the container's init pid (on its node) here.")]
 TransportOption = Annotated[str, typer.Option("--transport", help="How the template travels: sftp or api.")]
+FormatOption = Annotated[Optional[str],  # noqa: UP045
+                         typer.Option("--format", "-f", help="table or json (runc's flag; same as -o).")]
 
 
-def _print_state(data: dict[str, object]) -> None:
-    render.emit_json(data)
+def _refuse(flag: str, reason: str) -> None:
+    from pveoci import errors
+
+    raise errors.Unsupported(f"{flag}: {reason}")
 
 
 def create(
@@ -32,33 +43,52 @@ def create(
     node: NodeOption = None,
     strict: StrictOption = False,
     transport: TransportOption = "sftp",
-    console_socket: Annotated[Optional[str], typer.Option("--console-socket", hidden=True)] = None,  # noqa: UP045
-    no_pivot: Annotated[bool, typer.Option("--no-pivot", hidden=True)] = False,
-    no_new_keyring: Annotated[bool, typer.Option("--no-new-keyring", hidden=True)] = False,
+    console_socket: Annotated[Optional[str], typer.Option("--console-socket", help="Refused: a Proxmox "  # noqa: UP045
+                                                          "container's console is on its node.")] = None,
+    no_pivot: Annotated[bool, typer.Option("--no-pivot", help="Refused: LXC always pivots.")] = False,
+    no_new_keyring: Annotated[bool, typer.Option("--no-new-keyring", help="Refused: LXC gives every "
+                                                 "container its own session keyring.")] = False,
+    preserve_fds: Annotated[int, typer.Option("--preserve-fds", help="Refused unless 0: no file descriptor "
+                                              "can cross to a remote node.")] = 0,
+    output: OutputOption = None,
 ) -> None:
     """Create a container from a bundle, without starting it.
 
-    Packs the rootfs (with pveoci's init shim) into a content-addressed template, uploads it
-    unless the node has it, takes a VMID from the cluster and creates the container.
+    Packs the rootfs into a content-addressed template, uploads it unless the node has it, takes
+    a VMID from the cluster and creates the container. With -o json, prints its state.
 
     Examples:
 
     \b
       pveoci create -b ./hello hello
-      pveoci create --bundle ./hello --node pve2 --pid-file hello.pid hello
+      pveoci create --bundle ./hello --node pve2 hello
     """
-    from pveoci.cli import progress
-    from pveoci.runtime import write_pid_file
-
-    st = state(ctx)
-    with progress.bar("packing", None) as on_pack, progress.bar("uploading", None) as on_upload:
-        created = st.runtime().create(container_id, bundle, node=node, strict=strict, transport=transport,
-                                      on_pack=on_pack, on_upload=on_upload)
+    _refuse_runc_only(console_socket, no_pivot, no_new_keyring, preserve_fds)
     if pid_file is not None:
-        write_pid_file(pid_file, created.pid)
+        _refuse("--pid-file", "a created container has no process on its node until it starts; "
+                "use `start` and then `state`, or `run --pid-file`")
+    from pveoci.cli import progress
+
+    c = cli(ctx, output)
+    with progress.display() as shown:
+        made = c.runtime().create(container_id, bundle, node=node, strict=strict, transport=transport,
+                                  progress=shown)
+    if output is not None and c.json:
+        render.emit_json(made.to_json())
 
 
-def start(ctx: typer.Context, container_id: IdArgument) -> None:
+def _refuse_runc_only(console_socket: str | None, no_pivot: bool, no_new_keyring: bool, preserve_fds: int) -> None:
+    if console_socket is not None:
+        _refuse("--console-socket", "the container's console is on its Proxmox node (pct console), not here")
+    if no_pivot:
+        _refuse("--no-pivot", "LXC always uses pivot_root on the node")
+    if no_new_keyring:
+        _refuse("--no-new-keyring", "LXC gives every container its own session keyring")
+    if preserve_fds:
+        _refuse("--preserve-fds", "file descriptors cannot be passed to a container on a remote node")
+
+
+def start(ctx: typer.Context, container_id: IdArgument, output: OutputOption = None) -> None:
     """Start a created container: its process runs as PID 1 on its node.
 
     Examples:
@@ -66,7 +96,10 @@ def start(ctx: typer.Context, container_id: IdArgument) -> None:
     \b
       pveoci start hello
     """
-    state(ctx).runtime().start(container_id)
+    c = cli(ctx, output)
+    started = c.runtime().start(container_id)
+    if output is not None and c.json:
+        render.emit_json(started.to_json())
 
 
 def run(
@@ -74,15 +107,21 @@ def run(
     container_id: IdArgument,
     bundle: BundleOption = Path("."),
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once it runs (else wait for it to "
-                                         "stop and exit with its status).")] = False,
+                                         "stop).")] = False,
     pid_file: PidFileOption = None,
     node: NodeOption = None,
     strict: StrictOption = False,
     transport: TransportOption = "sftp",
+    console_socket: Annotated[Optional[str], typer.Option("--console-socket", help="Refused: a Proxmox "  # noqa: UP045
+                                                          "container's console is on its node.")] = None,
+    no_pivot: Annotated[bool, typer.Option("--no-pivot", help="Refused: LXC always pivots.")] = False,
+    no_new_keyring: Annotated[bool, typer.Option("--no-new-keyring", help="Refused.")] = False,
+    preserve_fds: Annotated[int, typer.Option("--preserve-fds", help="Refused unless 0.")] = 0,
+    output: OutputOption = None,
 ) -> None:
     """Create and start a container.
 
-    Without -d, waits until the container stops (Ctrl-C leaves it running) and exits 0.
+    Without -d, waits until the container stops (Ctrl-C leaves it running).
 
     Examples:
 
@@ -90,27 +129,19 @@ def run(
       pveoci run -d -b ./hello hello
       pveoci run --bundle ./job job42
     """
-    from pveoci import errors
+    _refuse_runc_only(console_socket, no_pivot, no_new_keyring, preserve_fds)
     from pveoci.cli import progress
-    from pveoci.runtime import write_pid_file
 
-    rt = state(ctx).runtime()
-    with progress.bar("packing", None) as on_pack, progress.bar("uploading", None) as on_upload:
-        rt.create(container_id, bundle, node=node, strict=strict, transport=transport, on_pack=on_pack,
-                  on_upload=on_upload)
-    try:
-        started = rt.start(container_id)
-    except errors.PveociError:
-        rt.delete(container_id, force=True)  # run is all or nothing: no created container is left behind
-        raise
+    c = cli(ctx, output)
+    rt = c.runtime()
+    with progress.display() as shown:
+        started = rt.run(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown)
     if pid_file is not None:
-        write_pid_file(pid_file, started.pid)
-    if detach:
-        return
-    delay = 0.2
-    while rt.state(container_id).status in ("running", "paused"):
-        time.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+        render.write_pid_file(pid_file, started.pid)
+    if output is not None and c.json:
+        render.emit_json(started.to_json())
+    if not detach:
+        rt.wait(container_id)
 
 
 def state_cmd(
@@ -127,12 +158,12 @@ def state_cmd(
       pveoci state hello
       pveoci state hello | jq -r .status
     """
-    _print_state(state(ctx).runtime().state(container_id, cached=cached).to_json())
+    render.emit_json(cli(ctx).runtime().state(container_id, cached=cached).to_json())
 
 
 def list_cmd(
     ctx: typer.Context,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="table or json.")] = None,  # noqa: UP045
+    fmt: FormatOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the ids.")] = False,
     output: OutputOption = None,
 ) -> None:
@@ -143,31 +174,27 @@ def list_cmd(
     \b
       pveoci list
       pveoci list -q
-      pveoci list -f json
+      pveoci list -o json
     """
-    from pveoci import errors
-
-    st = state(ctx, output)
-    if fmt not in (None, "table", "json"):
-        raise errors.InvalidParameter(f"invalid format option: {fmt} (table or json)")
-    states = st.runtime().list_containers()
+    c = cli(ctx, render.output_of(fmt, output))
+    states = c.runtime().list()
     if quiet:
         for s in states:
             typer.echo(s.id)
-        return
-    if fmt == "json" or (fmt is None and st.output is Output.json):
+    elif c.json:
         render.emit_json([s.to_json() for s in states])
-        return
-    render.table(["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER", "NODE", "VMID"],
-                 [[s.id, str(s.to_json()["pid"]), s.status, s.bundle, s.created, "", s.node, str(s.vmid)]
-                  for s in states])
+    else:
+        render.table(["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER", "NODE", "VMID"],
+                     [[s.id, str(s.to_json()["pid"]), s.status, s.bundle, s.created, "", s.node, str(s.vmid)]
+                      for s in states])
 
 
 def kill(
     ctx: typer.Context,
     container_id: IdArgument,
     signal: Annotated[str, typer.Argument(help="Signal: TERM (default), KILL, HUP, 9, SIGUSR1, ...")] = "SIGTERM",
-    all_processes: Annotated[bool, typer.Option("--all", "-a", help="Accepted, as runc does.")] = False,
+    all_processes: Annotated[bool, typer.Option("--all", "-a", help="Refused for now: the signal goes to the "
+                                                "container's process.")] = False,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds TERM waits for a clean stop before the "
                                          "container is stopped.")] = 10,
 ) -> None:
@@ -183,7 +210,10 @@ def kill(
       pveoci kill hello KILL
       pveoci kill hello HUP
     """
-    state(ctx).runtime().kill(container_id, signal, timeout=timeout)
+    if all_processes:
+        _refuse("--all", "signalling every process of a container is not available yet; the signal goes to "
+                "its process (omit --all)")
+    cli(ctx).runtime().kill(container_id, signal, timeout=timeout)
 
 
 def delete(
@@ -200,7 +230,7 @@ def delete(
       pveoci delete hello
       pveoci delete -f hello
     """
-    state(ctx).runtime().delete(container_id, force=force)
+    cli(ctx).runtime().delete(container_id, force=force)
 
 
 def pause(ctx: typer.Context, container_id: IdArgument) -> None:
@@ -211,7 +241,7 @@ def pause(ctx: typer.Context, container_id: IdArgument) -> None:
     \b
       pveoci pause hello
     """
-    state(ctx).runtime().pause(container_id)
+    cli(ctx).runtime().pause(container_id)
 
 
 def resume(ctx: typer.Context, container_id: IdArgument) -> None:
@@ -222,7 +252,7 @@ def resume(ctx: typer.Context, container_id: IdArgument) -> None:
     \b
       pveoci resume hello
     """
-    state(ctx).runtime().resume(container_id)
+    cli(ctx).runtime().resume(container_id)
 
 
 def exec_cmd(
@@ -239,7 +269,9 @@ def exec_cmd(
       pveoci exec hello -- cat /proc/1/environ
       pveoci exec -t hello -- sh
     """
-    code = state(ctx).runtime().exec(container_id, list(command), tty=tty)
+    stdin = None if sys.stdin.isatty() and not tty else sys.stdin.buffer
+    code = cli(ctx).runtime().exec(container_id, list(command), tty=tty, stdin=stdin, stdout=sys.stdout.buffer,
+                                   stderr=sys.stderr.buffer)
     raise typer.Exit(code)
 
 
@@ -247,7 +279,8 @@ def ps(
     ctx: typer.Context,
     container_id: IdArgument,
     ps_args: Annotated[Optional[list[str]], typer.Argument(help="Options for ps (after --).")] = None,  # noqa: UP045
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (the PIDs).")] = "table",
+    fmt: FormatOption = None,
+    output: OutputOption = None,
 ) -> None:
     """Show the processes of a running container (ps run in it; PIDs as the container sees them).
 
@@ -257,15 +290,12 @@ def ps(
       pveoci ps hello
       pveoci ps -f json hello
     """
-    from pveoci import errors
-
-    if fmt not in ("table", "json"):
-        raise errors.InvalidParameter(f"invalid format option: {fmt} (table or json)")
-    text, pids = state(ctx).runtime().ps(container_id, list(ps_args or []))
-    if fmt == "json":
-        render.emit_json(pids)
+    c = cli(ctx, render.output_of(fmt, output))
+    table = c.runtime().ps(container_id, list(ps_args or []))
+    if c.json:
+        render.emit_json(list(table.pids))
     else:
-        typer.echo(text, nl=False)
+        typer.echo(table.output, nl=False)
 
 
 def gc(ctx: typer.Context, output: OutputOption = None) -> None:
@@ -276,12 +306,12 @@ def gc(ctx: typer.Context, output: OutputOption = None) -> None:
     \b
       pveoci gc
     """
-    st = state(ctx, output)
-    report = st.runtime().gc()
-    if st.output is Output.json:
-        render.emit_json(report)
-    elif report["rolled_back"]:
-        typer.echo("rolled back unfinished creates: " + ", ".join(report["rolled_back"]))
+    c = cli(ctx, output)
+    report = c.runtime().gc()
+    if c.json:
+        render.emit_json(report.to_json())
+    elif report.rolled_back:
+        typer.echo("rolled back unfinished creates: " + ", ".join(report.rolled_back))
     else:
         typer.echo("nothing to clean up")
 
@@ -298,9 +328,9 @@ def cache_sync(ctx: typer.Context, output: OutputOption = None) -> None:
     \b
       pveoci cache sync
     """
-    st = state(ctx, output)
-    states = st.runtime().list_containers()
-    if st.output is Output.json:
+    c = cli(ctx, output)
+    states = c.runtime().list()
+    if c.json:
         render.emit_json({"containers": [s.id for s in states]})
     else:
-        typer.echo(f"cache holds {len(states)} container(s) of profile {st.settings().profile.name}")
+        typer.echo(f"cache holds {len(states)} container(s) of profile {c.settings().profile.name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from pveoci.cli import nodes as nodes_cmd
 from pveoci.cli import plan as plan_cmd
 from pveoci.cli import spec as spec_cmd
 from pveoci.cli import template as template_cmd
-from pveoci.cli.state import Output, State
+from pveoci.cli.context import Cli, Output
 
 HELP = """Run OCI runtime bundles as LXC containers on a remote Proxmox VE cluster.
 
@@ -32,11 +33,13 @@ Examples:
   pveoci run -d -b ./hello hello               # pack, upload, create and start a bundle
   pveoci exec hello -- cat /proc/1/environ     # run a command in it (over SSH)
   pveoci state hello                           # OCI state JSON
-  pveoci -p lab list -f json                   # another profile, JSON for scripts
+  pveoci -p lab list -o json                   # another profile, JSON for scripts
+
+Shell completion: pveoci --install-completion (bash, zsh, fish).
 """
 
 app = typer.Typer(
-    name="pveoci", help=HELP, no_args_is_help=True, add_completion=False,
+    name="pveoci", help=HELP, no_args_is_help=True, add_completion=True,
     pretty_exceptions_enable=False, rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -51,6 +54,11 @@ for name, command in (("spec", spec_cmd.spec), ("create", lifecycle.create), ("s
 app.add_typer(template_cmd.app, name="template")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(lifecycle.cache_app, name="cache")
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
 
 
 def _version(value: bool) -> None:
@@ -79,31 +87,44 @@ def _global(
                                             "scripts.")] = Output.table,
     debug: Annotated[bool, typer.Option("--debug", help="Log requests and show error details.")] = False,
     log: Annotated[Path | None, typer.Option("--log", help="Also write the log to this file.")] = None,
-    log_format: Annotated[str, typer.Option("--log-format", help="text or json (runc's "
-                                            "format).")] = "text",
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="text or json (runc's "
+                                                  "format).")] = LogFormat.text,
     root: Annotated[Path | None, typer.Option("--root", help="Where the local cache lives (default: the "
                                                "platform state dir's pveoci/).")] = None,
-    systemd_cgroup: Annotated[bool, typer.Option("--systemd-cgroup", hidden=True)] = False,
-    rootless: Annotated[str | None, typer.Option("--rootless", hidden=True)] = None,
+    systemd_cgroup: Annotated[bool, typer.Option("--systemd-cgroup", help="Refused: Proxmox VE manages "
+                                                 "the containers' cgroups on their nodes.")] = False,
+    rootless: Annotated[str | None, typer.Option("--rootless", help="runc's flag: false and auto are "
+                                                 "accepted (nothing runs rootless here); true is refused.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    from pveoci import logs
+    from pveoci import errors, logs
 
-    if log_format not in ("text", "json"):
-        raise typer.BadParameter("must be text or json", param_hint="--log-format")
+    if log is not None:
+        try:
+            log.open("a").close()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot write {log}: {exc.strerror}", param_hint="'--log'") from None
+    logs.configure(debug=debug, log_file=log, log_format=log_format.value)
+    if systemd_cgroup:
+        raise errors.Unsupported("--systemd-cgroup: Proxmox VE manages the containers' cgroups on their nodes")
+    if rootless is not None and rootless not in ("false", "auto"):
+        if rootless != "true":
+            raise typer.BadParameter(f"{rootless!r} is not one of 'true', 'false', 'auto'", param_hint="'--rootless'")
+        raise errors.Unsupported("--rootless true: containers run on Proxmox nodes, as Proxmox runs them")
     overrides = {"host": host, "port": port, "token_id": token_id, "user": user,
                  "fingerprint": fingerprint, "ca_file": ca_file}
-    ctx.obj = State(profile=profile, config=config, output=output, debug=debug, root=root,
-                    overrides={k: v for k, v in overrides.items() if v is not None})
-    logs.configure(debug=debug, log_file=log, log_format=log_format)
+    ctx.obj = Cli(profile=profile, config=config, output=output, debug=debug, root=root,
+                  overrides={k: v for k, v in overrides.items() if v is not None})
 
 
 def _fail(message: str, code: int) -> None:
     from pveoci.logs import scrub
 
     line = scrub(" ".join(message.split()))
-    logging.getLogger("pveoci").error("%s", line, extra={"final": True})
+    logger = logging.getLogger("pveoci")
+    if logger.handlers:  # configured (the global options were read): the --log file gets the line too
+        logger.error("%s", line, extra={"final": True})
     sys.stderr.write(f"pveoci: error: {line}\n")
     sys.exit(code)
 
@@ -132,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help, as typer does
             exc.show()  # type: ignore[attr-defined]
             sys.exit(errors.EXIT_USAGE)
-        message = exc.format_message().rstrip(".")
+        message = exc.format_message().rstrip(".").replace("Value error, ", "")
         if exc.exit_code == errors.EXIT_USAGE:
             where = getattr(getattr(exc, "ctx", None), "command_path", None) or "pveoci"
             message += f" (see '{where} --help')"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.state import Output, OutputOption, state
+from pveoci.cli.context import OutputOption, cli
+from pveoci.models import Storage
 
 
 def nodes(ctx: typer.Context, output: OutputOption = None) -> None:
@@ -17,15 +18,13 @@ def nodes(ctx: typer.Context, output: OutputOption = None) -> None:
       pveoci nodes
       pveoci nodes -o json
     """
-    from pveoci import cluster
-
-    st = state(ctx, output)
-    found = cluster.nodes(st.client())
-    if st.output is Output.json:
+    c = cli(ctx, output)
+    found = c.runtime().nodes()
+    if c.json:
         render.emit_json([n.to_json() for n in found])
         return
 
-    def names(items: list[cluster.StorageInfo]) -> str:
+    def names(items: list[Storage]) -> str:
         return ", ".join(f"{s.name} ({render.size(s.avail)} free)" for s in items) or "-"
 
     rows = []

@@ -8,11 +8,8 @@ from typing import Annotated
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.state import Output, OutputOption, state
-
-BundleOption = Annotated[Path, typer.Option("--bundle", "-b", help="The bundle directory (default: the current "
-                                             "directory).")]
-StrictOption = Annotated[bool, typer.Option("--strict", help="Fail on any field Proxmox cannot honour.")]
+from pveoci.cli.context import OutputOption, cli
+from pveoci.cli.lifecycle import BundleOption, StrictOption
 
 _ORDER = {"unsupported": 0, "approximated": 1, "applied": 2, "provided": 3}
 
@@ -42,22 +39,19 @@ def plan(
     from pveoci import planning
     from pveoci.oci.bundle import Bundle
 
-    st = state(ctx, output)
+    c = cli(ctx, output)
     loaded = Bundle.load(bundle)
-    settings = st.settings()
-
-    def ask_version() -> dict[str, object]:
-        return st.client().version()
-
-    version, why_not = planning.cluster_version(ask_version)
+    settings = c.settings()
+    version, why_not = planning.cluster_version(lambda: c.runtime().backend.version())
     result = planning.plan_bundle(loaded, settings.profile, container_id=container_id, pve_version=version)
     findings = sorted(result.findings, key=lambda f: _ORDER[f.status])
-    if st.output is Output.json:
+    if c.json:
+        process = result.process
         render.emit_json({
             "bundle": str(loaded.path), "pve_version": f"{version[0]}.{version[1]}", "assumed": why_not is not None,
             "options": result.options, "stop_signal": result.stop_signal,
-            "process": {"path": result.shim.path, "args": list(result.shim.argv), "cwd": result.shim.cwd,
-                        "uid": result.shim.uid, "gid": result.shim.gid},
+            "process": {"path": process.path, "args": list(process.args), "cwd": process.cwd,
+                        "uid": process.uid, "gid": process.gid},
             "findings": [f.to_json() for f in findings],
         })
     else:

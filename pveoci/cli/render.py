@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from pveoci.cli.context import Output
 
 
 def emit_json(data: Any) -> None:
@@ -29,3 +33,22 @@ def size(n: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def output_of(fmt: str | None, output: Output | None) -> Output | None:
+    """runc's -f/--format (list, ps) as the -o it means; a bad value is a usage error."""
+    if fmt is None:
+        return output
+    try:
+        return Output(fmt)
+    except ValueError:
+        import typer
+
+        raise typer.BadParameter(f"{fmt!r} is not one of 'table', 'json'", param_hint="'--format' / '-f'") from None
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    """Atomically, without a trailing newline, as runc writes it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(str(pid))
+    tmp.replace(path)

@@ -46,6 +46,13 @@ def _absolute(value: str) -> str:
     return value
 
 
+def _no_nul(value: str) -> str:
+    # A program's arguments, environment and paths are C strings: a NUL would cut them short.
+    if "\0" in value:
+        raise ValueError("must not contain a NUL byte")
+    return value
+
+
 def _env_entry(value: str) -> str:
     # The entry is not echoed: environment values are often secrets.
     key, sep, _ = value.partition("=")
@@ -67,8 +74,9 @@ UInt16 = Annotated[int, Field(ge=0, le=2**16 - 1)]
 UInt32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 UInt64 = Annotated[int, Field(ge=0, le=2**64 - 1)]
 FileMode = Annotated[int, Field(ge=0, le=0o777)]
-AbsPath = Annotated[str, AfterValidator(_absolute)]
-EnvEntry = Annotated[str, AfterValidator(_env_entry)]
+AbsPath = Annotated[str, AfterValidator(_absolute), AfterValidator(_no_nul)]
+EnvEntry = Annotated[str, AfterValidator(_env_entry), AfterValidator(_no_nul)]
+Arg = Annotated[str, AfterValidator(_no_nul)]
 
 NamespaceType = Literal["mount", "pid", "network", "uts", "ipc", "user", "cgroup", "time"]
 SeccompAction = Literal[
@@ -163,7 +171,7 @@ class Process(_Model):
     console_size: ConsoleSize | None = Field(default=None, alias="consoleSize")
     user: User | None = None
     # config.md: at least one entry is REQUIRED on every platform but Windows.
-    args: Annotated[list[str], Field(min_length=1)]
+    args: Annotated[list[Arg], Field(min_length=1)]
     command_line: str | None = Field(default=None, alias="commandLine")
     env: list[EnvEntry] | None = None
     cwd: AbsPath
@@ -220,7 +228,7 @@ class Mount(_Model):
 
 class Hook(_Model):
     path: AbsPath
-    args: list[str] | None = None
+    args: list[Arg] | None = None
     env: list[EnvEntry] | None = None
     timeout: Annotated[int, Field(ge=1)] | None = None
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pveoci import errors
+from pveoci import errors, retry
 
 if TYPE_CHECKING:
     from pveoci.pve.client import PveClient
@@ -48,14 +48,6 @@ class TaskResult:
     warnings: int
 
 
-def poll_delays(first: float = 0.05, factor: float = 1.5, cap: float = 1.0) -> Iterator[float]:
-    """Fast first (most tasks take well under a second), then back off to `cap`."""
-    delay = first
-    while True:
-        yield delay
-        delay = min(delay * factor, cap)
-
-
 def wait(
     client: PveClient,
     upid: str,
@@ -69,7 +61,7 @@ def wait(
     task = Upid.parse(upid)
     deadline = clock() + timeout
     seen = 0
-    delays = poll_delays()
+    delays = retry.TASK_POLL.delays()  # fast first: most tasks take well under a second
     while True:
         status = client.get("nodes", task.node, "tasks", task.text, "status")
         if on_log is not None:

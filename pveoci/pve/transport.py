@@ -18,6 +18,8 @@ from proxmoxer.backends.https import ProxmoxHTTPAuthBase, ProxmoxHttpSession
 from requests.adapters import HTTPAdapter
 from requests.cookies import RequestsCookieJar
 
+from pveoci import retry
+
 log = logging.getLogger("pveoci.pve")
 
 RETRY_STATUSES = frozenset({502, 503, 504, 595, 596})
@@ -114,15 +116,13 @@ class PveSession(ProxmoxHttpSession):  # type: ignore[misc]
         if fingerprint:
             self.mount("https://", FingerprintAdapter(fingerprint))
 
-    def backoff(self, attempt: int) -> float:
-        return float(min(0.1 * (2**attempt), 2.0))
-
     def login(self) -> None:
         """Get a new ticket with the password; a login is safe to repeat, so it is retried like a read."""
         auth = self.auth
         assert isinstance(auth, TicketAuth)
         url = self.base_url + "/access/ticket"
-        for attempt in range(self.retries + 1):
+        for attempt in retry.attempts(self.retries + 1, retry.NETWORK, sleep=self._sleep):
+            last = attempt == self.retries
             try:
                 resp = requests.Session.request(
                     self, "POST", url, data={"username": auth.identity, "password": auth.password},
@@ -131,12 +131,10 @@ class PveSession(ProxmoxHttpSession):  # type: ignore[misc]
             except requests.exceptions.SSLError:
                 raise
             except (requests.ConnectionError, requests.Timeout):
-                if attempt == self.retries:
+                if last:
                     raise
-                self._sleep(self.backoff(attempt))
                 continue
-            if resp.status_code in RETRY_STATUSES and attempt < self.retries:
-                self._sleep(self.backoff(attempt))
+            if resp.status_code in RETRY_STATUSES and not last:
                 continue
             break
         log.debug("POST /access/ticket -> %s", resp.status_code)
@@ -158,6 +156,7 @@ class PveSession(ProxmoxHttpSession):  # type: ignore[misc]
             self.login()
         relogged = False
         attempt = 0
+        delays = retry.NETWORK.delays()
         while True:
             started = time.monotonic()
             try:
@@ -169,7 +168,7 @@ class PveSession(ProxmoxHttpSession):  # type: ignore[misc]
                 if method in SAFE_METHODS and attempt < self.retries:
                     log.debug("%s %s failed (%s); retry %d", method, self._path(url), type(exc).__name__,
                               attempt + 1)
-                    self._sleep(self.backoff(attempt))
+                    self._sleep(next(delays))
                     attempt += 1
                     continue
                 raise
@@ -181,7 +180,7 @@ class PveSession(ProxmoxHttpSession):  # type: ignore[misc]
                 relogged = True
                 continue
             if resp.status_code in RETRY_STATUSES and method in SAFE_METHODS and attempt < self.retries:
-                self._sleep(self.backoff(attempt))
+                self._sleep(next(delays))
                 attempt += 1
                 continue
             return resp

@@ -10,9 +10,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from pveoci.models import Destination
 from pveoci.pve.client import PveClient
-from pveoci.template.pack import Packed
-from pveoci.template.store import Destination, Progress
+from pveoci.template.pack import Packed, Progress
 
 
 class _CountingReader(io.RawIOBase):
@@ -57,19 +57,13 @@ class _CountingReader(io.RawIOBase):
         super().close()
 
 
-class ApiUploader:
-    name = "api"
-
-    def __init__(self, client: PveClient) -> None:
-        self.client = client
-
-    def upload(self, packed: Packed, dest: Destination, progress: Progress | None) -> int:
-        reader = _CountingReader(packed.path, progress)
-        try:
-            upid = self.client.post("nodes", dest.node, "storage", dest.storage, "upload",
-                                    content="vztmpl", checksum=packed.file_sha256,
-                                    **{"checksum-algorithm": "sha256"}, filename=reader)
-        finally:
-            reader.close()
-        self.client.wait(upid)
-        return reader.sent
+def upload(client: PveClient, packed: Packed, dest: Destination, progress: Progress | None = None) -> int:
+    """Stream the template to dest through the API and wait for Proxmox to store it; the bytes sent."""
+    reader = _CountingReader(packed.path, progress)
+    try:
+        upid = client.post("nodes", dest.node, "storage", dest.storage, "upload", content="vztmpl",
+                           checksum=packed.file_sha256, **{"checksum-algorithm": "sha256"}, filename=reader)
+    finally:
+        reader.close()
+    client.wait(upid)
+    return reader.sent

@@ -15,36 +15,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from pveoci.process import RLIM_INFINITY, RLIMITS, ProcessSpec, Rlimit, rlimit_name
+from pveoci.template.pack import ExtraFile
+
+__all__ = ["RLIMITS", "RLIM_INFINITY", "SHIM_PATH", "SUPPORTED_ARCHES", "Rlimit", "ShimSpec", "build", "shim_extras",
+           "validate"]
+
 SUPPORTED_ARCHES = ("x86_64",)
-
-RLIM_INFINITY = 2**64 - 1
-
-# Linux resource numbers (include/uapi/asm-generic/resource.h; x86_64 uses the generic table).
-RLIMITS: dict[str, int] = {
-    "RLIMIT_CPU": 0,
-    "RLIMIT_FSIZE": 1,
-    "RLIMIT_DATA": 2,
-    "RLIMIT_STACK": 3,
-    "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5,
-    "RLIMIT_NPROC": 6,
-    "RLIMIT_NOFILE": 7,
-    "RLIMIT_MEMLOCK": 8,
-    "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10,
-    "RLIMIT_SIGPENDING": 11,
-    "RLIMIT_MSGQUEUE": 12,
-    "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14,
-    "RLIMIT_RTTIME": 15,
-}
-
-
-@dataclass(frozen=True)
-class Rlimit:
-    resource: int  # a value of RLIMITS
-    soft: int
-    hard: int  # RLIM_INFINITY for "unlimited"
+SHIM_PATH = "/.pveoci/init"
 
 
 @dataclass(frozen=True)
@@ -60,6 +38,14 @@ class ShimSpec:
     rlimits: tuple[Rlimit, ...] = ()
     no_new_privileges: bool = False
     oom_score_adj: int | None = None  # None: leave as is
+
+    @classmethod
+    def from_process(cls, process: ProcessSpec) -> ShimSpec:
+        """The shim for a process spec; what it has no room for (terminal, stop signal) is left out."""
+        return cls(path=process.path, argv=process.args, env=process.env, cwd=process.cwd, uid=process.uid,
+                   gid=process.gid, additional_gids=process.additional_gids, umask=process.umask,
+                   rlimits=process.rlimits, no_new_privileges=process.no_new_privileges,
+                   oom_score_adj=process.oom_score_adj)
 
 
 _BASE = 0x400000  # non-PIE load address of the single segment (the whole file, headers included)
@@ -204,10 +190,6 @@ def validate(spec: ShimSpec) -> None:
             raise ValueError(f"rlimit out of range: {lim}")
 
 
-def _rlimit_name(resource: int) -> str:
-    return next((name for name, number in RLIMITS.items() if number == resource), f"resource {resource}")
-
-
 def build(spec: ShimSpec, arch: str = "x86_64") -> bytes:
     """The shim's ELF file; the same spec always gives the same bytes."""
     if arch not in SUPPORTED_ARCHES:
@@ -232,7 +214,7 @@ def build(spec: ShimSpec, arch: str = "x86_64") -> bytes:
     for lim in spec.rlimits:
         new = data.add(struct.pack("<QQ", lim.soft, lim.hard), 8)
         code.syscall(_SYS_PRLIMIT64, 0, lim.resource, new, 0)
-        code.check(f"prlimit {_rlimit_name(lim.resource)} {lim.soft}:{lim.hard}")
+        code.check(f"prlimit {rlimit_name(lim.resource)} {lim.soft}:{lim.hard}")
 
     if spec.umask is not None:
         code.syscall(_SYS_UMASK, spec.umask)  # cannot fail; returns the old mask
@@ -257,7 +239,11 @@ def build(spec: ShimSpec, arch: str = "x86_64") -> bytes:
     envp = data.pointers([data.string(var) for var in spec.env])
     code.syscall(_SYS_EXECVE, path, argv, envp)
     code.fail(f"execve {spec.path}")  # execve() only returns on failure
+    return _elf(data, code)
 
+
+def _elf(data: _Data, code: _Code) -> bytes:
+    """The file: ELF header, one program header, the data, the code (16-byte aligned)."""
     code_offset = _EHDR_SIZE + _PHDR_SIZE + len(data.buf)
     code_offset += -code_offset % 16
     size = code_offset + len(code.buf)
@@ -272,3 +258,11 @@ def build(spec: ShimSpec, arch: str = "x86_64") -> bytes:
     phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, _BASE, _BASE, size, size, 0x1000)  # PT_LOAD, R+X, the whole file
     body = ehdr + phdr + bytes(data.buf)
     return body + bytes(code_offset - len(body)) + bytes(code.buf)
+
+
+def shim_extras(process: ProcessSpec, legacy_init: bool) -> list[ExtraFile]:
+    """The files the template gets besides the rootfs: the shim, and /sbin/init on PVE < 9.1 (no entrypoint)."""
+    files = [ExtraFile(SHIM_PATH.lstrip("/"), build(ShimSpec.from_process(process)), 0o755)]
+    if legacy_init:
+        files.append(ExtraFile("sbin/init", link=SHIM_PATH))
+    return files

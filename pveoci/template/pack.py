@@ -96,18 +96,15 @@ class _Sink:
 class _HashingFile:
     """The compressed output: written to disk and hashed on the way."""
 
-    def __init__(self, fh: BinaryIO, progress: Progress | None) -> None:
+    def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
         self.sha = hashlib.sha256()
         self.size = 0
-        self._progress = progress
 
     def write(self, data: bytes) -> int:
         self.sha.update(data)
         self._fh.write(data)
         self.size += len(data)
-        if self._progress is not None:
-            self._progress(len(data))
         return len(data)
 
 
@@ -193,7 +190,7 @@ def _base_info(name: str, st: os.stat_result) -> tarfile.TarInfo:
     return info
 
 
-def _copy_file(path: bytes, size: int, sink: _Sink) -> None:
+def _copy_file(path: bytes, size: int, sink: _Sink, progress: Progress | None) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     try:
         left = size
@@ -203,6 +200,8 @@ def _copy_file(path: bytes, size: int, sink: _Sink) -> None:
                 raise errors.BundleError(f"{os.fsdecode(path)} shrank while it was being packed")
             sink.write(chunk)
             left -= len(chunk)
+            if progress is not None:
+                progress(len(chunk))
         if os.read(fd, 1):
             raise errors.BundleError(f"{os.fsdecode(path)} grew while it was being packed")
     finally:
@@ -212,9 +211,13 @@ def _copy_file(path: bytes, size: int, sink: _Sink) -> None:
         sink.write(b"\0" * pad)
 
 
-def write_tar(rootfs: Path, sink: _Sink, extras: Sequence[ExtraFile] = ()) -> int:
-    """Write the deterministic tar stream of rootfs (plus extras) to sink; returns the entry count."""
-    root = os.fsencode(rootfs)
+def write_tar(rootfs: Path, sink: _Sink, extras: Sequence[ExtraFile] = (), progress: Progress | None = None) -> int:
+    """Write the deterministic tar stream of rootfs (plus extras) to sink; returns the entry count.
+
+    `progress` is told the bytes of file data read (their total is the rootfs's size, see rootfs_size).
+    A rootfs that is itself a symlink is followed (it names the tree); nothing inside it ever is.
+    """
+    root = os.fsencode(os.path.realpath(rootfs))
     if not os.path.isdir(root):
         raise errors.BundleError(f"rootfs {rootfs} is not a directory")
     seen_inodes: dict[tuple[int, int], str] = {}
@@ -251,7 +254,7 @@ def write_tar(rootfs: Path, sink: _Sink, extras: Sequence[ExtraFile] = ()) -> in
         info.pax_headers = _xattrs(full)
         sink.write(_header(info))
         if data_size:
-            _copy_file(full, data_size, sink)
+            _copy_file(full, data_size, sink, progress)
         count += 1
     for extra in _extra_entries(extras):
         sink.write(_header(extra[0]))
@@ -298,19 +301,22 @@ def pack(
     threads: int = -1,
     progress: Progress | None = None,
 ) -> Packed:
-    """Pack rootfs (plus extras) into out_dir/pveoci-<digest>.tar.zst and return what was made."""
+    """Pack rootfs (plus extras) into out_dir/pveoci-<digest>.tar.zst and return what was made.
+
+    `progress` counts the rootfs's file bytes as they are read (see rootfs_size for the total).
+    """
     import zstandard
 
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / f".{uuid.uuid4().hex}.partial"
     try:
         with partial.open("wb") as raw:
-            hashed = _HashingFile(raw, progress)
+            hashed = _HashingFile(raw)
             cctx = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
             with cctx.stream_writer(hashed, write_size=FLUSH_SIZE,  # type: ignore[arg-type]  # duck-typed
                                     closefd=False) as compressor:
                 sink = _Sink(compressor)
-                entries = write_tar(rootfs, sink, extras)
+                entries = write_tar(rootfs, sink, extras, progress)
         digest = sink.sha.hexdigest()
         final = out_dir / template_name(digest)
         partial.replace(final)
@@ -319,3 +325,23 @@ def pack(
         raise
     return Packed(path=final, digest=digest, file_sha256=hashed.sha.hexdigest(), size=hashed.size,
                   tar_size=sink.size, entries=entries)
+
+
+def rootfs_size(rootfs: Path) -> int:
+    """The bytes of the regular files of a rootfs (each hardlinked file once): what packing reads."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for folder, _dirs, files in os.walk(os.path.realpath(rootfs)):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if info.st_nlink > 1:
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+            total += info.st_size
+    return total

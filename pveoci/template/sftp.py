@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pveoci import errors
+from pveoci.models import Destination
 from pveoci.ssh import SshConnector, run
-from pveoci.template.pack import Packed
-from pveoci.template.store import Destination, Progress
+from pveoci.template.pack import Packed, Progress
 
 if TYPE_CHECKING:
     import paramiko
@@ -35,7 +35,7 @@ class SftpUploader:
     def __init__(self, connector: SshConnector) -> None:
         self.connector = connector
 
-    def upload(self, packed: Packed, dest: Destination, progress: Progress | None) -> int:
+    def upload(self, packed: Packed, dest: Destination, progress: Progress | None = None) -> int:
         if dest.directory is None:
             raise errors.ConfigError(
                 f"storage '{dest.storage}' has no directory pveoci can reach over SSH; "

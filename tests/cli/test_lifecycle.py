@@ -92,7 +92,7 @@ def test_start(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-de
     assert running["status"] == "running"
     assert running["pid"] > 0
     code, _, err = oci("start", "st")
-    assert code == 1
+    assert code == 22
     assert last_line(err) == "pveoci: error: cannot start a container that is not created (it is running)"
     assert oci("start", "nope")[0] == 8
     oci("kill", "st", "KILL")
@@ -120,7 +120,7 @@ def test_kill_no_effect(oci, busybox_bundle: Path) -> None:  # type: ignore[no-u
     oci("kill", "kn", "KILL")
     before = oci("state", "kn")[1]
     code, _, err = oci("kill", "kn", "TERM")
-    assert code == 1
+    assert code == 21
     assert err == "pveoci: error: container not running\n"
     assert oci("state", "kn")[1] == before
 
@@ -128,7 +128,7 @@ def test_kill_no_effect(oci, busybox_bundle: Path) -> None:  # type: ignore[no-u
 def test_delete(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     oci("run", "-d", "-b", str(busybox_bundle), "d1")
     code, _, err = oci("delete", "d1")
-    assert code == 1
+    assert code == 25
     assert err == "pveoci: error: cannot delete container d1 that is not stopped: running\n"
     oci("kill", "d1", "KILL")
     assert oci("delete", "d1") == (0, "", "")
@@ -247,7 +247,7 @@ def test_a_failing_create_runtime_hook_fails_the_create(oci, busybox_bundle: Pat
     config["hooks"] = {"createRuntime": [_hook(tmp_path, "createRuntime", exit_code=3)]}
     (busybox_bundle / "config.json").write_text(json.dumps(config))
     code, _, err = oci("create", "-b", str(busybox_bundle), "h2")
-    assert code == 1
+    assert code == 26
     assert last_line(err).startswith("pveoci: error: hooks.createRuntime[0]")
     assert "exited with 3" in last_line(err)
     assert cluster.pve.cts == []

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.bed
 def test_plan_lists_options_and_warnings(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
     result = pveoci("plan", "-b", str(busybox_bundle))
     assert result.code == 0, result.err
-    assert "  entrypoint=/.pveoci/init\n" in result.out
+    assert "  cmode=console\n" in result.out
     assert "  ostype=unmanaged\n" in result.out
     assert "unsupported   process.capabilities" in result.out
 
@@ -56,3 +56,31 @@ def test_missing_program_is_a_mapping_error(pveoci, busybox_bundle: Path) -> Non
     result = pveoci("plan", "-b", str(busybox_bundle))
     assert result.code == 19
     assert "process.args[0]: 'nginx' is not an executable file in the rootfs" in result.err
+
+
+NUL_CASES = [("env", ["PATH=/bin", "A=x\0y"], "process.env[1]"), ("args", ["sh", "-c", "a\0b"], "process.args[2]"),
+             ("cwd", "/srv\0", "process.cwd")]
+
+
+def with_process(bundle: Path, key: str, value: object) -> None:
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"][key] = value
+    (bundle / "config.json").write_text(json.dumps(config))  # a NUL is written as \u0000, as runc would read it
+
+
+@pytest.mark.parametrize(("key", "value", "where"), NUL_CASES, ids=[case[0] for case in NUL_CASES])
+def test_a_nul_byte_in_the_process_is_an_invalid_bundle(pveoci, busybox_bundle: Path,  # type: ignore[no-untyped-def]
+                                                        key: str, value: object, where: str) -> None:
+    with_process(busybox_bundle, key, value)
+    result = pveoci("plan", "-b", str(busybox_bundle))
+    assert (result.code, result.err) == (
+        18, f"pveoci: error: invalid config.json in {busybox_bundle}: {where}: must not contain a NUL byte\n")
+
+
+def test_create_refuses_a_nul_byte_in_the_env_before_any_change(pveoci, busybox_bundle: Path,  # type: ignore[no-untyped-def]
+                                                                cluster: Testbed, tmp_path: Path) -> None:
+    with_process(busybox_bundle, "env", ["A=x\0y"])
+    result = pveoci("--root", str(tmp_path / "cache"), "create", "-b", str(busybox_bundle), "nul")
+    assert (result.code, result.err) == (
+        18, f"pveoci: error: invalid config.json in {busybox_bundle}: process.env[0]: must not contain a NUL byte\n")
+    assert not [r for r in cluster.pve.requests if r[0] != "GET"]

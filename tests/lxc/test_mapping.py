@@ -12,11 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pveoci import errors
-from pveoci.lxc.mapping import SHIM_PATH, Finding, Plan, Target, cpu_weight, map_spec
+from pveoci.lxc.mapping import Finding, Plan, Target, cpu_weight, map_spec
 from pveoci.oci.defaults import default_spec
-from pveoci.oci.spec import Spec
-from pveoci.template import initshim
-from pveoci.template.pack import ExtraFile
+from pveoci.oci.spec import Spec, json_path
+from pveoci.process import Rlimit
 from tests.oci import RUNTIME_TOOLS_CONFIG
 
 Doc = dict[str, Any]
@@ -89,11 +88,11 @@ def is_pve_dns_name(host: str) -> bool:
 # --- process ---
 
 
-def test_args_are_run_by_the_shim_as_pid_1_with_the_program_found_on_path() -> None:
+def test_args_are_run_by_the_init_as_pid_1_with_the_program_found_on_path() -> None:
     result = plan({"process.args": ["nginx", "-g", "daemon off;"]})
-    assert result.shim.path == "/bin/nginx"
-    assert result.shim.argv == ("nginx", "-g", "daemon off;")
-    assert_finding(result, "process.args", "applied", "init shim as PID 1: /bin/nginx")
+    assert result.process.path == "/bin/nginx"
+    assert result.process.args == ("nginx", "-g", "daemon off;")
+    assert_finding(result, "process.args", "applied", "pveoci's init as PID 1: /bin/nginx")
 
 
 def test_program_is_looked_up_with_the_spec_path_and_cwd() -> None:
@@ -106,7 +105,7 @@ def test_program_is_looked_up_with_the_spec_path_and_cwd() -> None:
     spec = make({"process.args": ["app"], "process.env": ["PATH=/opt/bin:/bin"], "process.cwd": "/srv"})
     result = map_spec(spec, TOKEN, container_id="c", find_program=record)
     assert calls == [("app", "/opt/bin:/bin", "/srv")]
-    assert result.shim.path == "/opt/bin/app"
+    assert result.process.path == "/opt/bin/app"
 
 
 def test_program_not_found_is_a_mapping_error_naming_args_0_and_the_path() -> None:
@@ -132,30 +131,31 @@ def test_no_process_is_a_mapping_error() -> None:
 def test_env_is_exactly_the_spec_env_in_order() -> None:
     env = ["Z=last", "PATH=/bin", "A=first", "GREETING=a=b", "EMPTY="]
     result = plan({"process.env": env})
-    assert result.shim.env == tuple(env)
+    assert result.process.env == tuple(env)
     assert_finding(result, "process.env", "applied", "exactly these variables")
 
 
 def test_no_env_in_the_spec_gives_an_empty_environment() -> None:
-    assert plan({"process.env": DROP}).shim.env == ()
+    assert plan({"process.env": DROP}).process.env == ()
 
 
-def test_cwd_is_set_by_the_shim() -> None:
+def test_cwd_is_set_by_the_init() -> None:
     result = plan({"process.cwd": "/srv/app"})
-    assert result.shim.cwd == "/srv/app"
-    assert_finding(result, "process.cwd", "applied", "init shim")
+    assert result.process.cwd == "/srv/app"
+    assert_finding(result, "process.cwd", "applied", "pveoci's init")
 
 
-def test_user_ids_groups_and_umask_are_set_by_the_shim() -> None:
+def test_user_ids_groups_and_umask_are_set_by_the_init() -> None:
     result = plan({"process.user": {"uid": 1000, "gid": 1001, "additionalGids": [5, 100], "umask": 18}})
-    shim = result.shim
-    assert (shim.uid, shim.gid, shim.additional_gids, shim.umask) == (1000, 1001, (5, 100), 0o22)
+    process = result.process
+    assert (process.uid, process.gid, process.additional_gids, process.umask) == (1000, 1001, (5, 100), 0o22)
     assert_finding(result, "process.user", "applied", "uid 1000, gid 1001, groups 5,100, umask 0022")
 
 
 def test_no_user_runs_as_root_with_the_umask_left_alone() -> None:
     result = plan({"process.user": DROP})
-    assert (result.shim.uid, result.shim.gid, result.shim.additional_gids, result.shim.umask) == (0, 0, (), None)
+    process = result.process
+    assert (process.uid, process.gid, process.additional_gids, process.umask) == (0, 0, (), None)
     assert not found(result, "process.user")
 
 
@@ -163,49 +163,51 @@ def test_username_is_unsupported() -> None:
     assert_finding(plan({"process.user.username": "app"}), "process.user.username", "unsupported", "Windows")
 
 
-def test_rlimits_are_set_by_the_shim() -> None:
+def test_rlimits_are_set_by_the_init() -> None:
     result = plan({"process.rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096},
                                        {"type": "RLIMIT_NPROC", "soft": 512, "hard": 512}]})
-    assert result.shim.rlimits == (initshim.Rlimit(7, 1024, 4096), initshim.Rlimit(6, 512, 512))
-    assert_finding(result, "process.rlimits", "applied", "set by the init shim")
+    assert result.process.rlimits == (Rlimit(7, 1024, 4096), Rlimit(6, 512, 512))
+    assert_finding(result, "process.rlimits", "applied", "set by pveoci's init")
 
 
 def test_unknown_rlimit_is_unsupported_and_left_out() -> None:
     result = plan({"process.rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2},
                                        {"type": "RLIMIT_BOGUS", "soft": 1, "hard": 2}]})
-    assert result.shim.rlimits == (initshim.Rlimit(7, 1, 2),)
+    assert result.process.rlimits == (Rlimit(7, 1, 2),)
     assert_finding(result, "process.rlimits[1]", "unsupported", "RLIMIT_BOGUS is not a Linux resource limit")
 
 
 @pytest.mark.parametrize("value", [True, False])
-def test_no_new_privileges_is_set_by_the_shim(value: bool) -> None:
+def test_no_new_privileges_is_set_by_the_init(value: bool) -> None:
     result = plan({"process.noNewPrivileges": value})
-    assert result.shim.no_new_privileges is value
-    assert_finding(result, "process.noNewPrivileges", "applied", "init shim")
+    assert result.process.no_new_privileges is value
+    assert_finding(result, "process.noNewPrivileges", "applied", "pveoci's init")
 
 
 def test_no_new_privileges_absent_is_off_and_quiet() -> None:
     result = plan({"process.noNewPrivileges": DROP})
-    assert result.shim.no_new_privileges is False
+    assert result.process.no_new_privileges is False
     assert not found(result, "process.noNewPrivileges")
 
 
-def test_oom_score_adj_is_set_by_the_shim() -> None:
+def test_oom_score_adj_is_set_by_the_init() -> None:
     result = plan({"process.oomScoreAdj": -500})
-    assert result.shim.oom_score_adj == -500
-    assert_finding(result, "process.oomScoreAdj", "applied", "init shim")
-    assert plan({}).shim.oom_score_adj is None
+    assert result.process.oom_score_adj == -500
+    assert_finding(result, "process.oomScoreAdj", "applied", "pveoci's init")
+    assert plan({}).process.oom_score_adj is None
 
 
 def test_terminal_is_the_console_and_approximated() -> None:
     result = plan({"process.terminal": True})
     assert result.options["cmode"] == "console"
+    assert result.process.terminal is True
     assert_finding(result, "process.terminal", "approximated", "container console")
 
 
 def test_no_terminal_still_uses_the_console_quietly() -> None:
     result = plan({"process.terminal": False})
     assert result.options["cmode"] == "console"
+    assert result.process.terminal is False
     assert not found(result, "process.terminal")
 
 
@@ -239,31 +241,24 @@ def test_scheduling_and_other_process_fields_are_unsupported(key: str, value: ob
     assert_finding(plan({f"process.{key}": value}), f"process.{key}", "unsupported", "no PVE container option")
 
 
-# --- the init shim's start: entrypoint or /sbin/init ---
+# --- how pveoci's init is started: entrypoint or /sbin/init ---
 
 
 @pytest.mark.parametrize("version", [(9, 1), (9, 4), (10, 0)])
-def test_pve_with_entrypoint_starts_the_shim_directly(version: tuple[int, int]) -> None:
+def test_pve_with_entrypoint_leaves_the_entrypoint_to_the_caller(version: tuple[int, int]) -> None:
     result = plan({}, Target(pve_version=version))
-    assert result.options["entrypoint"] == "/.pveoci/init" == SHIM_PATH
+    assert "entrypoint" not in result.options  # it carries the encoded process spec: the caller sets it
     assert result.legacy_init is False
     assert not found(result, "process")
-    extras = result.extras()
-    assert [(e.path, e.mode, e.link) for e in extras] == [(".pveoci/init", 0o755, None)]
-    assert extras[0].data.startswith(b"\x7fELF")
 
 
 @pytest.mark.parametrize("version", [(9, 0), (8, 4)])
-def test_older_pve_starts_the_shim_from_sbin_init(version: tuple[int, int]) -> None:
+def test_older_pve_starts_the_init_from_sbin_init(version: tuple[int, int]) -> None:
     result = plan({}, Target(pve_version=version))
     assert "entrypoint" not in result.options
     assert result.legacy_init is True
-    assert_finding(result, "process", "approximated",
-                   f"PVE {version[0]}.{version[1]} has no entrypoint option (9.1+): the template's /sbin/init")
-    extras = result.extras()
-    assert extras[0].path == ".pveoci/init"
-    assert extras[0].data == initshim.build(result.shim)
-    assert ExtraFile("sbin/init", link="/.pveoci/init") in extras
+    assert_finding(result, "process", "approximated", f"PVE {version[0]}.{version[1]} has no entrypoint option "
+                   "(9.1+): the template's /sbin/init is pveoci's init")
 
 
 # --- hostname and the fixed options ---
@@ -717,12 +712,13 @@ def test_annotations_are_kept() -> None:
 def test_no_annotations_stop_with_sigterm_quietly() -> None:
     result = plan({})
     assert (result.annotations, result.stop_signal, found(result, "annotations")) == ({}, "SIGTERM", [])
+    assert result.process.stop_signal == 15
 
 
 @pytest.mark.parametrize("value", ["SIGQUIT", "QUIT", "3", "sigquit", " quit "])
 def test_stop_signal_annotation(value: str) -> None:
     result = plan({"annotations": {"org.opencontainers.image.stopSignal": value}})
-    assert result.stop_signal == "SIGQUIT"
+    assert (result.stop_signal, result.process.stop_signal) == ("SIGQUIT", 3)
     assert_finding(result, "annotations", "applied", "stop signal SIGQUIT")
 
 
@@ -789,11 +785,11 @@ def test_runtime_tools_config_maps_field_by_field() -> None:
     assert options["mp0"] == "/srv/data,mp=/data"
     assert options["dev0"] == "/dev/fuse,mode=0666,uid=0,gid=0"
     assert result.stop_signal == "SIGQUIT"
-    assert result.shim.path == "/bin/sh"
-    assert result.shim.env[-1] == "GREETING=a=b"
-    assert (result.shim.uid, result.shim.gid, result.shim.additional_gids, result.shim.umask) == (1000, 1000, (5, 100),
-                                                                                                  0o22)
-    assert result.shim.rlimits == (initshim.Rlimit(7, 1024, 4096), initshim.Rlimit(6, 512, 512))
+    assert result.process.path == "/bin/sh"
+    assert result.process.env[-1] == "GREETING=a=b"
+    process = result.process
+    assert (process.uid, process.gid, process.additional_gids, process.umask) == (1000, 1000, (5, 100), 0o22)
+    assert result.process.rlimits == (Rlimit(7, 1024, 4096), Rlimit(6, 512, 512))
     assert sorted(f.field for f in result.unsupported) == sorted(
         ["process.capabilities", "process.apparmorProfile", "linux.resources.pids.limit", "linux.sysctl",
          "linux.seccomp", "linux.rootfsPropagation"])
@@ -809,6 +805,58 @@ def test_every_finding_names_a_field_of_the_spec(target: Target) -> None:
         assert finding.detail
 
 
-def test_values_the_init_shim_cannot_carry_are_refused_at_plan_time() -> None:
-    with pytest.raises(errors.MappingError, match=r"^process: oom_score_adj"):
+def test_values_the_init_cannot_carry_are_refused_at_plan_time() -> None:
+    with pytest.raises(errors.MappingError, match=r"^process: oomScoreAdj out of range: 5000$"):
         plan({"process.oomScoreAdj": 5000})
+
+
+
+def test_a_soft_limit_above_the_hard_limit_is_refused_at_plan_time() -> None:
+    with pytest.raises(errors.MappingError) as caught:
+        plan({"process.rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]})
+    assert caught.value.message == "process: rlimit RLIMIT_NOFILE: soft limit 10 is above the hard limit 5"
+
+
+def test_each_problem_of_the_process_is_named_on_one_line() -> None:
+    with pytest.raises(errors.MappingError) as caught:
+        plan({"process.oomScoreAdj": -1001, "process.user": {"uid": 2**32 - 1, "gid": 0}})
+    assert caught.value.message == ("process: user or group id out of range: 4294967295; "
+                                    "process: oomScoreAdj out of range: -1001")
+
+
+# --- the mapping as a whole: no value of a full config goes unreported, none is reported twice ---
+
+# Values read without a finding of their own: the spec's version, where the rootfs is (it becomes the
+# template), settings that ask for nothing (terminal and readonly false), and the quota's period (in
+# the quota's finding).
+UNREPORTED = {"ociVersion", "root.path", "root.readonly", "process.terminal", "linux.resources.cpu.period"}
+
+
+def leaves(node: object, loc: tuple[int | str, ...] = ()) -> list[str]:
+    """The JSON path of every scalar in the document."""
+    if isinstance(node, dict):
+        return [path for key, value in node.items() for path in leaves(value, (*loc, key))]
+    if isinstance(node, list):
+        return [path for i, value in enumerate(node) for path in leaves(value, (*loc, i))]
+    return [json_path(loc)]
+
+
+def covers(field: str, path: str) -> bool:
+    return path == field or path.startswith((f"{field}.", f"{field}["))
+
+
+@pytest.mark.parametrize("target", [TOKEN, ROOT_PAM, Target(pve_version=(9, 0))], ids=["token", "root-pam", "pve-9.0"])
+def test_every_value_of_the_runtime_tools_config_is_reported(target: Target) -> None:
+    doc = runtime_tools()
+    fields = [f.field for f in plan(base=doc, target=target).findings]
+    unreported = [path for path in leaves(doc) if not any(covers(field, path) for field in fields)]
+    assert set(unreported) <= UNREPORTED, unreported
+
+
+@pytest.mark.parametrize("target", [TOKEN, ROOT_PAM, Target(pve_version=(9, 0))], ids=["token", "root-pam", "pve-9.0"])
+def test_each_field_of_the_runtime_tools_config_gets_exactly_one_finding(target: Target) -> None:
+    result = plan(base=runtime_tools(), target=target)
+    twice = {f.field for f in result.findings if len(found(result, f.field)) > 1}
+    # Except the namespaces as a whole: one finding for each namespace the spec leaves out, one for the user one.
+    assert twice == {"linux.namespaces"}
+    assert [f.detail[:6] for f in found(result, "linux.namespaces")] == ["no cgr", "no use"]

@@ -154,6 +154,14 @@ def test_empty_args(tmp_path: Path) -> None:
     assert load_error(bundle) == f"invalid config.json in {bundle}: process.args: must not be empty"
 
 
+def test_a_nul_byte_in_the_env_is_refused_naming_the_entry_not_its_value(tmp_path: Path) -> None:
+    doc = default_spec()
+    doc["process"]["env"].append("API_TOKEN=s3cr3t\0more")
+    bundle = make_bundle(tmp_path, doc)
+    assert '\\u0000' in (bundle / "config.json").read_text()
+    assert load_error(bundle) == f"invalid config.json in {bundle}: process.env[2]: must not contain a NUL byte"
+
+
 def test_process_is_required(tmp_path: Path) -> None:
     doc = default_spec()
     del doc["process"]

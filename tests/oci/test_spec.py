@@ -161,6 +161,9 @@ RULES: list[tuple[str, Callable[[Doc], None], str]] = [
     ("cwd missing", _delete("process.cwd"), "process.cwd: required"),
     ("env without =", _append("process.env", "DEBUG"), "process.env[2]: must be KEY=VALUE with a non-empty KEY"),
     ("env empty key", _append("process.env", "=1"), "process.env[2]: must be KEY=VALUE with a non-empty KEY"),
+    ("env NUL", _append("process.env", "A=x\0y"), "process.env[2]: must not contain a NUL byte"),
+    ("args NUL", _append("process.args", "a\0b"), "process.args[1]: must not contain a NUL byte"),
+    ("cwd NUL", _set("process.cwd", "/srv\0"), "process.cwd: must not contain a NUL byte"),
     ("rlimit type", _set("process.rlimits.0.type", "NOFILE"),
      "process.rlimits[0].type: must be an RLIMIT_* name such as RLIMIT_NOFILE, not 'NOFILE'"),
     ("rlimit lower case", _set("process.rlimits.0.type", "RLIMIT_nofile"),
@@ -188,6 +191,8 @@ RULES: list[tuple[str, Callable[[Doc], None], str]] = [
      "hooks.poststop[0].timeout: must be at least 1"),
     ("hook env", _set("hooks", {"poststart": [{"path": "/bin/true", "env": ["A=1", "B"]}]}),
      "hooks.poststart[0].env[1]: must be KEY=VALUE with a non-empty KEY"),
+    ("hook args NUL", _set("hooks", {"poststart": [{"path": "/bin/true", "args": ["true", "\0"]}]}),
+     "hooks.poststart[0].args[1]: must not contain a NUL byte"),
     ("seccomp action", _set("linux.seccomp", {"defaultAction": "SCMP_ACT_DENY"}),
      "linux.seccomp.defaultAction: must be 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', "
      "'SCMP_ACT_TRAP', 'SCMP_ACT_ERRNO', 'SCMP_ACT_TRACE', 'SCMP_ACT_ALLOW', 'SCMP_ACT_LOG' or 'SCMP_ACT_NOTIFY', "
@@ -260,7 +265,8 @@ def test_env_values_are_not_echoed() -> None:
 # --- env entries, for any key and value ---
 
 KEYS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]*", fullmatch=True)
-ENTRIES = st.builds(lambda key, value: f"{key}={value}", KEYS, st.text())
+VALUES = st.text(st.characters(blacklist_characters="\0"))  # a NUL cannot be passed to a program
+ENTRIES = st.builds(lambda key, value: f"{key}={value}", KEYS, VALUES)
 
 
 @given(st.lists(ENTRIES, max_size=20))

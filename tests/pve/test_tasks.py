@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from pveoci import errors
-from pveoci.pve.tasks import Upid, poll_delays
+from pveoci.pve.tasks import Upid
+from pveoci.retry import TASK_POLL
 from tests.testbed import Testbed
 from tests.testbed.pve import TaskError
 
@@ -27,7 +28,7 @@ def test_upid_parts() -> None:
 
 
 def test_polling_starts_fast_and_backs_off_to_a_second() -> None:
-    delays = list(itertools.islice(poll_delays(), 12))
+    delays = list(itertools.islice(TASK_POLL.delays(), 12))
     assert delays[0] == pytest.approx(0.05)
     assert delays == sorted(delays)
     assert delays[-1] == 1.0

@@ -12,18 +12,10 @@ from tests.testbed import Testbed
 PRELUDE = """
 import os, signal, sys, threading
 from pathlib import Path
-from pveoci import settings
-from pveoci.backends.api import ApiBackend
-from pveoci.cache import Cache
-from pveoci.pve.client import PveClient
-from pveoci.runtime import Runtime
-from pveoci.ssh import SshConnector
+import pveoci
 
-def runtime(root):
-    s = settings.load(config_path=Path(os.environ["PVEOCI_CONFIG"]))
-    client = PveClient.from_settings(s)
-    backend = ApiBackend(client, SshConnector(s.profile.ssh, {}))
-    return Runtime(backend, Cache(Path(root)), settings=s, client=client)
+def runtime(root, **overrides):
+    return pveoci.connect(config=os.environ["PVEOCI_CONFIG"], root=root, **overrides)
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)

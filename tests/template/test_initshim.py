@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pveoci.template.initshim import RLIM_INFINITY, RLIMITS, SUPPORTED_ARCHES, Rlimit, ShimSpec, build
+from pveoci.process import RLIM_INFINITY, RLIMITS, ProcessSpec, Rlimit
+from pveoci.template.initshim import SUPPORTED_ARCHES, ShimSpec, build, shim_extras
+from pveoci.template.pack import ExtraFile
 from tests.conftest import need
 from tests.testbed import parts
 
@@ -256,3 +258,23 @@ def test_elf_header(tmp_path: Path) -> None:
     assert "X86-64" in text
     assert f"Entry point address:               {entry:#x}" in text
     assert "LOAD" in text
+
+
+# --- the files a template gets ---
+
+PROCESS = ProcessSpec(path="/bin/sh", args=("sh", "-c", "exit 0"), env=ENV, cwd="/app", uid=1000, gid=1001,
+                      additional_gids=(5,), umask=0o27, rlimits=(Rlimit(7, 100, 200),), no_new_privileges=True,
+                      oom_score_adj=10, terminal=True, stop_signal=3)
+
+
+def test_the_template_gets_the_shim_for_the_process() -> None:
+    shim = ShimSpec(path="/bin/sh", argv=("sh", "-c", "exit 0"), env=ENV, cwd="/app", uid=1000, gid=1001,
+                    additional_gids=(5,), umask=0o27, rlimits=(Rlimit(7, 100, 200),), no_new_privileges=True,
+                    oom_score_adj=10)
+    assert shim_extras(PROCESS, legacy_init=False) == [ExtraFile(".pveoci/init", build(shim), 0o755)]
+
+
+def test_older_pve_also_gets_sbin_init_as_a_link_to_the_shim() -> None:
+    extras = shim_extras(PROCESS, legacy_init=True)
+    assert extras[0].path == ".pveoci/init"
+    assert extras[1:] == [ExtraFile("sbin/init", link="/.pveoci/init")]

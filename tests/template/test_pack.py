@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pveoci import errors
-from pveoci.template.pack import ExtraFile, pack, template_name
+from pveoci.template.pack import ExtraFile, pack, rootfs_size, template_name
 
 
 def make_rootfs(root: Path) -> Path:
@@ -188,11 +188,11 @@ def test_missing_rootfs_is_a_bundle_error(tmp_path: Path) -> None:
         pack(tmp_path / "nope", tmp_path / "o")
 
 
-def test_progress_reports_every_compressed_byte(tmp_path: Path) -> None:
+def test_progress_counts_the_rootfs_bytes_read_up_to_its_size(tmp_path: Path) -> None:
     rootfs = make_rootfs(tmp_path / "rootfs")
     seen: list[int] = []
-    packed = pack(rootfs, tmp_path / "o", progress=seen.append)
-    assert sum(seen) == packed.size
+    pack(rootfs, tmp_path / "o", progress=seen.append)
+    assert sum(seen) == rootfs_size(rootfs) > 0  # the total a progress bar is given is the real one
 
 
 @given(

@@ -15,6 +15,7 @@ import zstandard
 from pveoci.oci.bundle import Bundle
 from pveoci.planning import plan_bundle
 from pveoci.settings import Profile
+from pveoci.template.initshim import shim_extras
 from pveoci.template.pack import pack
 from tests.conftest import need
 from tests.testbed import parts
@@ -39,8 +40,7 @@ def test_shim_from_the_template_runs_the_process_as_the_spec_says(tmp_path: Path
     (bundle_dir / "rootfs" / "tmp").chmod(0o1777)
     bundle = Bundle.load(bundle_dir)
     plan = plan_bundle(bundle, Profile(), container_id="shimtest", pve_version=(9, 1))
-    assert plan.options["entrypoint"] == "/.pveoci/init"
-    packed = pack(bundle.rootfs, tmp_path / "out", extras=plan.extras())
+    packed = pack(bundle.rootfs, tmp_path / "out", extras=shim_extras(plan.process, plan.legacy_init))
     root = tmp_path / "unpacked"
     root.mkdir()
     tar = zstandard.ZstdDecompressor().stream_reader(packed.path.open("rb")).read()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pveoci import cluster, errors
-from pveoci.pve.client import PveClient
+from pveoci import errors
+from pveoci.models import Node
 
 
-def choose_node(client: PveClient, wanted: str) -> str:
+def choose_node(nodes: list[Node], wanted: str) -> str:
     """`wanted` if it is an online node; for `auto`, the online node with the most free memory."""
-    nodes = cluster.nodes(client, storages=False)
     if wanted != "auto":
         found = next((n for n in nodes if n.name == wanted), None)
         if found is None:

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Run a bundle on the cluster, wait until its process ends, report, and clean up.
+
+    python run_and_wait.py ./bundles/job job42 [--profile lab] [--node pve2] [--timeout 600] [--keep]
+
+Prints the final state as JSON; exits 0 when the container ran and stopped in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pveoci
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle")
+    parser.add_argument("id")
+    parser.add_argument("--profile")
+    parser.add_argument("--node")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--keep", action="store_true", help="do not delete the container afterwards")
+    args = parser.parse_args()
+
+    try:
+        with pveoci.connect(args.profile) as rt:
+            started = rt.run(args.id, args.bundle, node=args.node)
+            print(f"{started.id} runs on {started.node} as CT {started.vmid}", file=sys.stderr)
+            final = rt.wait(args.id, timeout=args.timeout)
+            print(json.dumps(final.to_json(), indent=2))
+            if not args.keep:
+                rt.delete(args.id, force=True)
+    except pveoci.OperationTimeout as exc:
+        print(f"run_and_wait: {exc}; the container keeps running", file=sys.stderr)
+        return 1
+    except pveoci.PveociError as exc:
+        print(f"run_and_wait: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""A cluster in memory: the Backend protocol without Proxmox, for the runtime's unit tests and for yours.
+
+It keeps what a Proxmox cluster keeps (nodes, storages, containers with their config and tags,
+templates) and refuses what Proxmox refuses, in Proxmox's words: a taken VMID, a template that
+is not on the node's storage, destroying a running container. Programs "run" in a container by
+a function you give (`programs`); faults are injected with `fail`.
+
+    from pveoci.backends.memory import MemoryBackend
+    from pveoci.connect import connect
+
+    rt = connect(settings=my_settings, backend=MemoryBackend(nodes=("pve1", "pve2")))
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+from pveoci import errors
+from pveoci.models import Check, Completed, Destination, Guest, Node, Storage, Template
+from pveoci.template.pack import Packed
+
+#: A program in a container: (node, vmid, argv, stdin) -> (exit status, stdout, stderr).
+Program = Callable[[str, int, list[str], bytes], tuple[int, bytes, bytes]]
+
+GIB = 1024**3
+
+
+@dataclass
+class MemoryCt:
+    vmid: int
+    node: str
+    config: dict[str, Any]
+    status: str = "stopped"
+    pid: int | None = None
+    frozen: bool = False
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(t for t in str(self.config.get("tags") or "").split(";") if t)
+
+
+class MemoryBackend:
+    """The Backend protocol (pveoci.backends.base) over dictionaries; thread-safe."""
+
+    name = "memory"
+
+    def __init__(self, nodes: Iterable[str] = ("pve1",), *, version: tuple[int, int] = (9, 1),
+                 shared_templates: bool = False, programs: Program | None = None) -> None:
+        self.nodes_online = dict.fromkeys(nodes, True)
+        self.version_ = version
+        self.shared_templates = shared_templates
+        self.programs = programs
+        self.cts: dict[int, MemoryCt] = {}
+        self.template_files: dict[tuple[str, str], dict[str, int]] = {}  # (node or "", storage) -> {name: size}
+        self.uploads: list[tuple[str, str]] = []                          # (node, template name) per upload
+        self.signals: list[tuple[str, int, str]] = []
+        self.calls: list[str] = []
+        self._failures: dict[str, list[errors.PveociError]] = {}
+        self._pids = itertools.count(1000)
+        self._lock = threading.RLock()
+
+    # ---------------------------------------------------------------- faults
+
+    def fail(self, method: str, error: errors.PveociError, times: int = 1) -> None:
+        """Make the next `times` calls of `method` (e.g. "create") raise `error` before doing anything."""
+        self._failures.setdefault(method, []).extend([error] * times)
+
+    def _call(self, method: str) -> None:
+        self.calls.append(method)
+        pending = self._failures.get(method)
+        if pending:
+            raise pending.pop(0)
+
+    def _ct(self, node: str, vmid: int) -> MemoryCt:
+        ct = self.cts.get(vmid)
+        if ct is None or ct.node != node:
+            raise errors.NotFound(f"Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist")
+        if not self.nodes_online.get(node, False):
+            raise errors.NodeOffline(f"node '{node}' is offline", node=node)
+        return ct
+
+    # ------------------------------------------------------------------ reads
+
+    def version(self) -> tuple[int, int]:
+        self._call("version")
+        return self.version_
+
+    def nodes(self) -> list[Node]:
+        self._call("nodes")
+        return [Node(name=n, online=on, maxcpu=4, mem=0, maxmem=8 * GIB, storages=self._storages() if on else ())
+                for n, on in sorted(self.nodes_online.items())]
+
+    def _storages(self) -> tuple[Storage, ...]:
+        return (Storage("local", "dir", ("vztmpl", "iso"), self.shared_templates, True, 100 * GIB, 200 * GIB),
+                Storage("local-lvm", "lvmthin", ("rootdir", "images"), False, True, 100 * GIB, 200 * GIB))
+
+    def guests(self) -> list[Guest]:
+        self._call("guests")
+        with self._lock:
+            return [self._guest(ct) for ct in sorted(self.cts.values(), key=lambda c: c.vmid)]
+
+    def _guest(self, ct: MemoryCt) -> Guest:
+        online = self.nodes_online.get(ct.node, False)
+        return Guest(vmid=ct.vmid, node=ct.node, status=ct.status if online else "unknown", tags=ct.tags,
+                     lock=ct.config.get("lock"), pid=ct.pid, name=str(ct.config.get("hostname", "")))
+
+    def status(self, node: str, vmid: int) -> Guest:
+        self._call("status")
+        with self._lock:
+            return self._guest(self._ct(node, vmid))
+
+    def config(self, node: str, vmid: int) -> dict[str, Any]:
+        self._call("config")
+        with self._lock:
+            return dict(self._ct(node, vmid).config)
+
+    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
+        out = {}
+        for g in guests:
+            try:
+                out[g.vmid] = self.config(g.node, g.vmid)
+            except (errors.NotFound, errors.NodeOffline):
+                continue
+        return out
+
+    def next_vmid(self) -> int:
+        self._call("next_vmid")
+        with self._lock:
+            return next(v for v in itertools.count(100) if v not in self.cts)
+
+    # ----------------------------------------------------------------- writes
+
+    def create(self, node: str, vmid: int, options: dict[str, Any]) -> None:
+        self._call("create")
+        with self._lock:
+            if vmid in self.cts:
+                raise errors.AlreadyExists(f"CT {vmid} already exists on node '{self.cts[vmid].node}'")
+            volid = str(options.get("ostemplate", ""))
+            storage, _, volname = volid.partition(":")
+            if volname.split("/", 1)[-1] not in self._files(node, storage):
+                raise errors.TaskFailed(f"unable to create CT {vmid} - volume '{volid}' does not exist",
+                                        upid="UPID:memory", exitstatus="error", log_tail=[])
+            config = {k: v for k, v in options.items() if k != "ostemplate"}
+            config["tags"] = ";".join(sorted({t.lower() for t in str(config.get("tags") or "").split(";") if t}))
+            self.cts[vmid] = MemoryCt(vmid=vmid, node=node, config=config)
+
+    def set_options(self, node: str, vmid: int, options: dict[str, Any]) -> None:
+        self._call("set_options")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            ct.config.update(options)
+            if "tags" in options:
+                ct.config["tags"] = ";".join(sorted({t.lower() for t in str(options["tags"]).split(";") if t}))
+
+    def start(self, node: str, vmid: int) -> None:
+        self._call("start")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            if ct.status == "running":
+                raise errors.ApiError(f"CT {vmid} already running")
+            ct.status, ct.pid = "running", next(self._pids)
+
+    def stop(self, node: str, vmid: int) -> None:
+        self._call("stop")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            ct.status, ct.pid, ct.frozen = "stopped", None, False
+
+    def shutdown(self, node: str, vmid: int, timeout: int) -> None:
+        self._call("shutdown")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            if ct.status != "running":
+                raise errors.ApiError(f"CT {vmid} not running")
+            ct.status, ct.pid, ct.frozen = "stopped", None, False
+
+    def destroy(self, node: str, vmid: int) -> None:
+        self._call("destroy")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            if ct.status == "running":
+                raise errors.TaskFailed(f"unable to destroy CT {vmid} - container is running", upid="UPID:memory",
+                                        exitstatus="error", log_tail=[])
+            del self.cts[vmid]
+
+    def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None:
+        self._call("migrate")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            if ct.status == "running" and not restart:
+                raise errors.ApiError("can't migrate running container without --online or --restart")
+            if not self.nodes_online.get(target, False):
+                raise errors.NodeOffline(f"node '{target}' is offline", node=target)
+            ct.node = target
+            if ct.status == "running":
+                ct.pid = next(self._pids)
+
+    # -------------------------------------------------------- on the node
+
+    def exec(self, node: str, vmid: int, argv: list[str], *, stdin: IO[bytes] | None, stdout: IO[bytes] | None,
+             stderr: IO[bytes] | None, tty: bool = False) -> int:
+        done = self.capture(node, vmid, argv, stdin=stdin.read() if stdin is not None else None)
+        for stream, data in ((stdout, done.stdout), (stderr, done.stderr)):
+            if stream is not None and data:
+                stream.write(data)
+        return done.status
+
+    def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
+        self._call("exec")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            if ct.status != "running":
+                raise errors.PveociError(f"container '{vmid}' not running!")
+        if self.programs is None:
+            return Completed(0, b"", b"")
+        return Completed(*self.programs(node, vmid, argv, stdin or b""))
+
+    def signal(self, node: str, pid: int, signame: str) -> None:
+        self._call("signal")
+        self.signals.append((node, pid, signame))
+
+    def freeze(self, node: str, vmid: int) -> None:
+        self._call("freeze")
+        with self._lock:
+            self._ct(node, vmid).frozen = True
+
+    def thaw(self, node: str, vmid: int) -> None:
+        self._call("thaw")
+        with self._lock:
+            self._ct(node, vmid).frozen = False
+
+    # -------------------------------------------------------------- templates
+
+    def _files(self, node: str, storage: str) -> dict[str, int]:
+        key = ("" if self.shared_templates and storage == "local" else node, storage)
+        return self.template_files.setdefault(key, {})
+
+    def template_destination(self, node: str, storage: str) -> Destination:
+        self._call("template_destination")
+        if storage not in {s.name for s in self._storages() if "vztmpl" in s.content}:
+            raise errors.NotFound(f"storage '{storage}' is not available on node '{node}'")
+        return Destination(node=node, storage=storage, shared=self.shared_templates, directory=None,
+                           avail=100 * GIB)
+
+    def templates(self, dest: Destination) -> list[Template]:
+        self._call("templates")
+        with self._lock:
+            return [Template(node=dest.node, storage=dest.storage, volid=dest.volid(name), name=name, size=size,
+                             ctime=0, shared=self.shared_templates)
+                    for name, size in sorted(self._files(dest.node, dest.storage).items())]
+
+    def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
+        self._call("upload")
+        with self._lock:
+            self._files(dest.node, dest.storage)[packed.name] = packed.size
+            self.uploads.append((dest.node, packed.name))
+        progress(packed.size)
+        return packed.size
+
+    def remove_template(self, dest: Destination, name: str) -> None:
+        self._call("remove_template")
+        with self._lock:
+            if self._files(dest.node, dest.storage).pop(name, None) is None:
+                raise errors.NotFound(f"volume '{dest.volid(name)}' does not exist")
+
+    # ------------------------------------------------------------------ misc
+
+    def checks(self) -> Iterator[Check]:
+        yield Check("memory", "pass", f"an in-memory cluster of {len(self.nodes_online)} node(s)")
+
+    def close(self) -> None:
+        return None
+
+
+if TYPE_CHECKING:
+    from pveoci.backends.base import Backend
+
+    def _conforms(backend: MemoryBackend) -> Backend:  # mypy checks the protocol here
+        return backend

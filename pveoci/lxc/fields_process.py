@@ -1,0 +1,123 @@
+"""`process`: what pveoci's init runs (the ProcessSpec), and the process fields PVE cannot honour."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pveoci import errors
+from pveoci.lxc.plan import Draft
+from pveoci.process import RLIMITS, Rlimit
+
+
+def args(d: Draft) -> None:
+    """The program is looked up in the rootfs now: a bundle whose program is not there cannot run at all."""
+    proc = d.oci_process
+    path_env = next((e.split("=", 1)[1] for e in proc.env or () if e.startswith("PATH=")), None)
+    program = d.find_program(proc.args[0], path_env, proc.cwd)
+    if program is None:
+        where = f"PATH {path_env}" if path_env is not None else "the default PATH"
+        raise errors.MappingError(f"process.args[0]: '{proc.args[0]}' is not an executable file in the rootfs "
+                                  f"({where})")
+    d.process = replace(d.process, path=program, args=tuple(proc.args))
+    d.note("process.args", "applied", f"run by pveoci's init as PID 1: {program}")
+
+
+def env(d: Draft) -> None:
+    d.process = replace(d.process, env=tuple(d.oci_process.env or ()))
+    d.note("process.env", "applied", "exactly these variables, set by pveoci's init")
+
+
+def cwd(d: Draft) -> None:
+    d.process = replace(d.process, cwd=d.oci_process.cwd)
+    d.note("process.cwd", "applied", "set by pveoci's init")
+
+
+def user(d: Draft) -> None:
+    """No user: root, with the init's umask."""
+    user = d.oci_process.user
+    if user is None:
+        return
+    groups = tuple(user.additional_gids or ())
+    d.process = replace(d.process, uid=user.uid, gid=user.gid, additional_gids=groups, umask=user.umask)
+    d.note("process.user", "applied", f"uid {user.uid}, gid {user.gid}"
+           + (f", groups {','.join(map(str, groups))}" if groups else "")
+           + (f", umask {user.umask:04o}" if user.umask is not None else "") + ", set by pveoci's init")
+    if user.username:
+        d.note("process.user.username", "unsupported", "a Windows field")
+
+
+def rlimits(d: Draft) -> None:
+    limits = []
+    for i, rl in enumerate(d.oci_process.rlimits or ()):
+        resource = RLIMITS.get(rl.type)
+        if resource is None:
+            d.note(f"process.rlimits[{i}]", "unsupported", f"{rl.type} is not a Linux resource limit")
+            continue
+        limits.append(Rlimit(resource, rl.soft, rl.hard))
+    d.process = replace(d.process, rlimits=tuple(limits))
+    if limits:
+        d.note("process.rlimits", "applied", "set by pveoci's init (a hard limit above the node's needs "
+               "CAP_SYS_RESOURCE)")
+
+
+def no_new_privileges(d: Draft) -> None:
+    value = d.oci_process.no_new_privileges
+    d.process = replace(d.process, no_new_privileges=bool(value))
+    if value is not None:
+        d.note("process.noNewPrivileges", "applied", "set by pveoci's init")
+
+
+def oom_score_adj(d: Draft) -> None:
+    value = d.oci_process.oom_score_adj
+    d.process = replace(d.process, oom_score_adj=value)
+    if value is not None:
+        d.note("process.oomScoreAdj", "applied", "set by pveoci's init")
+
+
+def terminal(d: Draft) -> None:
+    """Every container's stdio is its console (cmode=console); a terminal only changes what the finding says."""
+    d.process = replace(d.process, terminal=bool(d.oci_process.terminal))
+    if d.oci_process.terminal:
+        d.note("process.terminal", "approximated", "the process's stdio is the container console "
+               "(pct console); no console socket")
+
+
+def console_size(d: Draft) -> None:
+    if d.oci_process.console_size is not None:
+        d.note("process.consoleSize", "approximated", "the console's size is set by whoever attaches to it")
+
+
+def capabilities(d: Draft) -> None:
+    if d.oci_process.capabilities is not None:
+        d.note("process.capabilities", "unsupported", "containers get LXC's capability set for "
+               f"{'unprivileged' if d.unprivileged else 'privileged'} containers; PVE cannot set others")
+
+
+def security_labels(d: Draft) -> None:
+    proc = d.oci_process
+    d.unsupported_if_set("process", {"apparmorProfile": proc.apparmor_profile, "selinuxLabel": proc.selinux_label},
+                         "PVE applies its own AppArmor profile to containers", even_empty=False)
+
+
+def scheduling(d: Draft) -> None:
+    proc = d.oci_process
+    d.unsupported_if_set("process", {"scheduler": proc.scheduler, "ioPriority": proc.io_priority,
+                                     "execCPUAffinity": proc.exec_cpu_affinity, "commandLine": proc.command_line})
+
+
+def check(d: Draft) -> None:
+    """What the init could not carry out is refused now, before anything changes on the cluster.
+
+    A NUL byte never gets this far: the spec's model refuses it, naming the JSON path (a BundleError).
+    """
+    problems = d.process.problems()
+    if problems:
+        raise errors.MappingError("; ".join(f"process: {problem}" for problem in problems))
+
+
+def start(d: Draft) -> None:
+    """PVE 9.1+ starts the init through the entrypoint option, which the caller sets (it carries the process spec)."""
+    if not d.target.has_entrypoint:
+        major, minor = d.target.pve_version
+        d.note("process", "approximated", f"PVE {major}.{minor} has no entrypoint option (9.1+): the template's "
+               "/sbin/init is pveoci's init")

@@ -1,0 +1,210 @@
+"""The typed values pveoci's API returns and its backends report: containers, nodes, storages, templates.
+
+Plain frozen dataclasses, no behaviour beyond a few derived properties and `to_json()` (the
+shape `-o json` prints, stable across releases).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+OCI_VERSION = "1.3.0"
+
+#: The OCI status of a container, plus runc's `paused` and pveoci's `unknown` (its node is offline).
+Status = Literal["creating", "created", "running", "paused", "stopped", "unknown"]
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A container as the cluster reports it (one line of /cluster/resources, or its status)."""
+
+    vmid: int
+    node: str
+    status: str                    # running, stopped, unknown (node offline)
+    tags: tuple[str, ...] = ()
+    lock: str | None = None
+    pid: int | None = None         # host PID of the container's init on its node, when running
+    name: str = ""
+    maxmem: int = 0
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A storage as one node sees it."""
+
+    name: str
+    type: str
+    content: tuple[str, ...]
+    shared: bool
+    active: bool
+    avail: int
+    total: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"storage": self.name, "type": self.type, "shared": self.shared, "avail": self.avail,
+                "total": self.total}
+
+
+@dataclass(frozen=True)
+class Node:
+    """A cluster node with its load and the storages it offers."""
+
+    name: str
+    online: bool
+    cpu: float = 0.0
+    maxcpu: int = 0
+    mem: int = 0
+    maxmem: int = 0
+    ssl_fingerprint: str | None = None
+    storages: tuple[Storage, ...] = ()
+    problem: str | None = None
+
+    @property
+    def mem_free(self) -> int:
+        return max(self.maxmem - self.mem, 0)
+
+    def usable(self, content: str) -> list[Storage]:
+        """Active storages of the node that take this content (vztmpl, rootdir)."""
+        return [s for s in self.storages if s.active and content in s.content]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node": self.name, "status": "online" if self.online else "offline",
+            "cpu": round(self.cpu, 4), "maxcpu": self.maxcpu, "mem": self.mem, "maxmem": self.maxmem,
+            "mem_free": self.mem_free,
+            "template_storages": [s.to_json() for s in self.usable("vztmpl")],
+            "rootfs_storages": [s.to_json() for s in self.usable("rootdir")],
+            "problem": self.problem,
+        }
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A template storage as seen from one node: where a template is (or goes)."""
+
+    node: str
+    storage: str
+    shared: bool
+    directory: str | None = None   # the templates' directory on the node's filesystem, if it has one
+    avail: int | None = None       # free bytes, when the storage reports them
+
+    def volid(self, name: str) -> str:
+        return f"{self.storage}:vztmpl/{name}"
+
+
+@dataclass(frozen=True)
+class Template:
+    """One of pveoci's templates on a storage, and the containers made from it."""
+
+    node: str
+    storage: str
+    volid: str
+    name: str
+    size: int
+    ctime: int
+    shared: bool
+    used_by: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "storage": self.storage, "volid": self.volid, "name": self.name,
+                "size": self.size, "ctime": self.ctime, "shared": self.shared, "used_by": list(self.used_by)}
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """A template made sure of on a storage: sent now, or found there already."""
+
+    volid: str
+    node: str
+    storage: str
+    shared: bool
+    uploaded: bool
+    bytes_sent: int
+    size: int
+    digest: str
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.volid.split("/", 1)[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"volid": self.volid, "node": self.node, "storage": self.storage, "shared": self.shared,
+                "uploaded": self.uploaded, "bytes_sent": self.bytes_sent, "size": self.size,
+                "digest": self.digest, "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One result of `doctor`."""
+
+    name: str
+    status: Literal["pass", "fail", "warn", "skip"]
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"check": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A command that ran to its end in a container or on a node: exit status and what it printed."""
+
+    status: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass
+class State:
+    """The OCI state of a container, with pveoci's own fields under one key ("pveoci")."""
+
+    id: str
+    status: Status
+    pid: int
+    bundle: str
+    created: str
+    cluster: str
+    node: str
+    vmid: int
+    template: str
+    rootfs: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    cached: bool = False           # answered from the local cache, not the cluster
+
+    def to_json(self) -> dict[str, Any]:
+        """The state as `pveoci state` prints it: OCI's fields, runc's extras, then "pveoci"."""
+        data: dict[str, Any] = {
+            "ociVersion": OCI_VERSION, "id": self.id,
+            "pid": self.pid if self.status in ("created", "running", "paused") else 0,
+            "status": self.status, "bundle": self.bundle,
+            "rootfs": self.rootfs or str(Path(self.bundle) / "rootfs"),
+            "created": self.created, "owner": "",
+        }
+        if self.annotations:
+            data["annotations"] = dict(sorted(self.annotations.items()))
+        data["pveoci"] = {"cluster": self.cluster, "node": self.node, "vmid": self.vmid, "template": self.template}
+        if self.cached:
+            data["pveoci"]["cached"] = True
+        return data
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What `gc` finished or removed."""
+
+    rolled_back: tuple[str, ...] = ()     # ids of creates that were killed half-way and are undone now
+    dropped: tuple[str, ...] = ()         # cache entries whose container is gone
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rolled_back": list(self.rolled_back), "dropped": list(self.dropped)}
+
+
+@dataclass(frozen=True)
+class ProcessTable:
+    """`ps` in a container: what it printed, and the PIDs it listed (as the container sees them)."""
+
+    output: str
+    pids: tuple[int, ...]

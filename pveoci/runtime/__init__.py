@@ -1,0 +1,272 @@
+"""The runtime: everything pveoci does, as typed methods over a backend it does not know.
+
+`pveoci.connect()` builds one; the command line is a front end to it. Each method is one OCI
+operation (create, start, state, kill, delete, ...) or one of pveoci's own (templates, nodes,
+doctor, gc), implemented by the modules of this package over the protocols in
+pveoci.backends.base, whatever backend is plugged in.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from pveoci import errors
+from pveoci.backends.base import Backend
+from pveoci.cache import Cache
+from pveoci.models import Check, GcReport, Guest, Node, ProcessTable, PushResult, State, Template
+from pveoci.progress import SILENT, Progress
+from pveoci.retry import Backoff, poll
+from pveoci.runtime import inside, lifecycle, listing, recovery
+from pveoci.runtime.context import Context
+from pveoci.runtime.ids import check_id
+from pveoci.runtime.locate import Located, locate, require, to_state
+from pveoci.runtime.placement import choose_node
+from pveoci.settings import Settings
+
+if TYPE_CHECKING:
+    from pveoci.lxc.mapping import Plan
+
+log = logging.getLogger("pveoci.runtime")
+
+_WAIT = Backoff(first=0.2, factor=1.5, cap=2.0)
+
+
+class Templates:
+    """pveoci's content-addressed templates on the cluster's storages (`rt.templates`)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def push(self, bundle: Path | str = ".", *, node: str | None = None, storage: str | None = None,
+             transport: str = "sftp", strict: bool = False, progress: Progress = SILENT) -> PushResult:
+        """Pack the bundle's rootfs into its template and upload it unless the storage has it already.
+
+        The same code path as `create`: the template a create of this bundle would use, on the node
+        it would go to (`node`, else the profile's node; `auto` picks one).
+        """
+        ctx = self._ctx
+        from pveoci.oci.bundle import Bundle
+        from pveoci.runtime import create as creating
+        from pveoci.runtime import templates
+
+        loaded = Bundle.load(bundle)
+        plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False)
+        target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
+        dest = ctx.backend.template_destination(target, storage or ctx.profile.template_storage)
+        return templates.ensure(ctx, loaded, plan, dest, transport=transport, progress=progress)
+
+    def list(self, *, node: str | None = None, storage: str | None = None) -> builtins.list[Template]:
+        """pveoci's templates on every online node (or `node`), each with the ids of the containers made from it."""
+        from pveoci.runtime import templates
+
+        found = templates.listing(self._ctx, node, storage)
+        return templates.with_users(found, listing.list_containers(self._ctx))
+
+    def remove(self, name: str, *, node: str | None = None, storage: str | None = None,
+               force: bool = False) -> Template:
+        """Remove a template (InUse while containers made from it exist, unless force); returns what went."""
+        from pveoci.runtime import templates
+
+        found = templates.select(self.list(node=node, storage=storage), name, node,
+                                 storage or self._ctx.profile.template_storage)
+        return templates.remove(self._ctx, found, force=force)
+
+    def gc(self, *, dry_run: bool = False) -> builtins.list[Template]:
+        """Remove every pveoci template no container was made from, on every online node; returns them."""
+        from pveoci.runtime import templates
+
+        unused = [t for t in self.list() if not t.used_by]
+        if not dry_run:
+            for t in unused:
+                templates.remove(self._ctx, t, force=False)
+        return unused
+
+
+class Runtime:
+    """pveoci's Python API: OCI containers on a Proxmox VE cluster. Make one with `pveoci.connect()`.
+
+    Methods raise subclasses of `pveoci.errors.PveociError` (each with its exit code); they
+    return the typed values of `pveoci.models`. One Runtime may be shared by several threads.
+    """
+
+    def __init__(self, backend: Backend, cache: Cache, settings: Settings) -> None:
+        self._ctx = Context(backend=backend, cache=cache, settings=settings)
+        #: The templates on the cluster: push, list, remove, gc.
+        self.templates = Templates(self._ctx)
+
+    @property
+    def settings(self) -> Settings:
+        """The effective settings (profile) this runtime was made with."""
+        return self._ctx.settings
+
+    @property
+    def backend(self) -> Backend:
+        """The backend that carries the runtime's requests to the cluster."""
+        return self._ctx.backend
+
+    def close(self) -> None:
+        """Release the backend's connections and this thread's cache connection."""
+        self._ctx.backend.close()
+        self._ctx.cache.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def create(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
+               transport: str = "sftp", progress: Progress = SILENT) -> State:
+        """Create a container from a bundle without starting it (OCI `create`); its state (`created`).
+
+        Packs the rootfs into a content-addressed template, uploads it unless the node has it,
+        takes a VMID from the cluster and creates the container. AlreadyExists if the id is taken,
+        BundleError for a bad bundle, MappingError (strict) for what Proxmox cannot do; on any
+        failure nothing is left behind.
+        """
+        from pveoci.runtime import create as creating
+
+        return creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
+                               progress=progress)
+
+    def start(self, id: str) -> State:
+        """Start a created container (OCI `start`): its process runs. NotCreated unless it is `created`."""
+        recovery.recover(self._ctx, id)
+        return lifecycle.start(self._ctx, id)
+
+    def run(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
+            transport: str = "sftp", progress: Progress = SILENT) -> State:
+        """Create and start (runc `run --detach`); a container that cannot start is deleted again."""
+        self.create(id, bundle, node=node, strict=strict, transport=transport, progress=progress)
+        try:
+            return self.start(id)
+        except errors.PveociError:
+            self.delete(id, force=True)
+            raise
+
+    def wait(self, id: str, *, timeout: float | None = None) -> State:
+        """Wait until the container is no longer running (or paused); its final state.
+
+        OperationTimeout after `timeout` seconds (None: wait as long as it runs).
+        """
+        def stopped() -> State | None:
+            current = self.state(id)
+            return None if current.status in ("running", "paused", "creating") else current
+
+        return poll(stopped, timeout=float("inf") if timeout is None else timeout, what=f"container {id}",
+                    backoff=_WAIT)
+
+    def state(self, id: str, *, cached: bool = False) -> State:
+        """The container's OCI state. NotFound ("container does not exist") for an unknown id.
+
+        With `cached`, or when the cluster cannot be reached, the local cache answers (State.cached).
+        """
+        check_id(id)
+        if cached:
+            return self._cached_state(id)
+        try:
+            recovery.recover(self._ctx, id)
+            return to_state(self._ctx, require(self._ctx, id))
+        except (errors.ConnectError, errors.NodeOffline) as exc:
+            if self._ctx.cache.get(id, self._ctx.cluster) is None:
+                raise
+            log.warning("the cluster cannot be reached (%s); answering from the cache", exc.message)
+            return self._cached_state(id)
+
+    def _cached_state(self, id: str) -> State:
+        record = self._ctx.cache.get(id, self._ctx.cluster)
+        if record is None:
+            raise errors.NotFound("container does not exist")
+        return to_state(self._ctx, Located(Guest(record.vmid, record.node, "unknown"), record), cached=True)
+
+    def list(self) -> builtins.list[State]:
+        """Every pveoci container of the cluster, sorted by id (also reconciles the local cache)."""
+        recovery.recover(self._ctx)
+        return listing.list_containers(self._ctx)
+
+    def kill(self, id: str, signal: str = "SIGTERM", *, timeout: int = lifecycle.STOP_TIMEOUT) -> None:
+        """Send a signal (OCI `kill`): name with or without SIG, any case, or a number.
+
+        TERM (or the bundle's stop signal) shuts the container down, stopping it after `timeout`
+        seconds; KILL stops it; other signals go to its init process. NotRunning unless it runs.
+        """
+        recovery.recover(self._ctx, id)
+        lifecycle.kill(self._ctx, id, signal, timeout=timeout)
+
+    def delete(self, id: str, *, force: bool = False) -> None:
+        """Delete a stopped or created container and what create made for it (OCI `delete`).
+
+        NotStopped for a running one unless `force` (which stops it first); with `force` an
+        unknown id is not an error.
+        """
+        check_id(id)
+        recovery.recover(self._ctx, id)
+        lifecycle.delete(self._ctx, locate(self._ctx, id), id, force=force)
+
+    def pause(self, id: str) -> None:
+        """Freeze every process of a running container (runc `pause`)."""
+        lifecycle.pause(self._ctx, id)
+
+    def resume(self, id: str) -> None:
+        """Thaw a paused container (runc `resume`)."""
+        lifecycle.resume(self._ctx, id)
+
+    def exec(self, id: str, argv: builtins.list[str], *, tty: bool = False, stdin: IO[bytes] | None = None,
+             stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None) -> int:
+        """Run a program in a running container; returns its exit status.
+
+        Its output goes to the binary streams given (e.g. io.BytesIO() to capture it; None drops
+        it); `stdin` is read to its end and sent (None: no input). `tty` gives it a terminal.
+        """
+        return inside.exec_in(self._ctx, id, list(argv), tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def ps(self, id: str, args: builtins.list[str] | None = None) -> ProcessTable:
+        """`ps` run in the container (with `args`): its output and the PIDs it lists."""
+        text, pids = inside.ps(self._ctx, id, list(args or []))
+        return ProcessTable(output=text, pids=tuple(pids))
+
+    # ---------------------------------------------------------------- cluster
+
+    def nodes(self) -> builtins.list[Node]:
+        """The cluster's nodes, with load and storages."""
+        return self._ctx.backend.nodes()
+
+    def checks(self) -> Iterator[Check]:
+        """`doctor`'s checks of this profile against the cluster, one at a time as they finish."""
+        return self._ctx.backend.checks()
+
+    def doctor(self) -> builtins.list[Check]:
+        """All of `doctor`'s checks; ChecksFailed is not raised here (look for status "fail")."""
+        return list(self.checks())
+
+    def plan(self, bundle: Path | str = ".", *, id: str = "container", strict: bool = False) -> Plan:
+        """What the bundle would become on this cluster (PVE options, a finding per field); changes nothing."""
+        from pveoci.oci.bundle import Bundle
+        from pveoci.runtime import create as creating
+
+        return creating.plan_for(self._ctx, Bundle.load(bundle), id, strict=strict)
+
+    def gc(self) -> GcReport:
+        """Finish what killed commands left: roll back half-made creates, drop cache entries of vanished containers."""
+        undone = recovery.recover(self._ctx)
+        before = {r.id for r in self._ctx.cache.all(self._ctx.cluster)}
+        after = {s.id for s in listing.list_containers(self._ctx)}
+        return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)))
+
+    def migrate(self, id: str, node: str, *, restart: bool = True) -> State:
+        """Move a container to another node (a running one restarts there); its state afterwards."""
+        found = require(self._ctx, id)
+        g = found.guest
+        if g.node == node:
+            return to_state(self._ctx, found)
+        target = choose_node(self._ctx.backend.nodes(), node)
+        self._ctx.backend.migrate(g.node, g.vmid, target, restart=restart and g.status == "running")
+        found.record.node = target
+        self._ctx.cache.put(found.record)
+        return to_state(self._ctx, require(self._ctx, id))

@@ -1,0 +1,101 @@
+"""Create: a bundle becomes a container on the cluster, or nothing does.
+
+The steps (template, allocate, create) are journaled in the cache before they run, so a failed
+create is rolled back here and a killed one by the next command (runtime.recovery). After its
+container exists, a create checks that it is the only one for its id (runtime.claim).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+from pveoci import errors, hooks, marker, planning
+from pveoci.cache import Record
+from pveoci.lxc.mapping import Plan
+from pveoci.models import PushResult, State
+from pveoci.oci.bundle import Bundle
+from pveoci.progress import Progress
+from pveoci.runtime import templates
+from pveoci.runtime.claim import claim
+from pveoci.runtime.context import Context
+from pveoci.runtime.ids import check_id, id_tag, rfc3339_now
+from pveoci.runtime.locate import Located, locate, to_state
+from pveoci.runtime.placement import choose_node
+from pveoci.runtime.recovery import recover, roll_back
+from pveoci.runtime.vmids import create_with_fresh_vmid
+
+log = logging.getLogger("pveoci.runtime")
+
+
+def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool = True) -> Plan:
+    """The bundle mapped for this cluster; in strict mode a MappingError before anything changes.
+
+    With `warn`, what Proxmox cannot honour is logged (a create warns; a template push does not).
+    """
+    plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version())
+    plan.check(strict)
+    if not warn:
+        return plan
+    unsupported = sorted({f.field for f in plan.unsupported})
+    if unsupported:
+        log.warning("%s: not supported by Proxmox, ignored (pveoci plan -b %s shows why)",
+                    ", ".join(unsupported), bundle.path)
+    for finding in plan.warnings():
+        log.info("%s: %s (%s)", finding.field, finding.detail, finding.status)
+    return plan
+
+
+def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
+           progress: Progress) -> State:
+    check_id(cid)
+    recover(ctx, cid)
+    if locate(ctx, cid) is not None:
+        raise errors.AlreadyExists("container with given ID already exists")
+    bundle = Bundle.load(bundle_dir)
+    plan = plan_for(ctx, bundle, cid, strict=strict)
+    target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
+    op = ctx.cache.begin("create", cid, ctx.cluster, target)
+    try:
+        ctx.cache.step(op, "template")
+        dest = ctx.backend.template_destination(target, ctx.profile.template_storage)
+        pushed = templates.ensure(ctx, bundle, plan, dest, transport=transport, progress=progress)
+        made = _make(ctx, op, cid, bundle, plan, pushed, progress)
+        hooks.run("prestart", made.record.hooks, to_state(ctx, made).to_json())
+        hooks.run("createRuntime", made.record.hooks, to_state(ctx, made).to_json())
+        ctx.cache.finish(op)
+    except BaseException:
+        roll_back(ctx, op, cid)
+        raise
+    return to_state(ctx, made)
+
+
+def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: PushResult,
+          progress: Progress) -> Located:
+    """Allocate a VMID and create the container; it must then hold the id alone."""
+    created = rfc3339_now()
+    mark = marker.Marker(id=cid, bundle=str(bundle.path), rootfs=str(bundle.rootfs), template=pushed.volid,
+                         spec_digest=bundle.config_digest, created=created, host=socket.gethostname(),
+                         annotations=plan.annotations, stop_signal=plan.stop_signal)
+    tags = {marker.TAG, id_tag(cid)}
+    options = {**plan.options, "ostemplate": pushed.volid, "description": marker.render(mark),
+               "tags": ";".join(sorted(tags))}
+    if not plan.legacy_init:  # PVE >= 9.1 starts the process through the entrypoint option
+        options["entrypoint"] = templates.INIT_PATH
+    target = pushed.node
+
+    def journal(vmid: int) -> None:
+        ctx.cache.step(op, "allocate", vmid=vmid)
+        progress.note(f"creating CT {vmid} on {target}")
+        ctx.cache.step(op, "create", vmid=vmid)
+
+    vmid = create_with_fresh_vmid(ctx, target, options, journal)
+    if not claim(ctx, cid, target, vmid, tags):
+        raise errors.AlreadyExists("container with given ID already exists")
+    record = Record(id=cid, cluster=ctx.cluster, node=target, vmid=vmid, bundle=str(bundle.path),
+                    rootfs=str(bundle.rootfs), template=pushed.volid, created=created, status="created",
+                    annotations=plan.annotations, stop_signal=plan.stop_signal,
+                    hooks=hooks.from_spec(bundle.spec.hooks), marker_version=mark.version)
+    ctx.cache.put(record)
+    return Located(ctx.backend.status(target, vmid), record)

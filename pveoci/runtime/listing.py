@@ -1,0 +1,56 @@
+"""Every pveoci container of the cluster: one cluster call when the cache knows them all."""
+
+from __future__ import annotations
+
+from pveoci import errors, marker
+from pveoci.cache import Record
+from pveoci.models import Guest, State
+from pveoci.runtime.context import Context
+from pveoci.runtime.locate import oci_status, record_from_marker
+
+
+def list_containers(ctx: Context) -> list[State]:
+    """Every pveoci container; the cache adopts the ones it did not know and forgets the vanished ones."""
+    known = {(r.node, r.vmid): r for r in ctx.cache.all(ctx.cluster)}
+    by_vmid = {r.vmid: r for r in known.values()}
+    guests = [g for g in ctx.backend.guests() if marker.has_tag(" ".join(g.tags))]
+    unknown = [g for g in guests if _stale(by_vmid.get(g.vmid), g)]
+    configs = ctx.backend.configs(unknown) if unknown else {}
+    out = []
+    for guest in guests:
+        record = by_vmid.get(guest.vmid)
+        if guest in unknown:
+            record = record_from_marker(ctx, guest, marker.parse(configs.get(guest.vmid, {}).get("description")),
+                                        None)
+        if record is None:
+            continue
+        out.append(_state(ctx, guest, record))
+    seen = {s.id for s in out}
+    for record in known.values():
+        if record.id not in seen:
+            ctx.cache.drop(record.id, ctx.cluster)
+    return sorted(out, key=lambda s: s.id)
+
+
+def _stale(record: Record | None, guest: Guest) -> bool:
+    from pveoci.runtime.ids import id_tag
+
+    return record is None or id_tag(record.id) not in guest.tags
+
+
+def _state(ctx: Context, guest: Guest, record: Record) -> State:
+    status = oci_status(guest)
+    pid = 0
+    if status in ("running", "paused"):
+        pid = record.pid
+        if not pid:
+            # /cluster/resources has no pid: ask once, then the cache knows it until the next start.
+            try:
+                pid = ctx.backend.status(guest.node, guest.vmid).pid or 0
+            except errors.NotFound:
+                pid = 0
+            record.pid, record.status = pid, status
+            ctx.cache.put(record)
+    return State(id=record.id, status=status, pid=pid, bundle=record.bundle, rootfs=record.rootfs,
+                 created=record.created, annotations=record.annotations, cluster=ctx.cluster, node=guest.node,
+                 vmid=guest.vmid, template=record.template)

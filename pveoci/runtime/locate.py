@@ -1,0 +1,109 @@
+"""Finding a container by its OCI id: the cache's guess confirmed by one status call, else one cluster scan.
+
+A container is pveoci's when it carries the ownership marker (pveoci.marker); the tag derived
+from its id finds it in /cluster/resources, the marker in its description confirms it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pveoci import errors, marker
+from pveoci.cache import Record
+from pveoci.models import Guest, State, Status
+from pveoci.runtime.context import Context
+from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED, TAG_TICKET, check_id, id_tag
+
+
+@dataclass(frozen=True)
+class Located:
+    guest: Guest
+    record: Record
+
+
+def oci_status(guest: Guest) -> Status:
+    if guest.lock == "create":
+        return "creating"
+    if guest.status == "running":
+        return "paused" if TAG_PAUSED in guest.tags else "running"
+    if guest.status == "unknown":
+        return "unknown"
+    return "stopped" if TAG_STARTED in guest.tags else "created"
+
+
+def ticket(guest: Guest) -> int:
+    """The claim ticket a create took when it raced others for the same id (runtime.claim); 1 if none."""
+    for tag in guest.tags:
+        if tag.startswith(TAG_TICKET) and tag[len(TAG_TICKET):].isdigit():
+            return int(tag[len(TAG_TICKET):])
+    return 1
+
+
+def contenders(guests: list[Guest], cid: str) -> list[Guest]:
+    """The containers that carry this id's tag, the rightful one first."""
+    tag = id_tag(cid)
+    return sorted((g for g in guests if tag in g.tags), key=lambda g: (g.lock == "create", ticket(g), g.vmid))
+
+
+def adopt(ctx: Context, guest: Guest, cid: str | None = None) -> Record | None:
+    """Read the marker of a pveoci container and mirror it into the cache (None: not ours, or not that id)."""
+    found = marker.parse(ctx.backend.config(guest.node, guest.vmid).get("description"))
+    return record_from_marker(ctx, guest, found, cid)
+
+
+def record_from_marker(ctx: Context, guest: Guest, found: marker.Marker | None, cid: str | None) -> Record | None:
+    if found is None or (cid is not None and found.id != cid):
+        return None
+    record = Record(id=found.id, cluster=ctx.cluster, node=guest.node, vmid=guest.vmid, bundle=found.bundle,
+                    rootfs=found.rootfs, template=found.template, created=found.created,
+                    status=oci_status(guest), annotations=dict(found.annotations), stop_signal=found.stop_signal,
+                    marker_version=found.version)
+    ctx.cache.put(record)
+    return record
+
+
+def locate(ctx: Context, cid: str) -> Located | None:
+    """The container with this OCI id, or None; NodeOffline when it is on a node that cannot be asked."""
+    record = ctx.cache.get(cid, ctx.cluster)
+    tag = id_tag(cid)
+    if record is not None:
+        try:
+            guest = ctx.backend.status(record.node, record.vmid)
+            if tag in guest.tags:
+                return Located(guest, record)
+        except errors.NotFound:
+            pass  # gone, or migrated: the cluster scan below says which
+    for guest in contenders(ctx.backend.guests(), cid):
+        if guest.status == "unknown":
+            raise errors.NodeOffline(f"node '{guest.node}' of container {cid} is offline", node=guest.node)
+        try:
+            found = adopt(ctx, guest, cid)
+        except errors.NotFound:
+            continue  # deleted meanwhile
+        if found is not None:
+            return Located(ctx.backend.status(guest.node, guest.vmid), found)
+    if record is not None:
+        ctx.cache.drop(cid, ctx.cluster)  # its container is gone
+    return None
+
+
+def require(ctx: Context, cid: str) -> Located:
+    """The container with this id; runc's "container does not exist" if there is none."""
+    check_id(cid)
+    found = locate(ctx, cid)
+    if found is None:
+        raise errors.NotFound("container does not exist")
+    return found
+
+
+def to_state(ctx: Context, found: Located, *, cached: bool = False) -> State:
+    """The OCI state of a located container; the cache learns what changed."""
+    g, r = found.guest, found.record
+    status: Status = r.status if cached else oci_status(g)  # type: ignore[assignment]  # a Status when stored
+    pid = (g.pid or 0) if status in ("running", "paused") else 0
+    if not cached and (r.status != status or r.pid != pid or r.node != g.node):
+        r.status, r.pid, r.node = status, pid, g.node
+        ctx.cache.put(r)
+    return State(id=r.id, status=status, pid=pid, bundle=r.bundle, rootfs=r.rootfs, created=r.created,
+                 annotations=r.annotations, cluster=ctx.cluster, node=g.node, vmid=g.vmid, template=r.template,
+                 cached=cached)

@@ -1,0 +1,81 @@
+"""Usage errors and refused flags: one line on stderr, exit 2 (usage) or 27 (cannot be honoured); never ignored."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def pveoci(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+    if config is not None:
+        env["PVEOCI_CONFIG"] = str(config)
+    return subprocess.run([sys.executable, "-m", "pveoci", *args], capture_output=True, text=True, env=env,
+                          check=False, timeout=60)
+
+
+def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("pveoci: error: ")
+    return result.stderr[len("pveoci: error: "):].rstrip("\n")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["nosuchcmd"], "No such command 'nosuchcmd'"),
+    (["--log-format", "bogus", "list"], "Invalid value for '--log-format': 'bogus' is not one of 'text', 'json'"),
+    (["--log", "/nonexistent/dir/x.log", "list"], "Invalid value for '--log': cannot write /nonexistent/dir/x.log"),
+    (["list", "--bogus"], "No such option: --bogus"),
+    (["list", "-f", "yaml"], "'yaml' is not one of 'table', 'json'"),
+    (["-o", "xml", "list"], "'xml' is not one of 'table', 'json'"),
+    (["--rootless", "maybe", "list"], "'maybe' is not one of 'true', 'false', 'auto'"),
+    (["template"], ""),
+])
+def test_usage_errors_are_one_line_and_exit_2(args: list[str], words: str) -> None:
+    if args == ["template"]:  # a bare group shows its help, as a usage error
+        assert pveoci(*args).returncode == 2
+        return
+    assert words in one_line(pveoci(*args), 2)
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["--systemd-cgroup", "list"], "--systemd-cgroup"),
+    (["--rootless", "true", "list"], "--rootless true"),
+    (["kill", "--all", "web", "TERM"], "--all"),
+    (["create", "--console-socket", "/tmp/x.sock", "web"], "--console-socket"),
+    (["run", "--no-pivot", "web"], "--no-pivot"),
+    (["create", "--no-new-keyring", "web"], "--no-new-keyring"),
+    (["create", "--preserve-fds", "2", "web"], "--preserve-fds"),
+    (["create", "--pid-file", "/tmp/web.pid", "web"], "--pid-file"),
+])
+def test_flags_pveoci_cannot_honour_are_refused_not_ignored(args: list[str], flag: str, tmp_path: Path) -> None:
+    # No cluster is configured: the refusal comes before anything is asked of one.
+    message = one_line(pveoci(*args, config=tmp_path / "none.toml"), 27)
+    assert message.startswith(flag + ":")
+
+
+def test_rootless_false_and_auto_are_accepted(tmp_path: Path) -> None:
+    for value in ("false", "auto"):
+        result = pveoci("--rootless", value, "config", "show", config=tmp_path / "none.toml")
+        assert result.returncode == 0, result.stderr
+
+
+def test_backend_pct_is_refused_until_it_exists(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[profiles.default]\nhost = "pve1.example"\nbackend = "pct"\n')
+    secret = tmp_path / "token"
+    secret.write_text("x" * 8)
+    secret.chmod(0o600)
+    message = one_line(pveoci("list", config=config), 27)
+    assert message.startswith("backend = pct:")
+
+
+def test_shell_completion_is_offered() -> None:
+    result = pveoci("--help")
+    assert result.returncode == 0
+    assert "--install-completion" in result.stdout
+    assert "--show-completion" in result.stdout

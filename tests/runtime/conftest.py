@@ -1,0 +1,69 @@
+"""The runtime over the in-memory backend: fast unit tests of the use cases (the bed stays the test of record)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pveoci.backends.memory import MemoryBackend
+from pveoci.cache import Cache
+from pveoci.runtime import Runtime
+from pveoci.settings import Profile, Settings
+
+MakeRuntime = Callable[..., Runtime]
+
+
+def tiny_bundle(path: Path, args: list[str] | None = None, **process: object) -> Path:
+    """A bundle whose rootfs holds one executable file: enough to map, pack and create."""
+    rootfs = path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+    program = rootfs / "bin" / "app"
+    program.write_bytes(b"\x7fELF not really\n")
+    program.chmod(0o755)
+    spec = {"ociVersion": "1.2.0", "root": {"path": "rootfs"},
+            "process": {"args": args or ["/bin/app"], "cwd": "/", "env": ["PATH=/bin"], **process}}
+    (path / "config.json").write_text(json.dumps(spec))
+    return path
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return tiny_bundle(tmp_path / "bundle")
+
+
+@pytest.fixture
+def memory() -> MemoryBackend:
+    return MemoryBackend(nodes=("pve1", "pve2"))
+
+
+@pytest.fixture
+def make_runtime(tmp_path: Path, memory: MemoryBackend) -> Iterator[MakeRuntime]:
+    made: list[Runtime] = []
+
+    def make(backend: MemoryBackend | None = None, *, profile: str = "mem", root: Path | None = None,
+             **settings: object) -> Runtime:
+        prof = Profile(name=profile, node="pve1", **settings)  # type: ignore[arg-type]
+        rt = Runtime(backend or memory, Cache(root or tmp_path / "cache"),
+                     Settings(profile=prof, config_path=tmp_path / "none.toml"))
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.close()
+
+
+@pytest.fixture
+def rt(make_runtime: MakeRuntime) -> Runtime:
+    return make_runtime()
+
+
+@pytest.fixture(autouse=True)
+def _work_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packing works in the user's cache directory: keep it inside the test's own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    os.makedirs(tmp_path / "xdg-cache", exist_ok=True)

@@ -1,0 +1,186 @@
+"""The runtime's use cases on the in-memory backend: the OCI state machine, VMIDs, templates, the cache."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pytest
+
+from pveoci import errors, marker
+from pveoci.backends.memory import MemoryBackend
+from pveoci.runtime import Runtime
+from pveoci.runtime.ids import id_tag
+from tests.runtime.conftest import MakeRuntime, tiny_bundle
+
+
+def test_create_makes_a_created_container_with_the_ownership_marker(rt: Runtime, memory: MemoryBackend,
+                                                                     bundle: Path) -> None:
+    state = rt.create("web", bundle)
+    assert state.status == "created"
+    assert (state.node, state.vmid) == ("pve1", 100)
+    assert state.rootfs == str(bundle / "rootfs")
+    ct = memory.cts[100]
+    found = marker.parse(ct.config["description"])
+    assert found is not None
+    assert found.id == "web"
+    assert id_tag("web") in ct.tags
+    assert memory.uploads == [("pve1", state.template.split("/")[1])]
+
+
+def test_a_taken_id_is_refused_before_anything_is_made(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    rt.create("web", bundle)
+    with pytest.raises(errors.AlreadyExists, match="container with given ID already exists"):
+        rt.create("web", bundle)
+    assert list(memory.cts) == [100]
+
+
+def test_create_retries_when_the_vmid_is_taken_meanwhile(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    memory.fail("create", errors.ApiError("CT 100 already exists on node 'pve2'"), times=2)
+    memory.fail("create", errors.ApiError("unable to create CT 100 - close (rename) atomic file "
+                                          "'/etc/pve/nodes/pve1/lxc/100.conf' failed: File exists"))
+    assert rt.create("web", bundle).vmid == 100
+    assert memory.calls.count("create") == 4
+
+
+def test_a_create_that_fails_leaves_nothing(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    memory.fail("create", errors.TaskFailed("unable to create CT 100 - no space left on device",
+                                            upid="UPID:x", exitstatus="error", log_tail=[]))
+    with pytest.raises(errors.TaskFailed):
+        rt.create("web", bundle)
+    assert memory.cts == {}
+    with pytest.raises(errors.NotFound):
+        rt.state("web")
+
+
+def test_vmid_range_picks_spread_free_ids_and_says_when_full(make_runtime: MakeRuntime, memory: MemoryBackend,
+                                                             tmp_path: Path) -> None:
+    rt = make_runtime(vmid_range="9000-9002")
+    vmids = {rt.create(f"c{i}", tiny_bundle(tmp_path / f"b{i}")).vmid for i in range(3)}
+    assert vmids == {9000, 9001, 9002}
+    with pytest.raises(errors.ConfigError, match="no free VMID left in vmid_range 9000-9002"):
+        rt.create("c4", tiny_bundle(tmp_path / "b4"))
+
+
+def test_start_kill_delete_follow_the_oci_states(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    rt.create("web", bundle)
+    started = rt.start("web")
+    assert started.status == "running"
+    assert started.pid > 0
+    with pytest.raises(errors.NotCreated):
+        rt.start("web")
+    with pytest.raises(errors.NotStopped, match="cannot delete container web that is not stopped: running"):
+        rt.delete("web")
+    rt.kill("web", "HUP")
+    assert memory.signals == [("pve1", started.pid, "SIGHUP")]
+    rt.kill("web", "term")
+    assert rt.state("web").status == "stopped"
+    with pytest.raises(errors.NotRunning, match="container not running"):
+        rt.kill("web", "TERM")
+    rt.delete("web")
+    assert memory.cts == {}
+    with pytest.raises(errors.NotFound, match="container does not exist"):
+        rt.state("web")
+    rt.delete("web", force=True)  # runc: -f on an unknown id succeeds
+
+
+def test_a_failed_start_leaves_the_container_created_and_startable(rt: Runtime, memory: MemoryBackend,
+                                                                  bundle: Path) -> None:
+    rt.create("web", bundle)
+    memory.fail("start", errors.TaskFailed("Proxmox task vzstart 100 on pve1 failed: startup for container "
+                                           "'100' failed", upid="UPID:x", exitstatus="error", log_tail=[]))
+    with pytest.raises(errors.TaskFailed):
+        rt.start("web")
+    assert rt.state("web").status == "created"
+    assert rt.start("web").status == "running"
+
+
+def test_killing_a_created_container_stops_it(rt: Runtime, bundle: Path) -> None:
+    rt.create("web", bundle)
+    rt.kill("web", "KILL")
+    assert rt.state("web").status == "stopped"
+
+
+def test_pause_and_resume(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    rt.run("web", bundle)
+    rt.pause("web")
+    assert rt.state("web").status == "paused"
+    assert memory.cts[100].frozen
+    with pytest.raises(errors.Paused):
+        rt.kill("web", "HUP")
+    with pytest.raises(errors.NotRunning):
+        rt.pause("web")
+    rt.resume("web")
+    assert rt.state("web").status == "running"
+    with pytest.raises(errors.NotPaused):
+        rt.resume("web")
+
+
+def test_run_deletes_what_cannot_start(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    memory.fail("start", errors.TaskFailed("startup for container '100' failed", upid="UPID:x",
+                                           exitstatus="error", log_tail=[]))
+    with pytest.raises(errors.TaskFailed):
+        rt.run("web", bundle)
+    assert memory.cts == {}
+
+
+def test_exec_returns_the_status_and_writes_the_callers_streams(make_runtime: MakeRuntime, bundle: Path) -> None:
+    def program(node: str, vmid: int, argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes]:
+        return 3, b"out:" + stdin, b"err:" + " ".join(argv).encode()
+
+    rt = make_runtime(MemoryBackend(programs=program))
+    rt.run("web", bundle)
+    out, err = io.BytesIO(), io.BytesIO()
+    assert rt.exec("web", ["echo", "hi"], stdin=io.BytesIO(b"in"), stdout=out, stderr=err) == 3
+    assert (out.getvalue(), err.getvalue()) == (b"out:in", b"err:echo hi")
+    rt.kill("web", "KILL")
+    with pytest.raises(errors.NotRunning):
+        rt.exec("web", ["true"])
+
+
+def test_list_with_an_empty_cache_reads_the_configs_in_one_call(make_runtime: MakeRuntime, memory: MemoryBackend,
+                                                                tmp_path: Path) -> None:
+    first = make_runtime()
+    for i in range(5):
+        first.create(f"c{i}", tiny_bundle(tmp_path / f"b{i}"))
+    other = make_runtime(root=tmp_path / "other-cache")
+    memory.calls.clear()
+    states = other.list()
+    assert [s.id for s in states] == [f"c{i}" for i in range(5)]
+    assert memory.calls.count("guests") == 1
+    assert memory.calls.count("config") == 5  # one bulk configs() call, no status call per container
+    memory.calls.clear()
+    assert [s.id for s in other.list()] == [f"c{i}" for i in range(5)]
+    assert memory.calls == ["guests"]
+
+
+def test_two_profiles_keep_their_containers_of_the_same_id_apart(make_runtime: MakeRuntime, tmp_path: Path) -> None:
+    lab = make_runtime(MemoryBackend(), profile="lab")
+    prod = make_runtime(MemoryBackend(), profile="prod")
+    lab.create("web", tiny_bundle(tmp_path / "a"))
+    prod.run("web", tiny_bundle(tmp_path / "b"))
+    assert lab.state("web", cached=True).status == "created"
+    assert prod.state("web", cached=True).status == "running"
+
+
+def test_one_runtime_is_safe_across_threads(rt: Runtime, memory: MemoryBackend, tmp_path: Path) -> None:
+    bundles = [tiny_bundle(tmp_path / f"b{i}") for i in range(8)]
+    failures: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            rt.create(f"t{i}", bundles[i])
+            rt.start(f"t{i}")
+            assert rt.state(f"t{i}").status == "running"
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert sorted(s.id for s in rt.list()) == [f"t{i}" for i in range(8)]
+    assert len({ct.vmid for ct in memory.cts.values()}) == 8
