@@ -2,6 +2,7 @@
 
   python -m bench pack     # pveoci's packer vs `tar --sort=name | zstd -T0 -3` on a ~500 MB synthetic rootfs
   python -m bench upload   # pveoci's SFTP upload vs OpenSSH `sftp` to the same local sshd (needs root)
+  python -m bench env      # template bytes re-sent when only the process's env changes (baseline: the template)
   python -m bench all
 """
 
@@ -114,10 +115,44 @@ def bench_upload(workdir: Path, size_mb: int, rounds: int) -> dict[str, float]:
     return {"upload_ratio": base / cand}
 
 
+def bench_env_change(workdir: Path, size_mb: int) -> dict[str, float]:
+    """Create from a bundle, change only its process's env, create again: what the second create sends."""
+    import json
+
+    from pveoci.backends.memory import MemoryBackend
+    from pveoci.cache import Cache
+    from pveoci.runtime import Runtime
+    from pveoci.settings import Profile, Settings
+
+    root = synth.make(workdir / f"rootfs-{size_mb}", size_mb)
+    (root / "bin").mkdir(exist_ok=True)
+    program = root / "bin" / "app"
+    program.write_bytes(b"#!/bin/sh\n")
+    program.chmod(0o755)
+    bundles = []
+    for mode in ("one", "two"):
+        bundle = workdir / f"env-{mode}"
+        bundle.mkdir(exist_ok=True)
+        (bundle / "config.json").write_text(json.dumps({
+            "ociVersion": "1.2.0", "root": {"path": str(root)},
+            "process": {"args": ["/bin/app"], "cwd": "/", "env": ["PATH=/bin", f"MODE={mode}"]}}))
+        bundles.append(bundle)
+    backend = MemoryBackend()
+    rt = Runtime(backend, Cache(workdir / "env-cache"), Settings(Profile(name="bench"), workdir / "none.toml"))
+    first = rt.create("env-one", bundles[0])
+    rt.create("env-two", bundles[1])
+    template_bytes = next(iter(backend.template_files.values()))[first.template.split("/")[1]]
+    resent = (len(backend.uploads) - 1) * template_bytes
+    print(f"env: {size_mb} MiB rootfs, template {template_bytes / 2**20:.1f} MiB; bytes re-sent after an env-only "
+          f"change: {resent} ({len(backend.uploads)} upload in all)")
+    rt.close()
+    return {"env_change_bytes": float(resent)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=("pack", "upload", "all"))
+    parser.add_argument("which", choices=("pack", "upload", "env", "all"))
     parser.add_argument("--size", type=int, default=500, help="MiB of data (default 500)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "pveoci-bench")
@@ -127,6 +162,8 @@ def main() -> int:
         bench_pack(args.dir, args.size, args.rounds)
     if args.which in ("upload", "all"):
         bench_upload(args.dir, args.size, args.rounds)
+    if args.which in ("env", "all"):
+        bench_env_change(args.dir, args.size)
     return 0
 
 

@@ -28,7 +28,9 @@ class Marker:
     host: str                      # the machine that created it
     annotations: dict[str, str] = field(default_factory=dict)
     stop_signal: str = "SIGTERM"
-    version: int = 1
+    # 1: made by pveoci 0.1 (the process in the template, `created` is a stopped CT); 2: pveoci's init
+    # runs as PID 1 and waits for `start`, the process travels with the container (docs/init.md).
+    version: int = 2
     rootfs: str = ""               # absolute path of the bundle's rootfs (state's `rootfs`)
 
     def to_json(self) -> dict[str, Any]:

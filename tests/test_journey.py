@@ -23,9 +23,11 @@ def test_run_exec_state_kill_delete(lxc_bed: Testbed, busybox_bundle: Path, tmp_
     run = pveoci("run", "-d", "hello", "-b", str(busybox_bundle))
     assert run.returncode == 0, run.stderr
     env = json.loads((busybox_bundle / "config.json").read_text())["process"]["env"]
-    environ = pveoci("exec", "hello", "--", "cat", "/proc/1/environ")
+    # The process (PID 1's child: pveoci's init is PID 1) has exactly the bundle's environment.
+    environ = pveoci("exec", "hello", "--", "sh", "-c", "cat /proc/$(cat /.pveoci/run/pid)/environ")
     assert environ.returncode == 0, environ.stderr
-    assert environ.stdout == "\0".join(env) + "\0"  # exactly the bundle's environment, nothing LXC added
+    assert environ.stdout == "\0".join(env) + "\0"  # nothing LXC or the init added
+    assert pveoci("exec", "hello", "--", "env").stdout.splitlines() == env  # exec runs as the process runs
     assert pveoci("exec", "hello", "--", "sh", "-c", "exit 7").returncode == 7
     pids = json.loads(pveoci("ps", "-f", "json", "hello").stdout)
     assert 1 in pids
@@ -38,7 +40,12 @@ def test_run_exec_state_kill_delete(lxc_bed: Testbed, busybox_bundle: Path, tmp_
     assert "hello from pveoci" in log.read_text()
     kill = pveoci("kill", "hello", "TERM")
     assert kill.returncode == 0, kill.stderr
-    assert json.loads(pveoci("state", "hello").stdout)["status"] == "stopped"
+    import time
+
+    deadline = time.monotonic() + 30  # kill returns at once (runc); the process ends, then its container
+    while json.loads(pveoci("state", "hello").stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     assert not Path(f"/proc/{state['pid']}").exists()
     assert pveoci("delete", "hello").returncode == 0
     assert pveoci("state", "hello").returncode == 8

@@ -25,6 +25,9 @@ log = logging.getLogger("pveoci.backend")
 
 UNLOCK_WAIT = 30.0
 CONFIG_READERS = 8        # parallel config reads when many containers are unknown to the cache
+# What `uname -m` says on the machines Proxmox VE runs on (anything else, e.g. a stand-in's "fake", is asked
+# of the node itself over SSH).
+KNOWN_MACHINES = frozenset({"x86_64", "aarch64", "i686", "armv7l", "riscv64"})
 _UNLOCK_POLL = Backoff(first=0.05, factor=2.0, cap=1.0)
 
 
@@ -74,6 +77,12 @@ class ApiBackend(SshNode):
 
     def next_vmid(self) -> int:
         return int(self.client.get("cluster", "nextid"))
+
+    def node_machine(self, node: str) -> str:
+        """From the node's status (PVE 8+ reports its kernel's machine); asked over SSH where it does not."""
+        kernel = self.client.get("nodes", node, "status").get("current-kernel") or {}
+        machine = str(kernel.get("machine") or "")
+        return machine if machine in KNOWN_MACHINES else self.machine(node)
 
     # ----------------------------------------------------------------- writes
 

@@ -38,6 +38,9 @@ class ClusterReads(Protocol):
     def next_vmid(self) -> int:
         """A VMID the cluster considers free now (it reserves nothing)."""
 
+    def node_machine(self, node: str) -> str:
+        """The node's machine name as `uname -m` gives it (x86_64, aarch64, ...)."""
+
 
 class Lifecycle(Protocol):
     """Changes to containers; each waits until Proxmox has done it (a task ended) and raises if it failed."""
@@ -67,8 +70,12 @@ class OnNode(Protocol):
     def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
         """Run argv in the container and collect what it prints."""
 
-    def signal(self, node: str, pid: int, signame: str) -> None:
-        """Send a signal to a process of the node (a container's init, by its host pid)."""
+    def signal(self, node: str, pid: int, signame: str, *, children: bool = False) -> None:
+        """Send a signal (a name, or a number as text) to a process of the node, a container's init by its host
+        pid; with `children`, to that process's children instead (the init's process, for KILL and STOP)."""
+
+    def read_file(self, node: str, vmid: int, path: str) -> bytes | None:
+        """A file of a stopped container (None if it has none there)."""
 
     def freeze(self, node: str, vmid: int) -> None: ...
 

@@ -2,8 +2,10 @@
 
 It keeps what a Proxmox cluster keeps (nodes, storages, containers with their config and tags,
 templates) and refuses what Proxmox refuses, in Proxmox's words: a taken VMID, a template that
-is not on the node's storage, destroying a running container. Programs "run" in a container by
-a function you give (`programs`); faults are injected with `fail`.
+is not on the node's storage, destroying a running container. A started container runs a model of
+pveoci's init: it waits for the start signal, then "runs" the process until `exit(vmid, status)`
+ends it (or a signal it cannot survive). Programs run in a container by a function you give
+(`programs`); faults are injected with `fail`.
 
     from pveoci.backends.memory import MemoryBackend
     from pveoci.connect import connect
@@ -16,7 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from pveoci import errors
@@ -29,6 +31,13 @@ Program = Callable[[str, int, list[str], bytes], tuple[int, bytes, bytes]]
 GIB = 1024**3
 
 
+def _number(signame: str) -> int:
+    import signal
+
+    return int(signame) if signame.isdigit() else int(signal.Signals[signame if signame.startswith("SIG")
+                                                                      else "SIG" + signame])
+
+
 @dataclass
 class MemoryCt:
     vmid: int
@@ -37,6 +46,9 @@ class MemoryCt:
     status: str = "stopped"
     pid: int | None = None
     frozen: bool = False
+    phase: str = ""                 # the init's: "waiting" for start, "running" the process, "" when stopped
+    exit_status: int | None = None  # the process's, once it ended
+    signals: list[str] = field(default_factory=list)   # what the process was sent
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -49,11 +61,12 @@ class MemoryBackend:
     name = "memory"
 
     def __init__(self, nodes: Iterable[str] = ("pve1",), *, version: tuple[int, int] = (9, 1),
-                 shared_templates: bool = False, programs: Program | None = None) -> None:
+                 shared_templates: bool = False, programs: Program | None = None, machine: str = "x86_64") -> None:
         self.nodes_online = dict.fromkeys(nodes, True)
         self.version_ = version
         self.shared_templates = shared_templates
         self.programs = programs
+        self.machine = machine
         self.cts: dict[int, MemoryCt] = {}
         self.template_files: dict[tuple[str, str], dict[str, int]] = {}  # (node or "", storage) -> {name: size}
         self.uploads: list[tuple[str, str]] = []                          # (node, template name) per upload
@@ -132,6 +145,10 @@ class MemoryBackend:
         with self._lock:
             return next(v for v in itertools.count(100) if v not in self.cts)
 
+    def node_machine(self, node: str) -> str:
+        self._call("node_machine")
+        return self.machine
+
     # ----------------------------------------------------------------- writes
 
     def create(self, node: str, vmid: int, options: dict[str, Any]) -> None:
@@ -144,9 +161,24 @@ class MemoryBackend:
             if volname.split("/", 1)[-1] not in self._files(node, storage):
                 raise errors.TaskFailed(f"unable to create CT {vmid} - volume '{volid}' does not exist",
                                         upid="UPID:memory", exitstatus="error", log_tail=[])
-            config = {k: v for k, v in options.items() if k != "ostemplate"}
+            config = {k: v for k, v in options.items() if k not in ("ostemplate", "start")}
             config["tags"] = ";".join(sorted({t.lower() for t in str(config.get("tags") or "").split(";") if t}))
-            self.cts[vmid] = MemoryCt(vmid=vmid, node=node, config=config)
+            self.cts[vmid] = ct = MemoryCt(vmid=vmid, node=node, config=config)
+            if options.get("start"):
+                self._boot(ct)
+
+    def _boot(self, ct: MemoryCt) -> None:
+        ct.status, ct.pid, ct.phase, ct.exit_status = "running", next(self._pids), "waiting", None
+
+    def _halt(self, ct: MemoryCt, status: int | None = None) -> None:
+        ct.status, ct.pid, ct.frozen, ct.phase = "stopped", None, False, ""
+        if status is not None:
+            ct.exit_status = status
+
+    def exit(self, vmid: int, status: int) -> None:
+        """The process of CT vmid ends with this status: the init ends, the CT stops."""
+        with self._lock:
+            self._halt(self.cts[vmid], status)
 
     def set_options(self, node: str, vmid: int, options: dict[str, Any]) -> None:
         self._call("set_options")
@@ -162,13 +194,12 @@ class MemoryBackend:
             ct = self._ct(node, vmid)
             if ct.status == "running":
                 raise errors.ApiError(f"CT {vmid} already running")
-            ct.status, ct.pid = "running", next(self._pids)
+            self._boot(ct)
 
     def stop(self, node: str, vmid: int) -> None:
         self._call("stop")
         with self._lock:
-            ct = self._ct(node, vmid)
-            ct.status, ct.pid, ct.frozen = "stopped", None, False
+            self._halt(self._ct(node, vmid), 137)
 
     def shutdown(self, node: str, vmid: int, timeout: int) -> None:
         self._call("shutdown")
@@ -176,7 +207,7 @@ class MemoryBackend:
             ct = self._ct(node, vmid)
             if ct.status != "running":
                 raise errors.ApiError(f"CT {vmid} not running")
-            ct.status, ct.pid, ct.frozen = "stopped", None, False
+            self._halt(ct, 143)
 
     def destroy(self, node: str, vmid: int) -> None:
         self._call("destroy")
@@ -219,9 +250,33 @@ class MemoryBackend:
             return Completed(0, b"", b"")
         return Completed(*self.programs(node, vmid, argv, stdin or b""))
 
-    def signal(self, node: str, pid: int, signame: str) -> None:
+    def signal(self, node: str, pid: int, signame: str, *, children: bool = False) -> None:
+        """A model of the init: the start signal starts the process; any other signal ends a waiting init;
+        a running process notes what it was sent and dies of KILL (sent to it: `children`)."""
         self._call("signal")
         self.signals.append((node, pid, signame))
+        with self._lock:
+            ct = next((c for c in self.cts.values() if c.pid == pid and c.node == node), None)
+            if ct is None:
+                raise errors.PveociError(f"cannot send {signame} to pid {pid} on {node}: no such process")
+            number = _number(signame)
+            if ct.phase == "waiting":
+                if number == 40:
+                    ct.phase = "running"
+                elif not children:
+                    self._halt(ct, 128 + number)
+            elif ct.phase == "running":
+                ct.signals.append(signame)
+                if number == 9:
+                    self._halt(ct, 137)
+
+    def read_file(self, node: str, vmid: int, path: str) -> bytes | None:
+        self._call("read_file")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            if path.endswith("/status") and ct.exit_status is not None:
+                return str(ct.exit_status).encode()
+            return None
 
     def freeze(self, node: str, vmid: int) -> None:
         self._call("freeze")

@@ -5,14 +5,20 @@ Each parses its arguments, calls one method of the Runtime and renders the resul
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from pveoci.cli import render
 from pveoci.cli.context import OutputOption, cli
+
+if TYPE_CHECKING:
+    from pveoci.process import ProcessSpec
+    from pveoci.runtime import Runtime
 
 IdArgument = Annotated[str, typer.Argument(help="The container id (runc rules: letters, digits, _ + . -).",
                                            show_default=False)]
@@ -52,10 +58,11 @@ def create(
                                               "can cross to a remote node.")] = 0,
     output: OutputOption = None,
 ) -> None:
-    """Create a container from a bundle, without starting it.
+    """Create a container from a bundle, without starting its process.
 
     Packs the rootfs into a content-addressed template, uploads it unless the node has it, takes
-    a VMID from the cluster and creates the container. With -o json, prints its state.
+    a VMID from the cluster and creates the container; pveoci's init then waits in it for `start`
+    (its pid on the node is the state's pid, and what --pid-file gets). With -o json, prints its state.
 
     Examples:
 
@@ -64,15 +71,14 @@ def create(
       pveoci create --bundle ./hello --node pve2 hello
     """
     _refuse_runc_only(console_socket, no_pivot, no_new_keyring, preserve_fds)
-    if pid_file is not None:
-        _refuse("--pid-file", "a created container has no process on its node until it starts; "
-                "use `start` and then `state`, or `run --pid-file`")
     from pveoci.cli import progress
 
     c = cli(ctx, output)
     with progress.display() as shown:
         made = c.runtime().create(container_id, bundle, node=node, strict=strict, transport=transport,
                                   progress=shown)
+    if pid_file is not None:
+        render.write_pid_file(pid_file, made.pid)
     if output is not None and c.json:
         render.emit_json(made.to_json())
 
@@ -106,8 +112,10 @@ def run(
     ctx: typer.Context,
     container_id: IdArgument,
     bundle: BundleOption = Path("."),
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once it runs (else wait for it to "
-                                         "stop).")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once it runs (else stream its output "
+                                         "and exit with its status).")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Without -d: keep the container after it "
+                                       "exits.")] = False,
     pid_file: PidFileOption = None,
     node: NodeOption = None,
     strict: StrictOption = False,
@@ -121,27 +129,63 @@ def run(
 ) -> None:
     """Create and start a container.
 
-    Without -d, waits until the container stops (Ctrl-C leaves it running).
+    Without -d, as runc: its stdout and stderr stream here live, Ctrl-C sends it SIGINT, and pveoci
+    exits with its status (128+N when signal N ended it); the container is deleted afterwards
+    unless --keep. With -d, returns once it runs.
 
     Examples:
 
     \b
+      pveoci run -b ./job job42               # the job's output here; exit status the job's
       pveoci run -d -b ./hello hello
-      pveoci run --bundle ./job job42
+      pveoci run -d --pid-file hello.pid -b ./hello hello
     """
     _refuse_runc_only(console_socket, no_pivot, no_new_keyring, preserve_fds)
     from pveoci.cli import progress
 
+    if not detach and pid_file is not None:
+        _refuse("--pid-file", "with run in the foreground; use run -d --pid-file")
     c = cli(ctx, output)
     rt = c.runtime()
+    if not detach:
+        raise typer.Exit(_run_attached(rt, container_id, bundle, keep=keep, node=node, strict=strict,
+                                       transport=transport))
     with progress.display() as shown:
         started = rt.run(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown)
     if pid_file is not None:
         render.write_pid_file(pid_file, started.pid)
     if output is not None and c.json:
         render.emit_json(started.to_json())
-    if not detach:
-        rt.wait(container_id)
+
+
+def _run_attached(rt: Runtime, cid: str, bundle: Path, *, keep: bool, node: str | None, strict: bool,
+                  transport: str) -> int:
+    """The foreground run: Ctrl-C (and TERM, HUP) go to the container's process, which decides."""
+    import signal
+    import threading
+
+    from pveoci.cli import progress
+
+    def forward(signum: int, _frame: object) -> None:
+        threading.Thread(target=_quietly, args=(rt.kill, cid, signal.Signals(signum).name), daemon=True).start()
+
+    with progress.display() as shown:
+        rt.create(cid, bundle, node=node, strict=strict, transport=transport, progress=shown)
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return rt.attach(cid, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, start=True)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if not keep:
+            rt.delete(cid, force=True)
+
+
+def _quietly(call: Callable[..., object], *args: object) -> None:
+    from pveoci import errors
+
+    with contextlib.suppress(errors.PveociError):
+        call(*args)
 
 
 def state_cmd(
@@ -193,27 +237,24 @@ def kill(
     ctx: typer.Context,
     container_id: IdArgument,
     signal: Annotated[str, typer.Argument(help="Signal: TERM (default), KILL, HUP, 9, SIGUSR1, ...")] = "SIGTERM",
-    all_processes: Annotated[bool, typer.Option("--all", "-a", help="Refused for now: the signal goes to the "
-                                                "container's process.")] = False,
-    timeout: Annotated[int, typer.Option("--timeout", help="Seconds TERM waits for a clean stop before the "
-                                         "container is stopped.")] = 10,
+    all_processes: Annotated[bool, typer.Option("--all", "-a", help="Send it to every process of the "
+                                                "container.")] = False,
+    timeout: Annotated[int, typer.Option("--timeout", help="Containers made by pveoci 0.1 only: seconds "
+                                         "their TERM (a shutdown) waits before they are stopped.")] = 10,
 ) -> None:
-    """Send a signal to the container.
+    """Send a signal to the container's process, and return at once (as runc).
 
-    TERM (or the bundle's stop signal) shuts the container down, stopping it after --timeout;
-    KILL stops it at once; any other signal goes to its init process on the node, over SSH.
+    The process's handler runs (a `trap` in a shell); KILL ends it; the container stops when its
+    process ends. A created container's init ends as the signal says (it becomes stopped).
 
     Examples:
 
     \b
-      pveoci kill hello
+      pveoci kill hello               # SIGTERM
       pveoci kill hello KILL
-      pveoci kill hello HUP
+      pveoci kill --all hello HUP     # every process of the container
     """
-    if all_processes:
-        _refuse("--all", "signalling every process of a container is not available yet; the signal goes to "
-                "its process (omit --all)")
-    cli(ctx).runtime().kill(container_id, signal, timeout=timeout)
+    cli(ctx).runtime().kill(container_id, signal, all_processes=all_processes, timeout=timeout)
 
 
 def delete(
@@ -258,21 +299,66 @@ def resume(ctx: typer.Context, container_id: IdArgument) -> None:
 def exec_cmd(
     ctx: typer.Context,
     container_id: IdArgument,
-    command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
-    tty: Annotated[bool, typer.Option("--tty", "-t", help="Allocate a terminal.")] = False,
+    command: Annotated[Optional[list[str]], typer.Argument(help="The command and its arguments (after --; "  # noqa: UP045
+                                                           "with -p, from the file).")] = None,
+    tty: Annotated[bool, typer.Option("--tty", "-t", help="A terminal: raw mode, its size and resizes, "
+                                      "stdin streamed.")] = False,
+    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE to add to or replace in "  # noqa: UP045
+                                                     "the bundle's environment (repeatable).")] = None,
+    cwd: Annotated[Optional[str], typer.Option("--cwd", help="Working directory (default: the "  # noqa: UP045
+                                               "bundle's).")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", "-u", help="UID[:GID] (default: the "  # noqa: UP045
+                                                "bundle's user and groups).")] = None,
+    process: Annotated[Optional[Path], typer.Option("--process", "-p", help="A runtime-spec process.json "  # noqa: UP045
+                                                    "to run instead.")] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Start it in the background and "
+                                         "return.")] = False,
+    pid_file: Annotated[Optional[Path], typer.Option("--pid-file", help="With -d: write its PID (as the "  # noqa: UP045
+                                                     "container sees it) here.")] = None,
 ) -> None:
-    """Run a command in a running container (pct exec on its node, over SSH); exits with its status.
+    """Run a command in a container as its process runs: the bundle's environment, user and working
+    directory, unless -e, -u, --cwd or -p say otherwise; exits with the command's status.
 
     Examples:
 
     \b
       pveoci exec hello -- cat /proc/1/environ
+      pveoci exec -e DEBUG=1 --cwd /tmp hello -- env
       pveoci exec -t hello -- sh
+      pveoci exec -d --pid-file side.pid hello -- sleep 600
     """
+    argv, spec = _exec_command(command, process)
+    if pid_file is not None and not detach:
+        _refuse("--pid-file", "only with --detach (a command in the foreground has ended when exec returns)")
+    rt = cli(ctx).runtime()
+    if detach:
+        pid = rt.exec_detached(container_id, argv, env=env, cwd=cwd, user=user, process=spec)
+        if pid_file is not None:
+            render.write_pid_file(pid_file, pid)
+        return
     stdin = None if sys.stdin.isatty() and not tty else sys.stdin.buffer
-    code = cli(ctx).runtime().exec(container_id, list(command), tty=tty, stdin=stdin, stdout=sys.stdout.buffer,
-                                   stderr=sys.stderr.buffer)
+    code = rt.exec(container_id, argv, tty=tty, stdin=stdin, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+                   env=env, cwd=cwd, user=user, process=spec)
     raise typer.Exit(code)
+
+
+def _exec_command(command: list[str] | None, process: Path | None) -> tuple[list[str], ProcessSpec | None]:
+    from pveoci import errors
+
+    if process is None:
+        if not command:
+            raise typer.BadParameter("a command is needed (or --process FILE)", param_hint="'COMMAND'")
+        return list(command), None
+    import json
+
+    from pveoci.lxc.mapping import exec_process
+
+    try:
+        data = json.loads(process.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.BundleError(f"cannot read {process}: {exc}") from None
+    spec = exec_process(data, where=str(process))
+    return list(command or spec.args), spec
 
 
 def ps(
@@ -296,6 +382,26 @@ def ps(
         render.emit_json(list(table.pids))
     else:
         typer.echo(table.output, nl=False)
+
+
+def logs(
+    ctx: typer.Context,
+    container_id: IdArgument,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Go on until the process ends, then exit with "
+                                         "its status.")] = False,
+) -> None:
+    """Print what the container's process wrote to stdout and stderr (each to its own), running or stopped.
+
+    Examples:
+
+    \b
+      pveoci logs hello
+      pveoci logs -f job42 ; echo "job42 exited $?"
+    """
+    status = cli(ctx).runtime().logs(container_id, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+                                     follow=follow)
+    if follow and status is not None:
+        raise typer.Exit(status)
 
 
 def gc(ctx: typer.Context, output: OutputOption = None) -> None:

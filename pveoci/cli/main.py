@@ -47,9 +47,9 @@ app = typer.Typer(
 for name, command in (("spec", spec_cmd.spec), ("create", lifecycle.create), ("start", lifecycle.start),
                       ("run", lifecycle.run), ("state", lifecycle.state_cmd), ("list", lifecycle.list_cmd),
                       ("kill", lifecycle.kill), ("delete", lifecycle.delete), ("exec", lifecycle.exec_cmd),
-                      ("ps", lifecycle.ps), ("pause", lifecycle.pause), ("resume", lifecycle.resume),
-                      ("plan", plan_cmd.plan), ("doctor", doctor_cmd.doctor), ("nodes", nodes_cmd.nodes),
-                      ("gc", lifecycle.gc)):
+                      ("ps", lifecycle.ps), ("logs", lifecycle.logs), ("pause", lifecycle.pause),
+                      ("resume", lifecycle.resume), ("plan", plan_cmd.plan), ("doctor", doctor_cmd.doctor),
+                      ("nodes", nodes_cmd.nodes), ("gc", lifecycle.gc)):
     app.command(name)(command)
 app.add_typer(template_cmd.app, name="template")
 app.add_typer(config_cmd.app, name="config")

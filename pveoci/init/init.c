@@ -57,6 +57,8 @@
 #define DRAIN_MAX (1u << 20)        /* what is still read per pipe once the process ended */
 #define FOLLOWER_WAIT_MS 5000
 #define FOLLOW_POLL_MS 50
+#define FRAME_READY 0               /* logs --framed: the follower is attached (holds its lock) */
+#define FRAME_STATUS 3              /* logs --framed: the process ended with this status (decimal) */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 /* ---- small helpers ------------------------------------------------------------------------------ */
@@ -1003,8 +1005,8 @@ static int pid1(const char *spec_arg)
 
 static int usage(void)
 {
-    say("usage: init [--spec=B64] | exec [-e K=V]... [--cwd DIR] [--user UID[:GID]] [--spec=B64] -- ARGV... | "
-        "logs [-f] | kill [-a] SIGNAL | set-spec | state | version");
+    say("usage: init [--spec=B64] | exec [-d] [-e K=V]... [--cwd DIR] [--user UID[:GID]] [--spec=B64] -- ARGV... | "
+        "logs [-f] [--framed] | kill [-a] SIGNAL | set-spec | state | version");
     return 2;
 }
 
@@ -1025,12 +1027,46 @@ static const char *option(char **argv, int argc, int *i, const char *s, const ch
     return NULL;
 }
 
+/* exec -d: the program goes on in the background, in a session of its own with /dev/null for its stdio;
+   the caller (pct exec) gets its PID, as the container sees it, on stdout and exit status 0. A failure
+   to start it can then only be seen in its absence. */
+static void detach_self(void)
+{
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        fail(126, errno, "exec: pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        fail(126, errno, "exec: fork");
+    if (pid > 0) {
+        /* Wait for the child's session: once it has one, a hang-up of ours does not reach it. */
+        char c;
+        close(ready[1]);
+        while (read(ready[0], &c, 1) < 0 && errno == EINTR)
+            ;
+        char text[32];
+        int n = snprintf(text, sizeof text, "%ld\n", (long)pid);
+        _exit(write_all(1, text, (size_t)n) < 0 ? 1 : 0);
+    }
+    close(ready[0]);
+    if (setsid() < 0)
+        fail(126, errno, "exec: setsid");
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        fail(126, errno, "exec: /dev/null");
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(null, fd) < 0)
+            fail(126, errno, "exec: dup2");
+    close(null);
+    close(ready[1]);
+}
+
 static int cmd_exec(int argc, char **argv)
 {
     const char *spec_arg = NULL, *cwd = NULL, *user = NULL, *v;
     char **sets = calloc((size_t)argc, sizeof *sets);
     size_t nsets = 0;
-    int i = 2;
+    int i = 2, detach = 0;
     if (!sets)
         fail(126, ENOMEM, "exec");
     for (; i < argc; i++) {
@@ -1052,6 +1088,8 @@ static int cmd_exec(int argc, char **argv)
             user = v;
         } else if (strncmp(argv[i], "--spec=", 7) == 0) {
             spec_arg = argv[i] + 7;
+        } else if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--detach") == 0) {
+            detach = 1;
         } else {
             usage();
             return 126;
@@ -1103,6 +1141,8 @@ static int cmd_exec(int argc, char **argv)
         if (!found)
             env[nenv++] = sets[k];
     }
+    if (detach)
+        detach_self();
     default_handlers();
     apply(&s);
     unblock_all();
@@ -1147,13 +1187,25 @@ static int demux(struct demux *d, const unsigned char *p, size_t n)
     return 0;
 }
 
+/* One framed record on stdout: stream, 4-byte big-endian length, data (as in the log). */
+static int frame(int stream, const void *data, size_t len)
+{
+    unsigned char head[5] = {(unsigned char)stream, (unsigned char)(len >> 24), (unsigned char)(len >> 16),
+                             (unsigned char)(len >> 8), (unsigned char)len};
+    return write_all(1, head, sizeof head) < 0 || write_all(1, data, len) < 0 ? -1 : 0;
+}
+
 static int cmd_logs(int argc, char **argv)
 {
-    int follow = 0;
-    if (argc == 3 && strcmp(argv[2], "-f") == 0)
-        follow = 1;
-    else if (argc != 2)
-        return usage();
+    int follow = 0, framed = 0;
+    for (int a = 2; a < argc; a++) {
+        if (strcmp(argv[a], "-f") == 0)
+            follow = 1;
+        else if (strcmp(argv[a], "--framed") == 0)
+            framed = 1;
+        else
+            return usage();
+    }
     if (follow) {
         /* Held until we exit: the init waits for it before it goes (and the container with it). */
         int lock = open(LOCK_FILE, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -1167,6 +1219,10 @@ static int cmd_logs(int argc, char **argv)
                 return 1;
             }
     }
+    /* --framed: the log's own records go out as they are, after a "ready" record (stream 0: the follower
+       holds its lock, so the process may start) and before a "status" record (stream 3) at the end. */
+    if (framed && frame(FRAME_READY, "ready", 5) < 0)
+        return 1;
     struct demux d = {{0}, 0, 0};
     static unsigned char buf[CHUNK];
     int fd = -1;
@@ -1187,7 +1243,7 @@ static int cmd_logs(int argc, char **argv)
             }
             if (n == 0)
                 break;
-            if (demux(&d, buf, (size_t)n) < 0)
+            if (framed ? write_all(1, buf, (size_t)n) < 0 : demux(&d, buf, (size_t)n) < 0)
                 return 1;
         }
         if (!follow || ended)
@@ -1202,6 +1258,8 @@ static int cmd_logs(int argc, char **argv)
         say("logs: %s: not a status", STATUS_FILE);
         return 1;
     }
+    if (framed && frame(FRAME_STATUS, text, strlen(text)) < 0)
+        return 1;
     return (int)status;
 }
 

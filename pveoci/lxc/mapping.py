@@ -28,6 +28,7 @@ from pveoci.lxc.fields_lifecycle import STOP_SIGNAL_ANNOTATION, signal_name
 from pveoci.lxc.fields_resources import cpu_weight
 from pveoci.lxc.plan import Draft, Finding, FindProgram, Options, Plan, Status, Target
 from pveoci.oci.spec import Spec
+from pveoci.process import ProcessSpec
 
 __all__ = ["FIELDS", "STOP_SIGNAL_ANNOTATION", "Finding", "Plan", "Status", "Target", "cpu_weight", "dns_hostname",
            "map_spec", "signal_name"]
@@ -101,3 +102,33 @@ def map_spec(spec: Spec, target: Target, *, container_id: str, find_program: Fin
     for _field, mapper in FIELDS:
         mapper(draft)
     return draft.plan()
+
+
+def exec_process(data: object, *, where: str = "process.json") -> ProcessSpec:
+    """runc's `exec --process FILE`: a runtime-spec `process` object as the spec the init's exec applies.
+
+    The program is not looked up here: `init exec` does it in the container, in the resulting PATH.
+    """
+    from pydantic import ValidationError
+
+    from pveoci.oci.spec import Process, format_errors
+    from pveoci.process import RLIMITS, Rlimit
+
+    try:
+        proc = Process.model_validate(data)
+    except ValidationError as exc:
+        raise errors.BundleError(f"invalid {where}: {format_errors(exc)}") from None
+    user = proc.user
+    limits = tuple(Rlimit(RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or () if r.type in RLIMITS)
+    # `init exec` runs its own argv (looked up there): the spec's path is not used, but must be absolute.
+    path = proc.args[0] if proc.args[0].startswith("/") else "/"
+    spec = ProcessSpec(path=path, args=tuple(proc.args), env=tuple(proc.env or ()), cwd=proc.cwd,
+                       uid=user.uid if user else 0, gid=user.gid if user else 0,
+                       additional_gids=tuple(user.additional_gids or ()) if user else (),
+                       umask=user.umask if user else None, rlimits=limits,
+                       no_new_privileges=bool(proc.no_new_privileges), oom_score_adj=proc.oom_score_adj,
+                       terminal=bool(proc.terminal))
+    problems = spec.problems()
+    if problems:
+        raise errors.BundleError(f"invalid {where}: " + "; ".join(problems))
+    return spec

@@ -29,6 +29,7 @@ from pveoci.settings import Settings
 
 if TYPE_CHECKING:
     from pveoci.lxc.mapping import Plan
+    from pveoci.process import ProcessSpec
 
 log = logging.getLogger("pveoci.runtime")
 
@@ -56,8 +57,9 @@ class Templates:
         loaded = Bundle.load(bundle)
         plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False)
         target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
+        arch = templates.node_arch(ctx, target)
         dest = ctx.backend.template_destination(target, storage or ctx.profile.template_storage)
-        return templates.ensure(ctx, loaded, plan, dest, transport=transport, progress=progress)
+        return templates.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress)
 
     def list(self, *, node: str | None = None, storage: str | None = None) -> builtins.list[Template]:
         """pveoci's templates on every online node (or `node`), each with the ids of the containers made from it."""
@@ -150,6 +152,32 @@ class Runtime:
             self.delete(id, force=True)
             raise
 
+    def run_attached(self, id: str, bundle: Path | str = ".", *, stdout: IO[bytes] | None = None,
+                     stderr: IO[bytes] | None = None, keep: bool = False, node: str | None = None,
+                     strict: bool = False, transport: str = "sftp", progress: Progress = SILENT) -> int:
+        """runc's `run` in the foreground: create, start once attached, stream the process's stdout and stderr
+        to these binary streams until it ends, delete the container (unless `keep`); the process's exit status
+        (128+N when a signal N ended it)."""
+        self.create(id, bundle, node=node, strict=strict, transport=transport, progress=progress)
+        try:
+            return self.attach(id, stdout=stdout, stderr=stderr, start=True)
+        finally:
+            if not keep:
+                self.delete(id, force=True)
+
+    def attach(self, id: str, *, stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None,
+               start: bool = False) -> int:
+        """Stream the running process's output (from its start) until it ends; its exit status. With `start`,
+        a created container is started once the stream is attached, so nothing it writes is missed."""
+        return inside.attach(self._ctx, id, stdout=stdout, stderr=stderr,
+                             start=(lambda: self.start(id)) if start else None)
+
+    def logs(self, id: str, *, stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None,
+             follow: bool = False) -> int | None:
+        """What the container's process wrote, to these binary streams, whether it runs or stopped; with
+        `follow`, until it ends. Its exit status once it ended (None while it runs, or if none was kept)."""
+        return inside.logs(self._ctx, id, stdout=stdout, stderr=stderr, follow=follow)
+
     def wait(self, id: str, *, timeout: float | None = None) -> State:
         """Wait until the container is no longer running (or paused); its final state.
 
@@ -190,14 +218,16 @@ class Runtime:
         recovery.recover(self._ctx)
         return listing.list_containers(self._ctx)
 
-    def kill(self, id: str, signal: str = "SIGTERM", *, timeout: int = lifecycle.STOP_TIMEOUT) -> None:
-        """Send a signal (OCI `kill`): name with or without SIG, any case, or a number.
+    def kill(self, id: str, signal: str = "SIGTERM", *, all_processes: bool = False,
+             timeout: int = lifecycle.STOP_TIMEOUT) -> None:
+        """Send a signal (OCI `kill`): a name with or without SIG, any case, or a number; returns at once.
 
-        TERM (or the bundle's stop signal) shuts the container down, stopping it after `timeout`
-        seconds; KILL stops it; other signals go to its init process. NotRunning unless it runs.
+        To the process (TERM runs its handler, KILL ends it), or with `all_processes` to every process of
+        the container; to a created container's init, which ends as the signal says. NotRunning for a
+        stopped container. (`timeout`: containers made by pveoci 0.1 only, whose TERM is a shutdown.)
         """
         recovery.recover(self._ctx, id)
-        lifecycle.kill(self._ctx, id, signal, timeout=timeout)
+        lifecycle.kill(self._ctx, id, signal, all_processes=all_processes, timeout=timeout)
 
     def delete(self, id: str, *, force: bool = False) -> None:
         """Delete a stopped or created container and what create made for it (OCI `delete`).
@@ -218,13 +248,24 @@ class Runtime:
         lifecycle.resume(self._ctx, id)
 
     def exec(self, id: str, argv: builtins.list[str], *, tty: bool = False, stdin: IO[bytes] | None = None,
-             stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None) -> int:
-        """Run a program in a running container; returns its exit status.
+             stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None, env: builtins.list[str] | None = None,
+             cwd: str | None = None, user: str | None = None, process: ProcessSpec | None = None) -> int:
+        """Run a program in a container (created or running) as runc does; returns its exit status.
 
-        Its output goes to the binary streams given (e.g. io.BytesIO() to capture it; None drops
-        it); `stdin` is read to its end and sent (None: no input). `tty` gives it a terminal.
+        It gets the bundle's environment, user, groups, working directory and limits, changed by `env`
+        (KEY=VALUE, added or replacing), `cwd`, `user` ("UID[:GID]") or a whole `process` (runc's exec -p;
+        its args are ignored). Its output goes to the binary streams given (io.BytesIO() captures it;
+        None drops it); `stdin` is read to its end and sent (None: no input). `tty` gives it a terminal.
         """
-        return inside.exec_in(self._ctx, id, list(argv), tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        options = inside.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
+        return inside.exec_in(self._ctx, id, list(argv), options, tty=tty, stdin=stdin, stdout=stdout,
+                              stderr=stderr)
+
+    def exec_detached(self, id: str, argv: builtins.list[str], *, env: builtins.list[str] | None = None,
+                      cwd: str | None = None, user: str | None = None, process: ProcessSpec | None = None) -> int:
+        """Start a program in the container and return at once (runc's exec --detach): its PID in the container."""
+        options = inside.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
+        return inside.exec_detached(self._ctx, id, list(argv), options)
 
     def ps(self, id: str, args: builtins.list[str] | None = None) -> ProcessTable:
         """`ps` run in the container (with `args`): its output and the PIDs it lists."""

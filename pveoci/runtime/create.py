@@ -13,9 +13,11 @@ from pathlib import Path
 
 from pveoci import errors, hooks, marker, planning
 from pveoci.cache import Record
+from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
 from pveoci.models import PushResult, State
 from pveoci.oci.bundle import Bundle
+from pveoci.process import encode, encode_arg
 from pveoci.progress import Progress
 from pveoci.runtime import templates
 from pveoci.runtime.claim import claim
@@ -27,6 +29,8 @@ from pveoci.runtime.recovery import recover, roll_back
 from pveoci.runtime.vmids import create_with_fresh_vmid
 
 log = logging.getLogger("pveoci.runtime")
+
+ENTRYPOINT_MAX = 32 * 1024   # a longer spec is placed with `init set-spec` instead of riding on the entrypoint
 
 
 def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool = True) -> Plan:
@@ -56,12 +60,13 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
     bundle = Bundle.load(bundle_dir)
     plan = plan_for(ctx, bundle, cid, strict=strict)
     target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
+    arch = templates.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
     op = ctx.cache.begin("create", cid, ctx.cluster, target)
     try:
         ctx.cache.step(op, "template")
         dest = ctx.backend.template_destination(target, ctx.profile.template_storage)
-        pushed = templates.ensure(ctx, bundle, plan, dest, transport=transport, progress=progress)
-        made = _make(ctx, op, cid, bundle, plan, pushed, progress)
+        pushed = templates.ensure(ctx, bundle, plan, dest, arch=arch, transport=transport, progress=progress)
+        made = _make(ctx, op, cid, bundle, plan, pushed, arch, progress)
         hooks.run("prestart", made.record.hooks, to_state(ctx, made).to_json())
         hooks.run("createRuntime", made.record.hooks, to_state(ctx, made).to_json())
         ctx.cache.finish(op)
@@ -71,18 +76,22 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
     return to_state(ctx, made)
 
 
-def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: PushResult,
+def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: PushResult, arch: str,
           progress: Progress) -> Located:
-    """Allocate a VMID and create the container; it must then hold the id alone."""
+    """Allocate a VMID and create the container, started: its init waits with the process spec. It must then
+    hold the id alone."""
     created = rfc3339_now()
     mark = marker.Marker(id=cid, bundle=str(bundle.path), rootfs=str(bundle.rootfs), template=pushed.volid,
                          spec_digest=bundle.config_digest, created=created, host=socket.gethostname(),
                          annotations=plan.annotations, stop_signal=plan.stop_signal)
     tags = {marker.TAG, id_tag(cid)}
+    spec_arg = encode_arg(plan.process)
+    # PVE >= 9.1: the spec rides on the entrypoint option; before (or when too long), it is placed after the start.
+    in_entrypoint = not plan.legacy_init and len(spec_arg) <= ENTRYPOINT_MAX
     options = {**plan.options, "ostemplate": pushed.volid, "description": marker.render(mark),
-               "tags": ";".join(sorted(tags))}
-    if not plan.legacy_init:  # PVE >= 9.1 starts the process through the entrypoint option
-        options["entrypoint"] = templates.INIT_PATH
+               "tags": ";".join(sorted(tags)), "arch": arch, "start": 1}
+    if not plan.legacy_init:
+        options["entrypoint"] = f"{INIT_PATH} --spec={spec_arg}" if in_entrypoint else INIT_PATH
     target = pushed.node
 
     def journal(vmid: int) -> None:
@@ -91,6 +100,8 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
         ctx.cache.step(op, "create", vmid=vmid)
 
     vmid = create_with_fresh_vmid(ctx, target, options, journal)
+    if not in_entrypoint:
+        _place_spec(ctx, target, vmid, plan)
     if not claim(ctx, cid, target, vmid, tags):
         raise errors.AlreadyExists("container with given ID already exists")
     record = Record(id=cid, cluster=ctx.cluster, node=target, vmid=vmid, bundle=str(bundle.path),
@@ -99,3 +110,12 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
                     hooks=hooks.from_spec(bundle.spec.hooks), marker_version=mark.version)
     ctx.cache.put(record)
     return Located(ctx.backend.status(target, vmid), record)
+
+
+def _place_spec(ctx: Context, node: str, vmid: int, plan: Plan) -> None:
+    """Give the waiting init its spec through `init set-spec` (PVE before 9.1, or a spec too long for a
+    config line): the one channel into a container the API lacks."""
+    done = ctx.backend.capture(node, vmid, [INIT_PATH, "set-spec"], stdin=encode(plan.process))
+    if done.status != 0:
+        raise errors.PveociError(f"cannot give CT {vmid} on {node} its process: "
+                                 f"{done.stderr.decode(errors='replace').strip() or f'exit {done.status}'}")

@@ -1,34 +1,94 @@
-"""Programs in a running container: exec (with the caller's streams) and ps."""
+"""The container's process and programs beside it: exec (as the bundle's process runs), ps, logs, attach.
+
+In a container with pveoci's init, `exec` runs through `init exec`, which gives the program the
+bundle's environment, user, working directory and limits unless told otherwise; `logs` and
+`attach` read the log the init keeps of the process's stdout and stderr (docs/init.md).
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import IO
 
 from pveoci import errors
+from pveoci.init import INIT_PATH, LOG_PATH, STATUS_PATH, parse_log
+from pveoci.process import ProcessSpec, encode_arg
 from pveoci.runtime.context import Context
-from pveoci.runtime.locate import oci_status, require
+from pveoci.runtime.locate import Located, require
+
+READY_TIMEOUT = 60.0
 
 
-def exec_in(ctx: Context, cid: str, argv: list[str], *, tty: bool, stdin: IO[bytes] | None,
+@dataclass(frozen=True)
+class ExecOptions:
+    """How `exec` departs from the bundle's process: more environment, another cwd or user, or a whole spec."""
+
+    env: tuple[str, ...] = ()          # KEY=VALUE, overriding or adding to the bundle's
+    cwd: str | None = None
+    user: str | None = None            # UID[:GID]
+    process: ProcessSpec | None = None  # runc's exec --process: everything from it (but its args)
+    detach: bool = False
+
+    def argv(self, command: list[str]) -> list[str]:
+        words = [INIT_PATH, "exec"]
+        if self.detach:
+            words.append("-d")
+        for item in self.env:
+            words += ["-e", item]
+        if self.cwd is not None:
+            words += ["--cwd", self.cwd]
+        if self.user is not None:
+            words += ["--user", self.user]
+        if self.process is not None:
+            words.append(f"--spec={encode_arg(self.process)}")
+        return [*words, "--", *command]
+
+
+def _runnable(ctx: Context, cid: str, *, created_too: bool) -> Located:
+    found = require(ctx, cid)
+    status = found.status
+    if status == "running" or (created_too and status == "created" and found.with_init):
+        return found
+    words = "paused" if status == "paused" else "stopped"  # runc's words where no process runs
+    raise errors.NotRunning(f"cannot exec in a {words} container", status=status)
+
+
+def exec_in(ctx: Context, cid: str, argv: list[str], options: ExecOptions, *, tty: bool, stdin: IO[bytes] | None,
             stdout: IO[bytes] | None, stderr: IO[bytes] | None) -> int:
+    """argv in the container (created or running, as runc allows); its exit status."""
     if not argv:
         raise errors.InvalidParameter("exec needs a command")
-    found = require(ctx, cid)
-    status = oci_status(found.guest)
-    if status != "running":
-        # runc's words where the container has no running process
-        words = "paused" if status == "paused" else "stopped"
-        raise errors.NotRunning(f"cannot exec in a {words} container", status=status)
+    found = _runnable(ctx, cid, created_too=True)
+    if found.with_init:
+        argv = options.argv(argv)
+    elif options != ExecOptions():
+        raise errors.Unsupported("exec -e/--cwd/--user/--process/--detach: this container was made by pveoci 0.1, "
+                                 "without pveoci's init; recreate it")
     return ctx.backend.exec(found.guest.node, found.guest.vmid, argv, stdin=stdin, stdout=stdout, stderr=stderr,
                             tty=tty)
+
+
+def exec_detached(ctx: Context, cid: str, argv: list[str], options: ExecOptions) -> int:
+    """argv in the background in the container; its PID as the container sees it."""
+    found = _runnable(ctx, cid, created_too=True)
+    if not found.with_init:
+        raise errors.Unsupported("exec --detach: this container was made by pveoci 0.1, without pveoci's init")
+    detached = ExecOptions(env=options.env, cwd=options.cwd, user=options.user, process=options.process, detach=True)
+    done = ctx.backend.capture(found.guest.node, found.guest.vmid, detached.argv(argv))
+    text = done.stdout.decode(errors="replace").strip()
+    if done.status != 0 or not text.isdigit():
+        raise errors.PveociError(f"exec --detach failed (exit {done.status}): "
+                                 f"{done.stderr.decode(errors='replace').strip() or text}")
+    return int(text)
 
 
 def ps(ctx: Context, cid: str, ps_args: list[str]) -> tuple[str, list[int]]:
     """`ps` run in the container: its output, and the PIDs it lists (as the container sees them)."""
     found = require(ctx, cid)
-    status = oci_status(found.guest)
-    if status not in ("running", "paused"):
-        raise errors.NotRunning("container not running", status=status)
+    if found.status not in ("running", "paused"):
+        raise errors.NotRunning("container not running", status=found.status)
     done = ctx.backend.capture(found.guest.node, found.guest.vmid, ["ps", *ps_args])
     if done.status != 0:
         raise errors.PveociError(f"ps in the container failed (exit {done.status}): "
@@ -46,3 +106,95 @@ def pids_of(text: str) -> list[int]:
     column = header.index("PID") if "PID" in header else 0
     return [int(words[column]) for words in (line.split() for line in lines[1:])
             if len(words) > column and words[column].isdigit()]
+
+
+# ------------------------------------------------------------------ output
+
+
+def logs(ctx: Context, cid: str, *, stdout: IO[bytes] | None, stderr: IO[bytes] | None,
+         follow: bool = False) -> int | None:
+    """The process's output so far (with follow: until it ends); its exit status once it ended, else None."""
+    found = require(ctx, cid)
+    if not found.with_init:
+        raise errors.Unsupported("logs: this container was made by pveoci 0.1, which kept no log; recreate it")
+    g = found.guest
+    if g.status == "running":
+        command = [INIT_PATH, "logs", *(["-f"] if follow else [])]
+        code = ctx.backend.exec(g.node, g.vmid, command, stdin=None, stdout=stdout, stderr=stderr)
+        return code if follow else None
+    data = ctx.backend.read_file(g.node, g.vmid, LOG_PATH) or b""
+    for stream, chunk in parse_log(data):
+        target = stdout if stream == 1 else stderr
+        if target is not None:
+            target.write(chunk)
+    status = ctx.backend.read_file(g.node, g.vmid, STATUS_PATH)
+    return int(status) if status and status.strip().isdigit() else None
+
+
+@dataclass
+class _Frames:
+    """The stream `init logs -f --framed` writes: records routed to stdout/stderr as they arrive."""
+
+    stdout: IO[bytes] | None
+    stderr: IO[bytes] | None
+    ready: threading.Event = field(default_factory=threading.Event)
+    status: int | None = None
+    _buf: bytearray = field(default_factory=bytearray)
+
+    def write(self, data: bytes) -> int:
+        self._buf += data
+        while len(self._buf) >= 5:
+            end = 5 + int.from_bytes(self._buf[1:5], "big")
+            if len(self._buf) < end:
+                break
+            self._record(self._buf[0], bytes(self._buf[5:end]))
+            del self._buf[:end]
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+    def _record(self, stream: int, data: bytes) -> None:
+        if stream == 0:
+            self.ready.set()
+        elif stream == 3:
+            self.status = int(data)
+        else:
+            target = self.stdout if stream == 1 else self.stderr
+            if target is not None:
+                target.write(data)
+                target.flush()
+
+
+def attach(ctx: Context, cid: str, *, stdout: IO[bytes] | None, stderr: IO[bytes] | None,
+           start: Callable[[], object] | None = None) -> int:
+    """Stream the process's output until it ends; its exit status. With `start`, that is called once the
+    follower is attached (so nothing the process writes is missed): how a foreground `run` starts."""
+    found = require(ctx, cid)
+    if not found.with_init or found.guest.status != "running":
+        raise errors.NotRunning(f"cannot attach to container {cid}: it is {found.status}", status=found.status)
+    frames = _Frames(stdout, stderr)
+    outcome: list[int | BaseException] = []
+
+    def follow() -> None:
+        try:
+            outcome.append(ctx.backend.exec(found.guest.node, found.guest.vmid,
+                                            [INIT_PATH, "logs", "-f", "--framed"], stdin=None,
+                                            stdout=frames, stderr=stderr))  # type: ignore[arg-type]
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            frames.ready.set()
+
+    follower = threading.Thread(target=follow, name=f"pveoci-attach-{cid}", daemon=True)
+    follower.start()
+    if start is not None:
+        if not frames.ready.wait(READY_TIMEOUT):
+            raise errors.OperationTimeout(f"attaching to container {cid}: no answer after {READY_TIMEOUT:g} s")
+        if outcome and isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        start()
+    follower.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return frames.status if frames.status is not None else outcome[0]

@@ -1,16 +1,20 @@
 """The OCI state machine on a Proxmox container: start, kill, delete, pause, resume.
 
-`created` and `stopped` are both a stopped CT to Proxmox; the tag pveoci-started tells them apart,
-set once a start succeeded. `paused` is a running CT with the tag pveoci-paused (its cgroup frozen).
+A container runs pveoci's init as its PID 1 (docs/init.md). `created`: the CT runs and the init
+waits; `start` sends it the start signal and tags the container pveoci-started; the process's end
+ends the init and stops the CT (`stopped`). `paused` is the tag pveoci-paused on a frozen CT.
+Signals go to the init over SSH, which forwards them to the process; KILL and STOP, which an init
+cannot catch, go to the process itself. Containers made by pveoci 0.1 (no init) keep their old rules.
 """
 
 from __future__ import annotations
 
 from pveoci import errors, hooks, signals
+from pveoci.init import INIT_PATH, START_SIGNAL
 from pveoci.models import Guest, State
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED
-from pveoci.runtime.locate import Located, oci_status, require, to_state
+from pveoci.runtime.locate import Located, require, to_state
 
 STOP_TIMEOUT = 10
 
@@ -22,13 +26,22 @@ def set_tags(ctx: Context, guest: Guest, add: frozenset[str] = frozenset(),
         ctx.backend.set_options(guest.node, guest.vmid, {"tags": ";".join(sorted(tags))})
 
 
+def _init_pid(found: Located) -> int:
+    if not found.guest.pid:
+        raise errors.PveociError(f"the cluster reports no pid for CT {found.guest.vmid} on {found.guest.node}")
+    return found.guest.pid
+
+
 def start(ctx: Context, cid: str) -> State:
     found = require(ctx, cid)
-    status = oci_status(found.guest)
+    status = found.status
     if status != "created":
         raise errors.NotCreated(f"cannot start a container that is not created (it is {status})", status=status)
     g = found.guest
-    ctx.backend.start(g.node, g.vmid)
+    if found.with_init:
+        ctx.backend.signal(g.node, _init_pid(found), str(START_SIGNAL))
+    else:
+        ctx.backend.start(g.node, g.vmid)
     # Only now: a start that failed leaves the container created, and startable again.
     set_tags(ctx, ctx.backend.status(g.node, g.vmid), add=frozenset({TAG_STARTED}))
     started = to_state(ctx, require(ctx, cid))
@@ -43,30 +56,55 @@ def normalise_signal(value: str) -> str:
     return name
 
 
-def kill(ctx: Context, cid: str, sig: str = "SIGTERM", *, timeout: int = STOP_TIMEOUT) -> None:
+def kill(ctx: Context, cid: str, sig: str = "SIGTERM", *, all_processes: bool = False,
+         timeout: int = STOP_TIMEOUT) -> None:
+    """Deliver a signal and return at once (runc): to the init while created (it ends as the signal would),
+    to the process once started; with all_processes to every process of the container."""
     name = normalise_signal(sig)
     found = require(ctx, cid)
+    status = found.status
+    if status not in ("created", "running", "paused"):
+        raise errors.NotRunning("container not running", status=status)
     g = found.guest
-    status = oci_status(g)
-    if status == "created":
-        # runc kills a created container's init; here there is none yet: it just becomes stopped.
+    if status == "paused":
+        if name != "SIGKILL":
+            raise errors.Paused("container is paused; resume it first (or send KILL)", status=status)
+        ctx.backend.stop(g.node, g.vmid)
+        set_tags(ctx, ctx.backend.status(g.node, g.vmid), remove=frozenset({TAG_PAUSED}))
+        return
+    if not found.with_init:
+        _kill_without_init(ctx, found, name, timeout)
+        return
+    if all_processes and status == "running":
+        _kill_all(ctx, found, name)
+        return
+    uncatchable = name in ("SIGKILL", "SIGSTOP") and status == "running"
+    ctx.backend.signal(g.node, _init_pid(found), name, children=uncatchable)
+
+
+def _kill_all(ctx: Context, found: Located, name: str) -> None:
+    import signal as signal_module
+
+    number = str(int(signal_module.Signals[name]))
+    done = ctx.backend.capture(found.guest.node, found.guest.vmid, [INIT_PATH, "kill", "-a", number])
+    if done.status != 0:
+        raise errors.PveociError(f"cannot send {name} to every process of the container: "
+                                 f"{done.stderr.decode(errors='replace').strip()}")
+
+
+def _kill_without_init(ctx: Context, found: Located, name: str, timeout: int) -> None:
+    """A container made by pveoci 0.1: TERM shuts it down, KILL stops it, others go to its PID 1."""
+    g = found.guest
+    if found.status == "created":
         set_tags(ctx, g, add=frozenset({TAG_STARTED}))
         return
-    if status not in ("running", "paused"):
-        raise errors.NotRunning("container not running", status=status)
-    if status == "paused" and name != "SIGKILL":
-        raise errors.Paused("container is paused; resume it first (or send KILL)", status=status)
     if name not in ("SIGKILL", "SIGTERM", found.record.stop_signal):
-        if not g.pid:
-            raise errors.PveociError(f"the cluster reports no pid for CT {g.vmid}; cannot send {name}")
-        ctx.backend.signal(g.node, g.pid, name)
+        ctx.backend.signal(g.node, _init_pid(found), name)
         return
     if name == "SIGKILL":
         ctx.backend.stop(g.node, g.vmid)
     else:
         ctx.backend.shutdown(g.node, g.vmid, timeout)
-    # It is stopped now: a pause does not outlive it.
-    set_tags(ctx, ctx.backend.status(g.node, g.vmid), remove=frozenset({TAG_PAUSED}))
 
 
 def delete(ctx: Context, found: Located | None, cid: str, *, force: bool) -> None:
@@ -75,10 +113,10 @@ def delete(ctx: Context, found: Located | None, cid: str, *, force: bool) -> Non
             return
         raise errors.NotFound("container does not exist")
     g = found.guest
-    status = oci_status(g)
-    if status in ("running", "paused"):
-        if not force:
-            raise errors.NotStopped(f"cannot delete container {cid} that is not stopped: {status}", status=status)
+    status = found.status
+    if status in ("running", "paused") and not force:
+        raise errors.NotStopped(f"cannot delete container {cid} that is not stopped: {status}", status=status)
+    if g.status == "running":  # running, paused, or created (its init waits)
         ctx.backend.stop(g.node, g.vmid)
     ctx.backend.destroy(g.node, g.vmid)
     gone = to_state(ctx, found)
@@ -89,17 +127,15 @@ def delete(ctx: Context, found: Located | None, cid: str, *, force: bool) -> Non
 
 def pause(ctx: Context, cid: str) -> None:
     found = require(ctx, cid)
-    status = oci_status(found.guest)
-    if status != "running":
-        raise errors.NotRunning("container not running", status=status)
+    if found.status != "running":
+        raise errors.NotRunning("container not running", status=found.status)
     ctx.backend.freeze(found.guest.node, found.guest.vmid)
     set_tags(ctx, found.guest, add=frozenset({TAG_PAUSED}))
 
 
 def resume(ctx: Context, cid: str) -> None:
     found = require(ctx, cid)
-    status = oci_status(found.guest)
-    if status != "paused":
-        raise errors.NotPaused("container not paused", status=status)
+    if found.status != "paused":
+        raise errors.NotPaused("container not paused", status=found.status)
     ctx.backend.thaw(found.guest.node, found.guest.vmid)
     set_tags(ctx, found.guest, remove=frozenset({TAG_PAUSED}))

@@ -39,9 +39,9 @@ def _stale(record: Record | None, guest: Guest) -> bool:
 
 
 def _state(ctx: Context, guest: Guest, record: Record) -> State:
-    status = oci_status(guest)
+    status = oci_status(guest, record.marker_version)
     pid = 0
-    if status in ("running", "paused"):
+    if status in ("created", "running", "paused"):
         pid = record.pid
         if not pid:
             # /cluster/resources has no pid: ask once, then the cache knows it until the next start.

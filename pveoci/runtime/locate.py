@@ -14,21 +14,42 @@ from pveoci.models import Guest, State, Status
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED, TAG_TICKET, check_id, id_tag
 
+#: Markers from this version on: the container runs pveoci's init, which waits for `start` (docs/init.md).
+INIT_MARKER = 2
+
+
+def oci_status(guest: Guest, version: int = INIT_MARKER) -> Status:
+    """The OCI status of a container from what the cluster says of it (and which pveoci made it).
+
+    With pveoci's init: created = the CT runs and the init waits (no pveoci-started tag); running = the
+    process was started; stopped = the CT stopped (the process ended, or was killed while created).
+    Made by pveoci 0.1: created = a stopped CT never started.
+    """
+    if guest.lock == "create":
+        return "creating"
+    if guest.status == "unknown":
+        return "unknown"
+    started = TAG_STARTED in guest.tags
+    if guest.status == "running":
+        if TAG_PAUSED in guest.tags:
+            return "paused"
+        return "running" if started or version < INIT_MARKER else "created"
+    return "created" if version < INIT_MARKER and not started else "stopped"
+
 
 @dataclass(frozen=True)
 class Located:
     guest: Guest
     record: Record
 
+    @property
+    def status(self) -> Status:
+        return oci_status(self.guest, self.record.marker_version)
 
-def oci_status(guest: Guest) -> Status:
-    if guest.lock == "create":
-        return "creating"
-    if guest.status == "running":
-        return "paused" if TAG_PAUSED in guest.tags else "running"
-    if guest.status == "unknown":
-        return "unknown"
-    return "stopped" if TAG_STARTED in guest.tags else "created"
+    @property
+    def with_init(self) -> bool:
+        """Made with pveoci's init (not by 0.1, whose process was in the template)."""
+        return self.record.marker_version >= INIT_MARKER
 
 
 def ticket(guest: Guest) -> int:
@@ -56,8 +77,8 @@ def record_from_marker(ctx: Context, guest: Guest, found: marker.Marker | None, 
         return None
     record = Record(id=found.id, cluster=ctx.cluster, node=guest.node, vmid=guest.vmid, bundle=found.bundle,
                     rootfs=found.rootfs, template=found.template, created=found.created,
-                    status=oci_status(guest), annotations=dict(found.annotations), stop_signal=found.stop_signal,
-                    marker_version=found.version)
+                    status=oci_status(guest, found.version), annotations=dict(found.annotations),
+                    stop_signal=found.stop_signal, marker_version=found.version)
     ctx.cache.put(record)
     return record
 
@@ -99,8 +120,8 @@ def require(ctx: Context, cid: str) -> Located:
 def to_state(ctx: Context, found: Located, *, cached: bool = False) -> State:
     """The OCI state of a located container; the cache learns what changed."""
     g, r = found.guest, found.record
-    status: Status = r.status if cached else oci_status(g)  # type: ignore[assignment]  # a Status when stored
-    pid = (g.pid or 0) if status in ("running", "paused") else 0
+    status: Status = r.status if cached else found.status  # type: ignore[assignment]  # a Status when stored
+    pid = (g.pid or 0) if status in ("created", "running", "paused") else 0
     if not cached and (r.status != status or r.pid != pid or r.node != g.node):
         r.status, r.pid, r.node = status, pid, g.node
         ctx.cache.put(r)

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from pveoci.oci.bundle import Bundle
 
 TRANSPORTS = ("sftp", "api")
-INIT_PATH = "/.pveoci/init"      # where every template has pveoci's init
 
 
 def is_pveoci_template(name: str) -> bool:
@@ -39,14 +38,37 @@ def default_work_dir() -> Path:
     return user_cache_path("pveoci") / "templates"
 
 
-def template_files(plan: Plan) -> list[ExtraFile]:
-    """What pveoci adds to the rootfs in a template: its init (and /sbin/init on PVE before 9.1)."""
-    from pveoci.template import initshim
+def template_files(rootfs: Path, arch: str, legacy_init: bool) -> list[ExtraFile]:
+    """What pveoci adds to a rootfs in its template: its init for the node's architecture, the directory
+    the init keeps its state in, and, for PVE before 9.1 (no entrypoint option), /sbin/init pointing at it.
 
-    return initshim.shim_extras(plan.process, plan.legacy_init)
+    Nothing of the process: that travels with the container, so one template serves every bundle of a rootfs.
+    """
+    from pveoci import init
+
+    files = [ExtraFile(init.INIT_PATH.lstrip("/"), init.binary(arch), 0o755),
+             ExtraFile(init.RUN_DIR.lstrip("/"), mode=0o711, directory=True)]
+    if legacy_init:
+        files += _sbin_init(rootfs, init.INIT_PATH)
+    return files
 
 
-def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, transport: str,
+def _sbin_init(rootfs: Path, target: str) -> list[ExtraFile]:
+    """LXC starts /sbin/init: replace what that path names in this rootfs (following /sbin -> usr/sbin as the
+    container would) by a link to pveoci's init, so the rootfs's own init never runs instead."""
+    from pveoci.oci.rootfs import resolve_in_root
+
+    sbin = resolve_in_root(rootfs, "/sbin")
+    if sbin is None:
+        return [ExtraFile("sbin", mode=0o755, directory=True), ExtraFile("sbin/init", link=target)]
+    if not sbin.is_dir():
+        raise errors.BundleError(f"rootfs {rootfs}: /sbin is not a directory, so PVE before 9.1 cannot start "
+                                 "pveoci's init as /sbin/init")
+    where = sbin.relative_to(rootfs).as_posix()
+    return [ExtraFile("init" if where == "." else f"{where}/init", link=target)]
+
+
+def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch: str, transport: str,
            progress: Progress) -> PushResult:
     """Pack the bundle's template and upload it to dest unless dest lists it already; the local file is removed.
 
@@ -62,7 +84,7 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, trans
     try:
         progress.note(f"packing {bundle.rootfs}")
         try:
-            packed = pack(bundle.rootfs, workdir, extras=template_files(plan),
+            packed = pack(bundle.rootfs, workdir, extras=template_files(bundle.rootfs, arch, plan.legacy_init),
                           progress=progress.transfer("packing", rootfs_size(bundle.rootfs)))
         finally:
             progress.done("packing")
@@ -102,6 +124,24 @@ def _upload_unless_present(ctx: Context, packed: Packed, dest: Destination, tran
 
 def _find(ctx: Context, dest: Destination, name: str) -> Template | None:
     return next((t for t in ctx.backend.templates(dest) if t.name == name), None)
+
+
+ARCH_MAX_AGE = 24 * 3600.0     # a node's architecture, remembered for a day
+
+
+def node_arch(ctx: Context, node: str) -> str:
+    """The init architecture of a node (amd64, arm64); Unsupported for any other, before anything is sent."""
+    from pveoci import init
+
+    key = f"machine:{node}"
+    machine = ctx.cache.recall(ctx.cluster, key, ARCH_MAX_AGE)
+    if not isinstance(machine, str):
+        machine = ctx.backend.node_machine(node)
+        ctx.cache.remember(ctx.cluster, key, machine)
+    try:
+        return init.arch_for(machine)
+    except ValueError as exc:
+        raise errors.Unsupported(f"node '{node}' is {machine}: {exc}") from None
 
 
 # ------------------------------------------------------------------------ listing

@@ -38,12 +38,16 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class ExtraFile:
-    """A file pveoci adds to the template (never to the rootfs on disk), e.g. the init shim."""
+    """A file pveoci adds to the template (never to the rootfs on disk), e.g. its init.
+
+    One at the path of a rootfs entry replaces that entry (and what is below it).
+    """
 
     path: str            # relative, e.g. ".pveoci/init"
     data: bytes = b""
     mode: int = 0o644
     link: str | None = None   # a symlink to this target instead of a file
+    directory: bool = False   # an (empty) directory instead of a file
 
 
 @dataclass(frozen=True)
@@ -222,9 +226,12 @@ def write_tar(rootfs: Path, sink: _Sink, extras: Sequence[ExtraFile] = (), progr
         raise errors.BundleError(f"rootfs {rootfs} is not a directory")
     seen_inodes: dict[tuple[int, int], str] = {}
     count = 0
+    replaced = tuple(os.fsencode(e.path.strip("/")) for e in extras if not e.path.startswith(RESERVED))
     for rel, st in _entries(root):
         if rel == os.fsencode(RESERVED) and extras:
             raise errors.BundleError(f"rootfs {rootfs} has /{RESERVED}, which pveoci reserves for its own files")
+        if any(rel == r or rel.startswith(r + b"/") for r in replaced):
+            continue
         full = os.path.join(root, rel) if rel else root
         name = _tarname(rel)
         info = _base_info(name, st)
@@ -285,6 +292,10 @@ def _extra_entries(extras: Sequence[ExtraFile]) -> list[tuple[tarfile.TarInfo, b
         info.mtime = 0
         if extra.link is not None:
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, extra.link, 0o777
+            out.append((info, b""))
+        elif extra.directory:
+            dirs.add("/".join(parts))
+            info.type, info.mode = tarfile.DIRTYPE, extra.mode
             out.append((info, b""))
         else:
             info.type, info.mode, info.size = tarfile.REGTYPE, extra.mode, len(extra.data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,9 +48,17 @@ def test_create(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: i
     assert len(cluster.pve.cts) == 1
 
 
-def test_create_does_not_start(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+def test_create_does_not_start_the_process(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     assert oci("create", "-b", str(busybox_bundle), "c2")[0] == 0
-    assert [ct.status for ct in cluster.pve.cts] == ["stopped"]
+    (ct,) = cluster.pve.cts
+    assert ct.status == "running"  # its init runs, waiting for start, as runc's does
+    assert "hello from pveoci" not in cluster.console_log(ct.node, ct.vmid).read_text()
+    assert oci("start", "c2")[0] == 0
+    deadline = time.monotonic() + 30
+    while "hello from pveoci" not in cluster.console_log(ct.node, ct.vmid).read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    oci("delete", "-f", "c2")
 
 
 def test_state_validates_against_the_runtime_spec_schema(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
@@ -189,8 +198,9 @@ def test_list(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def
     oci("kill", "l2", "KILL")
 
 
-def test_any_workstation_finds_containers_by_id_with_an_empty_cache(cluster: Testbed, busybox_bundle: Path,
+def test_any_workstation_finds_containers_by_id_with_an_empty_cache(lxc_bed: Testbed, busybox_bundle: Path,
                                                                     tmp_path: Path) -> None:
+    cluster = lxc_bed
     def run(root: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / root), *args],
                               env=cluster.env(), capture_output=True, text=True, check=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ pytestmark = pytest.mark.bed
 
 
 @pytest.fixture
-def oci(cluster: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
+def oci(lxc_bed: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
+    cluster = lxc_bed
+
     def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         proc = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
                               env=cluster.env(**(env or {})), capture_output=True, text=True, check=False,
@@ -86,26 +89,38 @@ def test_operations_on_unknown_ids(oci) -> None:  # type: ignore[no-untyped-def]
         assert (code, error_line(err)) == (8, "container does not exist"), args
 
 
+def wait_status(oci, cid: str, status: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 30
+    while json.loads(oci("state", cid)[1])["status"] != status:
+        assert time.monotonic() < deadline, f"{cid} never became {status}"
+        time.sleep(0.1)
+
+
 def test_operations_in_the_wrong_state(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
     oci("create", "-b", str(busybox_bundle), "w")
     assert error_line(oci("pause", "w")[2]) == "container not running"
     assert error_line(oci("resume", "w")[2]) == "container not paused"
-    assert error_line(oci("exec", "w", "--", "true")[2]) == "cannot exec in a stopped container"
+    assert oci("exec", "w", "--", "true")[0] == 0  # as runc: exec works in a created container (its init runs)
+    assert oci("kill", "w", "KILL")[0] == 0
+    wait_status(oci, "w", "stopped")
+    code, _, err = oci("exec", "w", "--", "true")
+    assert (code, error_line(err)) == (21, "cannot exec in a stopped container")
 
 
 def test_kill_of_a_created_container_makes_it_stopped(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
     oci("create", "-b", str(busybox_bundle), "kc")
     assert oci("kill", "kc")[0] == 0
-    assert json.loads(oci("state", "kc")[1])["status"] == "stopped"
+    wait_status(oci, "kc", "stopped")
     assert error_line(oci("start", "kc")[2]) == "cannot start a container that is not created (it is stopped)"
 
 
-def test_run_whose_start_fails_leaves_nothing(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
-    cluster.pve.fail("POST", "/status/start", 500, "CT 100 is locked (backup)", times=1)
-    code, _, err = oci("run", "-d", "-b", str(busybox_bundle), "rf")
-    assert code == 10
-    assert error_line(err) == "CT 100 is locked (backup)"
-    assert cluster.pve.cts == []
+def test_run_whose_start_fails_leaves_nothing(oci, busybox_bundle: Path, lxc_bed: Testbed) -> None:  # type: ignore[no-untyped-def]
+    assert oci("template", "push", "-b", str(busybox_bundle), "--node", "pve1")[0] == 0
+    # The API works, SSH to the node does not: the start signal cannot be sent.
+    code, _, err = oci("run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "rf", env={"PVEOCI_SSH_PORT": "1"})
+    assert code == 16
+    assert error_line(err).startswith("cannot reach node 'pve1' over SSH")
+    assert lxc_bed.pve.cts == []
     assert oci("state", "rf")[0] == 8
 
 

@@ -35,13 +35,17 @@ def test_push_to_pve2_over_the_api(pveoci, busybox_bundle: Path, cluster: Testbe
     assert list(cluster.template_dir("pve1").iterdir()) == []
 
 
-def test_changing_the_process_makes_a_new_template(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_template_is_the_rootfs_alone(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
     first = push(pveoci, busybox_bundle, "--node", "pve1")
     config = json.loads((busybox_bundle / "config.json").read_text())
     config["process"]["env"].append("NEW=1")
+    config["process"]["args"] = ["sh", "-c", "echo another program"]
     (busybox_bundle / "config.json").write_text(json.dumps(config))
     second = push(pveoci, busybox_bundle, "--node", "pve1")
-    assert second["volid"] != first["volid"]
+    assert (second["volid"], second["uploaded"], second["bytes_sent"]) == (first["volid"], False, 0)
+    (busybox_bundle / "rootfs" / "etc" / "motd").write_text("changed\n")
+    third = push(pveoci, busybox_bundle, "--node", "pve1")
+    assert third["volid"] != first["volid"]
 
 
 def test_ls_rm_and_gc(pveoci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]

@@ -45,12 +45,12 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], words: str) -> No
 @pytest.mark.parametrize(("args", "flag"), [
     (["--systemd-cgroup", "list"], "--systemd-cgroup"),
     (["--rootless", "true", "list"], "--rootless true"),
-    (["kill", "--all", "web", "TERM"], "--all"),
     (["create", "--console-socket", "/tmp/x.sock", "web"], "--console-socket"),
     (["run", "--no-pivot", "web"], "--no-pivot"),
     (["create", "--no-new-keyring", "web"], "--no-new-keyring"),
     (["create", "--preserve-fds", "2", "web"], "--preserve-fds"),
-    (["create", "--pid-file", "/tmp/web.pid", "web"], "--pid-file"),
+    (["run", "--pid-file", "/tmp/web.pid", "web"], "--pid-file"),
+    (["exec", "--pid-file", "/tmp/x.pid", "web", "--", "true"], "--pid-file"),
 ])
 def test_flags_pveoci_cannot_honour_are_refused_not_ignored(args: list[str], flag: str, tmp_path: Path) -> None:
     # No cluster is configured: the refusal comes before anything is asked of one.

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,19 @@ def test_exec_looks_the_program_up_in_the_resulting_path(boot: Boot) -> None:
     # An absolute or relative path is used as it is.
     assert lines(ini.run("exec", "-e", "PATH=/nope", "--", "/bin/echo", "abs")) == ["abs"]
     assert lines(ini.run("exec", "-e", "PATH=/nope", "--cwd", "/bin", "--", "./echo", "rel")) == ["rel"]
+
+
+def test_exec_detached_returns_its_pid_and_keeps_running_in_a_session_of_its_own(boot: Boot) -> None:
+    ini = boot(EXEC_SPEC)
+    result = ini.run("exec", "-d", "-e", "FOO=bg", "--", "sh", "-c", "echo $FOO > /tmp/out/bg; sleep 30")
+    assert result.returncode == 0, result.stderr
+    pid = int(result.stdout)
+    wait_until(lambda: (ini.root / "tmp" / "out" / "bg").exists(), "the detached program to run")
+    assert (ini.root / "tmp" / "out" / "bg").read_text() == "bg\n"
+    status = ini.run("exec", "--", "sh", "-c", f"cat /proc/{pid}/stat")
+    fields = status.stdout.decode().rsplit(")", 1)[1].split()
+    assert int(fields[3]) == pid                # its own session (sid == pid)
+    ini.run("exec", "--", "kill", "-9", str(pid))
 
 
 def test_exec_exit_statuses(boot: Boot) -> None:
@@ -136,6 +150,29 @@ def test_logs_follow_of_a_stopped_container(boot: Boot) -> None:
     result = subprocess.run(["chroot", str(ini.root), pinit.INIT_PATH, "logs", "-f"], capture_output=True,
                             check=False, timeout=15)
     assert (result.returncode, result.stdout) == (143, b"")
+
+
+def read_frames(stream: Any) -> list[tuple[int, bytes]]:
+    """The records `logs --framed` writes, until its end."""
+    frames = []
+    while head := stream.read(5):
+        frames.append((head[0], stream.read(int.from_bytes(head[1:5], "big"))))
+    return frames
+
+
+def test_logs_framed_says_ready_then_passes_the_records_then_the_status(boot: Boot) -> None:
+    ini = boot(spec("echo one; echo two >&2; exit 4"))
+    follower = ini.popen("logs", "-f", "--framed")
+    assert follower.stdout is not None
+    head = follower.stdout.read(10)                      # the ready record comes before anything runs
+    assert head == b"\x00\x00\x00\x00\x05ready"
+    ini.start()
+    frames = read_frames(follower.stdout)
+    assert follower.wait(15) == 4
+    assert (1, b"one\n") in frames
+    assert (2, b"two\n") in frames
+    assert frames[-1] == (3, b"4")
+    assert ini.wait() == 4
 
 
 def test_logs_refuses_what_is_no_log(tmp_path: Path, rootfs: Path) -> None:

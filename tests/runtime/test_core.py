@@ -22,6 +22,11 @@ def test_create_makes_a_created_container_with_the_ownership_marker(rt: Runtime,
     assert (state.node, state.vmid) == ("pve1", 100)
     assert state.rootfs == str(bundle / "rootfs")
     ct = memory.cts[100]
+    # Its init runs and waits: the state's pid is the init's, as runc's created container has its init's.
+    assert (ct.status, ct.phase) == ("running", "waiting")
+    assert state.pid == ct.pid
+    assert ct.config["entrypoint"].startswith("/.pveoci/init --spec=")
+    assert ct.config["arch"] == "amd64"
     found = marker.parse(ct.config["description"])
     assert found is not None
     assert found.id == "web"
@@ -64,17 +69,20 @@ def test_vmid_range_picks_spread_free_ids_and_says_when_full(make_runtime: MakeR
 
 
 def test_start_kill_delete_follow_the_oci_states(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
-    rt.create("web", bundle)
+    created = rt.create("web", bundle)
     started = rt.start("web")
     assert started.status == "running"
-    assert started.pid > 0
+    assert started.pid == created.pid  # the init's, on the node
+    assert memory.signals == [("pve1", started.pid, "40")]
     with pytest.raises(errors.NotCreated):
         rt.start("web")
     with pytest.raises(errors.NotStopped, match="cannot delete container web that is not stopped: running"):
         rt.delete("web")
     rt.kill("web", "HUP")
-    assert memory.signals == [("pve1", started.pid, "SIGHUP")]
     rt.kill("web", "term")
+    assert memory.cts[100].signals == ["SIGHUP", "SIGTERM"]  # to the process, through its init
+    assert rt.state("web").status == "running"  # the process decides what TERM means
+    memory.exit(100, 143)
     assert rt.state("web").status == "stopped"
     with pytest.raises(errors.NotRunning, match="container not running"):
         rt.kill("web", "TERM")
@@ -88,17 +96,27 @@ def test_start_kill_delete_follow_the_oci_states(rt: Runtime, memory: MemoryBack
 def test_a_failed_start_leaves_the_container_created_and_startable(rt: Runtime, memory: MemoryBackend,
                                                                   bundle: Path) -> None:
     rt.create("web", bundle)
-    memory.fail("start", errors.TaskFailed("Proxmox task vzstart 100 on pve1 failed: startup for container "
-                                           "'100' failed", upid="UPID:x", exitstatus="error", log_tail=[]))
-    with pytest.raises(errors.TaskFailed):
+    memory.fail("signal", errors.SshError("cannot reach node 'pve1' over SSH at root@10.0.0.1:22: "
+                                          "Connection refused"))
+    with pytest.raises(errors.SshError):
         rt.start("web")
     assert rt.state("web").status == "created"
     assert rt.start("web").status == "running"
 
 
-def test_killing_a_created_container_stops_it(rt: Runtime, bundle: Path) -> None:
-    rt.create("web", bundle)
+@pytest.mark.parametrize("signal", ["KILL", "TERM", "9"])
+def test_killing_a_created_container_stops_it(rt: Runtime, memory: MemoryBackend, bundle: Path, signal: str) -> None:
+    pid = rt.create("web", bundle).pid
+    rt.kill("web", signal)
+    assert memory.signals[-1][1] == pid  # its init, which ends as the signal says
+    assert rt.state("web").status == "stopped"
+
+
+def test_kill_of_a_running_process_sends_kill_to_the_process_itself(rt: Runtime, memory: MemoryBackend,
+                                                                   bundle: Path) -> None:
+    rt.run("web", bundle)
     rt.kill("web", "KILL")
+    assert memory.cts[100].exit_status == 137
     assert rt.state("web").status == "stopped"
 
 
@@ -118,9 +136,8 @@ def test_pause_and_resume(rt: Runtime, memory: MemoryBackend, bundle: Path) -> N
 
 
 def test_run_deletes_what_cannot_start(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
-    memory.fail("start", errors.TaskFailed("startup for container '100' failed", upid="UPID:x",
-                                           exitstatus="error", log_tail=[]))
-    with pytest.raises(errors.TaskFailed):
+    memory.fail("signal", errors.SshError("SSH login to node 'pve1' as root failed: Authentication failed."))
+    with pytest.raises(errors.SshError):
         rt.run("web", bundle)
     assert memory.cts == {}
 
@@ -133,9 +150,12 @@ def test_exec_returns_the_status_and_writes_the_callers_streams(make_runtime: Ma
     rt.run("web", bundle)
     out, err = io.BytesIO(), io.BytesIO()
     assert rt.exec("web", ["echo", "hi"], stdin=io.BytesIO(b"in"), stdout=out, stderr=err) == 3
-    assert (out.getvalue(), err.getvalue()) == (b"out:in", b"err:echo hi")
+    assert (out.getvalue(), err.getvalue()) == (b"out:in", b"err:/.pveoci/init exec -- echo hi")
+    err = io.BytesIO()
+    rt.exec("web", ["env"], env=["A=1"], cwd="/tmp", user="1000:1000", stderr=err)
+    assert err.getvalue() == b"err:/.pveoci/init exec -e A=1 --cwd /tmp --user 1000:1000 -- env"
     rt.kill("web", "KILL")
-    with pytest.raises(errors.NotRunning):
+    with pytest.raises(errors.NotRunning, match="cannot exec in a stopped container"):
         rt.exec("web", ["true"])
 
 

@@ -83,3 +83,94 @@ def test_rm_of_something_that_is_no_template_says_so(rt: Runtime) -> None:
         rt.templates.remove("debian-12.tar.zst")
     with pytest.raises(errors.NotFound, match="does not exist"):
         rt.templates.remove("pveoci-0123456789abcdef.tar.zst")
+
+
+def test_bundles_that_share_a_rootfs_share_one_template_whatever_they_run(rt: Runtime, memory: MemoryBackend,
+                                                                         bundle: Path, tmp_path: Path) -> None:
+    import json
+
+    first = rt.create("one", bundle)
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"]["path"] = str(bundle / "rootfs")
+    config["process"].update(args=["/bin/app", "--other"], env=["PATH=/bin", "SECRET=changed"], cwd="/tmp",
+                             user={"uid": 1000, "gid": 1000}, rlimits=[{"type": "RLIMIT_NOFILE", "soft": 64,
+                                                                         "hard": 64}])
+    (other / "config.json").write_text(json.dumps(config))
+    second = rt.create("two", other)
+    assert second.template == first.template
+    assert len(memory.uploads) == 1  # the process travels with the container: nothing sent the second time
+    assert memory.cts[second.vmid].config["entrypoint"] != memory.cts[first.vmid].config["entrypoint"]
+
+
+def test_an_architecture_without_an_init_is_refused_before_anything_is_sent(make_runtime: MakeRuntime,
+                                                                           bundle: Path) -> None:
+    riscv = MemoryBackend(machine="riscv64")
+    rt = make_runtime(riscv)
+    with pytest.raises(errors.Unsupported, match="node 'pve1' is riscv64"):
+        rt.create("web", bundle)
+    assert riscv.uploads == []
+    assert riscv.cts == {}
+
+
+def test_arm64_nodes_get_the_arm64_init(make_runtime: MakeRuntime, bundle: Path) -> None:
+    arm = MemoryBackend(machine="aarch64")
+    rt = make_runtime(arm)
+    made = rt.create("web", bundle)
+    assert arm.cts[made.vmid].config["arch"] == "arm64"
+
+
+def _entries(rootfs: Path, tmp_path: Path, legacy: bool, arch: str = "amd64") -> dict[str, tuple[str, str]]:
+    """What the template of rootfs holds: {name: (kind, link target or sha256)}."""
+    import hashlib
+    import tarfile
+
+    from pveoci.runtime.templates import template_files
+    from pveoci.template.pack import pack
+
+    packed = pack(rootfs, tmp_path / "out", extras=template_files(rootfs, arch, legacy))
+    out = {}
+    import zstandard
+
+    with packed.path.open("rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as raw, \
+            tarfile.open(fileobj=raw, mode="r|") as tar:
+        for m in tar:
+            data = tar.extractfile(m).read() if m.isfile() else b""  # type: ignore[union-attr]
+            out[m.name] = ("link", m.linkname) if m.issym() else ("dir", "") if m.isdir() else (
+                "file", hashlib.sha256(data).hexdigest())
+    return out
+
+
+def test_a_template_holds_the_init_for_its_architecture_and_its_run_directory(tmp_path: Path, bundle: Path) -> None:
+    from pveoci import init
+
+    for arch in init.ARCHES:
+        entries = _entries(bundle / "rootfs", tmp_path / arch, legacy=False, arch=arch)
+        assert entries["./.pveoci/init"] == ("file", init.digest(arch))
+        assert entries["./.pveoci/run"] == ("dir", "")
+        assert "./sbin/init" not in entries
+
+
+@pytest.mark.parametrize("layout", ["own-init-file", "own-init-link", "merged-usr", "no-sbin"])
+def test_before_pve_91_sbin_init_is_pveocis_init_whatever_the_rootfs_has(tmp_path: Path, layout: str) -> None:
+    """PVE 9.0 starts /sbin/init: exactly one entry answers to it, and it is pveoci's init (no ambiguity)."""
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "bin" / "busybox").write_bytes(b"busybox")
+    if layout == "own-init-file":
+        (rootfs / "sbin").mkdir()
+        (rootfs / "sbin" / "init").write_bytes(b"systemd, really")
+    elif layout == "own-init-link":
+        (rootfs / "sbin").mkdir()
+        (rootfs / "sbin" / "init").symlink_to("../bin/busybox")
+    elif layout == "merged-usr":
+        (rootfs / "usr" / "sbin").mkdir(parents=True)
+        (rootfs / "usr" / "sbin" / "init").symlink_to("/lib/systemd/systemd")
+        (rootfs / "sbin").symlink_to("usr/sbin")
+    entries = _entries(rootfs, tmp_path, legacy=True)
+    init_entry = "./usr/sbin/init" if layout == "merged-usr" else "./sbin/init"
+    assert entries[init_entry] == ("link", "/.pveoci/init")
+    assert [name for name in entries if name.endswith("/init") and name != "./.pveoci/init"] == [init_entry]
+    if layout == "merged-usr":
+        assert entries["./sbin"] == ("link", "usr/sbin")  # the merged /usr layout is kept

@@ -227,13 +227,24 @@ def unpack(template: Path, rootfs: Path) -> None:
 PCT = """#!/bin/sh
 # pct on the test bed's node {node_text}: `pct exec <vmid> [--] <command> [args...]` runs the command in
 # one of this node's containers with lxc-attach; its exit status, stdin, stdout and stderr pass through.
+# `pct mount <vmid>` and `pct unmount <vmid>` answer as PVE's do (the bed's rootfs is a plain directory).
 node={node}
 lxcpath={lxcpath}
 ctroot={ctroot}
-if [ "$1" != exec ]; then
-    echo "pct (pveoci test bed): only 'pct exec <vmid> -- <command> [args...]' is supported here" >&2
-    exit 2
-fi
+case "$1" in
+    mount|unmount)
+        case "$2" in ''|*[!0-9]*) echo "pct $1: the argument must be a vmid" >&2; exit 2 ;; esac
+        if [ ! -d "$ctroot/$2" ]; then
+            echo "Configuration file 'nodes/$node/lxc/$2.conf' does not exist" >&2
+            exit 255
+        fi
+        if [ "$1" = mount ]; then echo "mounted CT $2 in '$ctroot/$2/rootfs'"; fi
+        exit 0 ;;
+    exec) ;;
+    *) echo "pct (pveoci test bed): only 'pct exec <vmid> -- <command> [args...]', mount and unmount are" \
+            "supported here" >&2
+       exit 2 ;;
+esac
 shift
 vmid=$1
 case "$vmid" in
