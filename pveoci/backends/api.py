@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pveoci import errors
+from pveoci.backends.base import Claim, TemplateUpload
 from pveoci.backends.onnode import SshNode
 from pveoci.models import Check, Destination, Guest, Node, Template
 from pveoci.pve import cluster
@@ -19,6 +20,7 @@ from pveoci.pve.version import parse_version
 from pveoci.retry import Backoff, poll
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
+from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
@@ -154,6 +156,37 @@ class ApiBackend(SshNode):
         from pveoci.template.sftp import SftpUploader
 
         return SftpUploader(self.ssh).upload(packed, dest, progress)
+
+    def begin_upload(self, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> TemplateUpload:
+        if transport == "api":
+            from pveoci.template.api_upload import SpooledUpload
+
+            return SpooledUpload(self.client, dest, progress)
+        from pveoci.template.remote import SftpStream
+
+        return SftpStream(self.ssh, dest, progress)
+
+    def upload_delta(self, packed: Packed, base: str, delta: Delta, dest: Destination, *,
+                     progress: Callable[[int], None]) -> int:
+        if dest.directory is None:
+            raise errors.Unsupported(f"deltas need SSH to the node's template directory ({dest.storage})")
+        from pveoci.template.remote import send_delta
+
+        return send_delta(self.ssh, dest, packed, base, delta, progress)
+
+    def claim_template(self, dest: Destination, key: str) -> Claim:
+        from pveoci.template.remote import RemoteClaim
+
+        if dest.directory is None:  # no SSH way to the storage (API uploads): claims within this machine
+            from pveoci.template.claims import LocalClaim
+
+            return LocalClaim(dest, key)
+        return RemoteClaim(self.ssh, dest, key)
+
+    def sweep_templates(self, dest: Destination) -> list[str]:
+        from pveoci.template.remote import sweep
+
+        return sweep(self.ssh, dest) if dest.directory is not None else []
 
     def remove_template(self, dest: Destination, name: str) -> None:
         self.client.wait(self.client.delete("nodes", dest.node, "storage", dest.storage, "content",

@@ -52,14 +52,14 @@ class Templates:
         ctx = self._ctx
         from pveoci.oci.bundle import Bundle
         from pveoci.runtime import create as creating
-        from pveoci.runtime import templates
+        from pveoci.runtime import push
 
         loaded = Bundle.load(bundle)
         plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False)
         target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
-        arch = templates.node_arch(ctx, target)
+        arch = push.node_arch(ctx, target)
         dest = ctx.backend.template_destination(target, storage or ctx.profile.template_storage)
-        return templates.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress)
+        return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress)
 
     def list(self, *, node: str | None = None, storage: str | None = None) -> builtins.list[Template]:
         """pveoci's templates on every online node (or `node`), each with the ids of the containers made from it."""
@@ -85,6 +85,7 @@ class Templates:
         if not dry_run:
             for t in unused:
                 templates.remove(self._ctx, t, force=False)
+            templates.sweep(self._ctx)
         return unused
 
 
@@ -294,11 +295,15 @@ class Runtime:
         return creating.plan_for(self._ctx, Bundle.load(bundle), id, strict=strict)
 
     def gc(self) -> GcReport:
-        """Finish what killed commands left: roll back half-made creates, drop cache entries of vanished containers."""
+        """Finish what killed commands left: roll back half-made creates, drop cache entries of vanished
+        containers, remove what killed uploads left on the nodes' template storage."""
+        from pveoci.runtime import templates
+
         undone = recovery.recover(self._ctx)
         before = {r.id for r in self._ctx.cache.all(self._ctx.cluster)}
         after = {s.id for s in listing.list_containers(self._ctx)}
-        return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)))
+        swept = templates.sweep(self._ctx)
+        return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)), swept=tuple(swept))
 
     def migrate(self, id: str, node: str, *, restart: bool = True) -> State:
         """Move a container to another node (a running one restarts there); its state afterwards."""

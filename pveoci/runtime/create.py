@@ -19,7 +19,7 @@ from pveoci.models import PushResult, State
 from pveoci.oci.bundle import Bundle
 from pveoci.process import encode, encode_arg
 from pveoci.progress import Progress
-from pveoci.runtime import templates
+from pveoci.runtime import push
 from pveoci.runtime.claim import claim
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id, id_tag, rfc3339_now
@@ -60,12 +60,12 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
     bundle = Bundle.load(bundle_dir)
     plan = plan_for(ctx, bundle, cid, strict=strict)
     target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
-    arch = templates.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
+    arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
     op = ctx.cache.begin("create", cid, ctx.cluster, target)
     try:
         ctx.cache.step(op, "template")
         dest = ctx.backend.template_destination(target, ctx.profile.template_storage)
-        pushed = templates.ensure(ctx, bundle, plan, dest, arch=arch, transport=transport, progress=progress)
+        pushed = push.ensure(ctx, bundle, plan, dest, arch=arch, transport=transport, progress=progress)
         made = _make(ctx, op, cid, bundle, plan, pushed, arch, progress)
         hooks.run("prestart", made.record.hooks, to_state(ctx, made).to_json())
         hooks.run("createRuntime", made.record.hooks, to_state(ctx, made).to_json())

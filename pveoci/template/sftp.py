@@ -36,6 +36,8 @@ class SftpUploader:
         self.connector = connector
 
     def upload(self, packed: Packed, dest: Destination, progress: Progress | None = None) -> int:
+        if packed.path is None:
+            raise ValueError("SFTP sends a packed file; this template was only streamed")
         if dest.directory is None:
             raise errors.ConfigError(
                 f"storage '{dest.storage}' has no directory pveoci can reach over SSH; "
@@ -67,6 +69,7 @@ class SftpUploader:
 
     def _stream_with_sudo(self, client: paramiko.SSHClient, packed: Packed, remote: str,
                           progress: Progress | None) -> None:
+        assert packed.path is not None
         from pveoci.ssh import command_line
 
         line = command_line(["sh", "-c", 'umask 022 && cat > "$1"', "sh", remote], sudo=True)

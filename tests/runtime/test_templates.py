@@ -126,7 +126,7 @@ def _entries(rootfs: Path, tmp_path: Path, legacy: bool, arch: str = "amd64") ->
     import hashlib
     import tarfile
 
-    from pveoci.runtime.templates import template_files
+    from pveoci.runtime.push import template_files
     from pveoci.template.pack import pack
 
     packed = pack(rootfs, tmp_path / "out", extras=template_files(rootfs, arch, legacy))
