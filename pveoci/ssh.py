@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,24 @@ class SshConnector:
         self.settings = settings
         self._addresses = addresses
         self._resolved: dict[str, str] | None = None
+        self._shared: dict[str, paramiko.SSHClient] = {}
+        self._lock = threading.Lock()
+
+    def shared(self, node: str) -> paramiko.SSHClient:
+        """A connection to the node that stays open for the next caller (many channels share it; do not close
+        it: close_all() does). A login costs a key exchange: one per node and process, not one per command."""
+        with self._lock:
+            client = self._shared.get(node)
+            transport = client.get_transport() if client is not None else None
+            if client is None or transport is None or not transport.is_active():
+                client = self._shared[node] = self.connect(node)
+            return client
+
+    def close_all(self) -> None:
+        with self._lock:
+            for client in self._shared.values():
+                client.close()
+            self._shared.clear()
 
     @property
     def addresses(self) -> dict[str, str]:
@@ -152,12 +171,15 @@ def run(client: paramiko.SSHClient, argv: Sequence[str], *, sudo: bool = False, 
     line = command_line(argv, sudo=sudo)
     log.debug("ssh exec: %s", line)
     chan_in, chan_out, chan_err = client.exec_command(line, timeout=timeout)
-    if stdin is not None:
-        chan_in.write(stdin)
-    chan_in.channel.shutdown_write()
-    out = chan_out.read()
-    err = chan_err.read()
-    return CommandResult(chan_out.channel.recv_exit_status(), out, err)
+    try:
+        if stdin is not None:
+            chan_in.write(stdin)
+        chan_in.channel.shutdown_write()
+        out = chan_out.read()
+        err = chan_err.read()
+        return CommandResult(chan_out.channel.recv_exit_status(), out, err)
+    finally:
+        chan_out.channel.close()  # a shared connection's sessions are few (sshd's MaxSessions)
 
 
 def _fast_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:

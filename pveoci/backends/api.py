@@ -44,6 +44,7 @@ class ApiBackend(SshNode):
 
     def close(self) -> None:
         self.client.session.close()
+        self.ssh.close_all()
 
     # ------------------------------------------------------------------ reads
 

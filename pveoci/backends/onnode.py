@@ -44,28 +44,28 @@ class SshNode:
              stderr: IO[bytes] | None, tty: bool = False) -> int:
         """`pct exec VMID -- ARGV` on the node, with these streams; the program's exit status."""
         line = command_line(["pct", "exec", str(vmid), "--", *argv], sudo=self.sudo)
-        client = self.ssh.connect(node)
+        client = self.ssh.shared(node)
+        transport = client.get_transport()
+        if transport is None:
+            raise errors.SshError(f"SSH to node '{node}' closed before exec")
+        channel = transport.open_session()
+        done = threading.Event()
         try:
-            transport = client.get_transport()
-            if transport is None:
-                raise errors.SshError(f"SSH to node '{node}' closed before exec")
-            channel = transport.open_session()
             fd = terminal.terminal_fd(stdin) if tty else None
             if tty:
                 columns, rows = terminal.size(fd)
                 channel.get_pty(term=os.environ.get("TERM") or "xterm", width=columns, height=rows)
             channel.exec_command(line)
-            done = threading.Event()
             if stdin is not None:
                 threading.Thread(target=_feed, args=(channel, stdin, done), daemon=True).start()
             else:
                 channel.shutdown_write()
             with terminal.raw(fd, channel.resize_pty):
                 _pump(channel, stdout, stderr)
-            done.set()
             return int(channel.recv_exit_status())
         finally:
-            client.close()
+            done.set()
+            channel.close()  # the connection is shared: its sessions are not (sshd allows 10 at once)
 
     def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
         """`pct exec VMID -- ARGV` with its output collected."""
@@ -73,11 +73,7 @@ class SshNode:
 
     def on_node(self, node: str, argv: list[str], *, stdin: bytes | None = None, timeout: float = 60) -> Completed:
         """argv on the node itself (with sudo when the profile says so)."""
-        client = self.ssh.connect(node)
-        try:
-            result = run(client, argv, sudo=self.sudo, timeout=timeout, stdin=stdin)
-        finally:
-            client.close()
+        result = run(self.ssh.shared(node), argv, sudo=self.sudo, timeout=timeout, stdin=stdin)
         return Completed(result.status, result.stdout, result.stderr)
 
     def _must(self, node: str, argv: list[str], what: str) -> None:

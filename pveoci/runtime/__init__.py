@@ -53,13 +53,16 @@ class Templates:
         from pveoci.oci.bundle import Bundle
         from pveoci.runtime import create as creating
         from pveoci.runtime import push
+        from pveoci.template import manifest
 
         loaded = Bundle.load(bundle)
-        plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False)
+        scanned = manifest.scan(loaded.rootfs)
+        plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
         target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
         arch = push.node_arch(ctx, target)
         dest = ctx.backend.template_destination(target, storage or ctx.profile.template_storage)
-        return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress)
+        return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
+                           scanned=scanned)
 
     def list(self, *, node: str | None = None, storage: str | None = None) -> builtins.list[Template]:
         """pveoci's templates on every online node (or `node`), each with the ids of the containers made from it."""

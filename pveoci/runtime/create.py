@@ -27,18 +27,21 @@ from pveoci.runtime.locate import Located, locate, to_state
 from pveoci.runtime.placement import choose_node
 from pveoci.runtime.recovery import recover, roll_back
 from pveoci.runtime.vmids import create_with_fresh_vmid
+from pveoci.template import manifest
 
 log = logging.getLogger("pveoci.runtime")
 
 ENTRYPOINT_MAX = 32 * 1024   # a longer spec is placed with `init set-spec` instead of riding on the entrypoint
 
 
-def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool = True) -> Plan:
+def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool = True,
+             size: int | None = None) -> Plan:
     """The bundle mapped for this cluster; in strict mode a MappingError before anything changes.
 
     With `warn`, what Proxmox cannot honour is logged (a create warns; a template push does not).
     """
-    plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version())
+    plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version(),
+                                size=size)
     plan.check(strict)
     if not warn:
         return plan
@@ -58,14 +61,16 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
     if locate(ctx, cid) is not None:
         raise errors.AlreadyExists("container with given ID already exists")
     bundle = Bundle.load(bundle_dir)
-    plan = plan_for(ctx, bundle, cid, strict=strict)
+    scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
+    plan = plan_for(ctx, bundle, cid, strict=strict, size=scanned.size)
     target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
     arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
     op = ctx.cache.begin("create", cid, ctx.cluster, target)
     try:
         ctx.cache.step(op, "template")
         dest = ctx.backend.template_destination(target, ctx.profile.template_storage)
-        pushed = push.ensure(ctx, bundle, plan, dest, arch=arch, transport=transport, progress=progress)
+        pushed = push.ensure(ctx, bundle, plan, dest, arch=arch, transport=transport, progress=progress,
+                             scanned=scanned)
         made = _make(ctx, op, cid, bundle, plan, pushed, arch, progress)
         hooks.run("prestart", made.record.hooks, to_state(ctx, made).to_json())
         hooks.run("createRuntime", made.record.hooks, to_state(ctx, made).to_json())

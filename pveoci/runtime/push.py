@@ -22,7 +22,7 @@ from pveoci.models import Destination, PushResult, Template
 from pveoci.progress import Progress
 from pveoci.runtime.context import Context
 from pveoci.template import delta, manifest
-from pveoci.template.pack import ExtraFile, Packed, pack, rootfs_size, template_name
+from pveoci.template.pack import ExtraFile, Packed, pack, template_name
 
 if TYPE_CHECKING:
     from pveoci.lxc.mapping import Plan
@@ -90,11 +90,13 @@ def _sbin_init(rootfs: Path, target: str) -> list[ExtraFile]:
 class _Job:
     """One rootfs for one storage: what it is called in the cache, what is known of it."""
 
-    def __init__(self, ctx: Context, rootfs: Path, arch: str, legacy: bool, dest: Destination) -> None:
+    def __init__(self, ctx: Context, rootfs: Path, arch: str, legacy: bool, dest: Destination,
+                 scanned: manifest.Scan) -> None:
         from pveoci import init
 
         self.ctx, self.rootfs, self.arch, self.legacy, self.dest = ctx, rootfs, arch, legacy, dest
-        self.key = manifest.key(manifest.fingerprint(rootfs), arch, init.digest(arch), legacy)
+        self.size = scanned.size
+        self.key = manifest.key(scanned.fingerprint, arch, init.digest(arch), legacy)
         self.lineage = f"latest:{Path(rootfs).resolve()}:{arch}:{int(legacy)}"
 
     def remembered(self, key: str) -> Packed | None:
@@ -118,14 +120,14 @@ class _Job:
 
 
 def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch: str, transport: str,
-           progress: Progress) -> PushResult:
+           progress: Progress, scanned: manifest.Scan | None = None) -> PushResult:
     """The bundle's template on dest: found there (nothing packed when the rootfs is unchanged), or packed and
     sent by this call, or by another that held the claim meanwhile."""
     if transport not in TRANSPORTS:
         raise errors.ConfigError(f"unknown transport '{transport}' (one of: {', '.join(TRANSPORTS)})")
     started = time.monotonic()
     progress.note(f"looking at {bundle.rootfs}")
-    job = _Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest)
+    job = _Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs))
     known = job.remembered(f"pack:{job.key}")
     if known is not None and (found := job.on_storage(known.name)) is not None:
         progress.note(f"{known.name} is on {dest.storage} ({dest.node}) already")
@@ -159,14 +161,14 @@ def _check_room(job: _Job) -> None:
     if job.dest.avail is None:
         return
     base = job.remembered(job.lineage)
-    need = base.size if base is not None else rootfs_size(job.rootfs) // 2
+    need = base.size if base is not None else job.size // 2
     if job.dest.avail < need:
         raise errors.PveociError(f"storage '{job.dest.storage}' on {job.dest.node} has {job.dest.avail} bytes "
                                  f"free: too little for this template (about {need})")
 
 
 def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) -> PushResult:
-    total = rootfs_size(job.rootfs)
+    total = job.size
     base = job.remembered(job.lineage)
     extras = template_files(job.rootfs, job.arch, job.legacy)
     job.ctx.backend.sweep_templates(job.dest)  # what a killed push left here goes before this one starts

@@ -14,6 +14,7 @@ import os
 import stat
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +42,38 @@ def _walk(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
             stack.extend(prefix + n for n in names)
 
 
-def fingerprint(rootfs: Path) -> str:
-    """A stat walk of rootfs (links not followed), as one SHA-256; order-independent within a directory."""
+@dataclass(frozen=True)
+class Scan:
+    """One stat walk of a rootfs: its fingerprint, and the bytes of its regular files (each hardlink once)."""
+
+    fingerprint: str
+    size: int
+
+
+def scan(rootfs: Path) -> Scan:
+    """A stat walk of rootfs (links not followed): the fingerprint (order-independent within a directory) and
+    the size that sizes its root disk and is the total of packing's progress."""
     root = os.fsencode(os.path.realpath(rootfs))
     if not os.path.isdir(root):
         raise errors.BundleError(f"rootfs {rootfs} is not a directory")
     records = []
     pack_fields = _FIELDS.pack
+    size = 0
+    seen: set[tuple[int, int]] = set()
     for rel, st in _walk(root):
         records.append(rel + b"\0" + pack_fields(st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
                                                   st.st_ctime_ns, st.st_ino, st.st_dev, st.st_rdev, st.st_nlink))
+        if stat.S_ISREG(st.st_mode) and (st.st_nlink == 1 or (st.st_dev, st.st_ino) not in seen):
+            size += st.st_size
+            if st.st_nlink > 1:
+                seen.add((st.st_dev, st.st_ino))
     records.sort()
-    return hashlib.sha256(b"\n".join(records)).hexdigest()
+    return Scan(hashlib.sha256(b"\n".join(records)).hexdigest(), size)
 
 
-def key(fingerprint_: str, arch: str, init_digest: str, legacy_init: bool) -> str:
+def key(fingerprint: str, arch: str, init_digest: str, legacy_init: bool) -> str:
     """What names one packing of a rootfs: the tree, and what pveoci adds to it."""
-    parts = f"{fingerprint_}:{arch}:{init_digest}:{int(legacy_init)}:{FORMAT.decode()}:{LEVEL}"
+    parts = f"{fingerprint}:{arch}:{init_digest}:{int(legacy_init)}:{FORMAT.decode()}:{LEVEL}"
     return hashlib.sha256(parts.encode()).hexdigest()
 
 

@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import time
+from typing import Any
 
 from pveoci import errors
 from pveoci.models import Completed, Destination
@@ -41,10 +42,10 @@ class RemoteDir:
         self.dest = dest
         self.directory = dest.directory
         self.sudo = connector.settings.sudo
-        self.client = connector.connect(dest.node)
+        self.client = connector.shared(dest.node)
 
     def close(self) -> None:
-        self.client.close()
+        """The connection is the connector's, shared (SshConnector.shared): nothing to close here."""
 
     def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float = 600) -> Completed:
         result = run(self.client, argv, sudo=self.sudo, timeout=timeout, stdin=stdin)
@@ -81,48 +82,64 @@ class RemoteDir:
 
 
 class SftpStream:
-    """TemplateUpload over SSH: bytes written to a hidden file as they come (SFTP, or `cat` through sudo)."""
+    """TemplateUpload over SFTP while the template is being packed: the bytes go through a pipe to an uploader
+    process of its own (template/uploader.py), so SSH's encryption does not compete with packing for the GIL.
+    What arrives is checked by its size (SSH authenticates every byte, SFTP acknowledges every write) and
+    linked into place."""
 
     def __init__(self, connector: SshConnector, dest: Destination, progress: Progress | None) -> None:
+        import subprocess
+        import sys
+
+        from pveoci.template.uploader import header
+
         self.remote = RemoteDir(connector, dest)
         self.partial = self.remote.hidden("upload")
         self.progress = progress
         self.sent = 0
-        self._open()
-
-    def _open(self) -> None:
-        if self.remote.sudo:
-            line = command_line(["sh", "-c", 'umask 022 && cat > "$1"', "sh", self.partial], sudo=True)
-            self._stdin, self._stdout, self._stderr = self.remote.client.exec_command(line)
-            return
-        self._sftp = self.remote.client.open_sftp()
-        self._file = self._sftp.open(self.partial, "wb")
-        self._file.MAX_REQUEST_SIZE = CHUNK  # paramiko's default of 32 KiB halves the throughput
-        self._file.set_pipelined(True)
+        target = connector.target(dest.node)
+        self._child = subprocess.Popen([sys.executable, "-m", "pveoci.template.uploader"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE)
+        assert self._child.stdin is not None
+        self._pipe = self._child.stdin
+        self._pipe.write(header(connector.settings, dest.node, {"host": target.host, "port": target.port,
+                                                               "user": target.user}, self.partial))
 
     def write(self, data: bytes) -> int:
         try:
-            (self._stdin if self.remote.sudo else self._file).write(data)
-        except (OSError, EOFError) as exc:
-            raise errors.SshError(f"upload to node '{self.remote.dest.node}' failed: {exc}") from None
+            self._pipe.write(data)
+        except BrokenPipeError:
+            raise errors.SshError(f"upload to node '{self.remote.dest.node}' failed: "
+                                  f"{self._outcome().get('error', 'the uploader ended')}") from None
         self.sent += len(data)
         if self.progress is not None:
             self.progress(len(data))
         return len(data)
 
-    def _close(self) -> None:
-        if self.remote.sudo:
-            self._stdin.channel.shutdown_write()
-            if self._stdout.channel.recv_exit_status() != 0:
-                raise errors.SshError(f"upload with sudo failed: {self._stderr.read().decode(errors='replace')}")
-        else:
-            self._file.close()
-            self._sftp.close()
+    def _outcome(self) -> dict[str, object]:
+        import json
+
+        with contextlib.suppress(BrokenPipeError):
+            self._pipe.close()
+        assert self._child.stdout is not None
+        out = self._child.stdout.read()
+        self._child.wait(timeout=600)
+        try:
+            result: dict[str, object] = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = {"error": f"the uploader ended without saying how (exit {self._child.returncode})"}
+        return result
 
     def finish(self, packed: Packed) -> bool:
         try:
-            self._close()
-            self.remote.verify(self.partial, packed)
+            outcome = self._outcome()
+            if "error" in outcome:
+                raise errors.SshError(f"upload of {packed.name} to node '{self.remote.dest.node}' failed: "
+                                      f"{outcome['error']}")
+            size = self.remote.must(["stat", "-c", "%s", "--", self.partial], f"check {packed.name}").stdout
+            if outcome.get("sent") != packed.size or int(size.strip() or -1) != packed.size:
+                raise errors.SshError(f"upload of {packed.name} to node '{self.remote.dest.node}' arrived "
+                                      f"incomplete ({size.decode().strip()} of {packed.size} bytes); nothing was kept")
             return self.remote.place(self.partial, packed.name)
         except BaseException:
             self.abort()
@@ -131,8 +148,12 @@ class SftpStream:
             self.remote.close()
 
     def abort(self) -> None:
+        if self._child.poll() is None:
+            self._child.kill()
         with contextlib.suppress(Exception):
-            self._close()
+            self._pipe.close()
+        with contextlib.suppress(Exception):
+            self._child.wait(timeout=30)
         with contextlib.suppress(Exception):
             self.remote.run(["rm", "-f", "--", self.partial], timeout=30)
         self.remote.close()
@@ -284,13 +305,33 @@ def send_delta(connector: SshConnector, dest: Destination, packed: Packed, base:
 
 
 def _send_frames(remote: RemoteDir, packed: Packed, delta: Delta, data: str, progress: Progress | None) -> int:
+    """The delta's new frames, read from packed's file, as one hidden file on the node."""
     assert packed.path is not None
-    stream = SftpStream.__new__(SftpStream)
-    stream.remote, stream.partial, stream.progress, stream.sent = remote, data, progress, 0
-    stream._open()
+    sent = 0
+    sink: Any
+    if remote.sudo:
+        line = command_line(["sh", "-c", 'umask 022 && cat > "$1"', "sh", data], sudo=True)
+        sink, stdout, stderr = remote.client.exec_command(line)
+    else:
+        sftp = remote.client.open_sftp()
+        sink = sftp.open(data, "wb")
+        sink.MAX_REQUEST_SIZE = CHUNK
+        sink.set_pipelined(True)
     with packed.path.open("rb") as fh:
         for frame in delta.new_frames:
             fh.seek(frame.offset)
-            stream.write(fh.read(frame.size))
-    stream._close()
-    return stream.sent
+            piece = fh.read(frame.size)
+            sink.write(piece)
+            sent += len(piece)
+            if progress is not None:
+                progress(len(piece))
+    if remote.sudo:
+        sink.channel.shutdown_write()
+        status = stdout.channel.recv_exit_status()
+        stdout.channel.close()
+        if status != 0:
+            raise errors.SshError(f"sending the delta failed: {stderr.read().decode(errors='replace').strip()}")
+    else:
+        sink.close()
+        sftp.close()
+    return sent

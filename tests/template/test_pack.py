@@ -243,7 +243,9 @@ def test_plain_headers_are_the_ones_tarfile_writes(name: str, kind: bytes, numbe
     info.type, info.mode, info.uid, info.gid, info.size, info.mtime = kind, mode, uid, gid, size, mtime
     info.devmajor, info.devminor, info.linkname, info.uname, info.gname = major, minor, link, "", ""
     ours = _plain_header(info.name.encode(), mode, uid, gid, size, mtime, kind, link.encode(), major, minor)
-    assert ours is not None
+    if ours is None:  # a number too big for ustar: tarfile's PAX writes it (pack falls back to it)
+        assert max(size, mtime) >= 8**11 or max(uid, gid, major, minor) >= 8**7
+        return
     assert ours == info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
 
 
