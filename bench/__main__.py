@@ -105,11 +105,8 @@ def bench_upload(workdir: Path, size_mb: int, rounds: int) -> dict[str, float]:
 
         def ours() -> float:
             start = time.perf_counter()
-            client = connector.connect("bench")
-            try:
-                sftp_put(client, payload, f"{target}/pveoci.bin")
-            finally:
-                client.close()
+            sftp_put(connector.session("bench"), payload, f"{target}/pveoci.bin")
+            connector.close_all()
             return time.perf_counter() - start
 
         base, cand = _median_pair(openssh, ours, rounds)

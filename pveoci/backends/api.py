@@ -154,9 +154,9 @@ class ApiBackend(SshNode):
             from pveoci.template.api_upload import upload as api_upload
 
             return api_upload(self.client, packed, dest, progress)
-        from pveoci.template.sftp import SftpUploader
+        from pveoci.template.sftp import upload as sftp_upload
 
-        return SftpUploader(self.ssh).upload(packed, dest, progress)
+        return sftp_upload(self.ssh, packed, dest, progress)
 
     def begin_upload(self, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> TemplateUpload:
         if transport == "api":

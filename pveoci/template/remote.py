@@ -10,16 +10,17 @@ name into it when done; waiters read that, or take over a claim gone quiet.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import secrets
 import socket
 import time
-from typing import Any
+from typing import IO, Any, cast
 
 from pveoci import errors
 from pveoci.models import Completed, Destination
-from pveoci.ssh import SshConnector, command_line, run
+from pveoci.ssh import SshConnector
 from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed, Progress
 
@@ -42,13 +43,13 @@ class RemoteDir:
         self.dest = dest
         self.directory = dest.directory
         self.sudo = connector.settings.sudo
-        self.client = connector.shared(dest.node)
+        self.session = connector.session(dest.node)
 
     def close(self) -> None:
         """The connection is the connector's, shared (SshConnector.shared): nothing to close here."""
 
     def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float = 600) -> Completed:
-        result = run(self.client, argv, sudo=self.sudo, timeout=timeout, stdin=stdin)
+        result = self.session.run(argv, stdin=stdin, timeout=timeout)
         return Completed(result.status, result.stdout, result.stderr)
 
     def must(self, argv: list[str], what: str, timeout: float = 600) -> Completed:
@@ -307,31 +308,49 @@ def send_delta(connector: SshConnector, dest: Destination, packed: Packed, base:
 def _send_frames(remote: RemoteDir, packed: Packed, delta: Delta, data: str, progress: Progress | None) -> int:
     """The delta's new frames, read from packed's file, as one hidden file on the node."""
     assert packed.path is not None
-    sent = 0
-    sink: Any
-    if remote.sudo:
-        line = command_line(["sh", "-c", 'umask 022 && cat > "$1"', "sh", data], sudo=True)
-        sink, stdout, stderr = remote.client.exec_command(line)
-    else:
-        sftp = remote.client.open_sftp()
-        sink = sftp.open(data, "wb")
-        sink.MAX_REQUEST_SIZE = CHUNK
-        sink.set_pipelined(True)
-    with packed.path.open("rb") as fh:
-        for frame in delta.new_frames:
-            fh.seek(frame.offset)
-            piece = fh.read(frame.size)
-            sink.write(piece)
-            sent += len(piece)
-            if progress is not None:
-                progress(len(piece))
-    if remote.sudo:
-        sink.channel.shutdown_write()
-        status = stdout.channel.recv_exit_status()
-        stdout.channel.close()
+    pieces = _DeltaReader(packed.path, delta, progress)
+    if remote.sudo:  # SFTP runs as the login user: through sudo with cat
+        status = remote.session.stream(["sh", "-c", 'umask 022 && cat > "$1"', "sh", data],
+                                       stdin=cast(IO[bytes], pieces), stdout=None, stderr=None)
         if status != 0:
-            raise errors.SshError(f"sending the delta failed: {stderr.read().decode(errors='replace').strip()}")
-    else:
-        sink.close()
+            raise errors.SshError(f"sending the delta to node '{remote.dest.node}' failed (exit {status})")
+        return pieces.sent
+    sftp = remote.session.sftp()
+    try:
+        with sftp.open(data, "wb") as sink:
+            sink.MAX_REQUEST_SIZE = CHUNK
+            sink.set_pipelined(True)
+            while chunk := pieces.read(CHUNK * 4):
+                sink.write(chunk)
+    finally:
         sftp.close()
-    return sent
+    return pieces.sent
+
+
+class _DeltaReader(io.RawIOBase):
+    """The delta's new frames, read from the packed file one after another, as one stream."""
+
+    def __init__(self, path: Any, delta: Delta, progress: Progress | None) -> None:
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed at the end of the stream
+        self._frames = list(delta.new_frames)
+        self._left = 0
+        self._progress = progress
+        self.sent = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while self._left == 0:
+            if not self._frames:
+                self._fh.close()
+                return b""
+            frame = self._frames.pop(0)
+            self._fh.seek(frame.offset)
+            self._left = frame.size
+        data = self._fh.read(min(self._left, size if size > 0 else self._left))
+        self._left -= len(data)
+        self.sent += len(data)
+        if self._progress is not None:
+            self._progress(len(data))
+        return data

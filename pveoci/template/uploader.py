@@ -30,24 +30,39 @@ def _copy(source: BinaryIO, sink: Any) -> int:
     return sent
 
 
+class _Counting:
+    """stdin as the sudo path reads it, counting."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self.source, self.sent = source, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.source.read(n)
+        self.sent += len(data)
+        return data
+
+    def fileno(self) -> int:
+        raise OSError("not a file descriptor: read through read()")
+
+
 def _upload(head: dict[str, Any], source: BinaryIO) -> int:
     from pveoci.settings import NodeSsh, SshSettings
-    from pveoci.ssh import SshConnector, command_line
+    from pveoci.ssh import SshConnector
 
     settings = SshSettings.model_validate(head["ssh"])
     node, where = str(head["node"]), head["address"]
     settings.nodes[node] = NodeSsh(address=where["host"], port=where["port"], user=where["user"])
-    client = SshConnector(settings, {}).connect(node)
+    connector = SshConnector(settings, {})
+    session = connector.session(node)
     try:
         if settings.sudo:  # SFTP runs as the login user: go through sudo with cat instead
-            line = command_line(["sh", "-c", 'umask 022 && cat > "$1"', "sh", head["path"]], sudo=True)
-            stdin, stdout, stderr = client.exec_command(line)
-            sent = _copy(source, stdin)
-            stdin.channel.shutdown_write()
-            if stdout.channel.recv_exit_status() != 0:
-                raise OSError(stderr.read().decode(errors="replace").strip())
-            return sent
-        sftp = client.open_sftp()
+            counted = _Counting(source)
+            status = session.stream(["sh", "-c", 'umask 022 && cat > "$1"', "sh", head["path"]],
+                                    stdin=counted, stdout=None, stderr=None)  # type: ignore[arg-type]
+            if status != 0:
+                raise OSError(f"cat through sudo exited {status}")
+            return counted.sent
+        sftp = session.sftp()
         with sftp.open(head["path"], "wb") as remote:
             remote.MAX_REQUEST_SIZE = CHUNK  # paramiko's default of 32 KiB halves the throughput
             remote.set_pipelined(True)
@@ -55,7 +70,7 @@ def _upload(head: dict[str, Any], source: BinaryIO) -> int:
         sftp.close()
         return sent
     finally:
-        client.close()
+        connector.close_all()
 
 
 def main() -> int:

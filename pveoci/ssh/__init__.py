@@ -1,4 +1,5 @@
-"""SSH to the nodes: one paramiko connection factory with host keys checked against known_hosts.
+"""SSH to the nodes: sessions over paramiko (in process) or OpenSSH's client, host keys checked against
+known_hosts.
 
 An unknown or changed host key is refused, never accepted silently. Addresses come
 from the cluster (`/cluster/status` ips) unless the profile overrides them per node.
@@ -19,6 +20,8 @@ from pveoci.settings import SshSettings
 
 if TYPE_CHECKING:
     import paramiko
+
+    from pveoci.ssh.session import Session
 
 log = logging.getLogger("pveoci.ssh")
 
@@ -52,6 +55,7 @@ class SshConnector:
         self._addresses = addresses
         self._resolved: dict[str, str] | None = None
         self._shared: dict[str, paramiko.SSHClient] = {}
+        self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
     def shared(self, node: str) -> paramiko.SSHClient:
@@ -64,11 +68,28 @@ class SshConnector:
                 client = self._shared[node] = self.connect(node)
             return client
 
+    def session(self, node: str) -> Session:
+        """The node's Session over the profile's transport (shared: do not close it; close_all() does)."""
+        if self.settings.transport == "openssh":
+            with self._lock:
+                found = self._sessions.get(node)
+                if found is None:
+                    from pveoci.ssh.openssh import OpenSshSession
+
+                    found = self._sessions[node] = OpenSshSession(self.settings, self.target(node))
+                return found
+        from pveoci.ssh.paramiko_session import ParamikoSession
+
+        return ParamikoSession(self.shared(node), node, self.settings.sudo)
+
     def close_all(self) -> None:
         with self._lock:
             for client in self._shared.values():
                 client.close()
             self._shared.clear()
+            for session in self._sessions.values():
+                session.close()
+            self._sessions.clear()
 
     @property
     def addresses(self) -> dict[str, str]:
