@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed import Testbed, parts
+from tests.testbed import Testbed, jump, parts
 from tests.testbed.bundle import make_busybox_bundle
+from tests.testbed.sshd import NodeSshd
 
 
 def need(missing: list[str]) -> None:
@@ -76,6 +77,28 @@ def connect(cluster: Testbed):  # type: ignore[no-untyped-def]
         return PveClient.from_settings(loaded)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def jump_host(bed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeSshd]:
+    """A bastion sshd beside the bed's nodes (tests.testbed.jump)."""
+    with jump.bastion(bed, tmp_path_factory.mktemp("bastion")) as sshd:
+        yield sshd
+
+
+@pytest.fixture(scope="session")
+def ssh_runtime_dir() -> Iterator[Path]:
+    with jump.runtime_dir() as folder:
+        yield folder
+
+
+@pytest.fixture
+def through_jump_host(cluster: Testbed, jump_host: NodeSshd, ssh_runtime_dir: Path,
+                      tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment for pveoci processes that reach the nodes with OpenSSH through the jump host."""
+    config = jump.write_config(cluster, jump_host, tmp_path_factory.mktemp("jump"))
+    return {"PVEOCI_SSH_TRANSPORT": "openssh", "PVEOCI_SSH_CONFIG_FILE": str(config),
+            "XDG_RUNTIME_DIR": str(ssh_runtime_dir)}
 
 
 @pytest.fixture

@@ -5,16 +5,14 @@ checked strictly."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.testbed import Testbed
+from tests.testbed.jump import forwarded_to
 from tests.testbed.sshd import NodeSshd
 
 pytestmark = pytest.mark.bed
@@ -22,91 +20,40 @@ pytestmark = pytest.mark.bed
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def runtime_dir() -> Iterator[Path]:
-    """XDG_RUNTIME_DIR for these tests: their master connections' sockets, each master ended afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="pveoci-rt-", dir="/tmp"))
-    try:
-        yield folder
-    finally:
-        for sock in (folder / "pveoci" / "ssh").glob("*"):
-            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "master"], capture_output=True,
-                           timeout=30, check=False)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def bastion(bed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeSshd]:
-    """A jump host: a real sshd of its own on the bed's loopback block, logging every forwarding it does."""
-    work = tmp_path_factory.mktemp("bastion")
-    (work / "mnt").mkdir()
-    block = bed.api_address.rsplit(".", 1)[0]
-    sshd = NodeSshd(node="bastion", address=f"{block}.5", port=bed.ssh_port, workdir=work / "sshd",
-                    storage_dir=work / "storage", mount_target=work / "mnt",
-                    authorized_keys=bed.root / "ssh" / "authorized_keys", extra_config="LogLevel DEBUG1\n")
-    sshd.start()
-    try:
-        yield sshd
-    finally:
-        sshd.stop()
-
-
 @pytest.fixture
-def jump_config(cluster: Testbed, bastion: NodeSshd, tmp_path: Path) -> Path:
-    """An ssh_config as a user behind a bastion writes it: the nodes' addresses only through the jump host."""
-    known = tmp_path / "bastion_known_hosts"
-    known.write_text(bastion.known_hosts_line())
-    block = cluster.api_address.rsplit(".", 1)[0]
-    config = tmp_path / "ssh_config"
-    config.write_text(
-        "Host bastion\n"
-        f"  HostName {bastion.address}\n  Port {bastion.port}\n  User root\n"
-        f"  IdentityFile {cluster.client_key}\n  IdentitiesOnly yes\n  IdentityAgent none\n"
-        f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
-        f"Host {block}.1?\n"
-        "  ProxyJump bastion\n"
-    )
-    return config
-
-
-@pytest.fixture
-def run(runtime_dir: Path):  # type: ignore[no-untyped-def]
+def run(ssh_runtime_dir: Path):  # type: ignore[no-untyped-def]
     """The pveoci command line with ssh.transport = openssh."""
 
     def pveoci(bed: Testbed, *args: str, root: Path, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), *args],
-                              env=bed.env(PVEOCI_SSH_TRANSPORT="openssh", XDG_RUNTIME_DIR=str(runtime_dir), **env),
+        env = {"PVEOCI_SSH_TRANSPORT": "openssh", "XDG_RUNTIME_DIR": str(ssh_runtime_dir), **env}
+        return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), *args], env=bed.env(**env),
                               capture_output=True, text=True, check=False, timeout=300, cwd=ROOT)
 
     return pveoci
-
-
-def forwarded_to(bastion: NodeSshd, address: str) -> int:
-    """How many connections the bastion forwarded to this address (sshd's own log line)."""
-    return sum("server_request_direct_tcpip" in line and f"target {address} port" in line
-               for line in bastion.log_file.read_text(errors="replace").splitlines())
 
 
 def logins(bed: Testbed, node: str) -> int:
     return bed.sshd(node).log_file.read_text(errors="replace").count("Accepted publickey")
 
 
-def test_a_template_goes_through_the_jump_host(cluster: Testbed, run, bastion: NodeSshd, jump_config: Path,
-                                               busybox_bundle: Path, tmp_path: Path) -> None:
-    before = forwarded_to(bastion, cluster.addresses["pve1"])
+def test_a_template_goes_through_the_jump_host(cluster: Testbed, run, jump_host: NodeSshd,
+                                               through_jump_host: dict[str, str], busybox_bundle: Path,
+                                               tmp_path: Path) -> None:
+    before = forwarded_to(jump_host, cluster.addresses["pve1"])
     result = run(cluster, "template", "push", "-o", "json", "-b", str(busybox_bundle), "--node", "pve1",
-                 root=tmp_path / "cache", PVEOCI_SSH_CONFIG_FILE=str(jump_config))
+                 root=tmp_path / "cache", **through_jump_host)
     assert result.returncode == 0, result.stderr
     pushed = json.loads(result.stdout)
     assert pushed["uploaded"]
     assert (cluster.template_dir("pve1") / pushed["volid"].split("/", 1)[1]).is_file()
-    assert forwarded_to(bastion, cluster.addresses["pve1"]) > before
+    assert forwarded_to(jump_host, cluster.addresses["pve1"]) > before
     assert any(c.endswith("sftp-server") for c in cluster.sshd("pve1").commands())
 
 
-def test_commands_share_one_master_connection(lxc_bed: Testbed, run, bastion: NodeSshd, jump_config: Path,
-                                              busybox_bundle: Path, tmp_path: Path) -> None:
-    env = {"PVEOCI_SSH_CONFIG_FILE": str(jump_config)}
+def test_commands_share_one_master_connection(lxc_bed: Testbed, run, jump_host: NodeSshd,
+                                              through_jump_host: dict[str, str], busybox_bundle: Path,
+                                              tmp_path: Path) -> None:
+    env = through_jump_host
     root = tmp_path / "cache"
     before = logins(lxc_bed, "pve1")
     created = run(lxc_bed, "run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "j1", root=root, **env)
@@ -121,7 +68,7 @@ def test_commands_share_one_master_connection(lxc_bed: Testbed, run, bastion: No
         run(lxc_bed, "delete", "-f", "j1", root=root, **env)
     # Five processes, several commands and an upload each: the master connection (ControlPersist) logged in once.
     assert logins(lxc_bed, "pve1") - before == 1
-    assert forwarded_to(bastion, lxc_bed.addresses["pve1"]) >= 1
+    assert forwarded_to(jump_host, lxc_bed.addresses["pve1"]) >= 1
 
 
 def test_an_unknown_host_key_is_refused(cluster: Testbed, run, busybox_bundle: Path, tmp_path: Path) -> None:
