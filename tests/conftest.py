@@ -49,12 +49,13 @@ class Result:
 
 
 @pytest.fixture
-def pveoci(cluster: Testbed):  # type: ignore[no-untyped-def]
-    """Run the real `pveoci` command line (a subprocess) against the bed."""
+def pveoci(cluster: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run the real `pveoci` command line (a subprocess) against the bed, with a local cache of this test's own."""
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+        environment = cluster.env(**{"XDG_STATE_HOME": str(tmp_path / "state"), **(env or {})})
         proc = subprocess.run([sys.executable, "-m", "pveoci", *args], capture_output=True, text=True,
-                              env=cluster.env(**(env or {})), timeout=timeout, check=False)
+                              env=environment, timeout=timeout, check=False)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run

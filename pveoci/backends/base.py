@@ -7,12 +7,36 @@ is one thing Proxmox does; policy (OCI states, retries of races, rollback) stays
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Protocol
 
 from pveoci.models import Check, Completed, Destination, Guest, Node, Template
 from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
+
+
+class Facts(Protocol):
+    """Where a backend keeps what rarely changes (the cluster's version, its nodes' addresses) between commands:
+    the local cache, for one cluster. A fact older than `max_age` seconds is None, as one never kept."""
+
+    def recall(self, key: str, max_age: float) -> Any | None: ...
+
+    def remember(self, key: str, value: Any) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+
+class NoFacts:
+    """Facts kept nowhere: every question goes to the cluster."""
+
+    def recall(self, key: str, max_age: float) -> Any | None:
+        return None
+
+    def remember(self, key: str, value: Any) -> None:
+        return None
+
+    def forget(self, key: str) -> None:
+        return None
 
 
 class ClusterReads(Protocol):
@@ -32,9 +56,6 @@ class ClusterReads(Protocol):
 
     def config(self, node: str, vmid: int) -> dict[str, Any]:
         """One container's configuration; NotFound if it is not there."""
-
-    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
-        """The configurations of many containers by VMID (those that vanished meanwhile left out)."""
 
     def next_vmid(self) -> int:
         """A VMID the cluster considers free now (it reserves nothing)."""

@@ -134,15 +134,6 @@ class MemoryBackend:
         with self._lock:
             return dict(self._ct(node, vmid).config)
 
-    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
-        out = {}
-        for g in guests:
-            try:
-                out[g.vmid] = self.config(g.node, g.vmid)
-            except (errors.NotFound, errors.NodeOffline):
-                continue
-        return out
-
     def next_vmid(self) -> int:
         self._call("next_vmid")
         with self._lock:
@@ -162,8 +153,11 @@ class MemoryBackend:
             volid = str(options.get("ostemplate", ""))
             storage, _, volname = volid.partition(":")
             if volname.split("/", 1)[-1] not in self._files(node, storage):
-                raise errors.TaskFailed(f"unable to create CT {vmid} - volume '{volid}' does not exist",
-                                        upid="UPID:memory", exitstatus="error", log_tail=[])
+                # PVE's own words (PVE::Storage::abs_filesystem_path, in the vzcreate task).
+                raise errors.TaskFailed(f"Proxmox task vzcreate {vmid} on {node} failed: unable to create CT "
+                                        f"{vmid} - can't find file '{volid}'", upid="UPID:memory",
+                                        exitstatus=f"unable to create CT {vmid} - can't find file '{volid}'",
+                                        log_tail=[])
             config = {k: v for k, v in options.items() if k not in ("ostemplate", "start")}
             config["tags"] = ";".join(sorted({t.lower() for t in str(config.get("tags") or "").split(";") if t}))
             self.cts[vmid] = ct = MemoryCt(vmid=vmid, node=node, config=config)

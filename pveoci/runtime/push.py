@@ -20,6 +20,7 @@ from pveoci import errors
 from pveoci.backends.base import Claim
 from pveoci.models import Destination, PushResult, Template
 from pveoci.progress import Progress
+from pveoci.runtime import facts
 from pveoci.runtime.context import Context
 from pveoci.template import delta, manifest
 from pveoci.template.pack import ExtraFile, Packed, pack, template_name
@@ -47,10 +48,10 @@ def node_arch(ctx: Context, node: str) -> str:
     from pveoci import init
 
     key = f"machine:{node}"
-    machine = ctx.cache.recall(ctx.cluster, key, ARCH_MAX_AGE)
+    machine = ctx.cache.recall(ctx.facts_scope, key, ARCH_MAX_AGE)
     if not isinstance(machine, str):
         machine = ctx.backend.node_machine(node)
-        ctx.cache.remember(ctx.cluster, key, machine)
+        ctx.cache.remember(ctx.facts_scope, key, machine)
     try:
         return init.arch_for(machine)
     except ValueError as exc:
@@ -108,7 +109,10 @@ class _Job:
         self.ctx.cache.remember(MEMORY, self.lineage, data)
 
     def on_storage(self, name: str) -> Template | None:
-        return next((t for t in self.ctx.backend.templates(self.dest) if t.name == name), None)
+        found = next((t for t in self.ctx.backend.templates(self.dest) if t.name == name), None)
+        if found is None:
+            facts.template_gone(self.ctx, self.dest, name)
+        return found
 
     def result(self, name: str, *, uploaded: bool, sent: int, packed: Packed | None, found: Template | None = None,
                via_delta: bool = False) -> PushResult:
@@ -129,23 +133,29 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
     progress.note(f"looking at {bundle.rootfs}")
     job = _Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs))
     known = job.remembered(f"pack:{job.key}")
-    if known is not None and (found := job.on_storage(known.name)) is not None:
+    # Known to be there (seen or sent before: no request), or listed there now.
+    if known is not None and (facts.template_known(ctx, dest, known.name) or job.on_storage(known.name)):
         progress.note(f"{known.name} is on {dest.storage} ({dest.node}) already")
-        return _timed(job.result(known.name, uploaded=False, sent=0, packed=known, found=found), started)
+        facts.template_seen(ctx, dest, known.name)
+        return _timed(job.result(known.name, uploaded=False, sent=0, packed=known), started)
+    job.dest = facts.fresh_destination(ctx, dest.node, dest.storage)  # its free space now
     _check_room(job)
-    claim = ctx.backend.claim_template(dest, job.key)
+    claim = ctx.backend.claim_template(job.dest, job.key)
     try:
         while not claim.ours:
             progress.note(f"another create is sending this template to {dest.node}; waiting for it")
             name = claim.wait(CLAIM_WAIT)
             if name and (found := job.on_storage(name)) is not None:
-                return _timed(job.result(name, uploaded=False, sent=0, packed=None, found=found), started)
+                pushed = job.result(name, uploaded=False, sent=0, packed=None, found=found)
+                break
             claim.take_over()
-        pushed = _pack_and_send(job, claim, transport, progress)
-        claim.release(pushed.name)
+        else:
+            pushed = _pack_and_send(job, claim, transport, progress)
+            claim.release(pushed.name)
     except BaseException:
         claim.release(None)
         raise
+    facts.template_seen(ctx, job.dest, pushed.volid.split("/", 1)[1])
     return _timed(pushed, started)
 
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from pveoci import errors
 from pveoci.models import Destination, State, Template
+from pveoci.runtime import facts
 from pveoci.runtime.context import Context
 from pveoci.template.pack import NAME_PREFIX, SUFFIX
 
@@ -75,7 +76,9 @@ def remove(ctx: Context, found: Template, *, force: bool) -> Template:
     if found.used_by and not force:
         raise errors.InUse(f"template {found.name} is used by {', '.join(found.used_by)}; "
                            "--force removes it anyway", users=list(found.used_by))
-    ctx.backend.remove_template(Destination(found.node, found.storage, found.shared), found.name)
+    dest = Destination(found.node, found.storage, found.shared)
+    ctx.backend.remove_template(dest, found.name)
+    facts.template_gone(ctx, dest, found.name)
     return found
 
 

@@ -30,6 +30,10 @@ log = logging.getLogger("pveoci.ssh")
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
+class Unreachable(errors.SshError):
+    """Nothing answered at the node's SSH address."""
+
+
 @dataclass(frozen=True)
 class SshTarget:
     node: str
@@ -49,10 +53,14 @@ class SshConnector:
     """Opens verified SSH connections to cluster nodes by name."""
 
     def __init__(self, settings: SshSettings,
-                 addresses: Mapping[str, str] | Callable[[], Mapping[str, str]]) -> None:
-        """`addresses` may be a callable: then the cluster is asked only when a node is first looked up."""
+                 addresses: Mapping[str, str] | Callable[[], Mapping[str, str]],
+                 refresh: Callable[[], Mapping[str, str]] | None = None) -> None:
+        """`addresses` may be a callable: then the cluster is asked only when a node is first looked up.
+        `refresh` asks the cluster afresh when a node cannot be reached at the address `addresses` gave (which
+        may have been kept from an earlier command)."""
         self.settings = settings
         self._addresses = addresses
+        self._refresh = refresh
         self._resolved: dict[str, str] | None = None
         self._shared: dict[str, paramiko.SSHClient] = {}
         self._sessions: dict[str, Session] = {}
@@ -115,9 +123,23 @@ class SshConnector:
 
     def connect(self, node: str) -> paramiko.SSHClient:
         """A connected, authenticated client; the caller closes it."""
+        try:
+            return self._connect(self.target(node))
+        except errors.SshError as exc:
+            if not isinstance(exc, Unreachable) or self._refresh is None:
+                raise
+            before = self.target(node)
+            self._resolved = dict(self._refresh())
+            self._refresh = None  # once per connector
+            if self.target(node) == before:
+                raise
+            log.info("node %s has moved to %s; retrying there", node, self.target(node).host)
+            return self._connect(self.target(node))
+
+    def _connect(self, target: SshTarget) -> paramiko.SSHClient:
         import paramiko
 
-        target = self.target(node)
+        node = target.node
         client = paramiko.SSHClient()
         known = self.known_hosts()
         try:
@@ -166,7 +188,7 @@ class SshConnector:
             # paramiko's NoValidConnectionsError keeps the real socket errors per address.
             causes = list(getattr(exc, "errors", {}).values()) or [exc]
             reason = getattr(causes[0], "strerror", None) or str(causes[0]) or "timed out"
-            raise errors.SshError(f"cannot reach node '{node}' over SSH at {target}: {reason}") from None
+            raise Unreachable(f"cannot reach node '{node}' over SSH at {target}: {reason}") from None
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(30)
