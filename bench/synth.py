@@ -45,3 +45,28 @@ def make(root: Path, total_mb: int = 500, seed: int = 1) -> Path:
         os.utime(path, (1_700_000_000, 1_700_000_000), follow_symlinks=False)
     marker.write_text(f"{total_mb}:{seed}")
     return root
+
+
+def real_tree(root: Path, min_mb: int = 500) -> Path:
+    """A copy of this machine's /usr/share and /etc (tens of thousands of small files, as in real images), with
+    a program at bin/app so a bundle can run it; reused if present."""
+    import shutil
+    import subprocess
+
+    marker = root / ".real-done"
+    if marker.exists():
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "usr").mkdir(parents=True)
+    subprocess.run(["cp", "-a", "/usr/share", str(root / "usr")], check=True)
+    subprocess.run(["cp", "-a", "/etc", str(root)], check=False)  # some files of /etc may not be readable
+    (root / "bin").mkdir(exist_ok=True)
+    app = root / "bin" / "app"
+    app.write_bytes(b"#!/bin/sh\n")
+    app.chmod(0o755)
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink()) >> 20
+    if size < min_mb:
+        make(root / "pad", min_mb - size)  # a machine with a small /usr/share: topped up
+    marker.write_text("done")
+    return root

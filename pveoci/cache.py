@@ -177,6 +177,23 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+@dataclass(frozen=True)
+class ClusterFacts:
+    """One cluster's facts in the cache, as a backend keeps them (backends.base.Facts)."""
+
+    cache: Cache
+    cluster: str
+
+    def recall(self, key: str, max_age: float) -> Any | None:
+        return self.cache.recall(self.cluster, key, max_age)
+
+    def remember(self, key: str, value: Any) -> None:
+        self.cache.remember(self.cluster, key, value)
+
+    def forget(self, key: str) -> None:
+        self.cache.forget(self.cluster, key)
+
+
 class Cache:
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pveoci import errors
-from pveoci.backends.base import Backend
+from pveoci.backends.base import Backend, Facts
 from pveoci.runtime import Runtime
 from pveoci.settings import Settings, load
 
@@ -30,21 +30,23 @@ def connect(profile: str | None = None, *, config: Path | str | None = None, roo
         >>> for c in rt.list():
         ...     print(c.id, c.status, c.node)
     """
-    from pveoci.cache import Cache, default_root
+    from pveoci.cache import Cache, ClusterFacts, default_root
+    from pveoci.runtime.context import facts_scope
 
     settings = settings or load(profile=profile, config_path=Path(config) if config else None, overrides=overrides)
-    if backend is None:
-        backend = backend_for(settings)
     cache = Cache(Path(root) if root else default_root())
+    if backend is None:
+        backend = backend_for(settings, ClusterFacts(cache, facts_scope(settings)))
     return Runtime(backend, cache, settings)
 
 
-def backend_for(settings: Settings) -> Backend:
-    """The backend the profile names (`backend = api`; pct and auto are not there yet)."""
+def backend_for(settings: Settings, facts: Facts | None = None) -> Backend:
+    """The backend the profile names (`backend = api`; pct and auto are not there yet); `facts`: where it may
+    keep what rarely changes between commands (the local cache)."""
     name = settings.profile.backend
     if name != "api":
         raise errors.Unsupported(f"backend = {name}: the pct/pvesh fallback is not available yet; use backend = api")
     from pveoci.backends.api import ApiBackend
     from pveoci.pve.client import PveClient
 
-    return ApiBackend(PveClient.from_settings(settings), settings)
+    return ApiBackend(PveClient.from_settings(settings), settings, facts)

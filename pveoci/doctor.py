@@ -77,11 +77,14 @@ def diagnose(settings: Settings, client: PveClient) -> Iterator[Check]:
         yield _node_check(node, settings)
 
     connector = SshConnector(profile.ssh, status.addresses)
-    for node in nodes:
-        if not node.online:
-            yield Check(f"ssh {node.name}", "skip", "node is offline")
-            continue
-        yield _ssh_check(connector, node.name)
+    try:
+        for node in nodes:
+            if not node.online:
+                yield Check(f"ssh {node.name}", "skip", "node is offline")
+                continue
+            yield _ssh_check(connector, node.name)
+    finally:
+        connector.close_all()
 
 
 def _node_check(node: Node, settings: Settings) -> Check:
@@ -112,17 +115,12 @@ def _ssh_check(connector: SshConnector, node: str) -> Check:
     name = f"ssh {node}"
     try:
         target = connector.target(node)
-        client = connector.connect(node)
+        session = connector.session(node)
+        sftp = session.sftp()
+        sftp.close()
+        return Check(name, "pass", f"{target} over {connector.settings.transport}, {session.describe()}, "
+                     "SFTP works")
     except errors.PveociError as exc:
         return Check(name, "fail", exc.message)
-    try:
-        transport = client.get_transport()
-        key = transport.get_remote_server_key() if transport else None
-        sftp = client.open_sftp()
-        sftp.close()
-        shown = f"{key.get_name()} {key.fingerprint}" if key is not None else "?"
-        return Check(name, "pass", f"{target}, host key verified ({shown}), SFTP works")
     except Exception as exc:
-        return Check(name, "fail", f"{target}: SSH works but SFTP failed: {exc}")
-    finally:
-        client.close()
+        return Check(name, "fail", f"{node}: SSH works but SFTP failed: {exc}")

@@ -125,6 +125,7 @@ class PushResult:
     size: int
     digest: str
     seconds: float = 0.0
+    delta: bool = False            # sent as the frames a previous template on the node lacked
 
     @property
     def name(self) -> str:
@@ -132,7 +133,7 @@ class PushResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"volid": self.volid, "node": self.node, "storage": self.storage, "shared": self.shared,
-                "uploaded": self.uploaded, "bytes_sent": self.bytes_sent, "size": self.size,
+                "uploaded": self.uploaded, "delta": self.delta, "bytes_sent": self.bytes_sent, "size": self.size,
                 "digest": self.digest, "seconds": round(self.seconds, 3)}
 
 
@@ -197,9 +198,10 @@ class GcReport:
 
     rolled_back: tuple[str, ...] = ()     # ids of creates that were killed half-way and are undone now
     dropped: tuple[str, ...] = ()         # cache entries whose container is gone
+    swept: tuple[str, ...] = ()           # node:name of what killed uploads left on template storage
 
     def to_json(self) -> dict[str, Any]:
-        return {"rolled_back": list(self.rolled_back), "dropped": list(self.dropped)}
+        return {"rolled_back": list(self.rolled_back), "dropped": list(self.dropped), "swept": list(self.swept)}
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,13 @@ def target_for(profile: Profile, pve_version: tuple[int, int], size: int) -> Tar
                   disk_gib=disk_gib(size), bridge=profile.bridge)
 
 
-def plan_bundle(bundle: Bundle, profile: Profile, *, container_id: str, pve_version: tuple[int, int]) -> Plan:
+def plan_bundle(bundle: Bundle, profile: Profile, *, container_id: str, pve_version: tuple[int, int],
+                size: int | None = None) -> Plan:
+    """`size`: the rootfs's bytes, when a scan already has them (else they are counted here)."""
     def find(name: str, path_env: str | None, cwd: str) -> str | None:
         return find_executable(bundle.rootfs, name, path_env, cwd)
 
-    target = target_for(profile, pve_version, rootfs_size(bundle.rootfs))
+    target = target_for(profile, pve_version, rootfs_size(bundle.rootfs) if size is None else size)
     return map_spec(bundle.spec, target, container_id=container_id, find_program=find)
 
 

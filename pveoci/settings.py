@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pveoci.errors import ConfigError
 
@@ -58,7 +58,16 @@ class SshSettings(BaseModel):
     connect_timeout: float = Field(default=15.0, gt=0)
     # Log in as a user other than root and use `sudo -n` for what needs root on the node.
     sudo: bool = False
+    # paramiko (in process) or openssh (the `ssh` client: ~/.ssh/config, ProxyJump, certificates).
+    transport: Literal["paramiko", "openssh"] = "paramiko"
+    config_file: Path | None = None      # OpenSSH's -F (default: its own ~/.ssh/config)
     nodes: dict[str, NodeSsh] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _config_file_needs_openssh(self) -> SshSettings:
+        if self.config_file is not None and self.transport != "openssh":
+            raise ValueError("config_file is read by OpenSSH only: set transport = \"openssh\" too")
+        return self
 
     @field_validator("key_files", mode="before")
     @classmethod
@@ -336,6 +345,8 @@ port = 22
 agent = true
 key_files = ["~/.ssh/id_ed25519"]
 known_hosts = "~/.ssh/known_hosts"  # host keys are checked, never accepted blindly
+# transport = "openssh"         # OpenSSH's ssh client: your ~/.ssh/config (ProxyJump...) holds
+# config_file = "~/.ssh/config-lab"   # with openssh: another ssh_config (ssh -F)
 
 # A node whose SSH address is not the one the cluster reports:
 # [profiles.{name}.ssh.nodes.pve2]

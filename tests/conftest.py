@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed import Testbed, parts
+from tests.testbed import Testbed, jump, parts
 from tests.testbed.bundle import make_busybox_bundle
+from tests.testbed.sshd import NodeSshd
 
 
 def need(missing: list[str]) -> None:
@@ -48,12 +49,13 @@ class Result:
 
 
 @pytest.fixture
-def pveoci(cluster: Testbed):  # type: ignore[no-untyped-def]
-    """Run the real `pveoci` command line (a subprocess) against the bed."""
+def pveoci(cluster: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run the real `pveoci` command line (a subprocess) against the bed, with a local cache of this test's own."""
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+        environment = cluster.env(**{"XDG_STATE_HOME": str(tmp_path / "state"), **(env or {})})
         proc = subprocess.run([sys.executable, "-m", "pveoci", *args], capture_output=True, text=True,
-                              env=cluster.env(**(env or {})), timeout=timeout, check=False)
+                              env=environment, timeout=timeout, check=False)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
@@ -76,6 +78,28 @@ def connect(cluster: Testbed):  # type: ignore[no-untyped-def]
         return PveClient.from_settings(loaded)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def jump_host(bed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeSshd]:
+    """A bastion sshd beside the bed's nodes (tests.testbed.jump)."""
+    with jump.bastion(bed, tmp_path_factory.mktemp("bastion")) as sshd:
+        yield sshd
+
+
+@pytest.fixture(scope="session")
+def ssh_runtime_dir() -> Iterator[Path]:
+    with jump.runtime_dir() as folder:
+        yield folder
+
+
+@pytest.fixture
+def through_jump_host(cluster: Testbed, jump_host: NodeSshd, ssh_runtime_dir: Path,
+                      tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment for pveoci processes that reach the nodes with OpenSSH through the jump host."""
+    config = jump.write_config(cluster, jump_host, tmp_path_factory.mktemp("jump"))
+    return {"PVEOCI_SSH_TRANSPORT": "openssh", "PVEOCI_SSH_CONFIG_FILE": str(config),
+            "XDG_RUNTIME_DIR": str(ssh_runtime_dir)}
 
 
 @pytest.fixture

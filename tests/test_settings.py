@@ -103,6 +103,17 @@ def test_bad_value_names_the_setting(tmp_path: Path) -> None:
         settings.load(config_path=path, env={})
 
 
+def test_ssh_config_file_without_the_openssh_transport_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[profiles.default.ssh]\nconfig_file = "~/.ssh/config"\n')
+    with pytest.raises(ConfigError, match=r'ssh: config_file is read by OpenSSH only: set transport = "openssh"'):
+        settings.load(config_path=path, env={})
+    s = settings.load(config_path=path, env={"PVEOCI_SSH_TRANSPORT": "openssh"})
+    assert (s.profile.ssh.transport, s.profile.ssh.config_file) == ("openssh", Path("~/.ssh/config"))
+    with pytest.raises(ConfigError, match=r"transport: Input should be 'paramiko' or 'openssh'"):
+        settings.load(config_path=path, env={"PVEOCI_SSH_TRANSPORT": "putty"})
+
+
 def test_broken_toml_is_a_one_line_config_error(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[profiles.default\nhost = 1\n")

@@ -146,3 +146,25 @@ def test_agent_true_logs_in_with_the_agents_key(cluster: Testbed, agent_with_key
         assert run(client, "echo ok") == "ok\n"
     finally:
         client.close()
+
+
+def test_an_address_kept_from_before_is_asked_again_when_nothing_answers_there(cluster: Testbed) -> None:
+    asked = []
+
+    def refresh() -> dict[str, str]:
+        asked.append(1)
+        return cluster.addresses
+
+    block = cluster.api_address.rsplit(".", 1)[0]
+    connector = SshConnector(ssh_settings(cluster, connect_timeout=2), {"pve1": f"{block}.99"}, refresh=refresh)
+    client = connector.connect("pve1")
+    try:
+        assert run(client, "echo moved") == "moved\n"
+    finally:
+        client.close()
+    assert asked == [1]
+    # Where the cluster says the same, the error stands.
+    stuck = SshConnector(ssh_settings(cluster, connect_timeout=2), {"pve1": f"{block}.99"},
+                         refresh=lambda: {"pve1": f"{block}.99"})
+    with pytest.raises(errors.SshError, match=r"cannot reach node 'pve1' over SSH at root@.*\.99:"):
+        stuck.connect("pve1")

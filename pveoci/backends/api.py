@@ -6,47 +6,67 @@ Templates go to a node over SFTP (template.sftp) or through the API's upload (te
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from pveoci import errors
+from pveoci.backends.base import Claim, Facts, NoFacts, TemplateUpload
 from pveoci.backends.onnode import SshNode
 from pveoci.models import Check, Destination, Guest, Node, Template
 from pveoci.pve import cluster
 from pveoci.pve.client import PveClient
 from pveoci.pve.version import parse_version
-from pveoci.retry import Backoff, poll
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
+from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
 
-UNLOCK_WAIT = 30.0
-CONFIG_READERS = 8        # parallel config reads when many containers are unknown to the cache
+FACT_AGE = 600.0          # seconds the cluster's version, node addresses and storage paths are trusted
+TASK_MEMORY = 7 * 86400.0 # how long a task kind's last duration guides the first wait for the next one
 # What `uname -m` says on the machines Proxmox VE runs on (anything else, e.g. a stand-in's "fake", is asked
 # of the node itself over SSH).
 KNOWN_MACHINES = frozenset({"x86_64", "aarch64", "i686", "armv7l", "riscv64"})
-_UNLOCK_POLL = Backoff(first=0.05, factor=2.0, cap=1.0)
+T = TypeVar("T")
 
 
 class ApiBackend(SshNode):
     name = "api"
 
-    def __init__(self, client: PveClient, settings: Settings) -> None:
+    def __init__(self, client: PveClient, settings: Settings, facts: Facts | None = None) -> None:
         # SSH goes where the cluster says each node is, asked only when a node is first reached.
-        super().__init__(SshConnector(settings.profile.ssh, lambda: cluster.quorum(client).addresses))
+        super().__init__(SshConnector(settings.profile.ssh, self._addresses, refresh=self._fresh_addresses))
         self.client = client
         self.settings = settings
+        self.facts: Facts = facts or NoFacts()
+
+    def _fact(self, key: str, max_age: float, ask: Callable[[], T]) -> T:
+        """A fact from the cache while it is young enough, else from the cluster (and then kept)."""
+        found = self.facts.recall(key, max_age)
+        if found is None:
+            found = ask()
+            self.facts.remember(key, found)
+        return found
+
+    def _addresses(self) -> dict[str, str]:
+        return self._fact("addresses", FACT_AGE, lambda: cluster.quorum(self.client).addresses)
+
+    def _fresh_addresses(self) -> dict[str, str]:
+        found = cluster.quorum(self.client).addresses
+        self.facts.remember("addresses", found)
+        return found
 
     def close(self) -> None:
         self.client.session.close()
+        self.ssh.close_all()
 
     # ------------------------------------------------------------------ reads
 
     def version(self) -> tuple[int, int]:
-        return parse_version(str(self.client.version().get("version", "")))
+        text = self._fact("version", FACT_AGE, lambda: str(self.client.version().get("version", "")))
+        return parse_version(text)
 
     def nodes(self) -> list[Node]:
         return cluster.nodes(self.client)
@@ -63,18 +83,6 @@ class ApiBackend(SshNode):
         data: dict[str, Any] = self.client.get("nodes", node, "lxc", vmid, "config")
         return data
 
-    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
-        wanted = list(guests)
-
-        def one(g: Guest) -> tuple[int, dict[str, Any] | None]:
-            try:
-                return g.vmid, self.config(g.node, g.vmid)
-            except (errors.NotFound, errors.NodeOffline):
-                return g.vmid, None
-
-        with ThreadPoolExecutor(max_workers=min(CONFIG_READERS, max(1, len(wanted)))) as pool:
-            return {vmid: conf for vmid, conf in pool.map(one, wanted) if conf is not None}
-
     def next_vmid(self) -> int:
         return int(self.client.get("cluster", "nextid"))
 
@@ -86,17 +94,25 @@ class ApiBackend(SshNode):
 
     # ----------------------------------------------------------------- writes
 
+    def _wait(self, upid: str) -> None:
+        """Wait for a task, first for about as long as the last of its kind took on this cluster: most tasks
+        are then asked after once or twice, not every few milliseconds."""
+        kind = f"task:{upid.split(':')[5] if upid.count(':') >= 6 else 'unknown'}"
+        expect = self.facts.recall(kind, TASK_MEMORY)
+        began = time.monotonic()
+        self.client.wait(upid, expect=float(expect) * 0.8 if isinstance(expect, (int, float)) else 0.0)
+        took = time.monotonic() - began
+        self.facts.remember(kind, took if not isinstance(expect, (int, float)) else 0.5 * expect + 0.5 * took)
+
     def create(self, node: str, vmid: int, options: dict[str, Any]) -> None:
-        self.client.wait(self.client.post("nodes", node, "lxc", vmid=vmid, **options))
-        # After vzcreate the config may still say `lock: create` for a moment.
-        poll(lambda: True if self.config(node, vmid).get("lock") != "create" else None, timeout=UNLOCK_WAIT,
-             what=f"CT {vmid} on {node} is locked (create)", backoff=_UNLOCK_POLL)
+        # The runtime waits for `lock: create` to clear (it may linger a moment after vzcreate).
+        self._wait(self.client.post("nodes", node, "lxc", vmid=vmid, **options))
 
     def set_options(self, node: str, vmid: int, options: dict[str, Any]) -> None:
         self.client.put("nodes", node, "lxc", vmid, "config", **options)
 
     def _power(self, node: str, vmid: int, action: str, **params: Any) -> None:
-        self.client.wait(self.client.post("nodes", node, "lxc", vmid, "status", action, **params))
+        self._wait(self.client.post("nodes", node, "lxc", vmid, "status", action, **params))
 
     def start(self, node: str, vmid: int) -> None:
         self._power(node, vmid, "start")
@@ -109,13 +125,13 @@ class ApiBackend(SshNode):
         self._power(node, vmid, "shutdown", timeout=timeout, forceStop=1)
 
     def destroy(self, node: str, vmid: int) -> None:
-        self.client.wait(self.client.delete("nodes", node, "lxc", vmid, purge=1, **{"destroy-unreferenced-disks": 1}))
+        self._wait(self.client.delete("nodes", node, "lxc", vmid, purge=1, **{"destroy-unreferenced-disks": 1}))
 
     def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None:
         params: dict[str, Any] = {"target": target}
         if restart:
             params["restart"] = 1
-        self.client.wait(self.client.post("nodes", node, "lxc", vmid, "migrate", **params))
+        self._wait(self.client.post("nodes", node, "lxc", vmid, "migrate", **params))
 
     # -------------------------------------------------------------- templates
 
@@ -129,7 +145,7 @@ class ApiBackend(SshNode):
             raise errors.ConfigError(f"storage '{storage}' does not hold container templates (content vztmpl)")
         if not item.get("active", 1):
             raise errors.ApiError(f"storage '{storage}' is not active on node '{node}'")
-        config = self.client.get("storage", storage)
+        config = self._fact(f"storage:{storage}", FACT_AGE, lambda: dict(self.client.get("storage", storage)))
         path = config.get("path")
         directory = f"{str(path).rstrip('/')}/{_content_dir(config)}" if path else None
         avail = item.get("avail")
@@ -151,9 +167,40 @@ class ApiBackend(SshNode):
             from pveoci.template.api_upload import upload as api_upload
 
             return api_upload(self.client, packed, dest, progress)
-        from pveoci.template.sftp import SftpUploader
+        from pveoci.template.sftp import upload as sftp_upload
 
-        return SftpUploader(self.ssh).upload(packed, dest, progress)
+        return sftp_upload(self.ssh, packed, dest, progress)
+
+    def begin_upload(self, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> TemplateUpload:
+        if transport == "api":
+            from pveoci.template.api_upload import SpooledUpload
+
+            return SpooledUpload(self.client, dest, progress)
+        from pveoci.template.remote import SftpStream
+
+        return SftpStream(self.ssh, dest, progress)
+
+    def upload_delta(self, packed: Packed, base: str, delta: Delta, dest: Destination, *,
+                     progress: Callable[[int], None]) -> int:
+        if dest.directory is None:
+            raise errors.Unsupported(f"deltas need SSH to the node's template directory ({dest.storage})")
+        from pveoci.template.remote import send_delta
+
+        return send_delta(self.ssh, dest, packed, base, delta, progress)
+
+    def claim_template(self, dest: Destination, key: str) -> Claim:
+        from pveoci.template.remote import RemoteClaim
+
+        if dest.directory is None:  # no SSH way to the storage (API uploads): claims within this machine
+            from pveoci.template.claims import LocalClaim
+
+            return LocalClaim(dest, key)
+        return RemoteClaim(self.ssh, dest, key)
+
+    def sweep_templates(self, dest: Destination) -> list[str]:
+        from pveoci.template.remote import sweep
+
+        return sweep(self.ssh, dest) if dest.directory is not None else []
 
     def remove_template(self, dest: Destination, name: str) -> None:
         self.client.wait(self.client.delete("nodes", dest.node, "storage", dest.storage, "content",

@@ -7,11 +7,36 @@ is one thing Proxmox does; policy (OCI states, retries of races, rollback) stays
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Protocol
 
 from pveoci.models import Check, Completed, Destination, Guest, Node, Template
+from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
+
+
+class Facts(Protocol):
+    """Where a backend keeps what rarely changes (the cluster's version, its nodes' addresses) between commands:
+    the local cache, for one cluster. A fact older than `max_age` seconds is None, as one never kept."""
+
+    def recall(self, key: str, max_age: float) -> Any | None: ...
+
+    def remember(self, key: str, value: Any) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+
+class NoFacts:
+    """Facts kept nowhere: every question goes to the cluster."""
+
+    def recall(self, key: str, max_age: float) -> Any | None:
+        return None
+
+    def remember(self, key: str, value: Any) -> None:
+        return None
+
+    def forget(self, key: str) -> None:
+        return None
 
 
 class ClusterReads(Protocol):
@@ -31,9 +56,6 @@ class ClusterReads(Protocol):
 
     def config(self, node: str, vmid: int) -> dict[str, Any]:
         """One container's configuration; NotFound if it is not there."""
-
-    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
-        """The configurations of many containers by VMID (those that vanished meanwhile left out)."""
 
     def next_vmid(self) -> int:
         """A VMID the cluster considers free now (it reserves nothing)."""
@@ -82,6 +104,42 @@ class OnNode(Protocol):
     def thaw(self, node: str, vmid: int) -> None: ...
 
 
+class Claim(Protocol):
+    """The right to pack and upload one rootfs's template to one storage; other creates wait for it."""
+
+    ours: bool                      # True: this caller holds it; False: another did, see result()
+
+    def result(self) -> str | None:
+        """The template name the holder recorded when it was done (None: not done, or it gave up)."""
+
+    def wait(self, timeout: float) -> str | None:
+        """Wait (not holding it) until the holder is done: its result, or None if it gave up or went quiet."""
+
+    def take_over(self) -> bool:
+        """The holder gave up or went quiet: try to become the holder; True if now ours."""
+
+    def heartbeat(self) -> None:
+        """Still at it (a holder that goes quiet for long is taken over)."""
+
+    def release(self, name: str | None) -> None:
+        """Done: record the template name (None: gave up) and let the waiters go on."""
+
+
+class TemplateUpload(Protocol):
+    """A template on its way to a storage: its compressed bytes in order, then finished or aborted."""
+
+    sent: int
+
+    def write(self, data: bytes) -> object: ...
+
+    def finish(self, packed: Packed) -> bool:
+        """Verify what arrived against packed and move it into place under packed's name; False if the storage
+        had that template by then (this copy is dropped)."""
+
+    def abort(self) -> None:
+        """Drop what was sent (never visible to Proxmox)."""
+
+
 class TemplateStorage(Protocol):
     """The storages templates live on."""
 
@@ -92,7 +150,21 @@ class TemplateStorage(Protocol):
         """pveoci's templates on that storage, as that node lists them."""
 
     def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
-        """Put the packed template on dest, atomically and verified; the bytes sent."""
+        """Put the packed template (a local file) on dest, atomically and verified; the bytes sent."""
+
+    def begin_upload(self, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> TemplateUpload:
+        """Start an upload whose bytes come while the template is still being packed."""
+
+    def upload_delta(self, packed: Packed, base: str, delta: Delta, dest: Destination, *,
+                     progress: Callable[[int], None]) -> int:
+        """Put packed (a local file) on dest by sending only delta's new frames; the node rebuilds the rest from
+        the template `base` it has, byte-identical to packed. The bytes sent. Unsupported where it cannot."""
+
+    def claim_template(self, dest: Destination, key: str) -> Claim:
+        """Claim the packing and upload of the template keyed so (manifest.key) on dest."""
+
+    def sweep_templates(self, dest: Destination) -> list[str]:
+        """Remove what killed uploads left on dest (partial files, stale claims); what was removed."""
 
     def remove_template(self, dest: Destination, name: str) -> None: ...
 

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pveoci import errors
 from pveoci.models import Check, Completed, Destination, Guest, Node, Storage, Template
+from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
 
 #: A program in a container: (node, vmid, argv, stdin) -> (exit status, stdout, stderr).
@@ -70,6 +71,8 @@ class MemoryBackend:
         self.cts: dict[int, MemoryCt] = {}
         self.template_files: dict[tuple[str, str], dict[str, int]] = {}  # (node or "", storage) -> {name: size}
         self.uploads: list[tuple[str, str]] = []                          # (node, template name) per upload
+        self.sent_bytes = 0                                               # template bytes sent, uploads and deltas
+        self.claims: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.signals: list[tuple[str, int, str]] = []
         self.calls: list[str] = []
         self._failures: dict[str, list[errors.PveociError]] = {}
@@ -131,15 +134,6 @@ class MemoryBackend:
         with self._lock:
             return dict(self._ct(node, vmid).config)
 
-    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
-        out = {}
-        for g in guests:
-            try:
-                out[g.vmid] = self.config(g.node, g.vmid)
-            except (errors.NotFound, errors.NodeOffline):
-                continue
-        return out
-
     def next_vmid(self) -> int:
         self._call("next_vmid")
         with self._lock:
@@ -159,8 +153,11 @@ class MemoryBackend:
             volid = str(options.get("ostemplate", ""))
             storage, _, volname = volid.partition(":")
             if volname.split("/", 1)[-1] not in self._files(node, storage):
-                raise errors.TaskFailed(f"unable to create CT {vmid} - volume '{volid}' does not exist",
-                                        upid="UPID:memory", exitstatus="error", log_tail=[])
+                # PVE's own words (PVE::Storage::abs_filesystem_path, in the vzcreate task).
+                raise errors.TaskFailed(f"Proxmox task vzcreate {vmid} on {node} failed: unable to create CT "
+                                        f"{vmid} - can't find file '{volid}'", upid="UPID:memory",
+                                        exitstatus=f"unable to create CT {vmid} - can't find file '{volid}'",
+                                        log_tail=[])
             config = {k: v for k, v in options.items() if k not in ("ostemplate", "start")}
             config["tags"] = ";".join(sorted({t.lower() for t in str(config.get("tags") or "").split(";") if t}))
             self.cts[vmid] = ct = MemoryCt(vmid=vmid, node=node, config=config)
@@ -313,8 +310,38 @@ class MemoryBackend:
         with self._lock:
             self._files(dest.node, dest.storage)[packed.name] = packed.size
             self.uploads.append((dest.node, packed.name))
+            self.sent_bytes += packed.size
         progress(packed.size)
         return packed.size
+
+    def begin_upload(self, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> MemoryUpload:
+        self._call("begin_upload")
+        return MemoryUpload(self, dest, progress)
+
+    def upload_delta(self, packed: Packed, base: str, delta: Delta, dest: Destination, *,
+                     progress: Callable[[int], None]) -> int:
+        self._call("upload_delta")
+        with self._lock:
+            files = self._files(dest.node, dest.storage)
+            if base not in files:
+                raise errors.NotFound(f"volume '{dest.volid(base)}' does not exist")
+            files[packed.name] = packed.size
+            self.uploads.append((dest.node, packed.name))
+            self.sent_bytes += delta.new_bytes
+        progress(delta.new_bytes)
+        return delta.new_bytes
+
+    def claim_template(self, dest: Destination, key: str) -> MemoryClaim:
+        self._call("claim_template")
+        with self._lock:
+            slot = self.claims.setdefault((dest.node, dest.storage, key), {"holder": None, "result": None})
+            claim = MemoryClaim(self, slot)
+            claim.take_over()
+            return claim
+
+    def sweep_templates(self, dest: Destination) -> list[str]:
+        self._call("sweep_templates")
+        return []
 
     def remove_template(self, dest: Destination, name: str) -> None:
         self._call("remove_template")
@@ -329,6 +356,70 @@ class MemoryBackend:
 
     def close(self) -> None:
         return None
+
+
+class MemoryUpload:
+    """A streamed upload into a MemoryBackend: it lands at finish(), under the packed name, unless there."""
+
+    def __init__(self, backend: MemoryBackend, dest: Destination, progress: Callable[[int], None]) -> None:
+        self.backend, self.dest, self.progress = backend, dest, progress
+        self.sent = 0
+
+    def write(self, data: bytes) -> int:
+        self.sent += len(data)
+        self.progress(len(data))
+        return len(data)
+
+    def finish(self, packed: Packed) -> bool:
+        b = self.backend
+        with b._lock:
+            b.sent_bytes += self.sent
+            files = b._files(self.dest.node, self.dest.storage)
+            if packed.name in files:
+                return False
+            files[packed.name] = packed.size
+            b.uploads.append((self.dest.node, packed.name))
+            return True
+
+    def abort(self) -> None:
+        self.backend.sent_bytes += self.sent
+
+
+class MemoryClaim:
+    """A claim in a MemoryBackend: held by one thread at a time."""
+
+    def __init__(self, backend: MemoryBackend, slot: dict[str, Any]) -> None:
+        self.backend, self.slot = backend, slot
+        self.ours = False
+
+    def take_over(self) -> bool:
+        with self.backend._lock:
+            if self.slot["holder"] is None:
+                self.slot["holder"], self.slot["result"] = self, None
+            self.ours = self.slot["holder"] is self
+            return self.ours
+
+    def result(self) -> str | None:
+        return self.slot["result"] if isinstance(self.slot["result"], str) else None
+
+    def wait(self, timeout: float) -> str | None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.backend._lock:
+                if self.slot["holder"] is None:
+                    return self.result()
+            time.sleep(0.01)
+        return None
+
+    def heartbeat(self) -> None:
+        return None
+
+    def release(self, name: str | None) -> None:
+        with self.backend._lock:
+            if self.ours:
+                self.slot["holder"], self.slot["result"] = None, name
 
 
 if TYPE_CHECKING:

@@ -326,6 +326,7 @@ def exec_cmd(
       pveoci exec -e DEBUG=1 --cwd /tmp hello -- env
       pveoci exec -t hello -- sh
       pveoci exec -d --pid-file side.pid hello -- sleep 600
+      pveoci exec hello sh -c 'echo $HOSTNAME'    (options end at the id: -c is sh's)
     """
     argv, spec = _exec_command(command, process)
     if pid_file is not None and not detach:
@@ -345,6 +346,8 @@ def exec_cmd(
 def _exec_command(command: list[str] | None, process: Path | None) -> tuple[list[str], ProcessSpec | None]:
     from pveoci import errors
 
+    if command and command[0] == "--":  # options end at the container id (as runc's): `--` is optional
+        command = command[1:]
     if process is None:
         if not command:
             raise typer.BadParameter("a command is needed (or --process FILE)", param_hint="'COMMAND'")

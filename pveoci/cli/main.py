@@ -50,7 +50,9 @@ for name, command in (("spec", spec_cmd.spec), ("create", lifecycle.create), ("s
                       ("ps", lifecycle.ps), ("logs", lifecycle.logs), ("pause", lifecycle.pause),
                       ("resume", lifecycle.resume), ("plan", plan_cmd.plan), ("doctor", doctor_cmd.doctor),
                       ("nodes", nodes_cmd.nodes), ("gc", lifecycle.gc)):
-    app.command(name)(command)
+    # exec: options end at the container id, as runc's and docker's (`exec ID sh -c ...`: -c is sh's).
+    settings = {"allow_interspersed_args": False} if name == "exec" else {}
+    app.command(name, context_settings=settings)(command)
 app.add_typer(template_cmd.app, name="template")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(lifecycle.cache_app, name="cache")

@@ -107,10 +107,12 @@ class PveClient:
     # ------------------------------------------------------------------ tasks
 
     def wait(
-        self, upid: str, *, timeout: float | None = None, on_log: Callable[[str], None] | None = None
+        self, upid: str, *, timeout: float | None = None, on_log: Callable[[str], None] | None = None,
+        expect: float = 0.0,
     ) -> tasks.TaskResult:
         """Wait for a task by its UPID on the UPID's node (see pveoci.pve.tasks.wait)."""
-        return tasks.wait(self, upid, timeout=self.task_timeout if timeout is None else timeout, on_log=on_log)
+        return tasks.wait(self, upid, timeout=self.task_timeout if timeout is None else timeout, on_log=on_log,
+                          expect=expect)
 
     # ------------------------------------------------------------ endpoints
 

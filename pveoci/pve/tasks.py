@@ -54,13 +54,19 @@ def wait(
     *,
     timeout: float,
     on_log: Callable[[str], None] | None = None,
+    expect: float = 0.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> TaskResult:
-    """Wait for the task; `WARNINGS: N` counts as success; a failure raises TaskFailed with the log tail."""
+    """Wait for the task; `WARNINGS: N` counts as success; a failure raises TaskFailed with the log tail.
+
+    `expect`: seconds it will likely take (asked after only then; quickly from there on).
+    """
     task = Upid.parse(upid)
     deadline = clock() + timeout
     seen = 0
+    if expect > 0 and on_log is None:
+        sleep(min(expect, timeout))
     delays = retry.TASK_POLL.delays()  # fast first: most tasks take well under a second
     while True:
         status = client.get("nodes", task.node, "tasks", task.text, "status")

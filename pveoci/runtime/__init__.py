@@ -52,14 +52,21 @@ class Templates:
         ctx = self._ctx
         from pveoci.oci.bundle import Bundle
         from pveoci.runtime import create as creating
-        from pveoci.runtime import templates
+        from pveoci.runtime import facts, push
+        from pveoci.template import manifest
 
         loaded = Bundle.load(bundle)
-        plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False)
-        target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
-        arch = templates.node_arch(ctx, target)
-        dest = ctx.backend.template_destination(target, storage or ctx.profile.template_storage)
-        return templates.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress)
+        scanned = manifest.scan(loaded.rootfs)
+        plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
+        target = choose_node(facts.nodes(ctx), node or ctx.profile.node)
+        try:
+            arch = push.node_arch(ctx, target)
+            dest = facts.destination(ctx, target, storage or ctx.profile.template_storage)
+            return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
+                               scanned=scanned)
+        except errors.NodeOffline:
+            facts.nodes_changed(ctx)
+            raise
 
     def list(self, *, node: str | None = None, storage: str | None = None) -> builtins.list[Template]:
         """pveoci's templates on every online node (or `node`), each with the ids of the containers made from it."""
@@ -85,6 +92,7 @@ class Templates:
         if not dry_run:
             for t in unused:
                 templates.remove(self._ctx, t, force=False)
+            templates.sweep(self._ctx)
         return unused
 
 
@@ -134,8 +142,9 @@ class Runtime:
         """
         from pveoci.runtime import create as creating
 
-        return creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
+        made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
                                progress=progress)
+        return to_state(self._ctx, made)
 
     def start(self, id: str) -> State:
         """Start a created container (OCI `start`): its process runs. NotCreated unless it is `created`."""
@@ -145,9 +154,12 @@ class Runtime:
     def run(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
             transport: str = "sftp", progress: Progress = SILENT) -> State:
         """Create and start (runc `run --detach`); a container that cannot start is deleted again."""
-        self.create(id, bundle, node=node, strict=strict, transport=transport, progress=progress)
+        from pveoci.runtime import create as creating
+
+        made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
+                               progress=progress)
         try:
-            return self.start(id)
+            return lifecycle.start(self._ctx, id, made)  # what the create just learnt: not asked again
         except errors.PveociError:
             self.delete(id, force=True)
             raise
@@ -294,11 +306,15 @@ class Runtime:
         return creating.plan_for(self._ctx, Bundle.load(bundle), id, strict=strict)
 
     def gc(self) -> GcReport:
-        """Finish what killed commands left: roll back half-made creates, drop cache entries of vanished containers."""
+        """Finish what killed commands left: roll back half-made creates, drop cache entries of vanished
+        containers, remove what killed uploads left on the nodes' template storage."""
+        from pveoci.runtime import templates
+
         undone = recovery.recover(self._ctx)
         before = {r.id for r in self._ctx.cache.all(self._ctx.cluster)}
         after = {s.id for s in listing.list_containers(self._ctx)}
-        return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)))
+        swept = templates.sweep(self._ctx)
+        return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)), swept=tuple(swept))
 
     def migrate(self, id: str, node: str, *, restart: bool = True) -> State:
         """Move a container to another node (a running one restarts there); its state afterwards."""

@@ -30,6 +30,7 @@ from pveoci.models import Guest
 from pveoci.retry import Backoff, poll
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import TAG_TICKET, id_tag
+from pveoci.runtime.locate import settled as wait_unlocked
 
 log = logging.getLogger("pveoci.runtime")
 
@@ -61,6 +62,7 @@ def claim(ctx: Context, cid: str, node: str, vmid: int, tags: set[str],
     if not others:
         return True
     mine = 1 + max((t for t in map(_ticket_of, others) if t is not None), default=0)
+    wait_unlocked(ctx, node, vmid)  # a config change waits for `lock: create` to clear
     ctx.backend.set_options(node, vmid, {"tags": ";".join(sorted(tags | {f"{TAG_TICKET}{mine}"}))})
     log.info("%s: %d other create(s) raced for this id; ticket %d", cid, len(others), mine)
 

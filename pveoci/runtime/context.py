@@ -23,3 +23,14 @@ class Context:
     def cluster(self) -> str:
         """The cache's name for the cluster: the profile's (stable, and known offline)."""
         return self.settings.profile.name
+
+    @property
+    def facts_scope(self) -> str:
+        """Where the cache keeps facts about the cluster (runtime.facts): the profile and the API it names, so
+        a profile pointed at another cluster starts afresh."""
+        return facts_scope(self.settings)
+
+
+def facts_scope(settings: Settings) -> str:
+    profile = settings.profile
+    return f"{profile.name}@{profile.host}:{profile.port}"

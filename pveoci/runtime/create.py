@@ -9,36 +9,40 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from pveoci import errors, hooks, marker, planning
 from pveoci.cache import Record
 from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
-from pveoci.models import PushResult, State
+from pveoci.models import PushResult
 from pveoci.oci.bundle import Bundle
 from pveoci.process import encode, encode_arg
 from pveoci.progress import Progress
-from pveoci.runtime import templates
+from pveoci.runtime import facts, push
 from pveoci.runtime.claim import claim
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id, id_tag, rfc3339_now
-from pveoci.runtime.locate import Located, locate, to_state
+from pveoci.runtime.locate import Located, locate, settled, to_state
 from pveoci.runtime.placement import choose_node
 from pveoci.runtime.recovery import recover, roll_back
 from pveoci.runtime.vmids import create_with_fresh_vmid
+from pveoci.template import manifest
 
 log = logging.getLogger("pveoci.runtime")
 
 ENTRYPOINT_MAX = 32 * 1024   # a longer spec is placed with `init set-spec` instead of riding on the entrypoint
 
 
-def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool = True) -> Plan:
+def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool = True,
+             size: int | None = None) -> Plan:
     """The bundle mapped for this cluster; in strict mode a MappingError before anything changes.
 
     With `warn`, what Proxmox cannot honour is logged (a create warns; a template push does not).
     """
-    plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version())
+    plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version(),
+                                size=size)
     plan.check(strict)
     if not warn:
         return plan
@@ -52,28 +56,57 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
 
 
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
-           progress: Progress) -> State:
+           progress: Progress) -> Located:
     check_id(cid)
     recover(ctx, cid)
     if locate(ctx, cid) is not None:
         raise errors.AlreadyExists("container with given ID already exists")
     bundle = Bundle.load(bundle_dir)
-    plan = plan_for(ctx, bundle, cid, strict=strict)
-    target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
-    arch = templates.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
+    scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
+    plan = plan_for(ctx, bundle, cid, strict=strict, size=scanned.size)
+    target = choose_node(facts.nodes(ctx), node or ctx.profile.node)
+    arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
     op = ctx.cache.begin("create", cid, ctx.cluster, target)
     try:
         ctx.cache.step(op, "template")
-        dest = ctx.backend.template_destination(target, ctx.profile.template_storage)
-        pushed = templates.ensure(ctx, bundle, plan, dest, arch=arch, transport=transport, progress=progress)
-        made = _make(ctx, op, cid, bundle, plan, pushed, arch, progress)
+        dest = facts.destination(ctx, target, ctx.profile.template_storage)
+
+        def template() -> PushResult:
+            return push.ensure(ctx, bundle, plan, dest, arch=arch, transport=transport, progress=progress,
+                               scanned=scanned)
+
+        made = _make_with(ctx, op, cid, bundle, plan, template, arch, progress)
         hooks.run("prestart", made.record.hooks, to_state(ctx, made).to_json())
         hooks.run("createRuntime", made.record.hooks, to_state(ctx, made).to_json())
         ctx.cache.finish(op)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, errors.NodeOffline):
+            facts.nodes_changed(ctx)
         roll_back(ctx, op, cid)
         raise
-    return to_state(ctx, made)
+    return made
+
+
+def _make_with(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, template: Callable[[], PushResult],
+               arch: str, progress: Progress) -> Located:
+    """Make the container from the template; if the template was known to be on the storage but is gone
+    (removed from elsewhere), Proxmox says so, and it is sent again for one more try."""
+    pushed = template()
+    try:
+        return _make(ctx, op, cid, bundle, plan, pushed, arch, progress)
+    except errors.TaskFailed as exc:
+        if not _template_missing(exc, pushed.volid):
+            raise
+        log.info("%s is no longer on %s; sending it again", pushed.volid, pushed.node)
+        facts.template_gone(ctx, facts.destination(ctx, pushed.node, pushed.storage), pushed.volid.split("/", 1)[1])
+        return _make(ctx, op, cid, bundle, plan, template(), arch, progress)
+
+
+def _template_missing(exc: errors.TaskFailed, volid: str) -> bool:
+    """Proxmox's words for a create whose ostemplate is not there: `can't find file '<volid>'` (PVE's
+    abs_filesystem_path), or `volume '<volid>' does not exist`."""
+    text = " ".join([exc.message, *exc.log_tail])
+    return f"can't find file '{volid}'" in text or f"volume '{volid}' does not exist" in text
 
 
 def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: PushResult, arch: str,
@@ -104,12 +137,13 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
         _place_spec(ctx, target, vmid, plan)
     if not claim(ctx, cid, target, vmid, tags):
         raise errors.AlreadyExists("container with given ID already exists")
+    guest = settled(ctx, target, vmid)
     record = Record(id=cid, cluster=ctx.cluster, node=target, vmid=vmid, bundle=str(bundle.path),
                     rootfs=str(bundle.rootfs), template=pushed.volid, created=created, status="created",
                     annotations=plan.annotations, stop_signal=plan.stop_signal,
                     hooks=hooks.from_spec(bundle.spec.hooks), marker_version=mark.version)
     ctx.cache.put(record)
-    return Located(ctx.backend.status(target, vmid), record)
+    return Located(guest, record)
 
 
 def _place_spec(ctx: Context, node: str, vmid: int, plan: Plan) -> None:

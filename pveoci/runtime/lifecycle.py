@@ -9,6 +9,8 @@ cannot catch, go to the process itself. Containers made by pveoci 0.1 (no init) 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pveoci import errors, hooks, signals
 from pveoci.init import INIT_PATH, START_SIGNAL
 from pveoci.models import Guest, State
@@ -32,8 +34,9 @@ def _init_pid(found: Located) -> int:
     return found.guest.pid
 
 
-def start(ctx: Context, cid: str) -> State:
-    found = require(ctx, cid)
+def start(ctx: Context, cid: str, found: Located | None = None) -> State:
+    """Start a created container; `found`: it as just located (by the create of `run`), not asked again."""
+    found = found or require(ctx, cid)
     status = found.status
     if status != "created":
         raise errors.NotCreated(f"cannot start a container that is not created (it is {status})", status=status)
@@ -42,9 +45,11 @@ def start(ctx: Context, cid: str) -> State:
         ctx.backend.signal(g.node, _init_pid(found), str(START_SIGNAL))
     else:
         ctx.backend.start(g.node, g.vmid)
+        g = ctx.backend.status(g.node, g.vmid)  # running now, with its pid
     # Only now: a start that failed leaves the container created, and startable again.
-    set_tags(ctx, ctx.backend.status(g.node, g.vmid), add=frozenset({TAG_STARTED}))
-    started = to_state(ctx, require(ctx, cid))
+    set_tags(ctx, g, add=frozenset({TAG_STARTED}))
+    tags = tuple(sorted(set(g.tags) | {TAG_STARTED}))
+    started = to_state(ctx, Located(replace(g, tags=tags), found.record))
     hooks.run("poststart", found.record.hooks, started.to_json())
     return started
 

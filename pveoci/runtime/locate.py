@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pveoci import errors, marker
 from pveoci.cache import Record
 from pveoci.models import Guest, State, Status
+from pveoci.retry import Backoff, poll
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED, TAG_TICKET, check_id, id_tag
 
+UNLOCK_WAIT = 30.0
+_UNLOCK_POLL = Backoff(first=0.05, factor=2.0, cap=1.0)
 #: Markers from this version on: the container runs pveoci's init, which waits for `start` (docs/init.md).
 INIT_MARKER = 2
 
@@ -106,6 +109,16 @@ def locate(ctx: Context, cid: str) -> Located | None:
     if record is not None:
         ctx.cache.drop(cid, ctx.cluster)  # its container is gone
     return None
+
+
+def settled(ctx: Context, node: str, vmid: int) -> Guest:
+    """A container just made, once its `lock: create` has cleared (it may linger a moment after vzcreate)."""
+    return poll(lambda: _unlocked(ctx.backend.status(node, vmid)), timeout=UNLOCK_WAIT,
+                what=f"CT {vmid} on {node} is locked (create)", backoff=_UNLOCK_POLL)
+
+
+def _unlocked(guest: Guest) -> Guest | None:
+    return None if guest.lock == "create" else guest
 
 
 def require(ctx: Context, cid: str) -> Located:

@@ -67,3 +67,36 @@ def upload(client: PveClient, packed: Packed, dest: Destination, progress: Progr
         reader.close()
     client.wait(upid)
     return reader.sent
+
+
+class SpooledUpload:
+    """TemplateUpload through the API: the bytes go to a local file as they come, then up in one request
+    (Proxmox's upload takes a whole file; it checks the checksum and moves it into place itself)."""
+
+    def __init__(self, client: PveClient, dest: Destination, progress: Progress | None) -> None:
+        import tempfile
+
+        self.client, self.dest, self.progress = client, dest, progress
+        self.sent = 0
+        self._file = tempfile.NamedTemporaryFile(prefix="pveoci-upload-", suffix=".tar.zst")  # noqa: SIM115
+
+    def write(self, data: bytes) -> int:
+        return self._file.write(data)
+
+    def finish(self, packed: Packed) -> bool:
+        from dataclasses import replace
+        from pathlib import Path
+
+        try:
+            self._file.flush()
+            listed = self.client.get("nodes", self.dest.node, "storage", self.dest.storage, "content",
+                                     content="vztmpl")
+            if any(str(item.get("volid")) == self.dest.volid(packed.name) for item in listed):
+                return False
+            self.sent = upload(self.client, replace(packed, path=Path(self._file.name)), self.dest, self.progress)
+            return True
+        finally:
+            self._file.close()
+
+    def abort(self) -> None:
+        self._file.close()

@@ -3,31 +3,32 @@
 The tar stream is built by hand (tarfile's per-member path is the bottleneck, see
 docs/performance.md): entries sorted by name, numeric owners, modes with setuid/setgid/sticky,
 integer mtimes, symlinks stored as links and never followed, hardlinks, device nodes, fifos,
-xattrs (PAX `SCHILY.xattr.*`), long and non-UTF-8 names (PAX). The stream is hashed (its
-SHA-256 names the template) and compressed with zstd on all cores; the compressed file is
-hashed too, so the node can verify what it received. Every file is read once.
+xattrs (PAX `SCHILY.xattr.*`), long and non-UTF-8 names (PAX). It is cut into zstd frames that
+are compressed on all cores (template/frames.py); the frames' hashes name the template, and the
+compressed file is hashed too, so the node can verify what it received. Every file is read once;
+the compressed bytes can go to the node while the rest is still being packed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
 import tarfile
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pveoci import errors
+from pveoci.template.frames import LEVEL, Frame, Framer, digest_of
 
 log = logging.getLogger("pveoci.template")
 
 BLOCK = 512
 READ_SIZE = 1 << 20          # large reads: the per-call cost, not the bytes, dominates small files
-FLUSH_SIZE = 1 << 20         # batch headers and small files before hashing and compressing
 NAME_PREFIX = "pveoci-"
 SUFFIX = ".tar.zst"
 DIGEST_CHARS = 16            # 64 bits of the digest in the file name
@@ -52,12 +53,13 @@ class ExtraFile:
 
 @dataclass(frozen=True)
 class Packed:
-    path: Path           # the local .tar.zst
-    digest: str          # sha256 of the tar stream: the template's identity
+    path: Path | None    # the local .tar.zst (None: it was only streamed)
+    digest: str          # the template's identity (frames.digest_of: its tar stream, frame by frame)
     file_sha256: str     # sha256 of the compressed file, for verifying an upload
     size: int            # bytes of the compressed file
     tar_size: int
     entries: int
+    frames: tuple[Frame, ...] = ()
 
     @property
     def name(self) -> str:
@@ -68,70 +70,23 @@ def template_name(digest: str) -> str:
     return f"{NAME_PREFIX}{digest[:DIGEST_CHARS]}{SUFFIX}"
 
 
-class _Sink:
-    """Hashes the tar stream and feeds it to the compressor in large writes."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self._buf = bytearray()
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) >= FLUSH_SIZE:
-            self.flush()
-            self._emit(data)
-            return
-        self._buf += data
-        if len(self._buf) >= FLUSH_SIZE:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._buf:
-            self._emit(self._buf)
-            self._buf = bytearray()
-
-    def _emit(self, data: bytes | bytearray | memoryview) -> None:
-        self.sha.update(data)
-        self._out.write(data)
-        self.size += len(data)
-
-
-class _HashingFile:
-    """The compressed output: written to disk and hashed on the way."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self._fh.write(data)
-        self.size += len(data)
-        return len(data)
-
-
-def _tarname(rel: bytes) -> str:
-    name = os.fsdecode(rel)
-    return "./" + name if name else "."
-
-
 def _entries(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
     """(relative path, lstat) depth-first, each directory's children sorted by byte name, links not followed."""
     stack: list[bytes] = [b""]
+    lstat, isdir, listdir = os.lstat, stat.S_ISDIR, os.listdir
     while stack:
         rel = stack.pop()
-        full = os.path.join(root, rel) if rel else root
-        info = os.lstat(full)
+        full = root + b"/" + rel if rel else root
+        info = lstat(full)
         yield rel, info
-        if stat.S_ISDIR(info.st_mode):
+        if isdir(info.st_mode):
             try:
-                names = sorted(os.listdir(full))
+                names = sorted(listdir(full))
             except OSError as exc:
                 raise errors.BundleError(f"cannot read directory {os.fsdecode(full)}: {exc.strerror}") from None
             # Reversed onto the stack, so they come off in sorted order.
-            stack.extend(os.path.join(rel, n) if rel else n for n in reversed(names))
+            prefix = rel + b"/" if rel else b""
+            stack.extend(prefix + n for n in reversed(names))
 
 
 def _xattrs(path: bytes) -> dict[str, str]:
@@ -185,18 +140,41 @@ def _ustar(info: tarfile.TarInfo) -> bytes | None:
     return head[:148] + b"%06o\0" % sum(head) + head[155:]
 
 
-def _base_info(name: str, st: os.stat_result) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    info.mtime = int(st.st_mtime)
-    return info
+class _Batched:
+    """Reports progress every MiB or so, not once per small file."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self._pending = 0
+
+    def __call__(self, n: int) -> None:
+        self._pending += n
+        if self._pending >= READ_SIZE and self._progress is not None:
+            self._progress(self._pending)
+            self._pending = 0
+
+    def flush(self) -> None:
+        if self._pending and self._progress is not None:
+            self._progress(self._pending)
+        self._pending = 0
 
 
-def _copy_file(path: bytes, size: int, sink: _Sink, progress: Progress | None) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _copy_file(path: bytes, header: bytes, size: int, sink: Framer, progress: _Batched) -> None:
+    """The header, the file's data and the padding: one write for a small file."""
+    fd = os.open(path, _READ_FLAGS)
     try:
+        if size < READ_SIZE:
+            data = os.read(fd, size + 1)   # one read past the end: it shows at once if the file grew meanwhile
+            if len(data) != size:
+                change = "grew" if len(data) > size else "shrank"
+                raise errors.BundleError(f"{os.fsdecode(path)} {change} while it was being packed")
+            sink.write(header + data + b"\0" * (-size % BLOCK))
+            progress(size)
+            return
+        sink.write(header)
         left = size
         while left > 0:
             chunk = os.read(fd, min(READ_SIZE, left))
@@ -204,8 +182,7 @@ def _copy_file(path: bytes, size: int, sink: _Sink, progress: Progress | None) -
                 raise errors.BundleError(f"{os.fsdecode(path)} shrank while it was being packed")
             sink.write(chunk)
             left -= len(chunk)
-            if progress is not None:
-                progress(len(chunk))
+            progress(len(chunk))
         if os.read(fd, 1):
             raise errors.BundleError(f"{os.fsdecode(path)} grew while it was being packed")
     finally:
@@ -215,8 +192,68 @@ def _copy_file(path: bytes, size: int, sink: _Sink, progress: Progress | None) -
         sink.write(b"\0" * pad)
 
 
-def write_tar(rootfs: Path, sink: _Sink, extras: Sequence[ExtraFile] = (), progress: Progress | None = None) -> int:
-    """Write the deterministic tar stream of rootfs (plus extras) to sink; returns the entry count.
+_TYPES = {stat.S_IFREG: tarfile.REGTYPE, stat.S_IFDIR: tarfile.DIRTYPE, stat.S_IFLNK: tarfile.SYMTYPE,
+          stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE, stat.S_IFIFO: tarfile.FIFOTYPE}
+_FIXED_SUM = 8 * 32 + sum(tarfile.POSIX_MAGIC)   # the checksum field counted as spaces, and the magic
+_OWNERS: dict[tuple[int, int, int], bytes] = {}   # mode, uid and gid as their header fields: few kinds in a tree
+
+
+def _plain_header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typeflag: bytes,
+                  link: bytes, devmajor: int, devminor: int) -> bytes | None:
+    """The ustar header tarfile writes for a plain entry (ASCII names up to 100 bytes, numbers that fit),
+    built straight from bytes; None for anything else (tarfile then writes PAX)."""
+    if len(name) > 100 or len(link) > 100 or not name.isascii() or not link.isascii():
+        return None
+    if not (mode < _OCTAL7 and 0 <= uid < _OCTAL7 and 0 <= gid < _OCTAL7 and size < _OCTAL11
+            and 0 <= mtime < _OCTAL11 and devmajor < _OCTAL7 and devminor < _OCTAL7):
+        return None
+    owner = _OWNERS.get((mode, uid, gid))
+    if owner is None:
+        owner = _OWNERS[(mode, uid, gid)] = b"%07o\0%07o\0%07o\0" % (mode, uid, gid)
+    numbers = owner + b"%011o\0%011o\0" % (size, mtime)
+    device = (b"%07o\0%07o\0" % (devmajor, devminor) if typeflag in (tarfile.CHRTYPE, tarfile.BLKTYPE)
+              else b"\0" * 16)
+    # The checksum counts every byte; the zero padding adds nothing, so only the rest is summed.
+    checksum = sum(name) + sum(numbers) + typeflag[0] + sum(link) + sum(device) + _FIXED_SUM
+    return b"".join((name, b"\0" * (100 - len(name)), numbers, b"%06o\0 " % checksum, typeflag, link,
+                     b"\0" * (100 - len(link)), tarfile.POSIX_MAGIC, b"\0" * 64, device, b"\0" * 167))
+
+
+def _entry(full: bytes, rel: bytes, st: os.stat_result, seen_inodes: dict[tuple[int, int], bytes]
+           ) -> tuple[bytes, int] | None:
+    """The entry's header and how many data bytes follow it; None for what tar cannot hold (a socket)."""
+    fmt = stat.S_IFMT(st.st_mode)
+    typeflag = _TYPES.get(fmt)
+    name = b"./" + rel if rel else b"."
+    if typeflag is None:
+        log.info("skipping %s: sockets cannot be archived", os.fsdecode(name))
+        return None
+    size, link, major, minor = 0, b"", 0, 0
+    if typeflag == tarfile.REGTYPE:
+        size = st.st_size
+        if st.st_nlink > 1:
+            first = seen_inodes.setdefault((st.st_dev, st.st_ino), name)
+            if first is not name:
+                typeflag, link, size = tarfile.LNKTYPE, first, 0
+    elif typeflag == tarfile.SYMTYPE:
+        link = os.readlink(full)
+    elif typeflag in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    xattrs = _xattrs(full)
+    mode, mtime = stat.S_IMODE(st.st_mode), int(st.st_mtime)
+    header = None if xattrs else _plain_header(name + b"/" if typeflag == tarfile.DIRTYPE else name, mode,
+                                               st.st_uid, st.st_gid, size, mtime, typeflag, link, major, minor)
+    if header is None:  # tarfile's PAX: long or non-ASCII names, xattrs, big numbers
+        info = tarfile.TarInfo(os.fsdecode(name))
+        info.mode, info.uid, info.gid, info.uname, info.gname, info.mtime = mode, st.st_uid, st.st_gid, "", "", mtime
+        info.type, info.size, info.linkname = typeflag, size, os.fsdecode(link)
+        info.devmajor, info.devminor, info.pax_headers = major, minor, xattrs
+        header = _header(info)
+    return header, size
+
+
+def write_tar(rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (), progress: Progress | None = None) -> int:
+    """Write the deterministic tar stream of rootfs (plus extras) to sink, entry by entry; the entry count.
 
     `progress` is told the bytes of file data read (their total is the rootfs's size, see rootfs_size).
     A rootfs that is itself a symlink is followed (it names the tree); nothing inside it ever is.
@@ -224,53 +261,38 @@ def write_tar(rootfs: Path, sink: _Sink, extras: Sequence[ExtraFile] = (), progr
     root = os.fsencode(os.path.realpath(rootfs))
     if not os.path.isdir(root):
         raise errors.BundleError(f"rootfs {rootfs} is not a directory")
-    seen_inodes: dict[tuple[int, int], str] = {}
+    seen_inodes: dict[tuple[int, int], bytes] = {}
     count = 0
+    reserved = os.fsencode(RESERVED)
+    batched = _Batched(progress)
     replaced = tuple(os.fsencode(e.path.strip("/")) for e in extras if not e.path.startswith(RESERVED))
     for rel, st in _entries(root):
-        if rel == os.fsencode(RESERVED) and extras:
+        if rel == reserved and extras:
             raise errors.BundleError(f"rootfs {rootfs} has /{RESERVED}, which pveoci reserves for its own files")
-        if any(rel == r or rel.startswith(r + b"/") for r in replaced):
+        if replaced and any(rel == r or rel.startswith(r + b"/") for r in replaced):
             continue
-        full = os.path.join(root, rel) if rel else root
-        name = _tarname(rel)
-        info = _base_info(name, st)
-        mode = st.st_mode
-        data_size = 0
-        if stat.S_ISREG(mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in seen_inodes:
-                info.type, info.linkname = tarfile.LNKTYPE, seen_inodes[key]
-            else:
-                if st.st_nlink > 1:
-                    seen_inodes[key] = name
-                info.type, info.size = tarfile.REGTYPE, st.st_size
-                data_size = st.st_size
-        elif stat.S_ISDIR(mode):
-            info.type = tarfile.DIRTYPE
-        elif stat.S_ISLNK(mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.fsdecode(os.readlink(full))
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        elif stat.S_ISFIFO(mode):
-            info.type = tarfile.FIFOTYPE
-        else:
-            log.info("skipping %s: sockets cannot be archived", name)
+        full = root + b"/" + rel if rel else root
+        entry = _entry(full, rel, st, seen_inodes)
+        if entry is None:
             continue
-        info.pax_headers = _xattrs(full)
-        sink.write(_header(info))
+        header, data_size = entry
+        sink.begin(data_size)
         if data_size:
-            _copy_file(full, data_size, sink, progress)
+            _copy_file(full, header, data_size, sink, batched)
+        else:
+            sink.write(header)
+        sink.end(zlib.crc32(rel))
         count += 1
-    for extra in _extra_entries(extras):
-        sink.write(_header(extra[0]))
-        if extra[1]:
-            sink.write(extra[1])
-            sink.write(b"\0" * (-len(extra[1]) % BLOCK))
+    batched.flush()
+    for info, data in _extra_entries(extras):
+        sink.begin(len(data))
+        sink.write(_header(info))
+        if data:
+            sink.write(data)
+            sink.write(b"\0" * (-len(data) % BLOCK))
+        sink.end(zlib.crc32(os.fsencode(info.name)))
         count += 1
     sink.write(b"\0" * (2 * BLOCK))  # end of archive
-    sink.flush()
     return count
 
 
@@ -305,37 +327,50 @@ def _extra_entries(extras: Sequence[ExtraFile]) -> list[tuple[tarfile.TarInfo, b
 
 def pack(
     rootfs: Path,
-    out_dir: Path,
+    out_dir: Path | None,
     *,
     extras: Sequence[ExtraFile] = (),
-    level: int = 3,
-    threads: int = -1,
+    level: int = LEVEL,
+    threads: int | None = None,
     progress: Progress | None = None,
+    stream: Callable[[bytes], object] | None = None,
 ) -> Packed:
     """Pack rootfs (plus extras) into out_dir/pveoci-<digest>.tar.zst and return what was made.
 
-    `progress` counts the rootfs's file bytes as they are read (see rootfs_size for the total).
+    `stream`, if given, receives the compressed bytes in order as they are made (an upload that runs
+    while the rest is packed); with out_dir None they go only there. `progress` counts the rootfs's
+    file bytes as they are read (see rootfs_size for the total).
     """
-    import zstandard
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / f".{uuid.uuid4().hex}.partial"
+    partial: Path | None = None
+    writers: list[Callable[[bytes], object]] = [] if stream is None else [stream]
+    raw: BinaryIO | None = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        partial = out_dir / f".{uuid.uuid4().hex}.partial"
+        raw = partial.open("wb")
+        writers.insert(0, raw.write)
+    framer = Framer(writers, level=level, workers=threads)
     try:
-        with partial.open("wb") as raw:
-            hashed = _HashingFile(raw)
-            cctx = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
-            with cctx.stream_writer(hashed, write_size=FLUSH_SIZE,  # type: ignore[arg-type]  # duck-typed
-                                    closefd=False) as compressor:
-                sink = _Sink(compressor)
-                entries = write_tar(rootfs, sink, extras, progress)
-        digest = sink.sha.hexdigest()
-        final = out_dir / template_name(digest)
-        partial.replace(final)
+        try:
+            entries = write_tar(rootfs, framer, extras, progress)
+            framer.finish()
+        except BaseException:
+            framer.abort()
+            raise
+        finally:
+            if raw is not None:
+                raw.close()
+        digest = digest_of(framer.frames)
+        final = None
+        if partial is not None and out_dir is not None:
+            final = out_dir / template_name(digest)
+            partial.replace(final)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         raise
-    return Packed(path=final, digest=digest, file_sha256=hashed.sha.hexdigest(), size=hashed.size,
-                  tar_size=sink.size, entries=entries)
+    return Packed(path=final, digest=digest, file_sha256=framer.file_sha.hexdigest(), size=framer.size,
+                  tar_size=framer.tar_size, entries=entries, frames=tuple(framer.frames))
 
 
 def rootfs_size(rootfs: Path) -> int:

@@ -1,104 +1,76 @@
-"""Upload a template over SSH: to a hidden temporary name, verified on the node, then renamed into place.
+"""Upload a packed template file over SSH: to a hidden name, checked by SHA-256 on the node, then linked into place.
 
-Proxmox lists only names ending in .tar.<compression>, so the `.partial` file is never seen
-as a template, and a killed upload leaves nothing Proxmox would use. Writes go out in
-255 KiB SFTP requests, pipelined, over AES-GCM (docs/performance.md). With `ssh.sudo`
-the file is streamed through `sudo -n` instead of SFTP.
+Proxmox lists only names ending in .tar.<compression>, so the hidden file is never seen as a
+template, and a killed upload leaves nothing Proxmox would use. Writes go out in 255 KiB SFTP
+requests, pipelined, on two SFTP sessions at once (docs/performance.md). With `ssh.sudo` the file
+is streamed through `sudo -n` instead of SFTP.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import secrets
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, Any, cast
 
 from pveoci import errors
 from pveoci.models import Destination
-from pveoci.ssh import SshConnector, run
+from pveoci.ssh import SshConnector
+from pveoci.ssh.session import Session
 from pveoci.template.pack import Packed, Progress
-
-if TYPE_CHECKING:
-    import paramiko
+from pveoci.template.remote import RemoteDir
 
 log = logging.getLogger("pveoci.template")
 
 CHUNK = 255 * 1024   # OpenSSH's sftp-server takes requests up to 256 KiB, header included
-STREAMS = 2          # parallel SFTP channels over one connection (docs/performance.md)
+STREAMS = 2          # parallel SFTP sessions (docs/performance.md)
 
 
-class SftpUploader:
-    name = "sftp"
-
-    def __init__(self, connector: SshConnector) -> None:
-        self.connector = connector
-
-    def upload(self, packed: Packed, dest: Destination, progress: Progress | None = None) -> int:
-        if dest.directory is None:
-            raise errors.ConfigError(
-                f"storage '{dest.storage}' has no directory pveoci can reach over SSH; "
-                "use the API transport (--transport api)"
-            )
-        final = f"{dest.directory}/{packed.name}"
-        partial = f"{dest.directory}/.{packed.name}.{secrets.token_hex(4)}.partial"
-        sudo = self.connector.settings.sudo
-        client = self.connector.connect(dest.node)
-        try:
-            try:
-                if sudo:
-                    self._stream_with_sudo(client, packed, partial, progress)
-                else:
-                    sftp_put(client, packed.path, partial, progress)
-                self._verify(client, packed, partial, dest.node, sudo)
-                result = run(client, ["mv", "-f", "--", partial, final], sudo=sudo)
-                if result.status != 0:
-                    raise errors.SshError(f"cannot move {packed.name} into place on node '{dest.node}': "
-                                          f"{result.stderr.decode(errors='replace').strip()}")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    run(client, ["rm", "-f", "--", partial], sudo=sudo, timeout=30)
-                raise
-        finally:
-            client.close()
-        log.info("uploaded %s to %s on %s over SSH", packed.name, dest.directory, dest.node)
-        return packed.size
-
-    def _stream_with_sudo(self, client: paramiko.SSHClient, packed: Packed, remote: str,
-                          progress: Progress | None) -> None:
-        from pveoci.ssh import command_line
-
-        line = command_line(["sh", "-c", 'umask 022 && cat > "$1"', "sh", remote], sudo=True)
-        stdin, stdout, stderr = client.exec_command(line)
-        with packed.path.open("rb") as src:
-            while chunk := src.read(CHUNK * 8):
-                stdin.write(chunk)
-                if progress is not None:
-                    progress(len(chunk))
-        stdin.channel.shutdown_write()
-        status = stdout.channel.recv_exit_status()
-        if status != 0:
-            raise errors.SshError(f"upload of {packed.name} with sudo failed: "
-                                  f"{stderr.read().decode(errors='replace').strip()}")
-
-    def _verify(self, client: paramiko.SSHClient, packed: Packed, remote: str, node: str, sudo: bool) -> None:
-        result = run(client, ["sha256sum", "--", remote], sudo=sudo)
-        words = result.stdout.split()
-        if result.status != 0 or not words:
-            raise errors.SshError(f"cannot verify {packed.name} on node '{node}': "
-                                  f"{result.stderr.decode(errors='replace').strip()}")
-        if words[0].decode() != packed.file_sha256:
-            raise errors.SshError(f"upload of {packed.name} to node '{node}' arrived damaged "
-                                  "(sha256 differs); nothing was kept")
+def upload(connector: SshConnector, packed: Packed, dest: Destination, progress: Progress | None = None) -> int:
+    """Put a packed template file on dest, verified and linked into place; the bytes sent."""
+    if packed.path is None:
+        raise ValueError("this template was only streamed: there is no file to send")
+    remote = RemoteDir(connector, dest)
+    partial = remote.hidden("upload")
+    try:
+        if remote.sudo:
+            with packed.path.open("rb") as src:
+                status = remote.session.stream(["sh", "-c", 'umask 022 && cat > "$1"', "sh", partial],
+                                               stdin=cast(IO[bytes], _Reporting(src, progress)), stdout=None,
+                                               stderr=None)
+            if status != 0:
+                raise errors.SshError(f"upload of {packed.name} with sudo failed (exit {status})")
+        else:
+            sftp_put(remote.session, packed.path, partial, progress)
+        remote.verify(partial, packed)
+        remote.place(partial, packed.name)
+    except BaseException:
+        remote.run(["rm", "-f", "--", partial], timeout=30)
+        raise
+    log.info("uploaded %s to %s on %s over SSH", packed.name, dest.directory, dest.node)
+    return packed.size
 
 
-def sftp_put(client: paramiko.SSHClient, local: Path, remote: str, progress: Progress | None = None,
+class _Reporting:
+    def __init__(self, source: IO[bytes], progress: Progress | None) -> None:
+        self.source, self.progress = source, progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.source.read(n)
+        if self.progress is not None and data:
+            self.progress(len(data))
+        return data
+
+    def fileno(self) -> int:
+        raise OSError("read through read()")
+
+
+def sftp_put(session: Session, local: Path, remote: str, progress: Progress | None = None,
              streams: int = STREAMS) -> None:
-    """Copy a local file to remote over SFTP: large pipelined requests on several channels at once.
+    """Copy a local file to remote over SFTP: large pipelined requests on several sessions at once.
 
-    One channel spends much of its time waiting for the server to reopen its 2 MiB window;
-    a few channels over the same connection keep the link busy (docs/performance.md).
+    One session spends much of its time waiting for the server to reopen its 2 MiB window;
+    a few over the same connection keep the link busy (docs/performance.md).
     """
     import paramiko
 
@@ -114,28 +86,17 @@ def sftp_put(client: paramiko.SSHClient, local: Path, remote: str, progress: Pro
 
     def send(start: int, end: int) -> None:
         try:
-            sftp = client.open_sftp()
+            sftp = session.sftp()
             try:
                 with local.open("rb") as src, sftp.open(remote, "r+b") as dst:
-                    dst.MAX_REQUEST_SIZE = CHUNK  # paramiko's default of 32 KiB halves the throughput
-                    dst.set_pipelined(True)
-                    src.seek(start)
-                    dst.seek(start)
-                    left = end - start
-                    while left > 0:
-                        chunk = src.read(min(CHUNK * 8, left))
-                        if not chunk:
-                            raise OSError(f"{local} shrank while it was being sent")
-                        dst.write(chunk)
-                        left -= len(chunk)
-                        report(len(chunk))
+                    _copy_range(src, dst, start, end, report)
             finally:
                 sftp.close()
         except BaseException as exc:
             failures.append(exc)
 
     try:
-        sftp = client.open_sftp()
+        sftp = session.sftp()
         try:
             sftp.open(remote, "wb").close()
         finally:
@@ -149,5 +110,20 @@ def sftp_put(client: paramiko.SSHClient, local: Path, remote: str, progress: Pro
             worker.join()
         if failures:
             raise failures[0]
-    except (OSError, paramiko.SSHException) as exc:
+    except (OSError, EOFError, paramiko.SSHException) as exc:
         raise errors.SshError(f"upload of {local.name} to {remote} failed: {exc}") from None
+
+
+def _copy_range(src: IO[bytes], dst: Any, start: int, end: int, report: Progress) -> None:
+    dst.MAX_REQUEST_SIZE = CHUNK  # paramiko's default of 32 KiB halves the throughput
+    dst.set_pipelined(True)
+    src.seek(start)
+    dst.seek(start)
+    left = end - start
+    while left > 0:
+        chunk = src.read(min(CHUNK * 8, left))
+        if not chunk:
+            raise OSError(f"{src.name} shrank while it was being sent")
+        dst.write(chunk)
+        left -= len(chunk)
+        report(len(chunk))

@@ -79,11 +79,14 @@ def test_upload_to_pve2_lands_on_pve2_only(backend: ApiBackend, client: PveClien
     assert not (cluster.template_dir("pve1") / packed.name).exists()
 
 
-def test_sftp_upload_uses_a_hidden_name_then_renames(backend: ApiBackend, cluster: Testbed, packed: Packed) -> None:
+def test_sftp_upload_uses_a_hidden_name_then_links_it_into_place(backend: ApiBackend, cluster: Testbed,
+                                                                   packed: Packed) -> None:
     upload(backend, packed, backend.template_destination("pve1", "local"), "sftp")
     commands = cluster.sshd("pve1").commands()
-    assert any(c.startswith("sha256sum -- ") and c.endswith(".partial") for c in commands)
-    assert any(c.startswith("mv -f -- ") and c.endswith(f"/{packed.name}") for c in commands)
+    hidden = next(c.split()[-1] for c in reversed(commands) if c.startswith("sha256sum -- "))
+    assert hidden.split("/")[-1].startswith(".pveoci-upload.")
+    assert hidden.endswith(".partial")
+    assert f"ln -- {hidden} {cluster.pve.storage_path}/template/cache/{packed.name}" in commands
     assert [p.name for p in cluster.template_dir("pve1").iterdir()] == [packed.name]
 
 

@@ -84,7 +84,8 @@ def test_create_without_the_privilege_to_allocate(oci, busybox_bundle: Path, clu
 
 def test_operations_on_unknown_ids(oci) -> None:  # type: ignore[no-untyped-def]
     for args in (["start", "ghost"], ["kill", "ghost"], ["delete", "ghost"], ["pause", "ghost"],
-                 ["resume", "ghost"], ["exec", "ghost", "--", "true"], ["state", "ghost"]):
+                 ["resume", "ghost"], ["exec", "ghost", "--", "true"], ["state", "ghost"],
+                 ["exec", "ghost", "sh", "-c", "exit 3"], ["exec", "-e", "A=1", "ghost", "ls", "-l", "--", "x"]):
         code, _, err = oci(*args)
         assert (code, error_line(err)) == (8, "container does not exist"), args
 

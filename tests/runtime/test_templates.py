@@ -126,7 +126,7 @@ def _entries(rootfs: Path, tmp_path: Path, legacy: bool, arch: str = "amd64") ->
     import hashlib
     import tarfile
 
-    from pveoci.runtime.templates import template_files
+    from pveoci.runtime.push import template_files
     from pveoci.template.pack import pack
 
     packed = pack(rootfs, tmp_path / "out", extras=template_files(rootfs, arch, legacy))
@@ -174,3 +174,24 @@ def test_before_pve_91_sbin_init_is_pveocis_init_whatever_the_rootfs_has(tmp_pat
     assert [name for name in entries if name.endswith("/init") and name != "./.pveoci/init"] == [init_entry]
     if layout == "merged-usr":
         assert entries["./sbin"] == ("link", "usr/sbin")  # the merged /usr layout is kept
+
+
+def test_a_template_removed_behind_pveocis_back_is_sent_again_by_the_next_create(
+        rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    name = rt.create("one", bundle).template.split("/")[1]
+    rt.delete("one")
+    del memory.template_files[("pve1", "local")][name]   # another workstation's gc, say
+    assert rt.create("two", bundle).template.endswith(name)  # Proxmox said it is missing: sent, tried again
+    assert len(memory.uploads) == 2
+    assert [s.id for s in rt.list()] == ["two"]
+
+
+def test_a_create_that_fails_otherwise_is_not_retried(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    rt.templates.push(bundle)
+    memory.fail("create", errors.TaskFailed("Proxmox task vzcreate 100 on pve1 failed: unable to create CT 100 - "
+                                            "no space left on device", upid="UPID:memory", exitstatus="error",
+                                            log_tail=[]))
+    with pytest.raises(errors.TaskFailed, match="no space left"):
+        rt.create("web", bundle)
+    assert len(memory.uploads) == 1
+    assert rt.list() == []

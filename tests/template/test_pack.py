@@ -123,12 +123,41 @@ def test_digest_changes_with_content_mode_owner_and_mtime(tmp_path: Path) -> Non
     assert len(digests) == 4
 
 
-def test_tar_stream_digest_is_the_sha256_of_the_uncompressed_tar(tmp_path: Path) -> None:
+def test_the_file_is_its_frames_one_after_the_other_and_they_name_it(tmp_path: Path) -> None:
+    from pveoci.template.frames import digest_of
+
     rootfs = make_rootfs(tmp_path / "rootfs")
+    for i in range(40):  # enough data for several frames
+        (rootfs / f"blob{i:02d}").write_bytes(os.urandom(150_000))
     packed = pack(rootfs, tmp_path / "out")
-    tar = zstandard.ZstdDecompressor().stream_reader(packed.path.open("rb")).read()
-    assert hashlib.sha256(tar).hexdigest() == packed.digest
+    data = packed.path.read_bytes()
+    assert len(packed.frames) > 1
+    assert hashlib.sha256(data).hexdigest() == packed.file_sha256
+    tar = b""
+    for frame in packed.frames:
+        piece = data[frame.offset:frame.offset + frame.size]
+        assert hashlib.sha256(piece).hexdigest() == frame.sha256
+        tar += zstandard.ZstdDecompressor().decompress(piece)  # each frame stands alone
+    assert sum(f.size for f in packed.frames) == len(data) == packed.size
     assert len(tar) == packed.tar_size
+    assert tar == zstandard.ZstdDecompressor().stream_reader(packed.path.open("rb"), read_across_frames=True).read()
+    assert packed.digest == digest_of(list(packed.frames))
+
+
+def test_a_small_change_leaves_most_frames_as_they_were(tmp_path: Path) -> None:
+    from pveoci.template import delta
+
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    for i in range(300):
+        (rootfs / f"f{i:03d}").write_bytes(os.urandom(20_000))
+    (rootfs / "big").write_bytes(os.urandom(9 << 20))
+    before = pack(rootfs, tmp_path / "a")
+    (rootfs / "f150").write_bytes(os.urandom(4096))  # one file, smaller now: everything after it shifts
+    after = pack(rootfs, tmp_path / "b")
+    change = delta.plan(after.frames, before.frames)
+    assert after.digest != before.digest
+    assert change.new_bytes < 0.2 * after.size
+    assert delta.worth_it(change, after.size)
 
 
 def test_entries_are_sorted_with_numeric_owners(tmp_path: Path) -> None:
@@ -193,6 +222,31 @@ def test_progress_counts_the_rootfs_bytes_read_up_to_its_size(tmp_path: Path) ->
     seen: list[int] = []
     pack(rootfs, tmp_path / "o", progress=seen.append)
     assert sum(seen) == rootfs_size(rootfs) > 0  # the total a progress bar is given is the real one
+
+
+@given(
+    name=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="/"),
+                 min_size=1, max_size=60),
+    kind=st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE,
+                          tarfile.BLKTYPE, tarfile.FIFOTYPE]),
+    numbers=st.tuples(st.integers(0, 0o7777), st.integers(0, 8**7 - 1), st.integers(0, 8**7 - 1),
+                      st.integers(0, 8**11 - 1), st.integers(0, 2**33), st.integers(0, 4095), st.integers(0, 2**20)),
+    link=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=99),
+)
+def test_plain_headers_are_the_ones_tarfile_writes(name: str, kind: bytes, numbers: tuple[int, ...], link: str) -> None:
+    from pveoci.template.pack import _plain_header
+
+    mode, uid, gid, size, mtime, major, minor = numbers
+    size = size if kind == tarfile.REGTYPE else 0
+    link = link if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+    info = tarfile.TarInfo("./" + name + ("/" if kind == tarfile.DIRTYPE else ""))
+    info.type, info.mode, info.uid, info.gid, info.size, info.mtime = kind, mode, uid, gid, size, mtime
+    info.devmajor, info.devminor, info.linkname, info.uname, info.gname = major, minor, link, "", ""
+    ours = _plain_header(info.name.encode(), mode, uid, gid, size, mtime, kind, link.encode(), major, minor)
+    if ours is None:  # a number too big for ustar: tarfile's PAX writes it (pack falls back to it)
+        assert max(size, mtime) >= 8**11 or max(uid, gid, major, minor) >= 8**7
+        return
+    assert ours == info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
 
 
 @given(

@@ -16,6 +16,7 @@ import hashlib
 import os
 import random
 import secrets
+import shutil
 import sys
 import threading
 from collections.abc import Coroutine, Iterable
@@ -256,6 +257,7 @@ class Testbed:
             "failures": pve.failures, "network": pve.network, "quorate": pve.quorate, "nodes": pve.nodes,
             "acl": pve.acl, "apitokens": pve.apitokens, "ticket_ttl": pve.ticket_ttl,
             "time_scale": pve.time_scale, "version": pve.version, "ct_secs": pve.ct_secs, "cts": pve.cts,
+            "storages": pve.storages,
             "lxc_enabled": pve.lxc_enabled,
         })
 
@@ -267,7 +269,10 @@ class Testbed:
         self.pve.requests.clear()
         for folder in [self.template_dir(n) for n in self.node_names] + [self.pve.template_dir("", "shared")]:
             for entry in folder.iterdir():
-                entry.unlink()
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)  # a claim of an upload (template/remote.py)
+                else:
+                    entry.unlink()
 
     def sshd(self, node: str) -> NodeSshd:
         return self.sshds[node]

@@ -39,6 +39,7 @@ _params: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
 # What runs a real container's task: (ct, fakepve's own body, the request's parameters, the task log).
 _Action = Callable[[Any, Callable[[], Awaitable[Any]], dict[str, Any], list[str]], Awaitable[Any]]
 
+NODE_STATUS = re.compile(r"^/api2/json/nodes/[^/]+/status$")
 TEMPLATE_NAME = re.compile(r"^[^/.][^/]*\.tar(?:\.(gz|xz|zst|bz2))?$")
 FORMATS = {"gz": "tgz", "xz": "txz", "zst": "tzst", "bz2": "tbz2", None: "tar"}
 
@@ -82,9 +83,21 @@ class BedPve(FakePve):
     async def _answer(self, request: Any, handler: Any, generic: Any, path_node: Any) -> Any:
         token = _node.set(path_node)
         try:
-            return await super()._answer(request, handler, generic, path_node)
+            response = await super()._answer(request, handler, generic, path_node)
         finally:
             _node.reset(token)
+        if request.method == "GET" and NODE_STATUS.match(request.path) and getattr(response, "status", 0) == 200:
+            response = self._real_kernel(response)
+        return response
+
+    @staticmethod
+    def _real_kernel(response: Any) -> Any:
+        """A node's status names its kernel's machine as PVE's does (`uname -m`): the bed's nodes are this host."""
+        data = json.loads(response.text)
+        info = os.uname()
+        data["data"]["current-kernel"] = {"machine": info.machine, "release": info.release,
+                                          "sysname": info.sysname, "version": info.version}
+        return web.json_response(data)
 
     @staticmethod
     def _templates_in(folder: Path) -> dict[str, dict[str, Any]]:

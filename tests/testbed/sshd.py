@@ -65,6 +65,7 @@ class NodeSshd:
     authorized_keys: Path
     bin_dir: Path | None = None   # first on PATH in SSH sessions (the node's pct shim)
     lxc_etc: Path | None = None   # bound at /etc/lxc: lxc-* tools default to the node's own containers
+    extra_config: str = ""        # appended to sshd_config (a bastion's LogLevel, say)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -114,6 +115,7 @@ class NodeSshd:
             "MaxSessions 64\n"
             f"Subsystem sftp {sftp}\n"
             f"ForceCommand {force}\n"
+            + self.extra_config
         )
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
 

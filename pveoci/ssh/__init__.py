@@ -1,4 +1,5 @@
-"""SSH to the nodes: one paramiko connection factory with host keys checked against known_hosts.
+"""SSH to the nodes: sessions over paramiko (in process) or OpenSSH's client, host keys checked against
+known_hosts.
 
 An unknown or changed host key is refused, never accepted silently. Addresses come
 from the cluster (`/cluster/status` ips) unless the profile overrides them per node.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +21,17 @@ from pveoci.settings import SshSettings
 if TYPE_CHECKING:
     import paramiko
 
+    from pveoci.ssh.session import Session
+
 log = logging.getLogger("pveoci.ssh")
 
 # AES-GCM first: both ends accelerate it, and it is what makes paramiko's uploads match
 # OpenSSH's (docs/performance.md). The rest of paramiko's list follows unchanged.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+class Unreachable(errors.SshError):
+    """Nothing answered at the node's SSH address."""
 
 
 @dataclass(frozen=True)
@@ -45,11 +53,51 @@ class SshConnector:
     """Opens verified SSH connections to cluster nodes by name."""
 
     def __init__(self, settings: SshSettings,
-                 addresses: Mapping[str, str] | Callable[[], Mapping[str, str]]) -> None:
-        """`addresses` may be a callable: then the cluster is asked only when a node is first looked up."""
+                 addresses: Mapping[str, str] | Callable[[], Mapping[str, str]],
+                 refresh: Callable[[], Mapping[str, str]] | None = None) -> None:
+        """`addresses` may be a callable: then the cluster is asked only when a node is first looked up.
+        `refresh` asks the cluster afresh when a node cannot be reached at the address `addresses` gave (which
+        may have been kept from an earlier command)."""
         self.settings = settings
         self._addresses = addresses
+        self._refresh = refresh
         self._resolved: dict[str, str] | None = None
+        self._shared: dict[str, paramiko.SSHClient] = {}
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def shared(self, node: str) -> paramiko.SSHClient:
+        """A connection to the node that stays open for the next caller (many channels share it; do not close
+        it: close_all() does). A login costs a key exchange: one per node and process, not one per command."""
+        with self._lock:
+            client = self._shared.get(node)
+            transport = client.get_transport() if client is not None else None
+            if client is None or transport is None or not transport.is_active():
+                client = self._shared[node] = self.connect(node)
+            return client
+
+    def session(self, node: str) -> Session:
+        """The node's Session over the profile's transport (shared: do not close it; close_all() does)."""
+        if self.settings.transport == "openssh":
+            with self._lock:
+                found = self._sessions.get(node)
+                if found is None:
+                    from pveoci.ssh.openssh import OpenSshSession
+
+                    found = self._sessions[node] = OpenSshSession(self.settings, self.target(node))
+                return found
+        from pveoci.ssh.paramiko_session import ParamikoSession
+
+        return ParamikoSession(self.shared(node), node, self.settings.sudo)
+
+    def close_all(self) -> None:
+        with self._lock:
+            for client in self._shared.values():
+                client.close()
+            self._shared.clear()
+            for session in self._sessions.values():
+                session.close()
+            self._sessions.clear()
 
     @property
     def addresses(self) -> dict[str, str]:
@@ -75,9 +123,23 @@ class SshConnector:
 
     def connect(self, node: str) -> paramiko.SSHClient:
         """A connected, authenticated client; the caller closes it."""
+        try:
+            return self._connect(self.target(node))
+        except errors.SshError as exc:
+            if not isinstance(exc, Unreachable) or self._refresh is None:
+                raise
+            before = self.target(node)
+            self._resolved = dict(self._refresh())
+            self._refresh = None  # once per connector
+            if self.target(node) == before:
+                raise
+            log.info("node %s has moved to %s; retrying there", node, self.target(node).host)
+            return self._connect(self.target(node))
+
+    def _connect(self, target: SshTarget) -> paramiko.SSHClient:
         import paramiko
 
-        target = self.target(node)
+        node = target.node
         client = paramiko.SSHClient()
         known = self.known_hosts()
         try:
@@ -126,7 +188,7 @@ class SshConnector:
             # paramiko's NoValidConnectionsError keeps the real socket errors per address.
             causes = list(getattr(exc, "errors", {}).values()) or [exc]
             reason = getattr(causes[0], "strerror", None) or str(causes[0]) or "timed out"
-            raise errors.SshError(f"cannot reach node '{node}' over SSH at {target}: {reason}") from None
+            raise Unreachable(f"cannot reach node '{node}' over SSH at {target}: {reason}") from None
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(30)
@@ -152,12 +214,15 @@ def run(client: paramiko.SSHClient, argv: Sequence[str], *, sudo: bool = False, 
     line = command_line(argv, sudo=sudo)
     log.debug("ssh exec: %s", line)
     chan_in, chan_out, chan_err = client.exec_command(line, timeout=timeout)
-    if stdin is not None:
-        chan_in.write(stdin)
-    chan_in.channel.shutdown_write()
-    out = chan_out.read()
-    err = chan_err.read()
-    return CommandResult(chan_out.channel.recv_exit_status(), out, err)
+    try:
+        if stdin is not None:
+            chan_in.write(stdin)
+        chan_in.channel.shutdown_write()
+        out = chan_out.read()
+        err = chan_err.read()
+        return CommandResult(chan_out.channel.recv_exit_status(), out, err)
+    finally:
+        chan_out.channel.close()  # a shared connection's sessions are few (sshd's MaxSessions)
 
 
 def _fast_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:

@@ -1,0 +1,245 @@
+"""Making sure a bundle's template is on a storage: what create and `template push` share.
+
+The rootfs's fingerprint (a stat walk) names what the last pack of it made; if that template is
+on the storage, nothing is packed or sent. Otherwise one create claims the work on the storage
+(the others wait for it), packs, and sends: only the frames a previous version of the template
+on the node lacks (a delta), or the whole template while it is still being packed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pveoci import errors
+from pveoci.backends.base import Claim
+from pveoci.models import Destination, PushResult, Template
+from pveoci.progress import Progress
+from pveoci.runtime import facts
+from pveoci.runtime.context import Context
+from pveoci.template import delta, manifest
+from pveoci.template.pack import ExtraFile, Packed, pack, template_name
+
+if TYPE_CHECKING:
+    from pveoci.lxc.mapping import Plan
+    from pveoci.oci.bundle import Bundle
+
+log = logging.getLogger("pveoci.template")
+
+TRANSPORTS = ("sftp", "api")
+CLAIM_WAIT = 3600.0           # as long as another create's upload may take
+MEMORY = "@templates"         # the cache's space for what packs made (not a cluster's)
+ARCH_MAX_AGE = 24 * 3600.0    # a node's architecture, remembered for a day
+
+
+def default_work_dir() -> Path:
+    from platformdirs import user_cache_path
+
+    return user_cache_path("pveoci") / "templates"
+
+
+def node_arch(ctx: Context, node: str) -> str:
+    """The init architecture of a node (amd64, arm64); Unsupported for any other, before anything is sent."""
+    from pveoci import init
+
+    key = f"machine:{node}"
+    machine = ctx.cache.recall(ctx.facts_scope, key, ARCH_MAX_AGE)
+    if not isinstance(machine, str):
+        machine = ctx.backend.node_machine(node)
+        ctx.cache.remember(ctx.facts_scope, key, machine)
+    try:
+        return init.arch_for(machine)
+    except ValueError as exc:
+        raise errors.Unsupported(f"node '{node}' is {machine}: {exc}") from None
+
+
+def template_files(rootfs: Path, arch: str, legacy_init: bool) -> list[ExtraFile]:
+    """What pveoci adds to a rootfs in its template: its init for the node's architecture, the directory
+    the init keeps its state in, and, for PVE before 9.1 (no entrypoint option), /sbin/init pointing at it.
+
+    Nothing of the process: that travels with the container, so one template serves every bundle of a rootfs.
+    """
+    from pveoci import init
+
+    files = [ExtraFile(init.INIT_PATH.lstrip("/"), init.binary(arch), 0o755),
+             ExtraFile(init.RUN_DIR.lstrip("/"), mode=0o711, directory=True)]
+    if legacy_init:
+        files += _sbin_init(rootfs, init.INIT_PATH)
+    return files
+
+
+def _sbin_init(rootfs: Path, target: str) -> list[ExtraFile]:
+    """LXC starts /sbin/init: replace what that path names in this rootfs (following /sbin -> usr/sbin as the
+    container would) by a link to pveoci's init, so the rootfs's own init never runs instead."""
+    from pveoci.oci.rootfs import resolve_in_root
+
+    sbin = resolve_in_root(rootfs, "/sbin")
+    if sbin is None:
+        return [ExtraFile("sbin", mode=0o755, directory=True), ExtraFile("sbin/init", link=target)]
+    if not sbin.is_dir():
+        raise errors.BundleError(f"rootfs {rootfs}: /sbin is not a directory, so PVE before 9.1 cannot start "
+                                 "pveoci's init as /sbin/init")
+    where = sbin.relative_to(rootfs).as_posix()
+    return [ExtraFile("init" if where == "." else f"{where}/init", link=target)]
+
+
+class _Job:
+    """One rootfs for one storage: what it is called in the cache, what is known of it."""
+
+    def __init__(self, ctx: Context, rootfs: Path, arch: str, legacy: bool, dest: Destination,
+                 scanned: manifest.Scan) -> None:
+        from pveoci import init
+
+        self.ctx, self.rootfs, self.arch, self.legacy, self.dest = ctx, rootfs, arch, legacy, dest
+        self.size = scanned.size
+        self.key = manifest.key(scanned.fingerprint, arch, init.digest(arch), legacy)
+        self.lineage = f"latest:{Path(rootfs).resolve()}:{arch}:{int(legacy)}"
+
+    def remembered(self, key: str) -> Packed | None:
+        return manifest.from_json(self.ctx.cache.recall(MEMORY, key, float("inf")))
+
+    def remember(self, packed: Packed) -> None:
+        data = manifest.to_json(packed)
+        self.ctx.cache.remember(MEMORY, f"pack:{self.key}", data)
+        self.ctx.cache.remember(MEMORY, self.lineage, data)
+
+    def on_storage(self, name: str) -> Template | None:
+        found = next((t for t in self.ctx.backend.templates(self.dest) if t.name == name), None)
+        if found is None:
+            facts.template_gone(self.ctx, self.dest, name)
+        return found
+
+    def result(self, name: str, *, uploaded: bool, sent: int, packed: Packed | None, found: Template | None = None,
+               via_delta: bool = False) -> PushResult:
+        size = packed.size if packed is not None else (found.size if found is not None else 0)
+        digest = packed.digest if packed is not None else name.removeprefix("pveoci-").split(".")[0]
+        return PushResult(volid=self.dest.volid(name), node=self.dest.node, storage=self.dest.storage,
+                          shared=self.dest.shared, uploaded=uploaded, bytes_sent=sent, size=size, digest=digest,
+                          delta=via_delta)
+
+
+def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch: str, transport: str,
+           progress: Progress, scanned: manifest.Scan | None = None) -> PushResult:
+    """The bundle's template on dest: found there (nothing packed when the rootfs is unchanged), or packed and
+    sent by this call, or by another that held the claim meanwhile."""
+    if transport not in TRANSPORTS:
+        raise errors.ConfigError(f"unknown transport '{transport}' (one of: {', '.join(TRANSPORTS)})")
+    started = time.monotonic()
+    progress.note(f"looking at {bundle.rootfs}")
+    job = _Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs))
+    known = job.remembered(f"pack:{job.key}")
+    # Known to be there (seen or sent before: no request), or listed there now.
+    if known is not None and (facts.template_known(ctx, dest, known.name) or job.on_storage(known.name)):
+        progress.note(f"{known.name} is on {dest.storage} ({dest.node}) already")
+        facts.template_seen(ctx, dest, known.name)
+        return _timed(job.result(known.name, uploaded=False, sent=0, packed=known), started)
+    job.dest = facts.fresh_destination(ctx, dest.node, dest.storage)  # its free space now
+    _check_room(job)
+    claim = ctx.backend.claim_template(job.dest, job.key)
+    try:
+        while not claim.ours:
+            progress.note(f"another create is sending this template to {dest.node}; waiting for it")
+            name = claim.wait(CLAIM_WAIT)
+            if name and (found := job.on_storage(name)) is not None:
+                pushed = job.result(name, uploaded=False, sent=0, packed=None, found=found)
+                break
+            claim.take_over()
+        else:
+            pushed = _pack_and_send(job, claim, transport, progress)
+            claim.release(pushed.name)
+    except BaseException:
+        claim.release(None)
+        raise
+    facts.template_seen(ctx, job.dest, pushed.volid.split("/", 1)[1])
+    return _timed(pushed, started)
+
+
+def _timed(result: PushResult, started: float) -> PushResult:
+    from dataclasses import replace
+
+    return replace(result, seconds=time.monotonic() - started)
+
+
+def _check_room(job: _Job) -> None:
+    """A storage too full for the template is refused before anything is sent (its size: the last pack of this
+    rootfs's, else half the rootfs)."""
+    if job.dest.avail is None:
+        return
+    base = job.remembered(job.lineage)
+    need = base.size if base is not None else job.size // 2
+    if job.dest.avail < need:
+        raise errors.PveociError(f"storage '{job.dest.storage}' on {job.dest.node} has {job.dest.avail} bytes "
+                                 f"free: too little for this template (about {need})")
+
+
+def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) -> PushResult:
+    total = job.size
+    base = job.remembered(job.lineage)
+    extras = template_files(job.rootfs, job.arch, job.legacy)
+    job.ctx.backend.sweep_templates(job.dest)  # what a killed push left here goes before this one starts
+    read = progress.transfer("packing", total)
+
+    def packing(n: int) -> None:  # also a sign of life for the claim
+        read(n)
+        claim.heartbeat()
+
+    try:
+        if base is not None and transport != "api" and job.on_storage(base.name) is not None:
+            return _as_delta(job, base, extras, packing, progress)
+        return _streamed(job, extras, packing, transport, progress)
+    finally:
+        progress.done("packing")
+
+
+def _streamed(job: _Job, extras: list[ExtraFile], packing: Callable[[int], None], transport: str,
+              progress: Progress) -> PushResult:
+    """Pack and send at once: the compressed frames go to the node as they are made."""
+    progress.note(f"packing {job.rootfs} and sending it to {job.dest.node} over {transport}")
+    upload = job.ctx.backend.begin_upload(job.dest, transport=transport, progress=progress.transfer("uploading", None))
+    try:
+        packed = pack(job.rootfs, None, extras=extras, progress=packing, stream=upload.write)
+        landed = upload.finish(packed)
+    except BaseException:
+        upload.abort()
+        raise
+    finally:
+        progress.done("uploading")
+    job.remember(packed)
+    if not landed:
+        log.info("%s reached %s meanwhile from elsewhere; this copy was dropped", packed.name, job.dest.node)
+    return job.result(packed.name, uploaded=landed, sent=upload.sent, packed=packed)
+
+
+def _as_delta(job: _Job, base: Packed, extras: list[ExtraFile], packing: Callable[[int], None],
+              progress: Progress) -> PushResult:
+    """Pack to a local file, then send only the frames the node's previous template of this rootfs lacks."""
+    work = default_work_dir()
+    work.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="push-", dir=work))
+    try:
+        progress.note(f"packing {job.rootfs}")
+        packed = pack(job.rootfs, workdir, extras=extras, progress=packing)
+        job.remember(packed)
+        if job.on_storage(packed.name) is not None:
+            return job.result(packed.name, uploaded=False, sent=0, packed=packed)
+        change = delta.plan(packed.frames, base.frames)
+        sending = progress.transfer("uploading", change.new_bytes)
+        try:
+            if delta.worth_it(change, packed.size):
+                progress.note(f"sending {packed.name} to {job.dest.node} as a delta against {base.name}")
+                sent = job.ctx.backend.upload_delta(packed, base.name, change, job.dest, progress=sending)
+                return job.result(packed.name, uploaded=True, sent=sent, packed=packed, via_delta=True)
+            sent = job.ctx.backend.upload(packed, job.dest, transport="sftp", progress=sending)
+            return job.result(packed.name, uploaded=True, sent=sent, packed=packed)
+        finally:
+            progress.done("uploading")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+__all__ = ["TRANSPORTS", "default_work_dir", "ensure", "node_arch", "template_files", "template_name"]

@@ -1,0 +1,172 @@
+"""Getting templates onto the bed's nodes as a user's creates do: once per node whatever the concurrency, as a
+delta after a small change, never leaving a partial file, refused up front when the storage is full."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import Testbed
+from tests.testbed.jump import forwarded_to
+
+pytestmark = pytest.mark.bed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sftp_sessions(bed: Testbed, node: str) -> int:
+    return sum(c.endswith("sftp-server") for c in bed.sshd(node).commands())
+
+
+def pveoci(bed: Testbed, *args: str, root: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), *args],
+                          env=bed.env(**env), capture_output=True, text=True, check=False, timeout=300, cwd=ROOT)
+
+
+@pytest.fixture(params=["paramiko", "openssh-jump"])
+def transport(request: pytest.FixtureRequest, cluster: Testbed) -> Iterator[dict[str, str]]:
+    """Each test twice: over paramiko, and over OpenSSH through a ProxyJump bastion (the env of pveoci's processes;
+    the bastion must have forwarded to pve1 by the test's end)."""
+    if request.param == "paramiko":
+        yield {}
+        return
+    bastion = request.getfixturevalue("jump_host")
+    before = forwarded_to(bastion, cluster.addresses["pve1"])
+    yield request.getfixturevalue("through_jump_host")
+    assert forwarded_to(bastion, cluster.addresses["pve1"]) > before, "nothing went through the jump host"
+
+
+def push_json(bed: Testbed, bundle: Path, root: Path, transport: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    result = pveoci(bed, "template", "push", "-o", "json", "-b", str(bundle), "--node", "pve1", root=root,
+                    **transport)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def big_bundle(path: Path, busybox_bundle: Path, files: int = 200, size: int = 100_000) -> Path:
+    data = busybox_bundle / "rootfs" / "data"
+    data.mkdir()
+    for i in range(files):
+        (data / f"f{i:04d}").write_bytes(os.urandom(size))
+    return busybox_bundle
+
+
+CREATE = """
+import sys, pveoci
+from pathlib import Path
+st = pveoci.connect(config=sys.argv[1], root=sys.argv[2]).create(sys.argv[3], Path(sys.argv[4]), node="pve1")
+print(st.template)
+"""
+
+
+def test_eight_concurrent_creates_of_a_new_bundle_upload_it_once(cluster: Testbed,
+                                                                 transport: dict[str, str], busybox_bundle: Path,
+                                                                 tmp_path: Path) -> None:
+    bundle = big_bundle(tmp_path, busybox_bundle)
+    before = sftp_sessions(cluster, "pve1")
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(CREATE), str(cluster.config_path),
+                               str(tmp_path / f"cache{i}"), f"c{i}", str(bundle)], env=cluster.env(**transport),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for i in range(8)]
+    outcomes = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outcomes
+    assert len({out.strip() for out, _ in outcomes}) == 1   # one template for all
+    assert sftp_sessions(cluster, "pve1") - before == 1
+    templates = [p.name for p in cluster.template_dir("pve1").iterdir() if p.name.endswith(".tar.zst")]
+    assert len(templates) == 1
+
+
+KILLED = """
+import sys, pveoci
+from pathlib import Path
+pveoci.connect(config=sys.argv[1], root=sys.argv[2]).templates.push(Path(sys.argv[3]), node="pve1")
+"""
+
+
+def test_a_killed_upload_leaves_nothing_after_gc_and_the_next_push_succeeds(
+        cluster: Testbed, transport: dict[str, str], busybox_bundle: Path, tmp_path: Path) -> None:
+    bundle = big_bundle(tmp_path, busybox_bundle, files=60, size=4 << 20)  # incompressible: a long upload
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED), str(cluster.config_path),
+                             str(tmp_path / "cache"), str(bundle)], env=cluster.env(**transport), cwd=ROOT)
+    folder = cluster.template_dir("pve1")
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".partial") and p.stat().st_size > (8 << 20) for p in folder.iterdir()):
+        assert time.monotonic() < deadline, "the upload never started"
+        assert proc.poll() is None, "the push ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert any(p.name.startswith(".pveoci-") for p in folder.iterdir())  # it did leave something
+    gc = pveoci(cluster, "gc", "-o", "json", root=tmp_path / "cache", **transport)
+    assert gc.returncode == 0, gc.stderr
+    assert [p.name for p in folder.iterdir()] == []
+    assert json.loads(gc.stdout)["swept"]
+    assert push_json(cluster, bundle, tmp_path / "cache", transport)["uploaded"]
+
+
+def test_a_full_storage_is_refused_before_any_byte_is_sent(cluster: Testbed, busybox_bundle: Path,
+                                                           tmp_path: Path) -> None:
+    cluster.pve.storages["local"]["avail"] = 64 * 1024
+    before = sftp_sessions(cluster, "pve1")
+    result = pveoci(cluster, "template", "push", "-b", str(busybox_bundle), "--node", "pve1", root=tmp_path / "c")
+    assert result.returncode == 1
+    assert result.stderr.startswith("pveoci: error: storage 'local' on pve1 has 65536 bytes free")
+    assert result.stderr.count("\n") == 1
+    assert sftp_sessions(cluster, "pve1") == before
+    assert list(cluster.template_dir("pve1").iterdir()) == []
+
+
+def test_after_a_small_change_the_node_gets_a_delta_that_makes_the_same_bytes(cluster: Testbed,
+                                                                              transport: dict[str, str],
+                                                                              busybox_bundle: Path,
+                                                                              tmp_path: Path) -> None:
+    bundle = big_bundle(tmp_path, busybox_bundle, files=400, size=50_000)
+    first = push_json(cluster, bundle, tmp_path / "cache", transport)
+    assert first["uploaded"]
+    assert not first["delta"]
+    (bundle / "rootfs" / "data" / "f0200").write_bytes(os.urandom(4096))
+    second = push_json(cluster, bundle, tmp_path / "cache", transport)
+    assert second["delta"]
+    assert second["volid"] != first["volid"]
+    assert second["bytes_sent"] <= 0.15 * second["size"]  # a frame or two (bench: <= 1% of a 550 MiB tree)
+    delta_made = (cluster.template_dir("pve1") / second["volid"].split("/")[1]).read_bytes()
+    # The same rootfs pushed in full, from another workstation's empty cache, to the other node.
+    full = pveoci(cluster, "template", "push", "-o", "json", "-b", str(bundle), "--node", "pve2",
+                  root=tmp_path / "elsewhere", XDG_CACHE_HOME=str(tmp_path / "xdg-elsewhere"), **transport)
+    assert full.returncode == 0, full.stderr
+    assert not json.loads(full.stdout)["delta"]
+    assert (cluster.template_dir("pve2") / second["volid"].split("/")[1]).read_bytes() == delta_made
+
+
+def test_an_unchanged_rootfs_is_not_packed_again(cluster: Testbed, transport: dict[str, str], busybox_bundle: Path,
+                                                 tmp_path: Path) -> None:
+    first = push_json(cluster, busybox_bundle, tmp_path / "cache", transport)
+    probe = """
+import sys, pveoci
+from pathlib import Path
+import pveoci.runtime.push as push
+def refuse(*a, **k):
+    raise SystemExit("packed again")
+push.pack = refuse
+print(pveoci.connect(config=sys.argv[1], root=sys.argv[2]).templates.push(Path(sys.argv[3]), node="pve1").volid)
+"""
+    again = subprocess.run([sys.executable, "-c", probe, str(cluster.config_path), str(tmp_path / "cache"),
+                            str(busybox_bundle)], env=cluster.env(**transport),
+                            capture_output=True, text=True, check=False,
+                           cwd=ROOT)
+    assert (again.returncode, again.stdout.strip()) == (0, first["volid"]), again.stderr
+    os.utime(busybox_bundle / "rootfs" / "etc" / "passwd")  # any change at all packs again
+    changed = subprocess.run([sys.executable, "-c", probe, str(cluster.config_path), str(tmp_path / "cache"),
+                              str(busybox_bundle)], env=cluster.env(**transport),
+                              capture_output=True, text=True, check=False,
+                             cwd=ROOT)
+    assert changed.returncode != 0
+    assert "packed again" in changed.stderr

@@ -1,0 +1,88 @@
+"""Round trips to the cluster, counted where the bed's API logs them: a `run -d` with the template present stays
+near the minimum (nextid, create, its task), a `list` with an empty cache asks its questions in parallel, and
+what the cache remembers is checked by the cluster when it turns out wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import Testbed
+
+pytestmark = pytest.mark.bed
+
+ROOT = Path(__file__).resolve().parents[1]
+MINIMUM = 6   # nextid, create, its task, start, its task: what any client of the API needs (issue 9)
+
+
+def pveoci(bed: Testbed, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), *args], env=bed.env(),
+                          capture_output=True, text=True, check=False, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def api_calls(bed: Testbed) -> list[str]:
+    return [f"{method} {path.removeprefix('/api2/json')}" for method, path, _body in bed.pve.requests]
+
+
+def test_run_detached_with_the_template_present_is_within_three_requests_of_the_minimum(
+        lxc_bed: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "first")  # sends the template
+    pveoci(lxc_bed, root, "delete", "-f", "first")
+    lxc_bed.pve.requests.clear()
+    pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "second")
+    calls = api_calls(lxc_bed)
+    assert len(calls) <= MINIMUM + 3, calls
+    assert sum(c == "GET /cluster/nextid" for c in calls) == 1
+    assert sum(c == "POST /nodes/pve1/lxc" for c in calls) == 1
+    assert not any("/storage" in c or c in ("GET /version", "GET /nodes", "GET /cluster/status") for c in calls), calls
+    state = pveoci(lxc_bed, root, "state", "second").stdout
+    assert '"status": "running"' in state
+
+
+def test_list_with_an_empty_cache_asks_in_parallel(cluster: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+    import pveoci as api
+
+    count = 30
+    rt = api.connect(config=cluster.config_path, root=tmp_path / "maker")
+    try:
+        for i in range(count):
+            rt.create(f"c{i:02d}", busybox_bundle, node="pve1")
+    finally:
+        rt.close()
+    latency = 0.5
+    cluster.pve.network["latency"] = latency
+    cluster.pve.requests.clear()
+    began = time.monotonic()
+    listed = pveoci(cluster, tmp_path / "empty", "list", "-q").stdout.split()
+    took = time.monotonic() - began
+    assert listed == [f"c{i:02d}" for i in range(count)]
+    calls = api_calls(cluster)
+    assert sum(c.endswith("/config") for c in calls) == count   # each marker read once...
+    # ...but not one after the other: 1 + 2 * 30 requests at 0.5 s each would take 30 s.
+    assert took < 12 * latency, f"{len(calls)} requests took {took:.1f} s"
+    cluster.pve.requests.clear()
+    assert len(pveoci(cluster, tmp_path / "empty", "list", "-q").stdout.split()) == count
+    assert api_calls(cluster) == ["GET /cluster/resources"]   # the cache knows them all now
+
+
+def test_a_template_removed_on_the_node_behind_pveocis_back_is_sent_again(lxc_bed: Testbed, busybox_bundle: Path,
+                                                                         tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    pveoci(lxc_bed, root, "create", "-b", str(busybox_bundle), "--node", "pve1", "one")
+    pveoci(lxc_bed, root, "delete", "-f", "one")
+    templates = [p for p in lxc_bed.template_dir("pve1").iterdir() if p.name.endswith(".tar.zst")]
+    assert len(templates) == 1
+    templates[0].unlink()   # another workstation's gc, say: this cache still believes it is there
+    sftp_before = sum(c.endswith("sftp-server") for c in lxc_bed.sshd("pve1").commands())
+    pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "two")
+    assert templates[0].is_file()
+    assert sum(c.endswith("sftp-server") for c in lxc_bed.sshd("pve1").commands()) == sftp_before + 1
+    assert '"status": "running"' in pveoci(lxc_bed, root, "state", "two").stdout
+    assert pveoci(lxc_bed, root, "list", "-q").stdout.split() == ["two"]
