@@ -50,7 +50,7 @@ class Frame:
 _local = threading.local()
 
 
-def _compress(chunk: bytes, level: int) -> tuple[bytes, str]:
+def _compress(chunk: bytes | bytearray, level: int) -> tuple[bytes, str]:
     import zstandard
 
     compressor = getattr(_local, "compressor", None)
@@ -64,9 +64,11 @@ def _compress(chunk: bytes, level: int) -> tuple[bytes, str]:
 
 class Framer:
     """Takes the tar stream entry by entry, cuts it into frames, and hands the compressed frames, in order,
-    to the writers (the local file, an upload); keeps the frames' list and the file's SHA-256."""
+    to the writers (the local file, an upload); keeps the frames' list and, with `file_sha`, the whole file's
+    SHA-256 (what a node checks a copied file against; a streamed upload is checked by its size)."""
 
-    def __init__(self, writers: list[Writer], *, level: int = LEVEL, workers: int | None = None) -> None:
+    def __init__(self, writers: list[Writer], *, level: int = LEVEL, workers: int | None = None,
+                 file_sha: bool = True) -> None:
         self._writers = writers
         self._level = level
         self._pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
@@ -78,7 +80,7 @@ class Framer:
         self._writer = threading.Thread(target=self._write_in_order, name="pveoci-frames", daemon=True)
         self._writer.start()
         self.frames: list[Frame] = []
-        self.file_sha = hashlib.sha256()
+        self.file_sha = hashlib.sha256() if file_sha else None
         self.size = 0
         self.tar_size = 0
 
@@ -94,6 +96,14 @@ class Framer:
         self._buf += data
         if self._big and len(self._buf) >= FRAME_MAX:
             self._cut()
+
+    def write_file(self, header: bytes, data: bytes, pad: int) -> None:
+        """A small file's entry at once: its header, data and padding appended without joining them first."""
+        buf = self._buf
+        buf += header
+        buf += data
+        if pad:
+            buf += bytes(pad)
 
     def end(self, name_crc: int) -> None:
         """The entry ended: a frame ends here if it is big enough and the name says so (or it was big)."""
@@ -120,7 +130,7 @@ class Framer:
     # ------------------------------------------------------------------ frames
 
     def _cut(self) -> None:
-        chunk = bytes(self._buf)
+        chunk = self._buf    # handed over as it is (zstd reads a bytearray): not copied
         self._buf = bytearray()
         if self._failure:
             raise self._failure[0]
@@ -142,7 +152,8 @@ class Framer:
         except BaseException as exc:
             self._failure.append(exc)
             return
-        self.file_sha.update(data)
+        if self.file_sha is not None:
+            self.file_sha.update(data)
         self.frames.append(Frame(self.size, len(data), sha, tar_size))
         self.size += len(data)
         self.tar_size += tar_size

@@ -55,7 +55,7 @@ class ExtraFile:
 class Packed:
     path: Path | None    # the local .tar.zst (None: it was only streamed)
     digest: str          # the template's identity (frames.digest_of: its tar stream, frame by frame)
-    file_sha256: str     # sha256 of the compressed file, for verifying an upload
+    file_sha256: str     # sha256 of the compressed file, for verifying a copy of it ("" when only streamed)
     size: int            # bytes of the compressed file
     tar_size: int
     entries: int
@@ -171,7 +171,7 @@ def _copy_file(path: bytes, header: bytes, size: int, sink: Framer, progress: _B
             if len(data) != size:
                 change = "grew" if len(data) > size else "shrank"
                 raise errors.BundleError(f"{os.fsdecode(path)} {change} while it was being packed")
-            sink.write(header + data + b"\0" * (-size % BLOCK))
+            sink.write_file(header, data, -size % BLOCK)
             progress(size)
             return
         sink.write(header)
@@ -349,7 +349,8 @@ def pack(
         partial = out_dir / f".{uuid.uuid4().hex}.partial"
         raw = partial.open("wb")
         writers.insert(0, raw.write)
-    framer = Framer(writers, level=level, workers=threads)
+    # The whole file's SHA-256 only for a local file (a copy of it is checked against it on the node).
+    framer = Framer(writers, level=level, workers=threads, file_sha=out_dir is not None)
     try:
         try:
             entries = write_tar(rootfs, framer, extras, progress)
@@ -369,7 +370,8 @@ def pack(
         if partial is not None:
             partial.unlink(missing_ok=True)
         raise
-    return Packed(path=final, digest=digest, file_sha256=framer.file_sha.hexdigest(), size=framer.size,
+    file_sha = framer.file_sha.hexdigest() if framer.file_sha is not None else ""
+    return Packed(path=final, digest=digest, file_sha256=file_sha, size=framer.size,
                   tar_size=framer.tar_size, entries=entries, frames=tuple(framer.frames))
 
 
