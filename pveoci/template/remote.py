@@ -105,17 +105,22 @@ class SftpStream:
         self._pipe = self._child.stdin
         self._pipe.write(header(connector.settings, dest.node, {"host": target.host, "port": target.port,
                                                                "user": target.user}, self.partial))
+        # Packing goes on while the uploader starts and logs in: what it makes meanwhile waits here.
+        self._feeder = _Feeder(self._pipe)
 
     def write(self, data: bytes) -> int:
         try:
-            self._pipe.write(data)
+            self._feeder.put(data)
         except BrokenPipeError:
-            raise errors.SshError(f"upload to node '{self.remote.dest.node}' failed: "
-                                  f"{self._outcome().get('error', 'the uploader ended')}") from None
+            raise self._failed() from None
         self.sent += len(data)
         if self.progress is not None:
             self.progress(len(data))
         return len(data)
+
+    def _failed(self) -> errors.SshError:
+        return errors.SshError(f"upload to node '{self.remote.dest.node}' failed: "
+                               f"{self._outcome().get('error', 'the uploader ended')}")
 
     def _outcome(self) -> dict[str, object]:
         import json
@@ -133,6 +138,8 @@ class SftpStream:
 
     def finish(self, packed: Packed) -> bool:
         try:
+            if not self._feeder.close():
+                raise self._failed()
             outcome = self._outcome()
             if "error" in outcome:
                 raise errors.SshError(f"upload of {packed.name} to node '{self.remote.dest.node}' failed: "
@@ -151,6 +158,7 @@ class SftpStream:
     def abort(self) -> None:
         if self._child.poll() is None:
             self._child.kill()
+        self._feeder.close()
         with contextlib.suppress(Exception):
             self._pipe.close()
         with contextlib.suppress(Exception):
@@ -158,6 +166,64 @@ class SftpStream:
         with contextlib.suppress(Exception):
             self.remote.run(["rm", "-f", "--", self.partial], timeout=30)
         self.remote.close()
+
+
+class _Feeder:
+    """Bytes for a pipe, written by a thread of their own from a buffer of up to BUFFER bytes: the writer does
+    not wait for the reader until the buffer is full (an uploader still starting, a slow link)."""
+
+    BUFFER = 256 << 20
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        import collections
+        import threading
+
+        self._pipe = pipe
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._held = 0
+        self._done = False
+        self._broken = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="pveoci-upload-feed", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        with self._cond:
+            while self._held >= self.BUFFER and not self._broken:
+                self._cond.wait()
+            if self._broken:
+                raise BrokenPipeError("the uploader is gone")
+            self._chunks.append(data)
+            self._held += len(data)
+            self._cond.notify_all()
+
+    def close(self) -> bool:
+        """No more bytes: wait until all were written; False if the pipe broke."""
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+        self._thread.join()
+        return not self._broken
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._chunks and not self._done:
+                    self._cond.wait()
+                if not self._chunks:
+                    return
+                data = self._chunks.popleft()
+            try:
+                self._pipe.write(data)
+            except (BrokenPipeError, OSError):
+                with self._cond:
+                    self._broken = True
+                    self._chunks.clear()
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._held -= len(data)
+                self._cond.notify_all()
 
 
 class RemoteClaim:
