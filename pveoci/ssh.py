@@ -70,14 +70,22 @@ class SshConnector:
         user = (override.user if override and override.user else None) or self.settings.user
         return SshTarget(node=node, host=host, port=port, user=user)
 
+    def host_target(self, host: str) -> SshTarget:
+        """A host known by its address only (the node the cluster is entered by, before its name is known)."""
+        return SshTarget(node=host, host=host, port=self.settings.port, user=self.settings.user)
+
     def known_hosts(self) -> Path:
         return self.settings.known_hosts.expanduser()
 
     def connect(self, node: str) -> paramiko.SSHClient:
         """A connected, authenticated client; the caller closes it."""
+        return self.connect_to(self.target(node))
+
+    def connect_to(self, target: SshTarget) -> paramiko.SSHClient:
+        """A connected, authenticated client for this target, its host key checked; the caller closes it."""
         import paramiko
 
-        target = self.target(node)
+        node = target.node
         client = paramiko.SSHClient()
         known = self.known_hosts()
         try:

@@ -6,16 +6,14 @@ Templates go to a node over SFTP (template.sftp) or through the API's upload (te
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from pveoci import errors
 from pveoci.backends.onnode import SshNode
-from pveoci.models import Check, Destination, Guest, Node, Template
+from pveoci.backends.reads import PathReads
+from pveoci.models import Check, Destination
 from pveoci.pve import cluster
 from pveoci.pve.client import PveClient
-from pveoci.pve.version import parse_version
 from pveoci.retry import Backoff, poll
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
@@ -24,20 +22,17 @@ from pveoci.template.pack import Packed
 log = logging.getLogger("pveoci.backend")
 
 UNLOCK_WAIT = 30.0
-CONFIG_READERS = 8        # parallel config reads when many containers are unknown to the cache
-# What `uname -m` says on the machines Proxmox VE runs on (anything else, e.g. a stand-in's "fake", is asked
-# of the node itself over SSH).
-KNOWN_MACHINES = frozenset({"x86_64", "aarch64", "i686", "armv7l", "riscv64"})
 _UNLOCK_POLL = Backoff(first=0.05, factor=2.0, cap=1.0)
 
 
-class ApiBackend(SshNode):
+class ApiBackend(PathReads, SshNode):
     name = "api"
 
     def __init__(self, client: PveClient, settings: Settings) -> None:
         # SSH goes where the cluster says each node is, asked only when a node is first reached.
         super().__init__(SshConnector(settings.profile.ssh, lambda: cluster.quorum(client).addresses))
         self.client = client
+        self.reader = client
         self.settings = settings
 
     def close(self) -> None:
@@ -45,44 +40,13 @@ class ApiBackend(SshNode):
 
     # ------------------------------------------------------------------ reads
 
-    def version(self) -> tuple[int, int]:
-        return parse_version(str(self.client.version().get("version", "")))
-
-    def nodes(self) -> list[Node]:
-        return cluster.nodes(self.client)
-
-    def guests(self) -> list[Guest]:
-        return [cluster.guest_from_api(item) for item in self.client.get("cluster", "resources", type="vm")
-                if item.get("type") == "lxc"]
-
-    def status(self, node: str, vmid: int) -> Guest:
-        return cluster.guest_from_api({"vmid": vmid, **self.client.get("nodes", node, "lxc", vmid, "status",
-                                                                        "current")}, node)
-
-    def config(self, node: str, vmid: int) -> dict[str, Any]:
-        data: dict[str, Any] = self.client.get("nodes", node, "lxc", vmid, "config")
-        return data
-
-    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
-        wanted = list(guests)
-
-        def one(g: Guest) -> tuple[int, dict[str, Any] | None]:
-            try:
-                return g.vmid, self.config(g.node, g.vmid)
-            except (errors.NotFound, errors.NodeOffline):
-                return g.vmid, None
-
-        with ThreadPoolExecutor(max_workers=min(CONFIG_READERS, max(1, len(wanted)))) as pool:
-            return {vmid: conf for vmid, conf in pool.map(one, wanted) if conf is not None}
-
-    def next_vmid(self) -> int:
-        return int(self.client.get("cluster", "nextid"))
-
     def node_machine(self, node: str) -> str:
         """From the node's status (PVE 8+ reports its kernel's machine); asked over SSH where it does not."""
-        kernel = self.client.get("nodes", node, "status").get("current-kernel") or {}
-        machine = str(kernel.get("machine") or "")
-        return machine if machine in KNOWN_MACHINES else self.machine(node)
+        return cluster.machine(self.client, node) or self.machine(node)
+
+    def privileged(self) -> bool:
+        profile = self.settings.profile
+        return profile.auth_method == "ticket" and profile.user == "root@pam"
 
     # ----------------------------------------------------------------- writes
 
@@ -119,33 +83,6 @@ class ApiBackend(SshNode):
 
     # -------------------------------------------------------------- templates
 
-    def template_destination(self, node: str, storage: str) -> Destination:
-        found = {s["storage"]: s for s in self.client.node_storages(node)}
-        item = found.get(storage)
-        if item is None:
-            raise errors.NotFound(f"storage '{storage}' is not available on node '{node}' "
-                                  f"(there: {', '.join(sorted(found)) or 'none'})")
-        if "vztmpl" not in str(item.get("content", "")).split(","):
-            raise errors.ConfigError(f"storage '{storage}' does not hold container templates (content vztmpl)")
-        if not item.get("active", 1):
-            raise errors.ApiError(f"storage '{storage}' is not active on node '{node}'")
-        config = self.client.get("storage", storage)
-        path = config.get("path")
-        directory = f"{str(path).rstrip('/')}/{_content_dir(config)}" if path else None
-        avail = item.get("avail")
-        return Destination(node=node, storage=storage, shared=bool(item.get("shared")), directory=directory,
-                           avail=int(avail) if avail not in (None, "") else None)
-
-    def templates(self, dest: Destination) -> list[Template]:
-        items = self.client.get("nodes", dest.node, "storage", dest.storage, "content", content="vztmpl")
-        out = []
-        for item in items:
-            name = str(item["volid"]).split("/", 1)[-1]
-            out.append(Template(node=dest.node, storage=dest.storage, volid=str(item["volid"]), name=name,
-                                size=int(item.get("size") or 0), ctime=int(item.get("ctime") or 0),
-                                shared=dest.shared))
-        return sorted(out, key=lambda t: t.name)
-
     def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
         if transport == "api":
             from pveoci.template.api_upload import upload as api_upload
@@ -166,11 +103,3 @@ class ApiBackend(SshNode):
 
         return doctor.diagnose(self.settings, self.client)
 
-
-def _content_dir(config: dict[str, Any]) -> str:
-    """The vztmpl directory below the storage path: `template/cache`, unless content-dirs moves it."""
-    for item in str(config.get("content-dirs") or "").split(","):
-        kind, _, where = item.partition("=")
-        if kind.strip() == "vztmpl" and where.strip():
-            return where.strip().strip("/")
-    return "template/cache"

@@ -1,23 +1,18 @@
-"""What runs on a node over SSH: programs in a container (`pct exec`), signals to a container's init, freezing.
+"""What runs on a node: programs in a container (`pct exec`), signals to a container's init, freezing.
 
-Shared by every backend that reaches nodes over SSH. Every command line is built by
-`ssh.command_line` from argv, each word quoted: user data never reaches a shell unquoted.
+Shared by every backend, over a Runner (backends.runner): SSH for the API backend, SSH or this
+machine for the pct backend. Every program is argv, never a shell string built from user data.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
-import threading
-from typing import IO, Any
+from typing import IO
 
 from pveoci import errors
-from pveoci.backends import terminal
+from pveoci.backends.runner import Runner
+from pveoci.backends.sshrunner import SshRunner
 from pveoci.models import Completed
-from pveoci.ssh import SshConnector, command_line, run
-
-CHUNK = 65536
+from pveoci.ssh import SshConnector
 
 # `sh -c` program (arguments: vmid, path) run on the node to read a file of a stopped container: pct pull
 # needs a running one. Exit 3: no such file.
@@ -30,42 +25,17 @@ exit $status
 """
 
 
-class SshNode:
-    """The OnNode protocol (pveoci.backends.base) over SSH connections from one connector."""
+class NodeCommands:
+    """The OnNode protocol (pveoci.backends.base) over a runner."""
 
-    def __init__(self, ssh: SshConnector) -> None:
-        self.ssh = ssh
-
-    @property
-    def sudo(self) -> bool:
-        return self.ssh.settings.sudo
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
 
     def exec(self, node: str, vmid: int, argv: list[str], *, stdin: IO[bytes] | None, stdout: IO[bytes] | None,
              stderr: IO[bytes] | None, tty: bool = False) -> int:
         """`pct exec VMID -- ARGV` on the node, with these streams; the program's exit status."""
-        line = command_line(["pct", "exec", str(vmid), "--", *argv], sudo=self.sudo)
-        client = self.ssh.connect(node)
-        try:
-            transport = client.get_transport()
-            if transport is None:
-                raise errors.SshError(f"SSH to node '{node}' closed before exec")
-            channel = transport.open_session()
-            fd = terminal.terminal_fd(stdin) if tty else None
-            if tty:
-                columns, rows = terminal.size(fd)
-                channel.get_pty(term=os.environ.get("TERM") or "xterm", width=columns, height=rows)
-            channel.exec_command(line)
-            done = threading.Event()
-            if stdin is not None:
-                threading.Thread(target=_feed, args=(channel, stdin, done), daemon=True).start()
-            else:
-                channel.shutdown_write()
-            with terminal.raw(fd, channel.resize_pty):
-                _pump(channel, stdout, stderr)
-            done.set()
-            return int(channel.recv_exit_status())
-        finally:
-            client.close()
+        return self.runner.stream(node, ["pct", "exec", str(vmid), "--", *argv], stdin=stdin, stdout=stdout,
+                                  stderr=stderr, tty=tty)
 
     def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
         """`pct exec VMID -- ARGV` with its output collected."""
@@ -73,12 +43,7 @@ class SshNode:
 
     def on_node(self, node: str, argv: list[str], *, stdin: bytes | None = None, timeout: float = 60) -> Completed:
         """argv on the node itself (with sudo when the profile says so)."""
-        client = self.ssh.connect(node)
-        try:
-            result = run(client, argv, sudo=self.sudo, timeout=timeout, stdin=stdin)
-        finally:
-            client.close()
-        return Completed(result.status, result.stdout, result.stderr)
+        return self.runner.run(node, argv, stdin=stdin, timeout=timeout)
 
     def _must(self, node: str, argv: list[str], what: str) -> None:
         result = self.on_node(node, argv)
@@ -119,46 +84,10 @@ class SshNode:
         self._must(node, ["lxc-unfreeze", "-n", str(vmid)], f"thaw CT {vmid}")
 
 
-def _pump(channel: Any, stdout: IO[bytes] | None, stderr: IO[bytes] | None) -> None:
-    """Copy the channel's stdout and stderr to the streams (or drop them) until the program ends."""
-    while True:
-        # The channel's fileno() becomes readable when stdout or stderr data (or the end) arrives.
-        select.select([channel], [], [], 1.0)
-        while channel.recv_ready():
-            _write(stdout, channel.recv(CHUNK))
-        while channel.recv_stderr_ready():
-            _write(stderr, channel.recv_stderr(CHUNK))
-        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-            return
 
+class SshNode(NodeCommands):
+    """NodeCommands over SSH connections from one connector, a new one per command."""
 
-def _write(stream: IO[bytes] | None, data: bytes) -> None:
-    if stream is not None and data:
-        stream.write(data)
-        stream.flush()
-
-
-def _feed(channel: Any, stdin: IO[bytes], done: threading.Event) -> None:
-    """Send stdin to the program as it comes (a terminal's keys one by one), until its end or the program's."""
-    fd = _fileno(stdin)
-    read = getattr(stdin, "read1", stdin.read)
-    try:
-        while not done.is_set():
-            if fd is not None and not select.select([fd], [], [], 0.2)[0]:
-                continue
-            chunk = os.read(fd, CHUNK) if fd is not None else read(CHUNK)
-            if not chunk:
-                break
-            channel.sendall(chunk)
-    except (OSError, ValueError):
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            channel.shutdown_write()
-
-
-def _fileno(stream: IO[bytes]) -> int | None:
-    try:
-        return stream.fileno()
-    except (AttributeError, OSError, ValueError):
-        return None
+    def __init__(self, ssh: SshConnector) -> None:
+        super().__init__(SshRunner(ssh))
+        self.ssh = ssh
