@@ -36,6 +36,7 @@ class SshRunner:
         self.connector = connector
         self.entry = entry
         self.reuse = reuse
+        self.entry_node: str | None = None   # the entry's node name, once known: its commands share the entry's
         self._open: dict[str, paramiko.SSHClient] = {}
         self._lock = threading.Lock()
 
@@ -53,7 +54,9 @@ class SshRunner:
     @contextlib.contextmanager
     def client(self, node: str) -> Any:
         """A connection to the node: the kept one (reconnected if it dropped), or a new one closed afterwards."""
-        target = self.target(node)  # first: finding an address may itself run a command (at the entry)
+        target = self.target(node)  # first: finding an address may run a command at the entry (and name it)
+        if node and node == self.entry_node:
+            node, target = ENTRY, self.target(ENTRY)
         if not self.reuse:
             client = self.connector.connect_to(target)
             try:
