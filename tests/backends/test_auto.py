@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import pytest
 
@@ -34,16 +33,19 @@ class Pct(MemoryBackend):
 
 
 def auto(problem: errors.PveociError | None) -> tuple[AutoBackend, list[Api], list[Pct]]:
+    """An auto backend over in-memory stand-ins, and the backends it made so far."""
     apis: list[Api] = []
     pcts: list[Pct] = []
 
-    def make(kind: Callable[[], Api | Pct], into: list) -> Callable[[], Api | Pct]:  # type: ignore[type-arg]
-        def made() -> Api | Pct:
-            into.append(kind())
-            return into[-1]
-        return made
+    def make_api() -> Api:
+        apis.append(Api(problem))
+        return apis[-1]
 
-    return AutoBackend(make(lambda: Api(problem), apis), make(Pct, pcts)), apis, pcts  # type: ignore[arg-type]
+    def make_pct() -> Pct:
+        pcts.append(Pct())
+        return pcts[-1]
+
+    return AutoBackend(make_api, make_pct), apis, pcts  # type: ignore[arg-type]  # a stand-in for PctBackend
 
 
 @pytest.mark.parametrize("down", [
