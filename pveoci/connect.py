@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pveoci import errors
 from pveoci.backends.base import Backend, Facts
 from pveoci.runtime import Runtime
 from pveoci.settings import Settings, load
 
+if TYPE_CHECKING:
+    from pveoci.backends.pct import PctBackend
+
 
 def connect(profile: str | None = None, *, config: Path | str | None = None, root: Path | str | None = None,
-            settings: Settings | None = None, backend: Backend | None = None, **overrides: Any) -> Runtime:
+            settings: Settings | None = None, backend: Backend | str | None = None, **overrides: Any) -> Runtime:
     """A Runtime for a cluster: the profile from config.toml (or PVEOCI_PROFILE, then default_profile).
 
     `config` names another settings file, `root` the directory of the local cache (default: the
     platform's state directory). Keyword overrides win over the profile and the environment, e.g.
     `connect("lab", node="pve2", vmid_range="9000-9099")`; an override of None removes a setting.
-    `settings` (from pveoci.settings.load) and `backend` replace what would be built from them.
+    `backend` is the profile's setting when a name ("api", "pct", "auto"), or the Backend to use; `settings`
+    (from pveoci.settings.load) and a Backend replace what would be built from them.
 
     Raises ConfigError for missing or unsafe settings (no host, a secret file others can read);
     nothing is asked of the cluster until a method needs it.
@@ -33,6 +36,8 @@ def connect(profile: str | None = None, *, config: Path | str | None = None, roo
     from pveoci.cache import Cache, ClusterFacts, default_root
     from pveoci.runtime.context import facts_scope
 
+    if isinstance(backend, str):
+        overrides["backend"], backend = backend, None
     settings = settings or load(profile=profile, config_path=Path(config) if config else None, overrides=overrides)
     cache = Cache(Path(root) if root else default_root())
     if backend is None:
@@ -41,12 +46,27 @@ def connect(profile: str | None = None, *, config: Path | str | None = None, roo
 
 
 def backend_for(settings: Settings, facts: Facts | None = None) -> Backend:
-    """The backend the profile names (`backend = api`; pct and auto are not there yet); `facts`: where it may
+    """The backend the profile names: `api` (the Proxmox API), `pct` (pct and pvesh on the nodes, locally or over
+    SSH) or `auto` (the API, and pct over SSH when the API cannot be reached). `facts`: where the API backend may
     keep what rarely changes between commands (the local cache)."""
     name = settings.profile.backend
-    if name != "api":
-        raise errors.Unsupported(f"backend = {name}: the pct/pvesh fallback is not available yet; use backend = api")
+    if name == "api":
+        return _api(settings, facts)
+    if name == "pct":
+        return _pct(settings)
+    from pveoci.backends.auto import AutoBackend
+
+    return AutoBackend(lambda: _api(settings, facts), lambda: _pct(settings))
+
+
+def _api(settings: Settings, facts: Facts | None) -> Backend:
     from pveoci.backends.api import ApiBackend
     from pveoci.pve.client import PveClient
 
     return ApiBackend(PveClient.from_settings(settings), settings, facts)
+
+
+def _pct(settings: Settings) -> PctBackend:
+    from pveoci.backends.pct import PctBackend
+
+    return PctBackend(settings)

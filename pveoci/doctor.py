@@ -1,16 +1,22 @@
-"""`pveoci doctor`: check a profile against its cluster, one pass/fail result per check."""
+"""`pveoci doctor`: check a profile against its cluster, one pass/fail result per check.
+
+`diagnose` checks the API backend's path (API, TLS, auth, privileges) and then, as the pct backend's
+checks do too (backends.pct_checks), the cluster, its nodes and SSH to each.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pveoci import errors
 from pveoci.models import Check, Node, Storage
 from pveoci.pve import cluster, privileges
-from pveoci.pve.client import PveClient
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
+
+if TYPE_CHECKING:
+    from pveoci.pve.client import PveClient
 
 Status = Literal["pass", "fail", "warn", "skip"]
 
@@ -67,22 +73,25 @@ def diagnose(settings: Settings, client: PveClient) -> Iterator[Check]:
     except errors.PveociError as exc:
         yield Check("cluster", "fail", exc.message)
         return
+    yield from cluster_checks(status, nodes, settings, SshConnector(profile.ssh, status.addresses))
+
+
+def cluster_checks(status: cluster.Quorum, nodes: list[Node], settings: Settings,
+                    connector: SshConnector) -> Iterator[Check]:
+    """Quorum, each node and its storages, SSH (host key, SFTP) to each online node."""
     members = f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}"
     if status.quorate:
         yield Check("quorum", "pass", f"cluster {status.name or '(single node)'} is quorate, {members}")
     else:
         yield Check("quorum", "fail", f"cluster {status.name or ''} has NO quorum: nothing can be changed")
-
     for node in nodes:
         yield _node_check(node, settings)
-
-    connector = SshConnector(profile.ssh, status.addresses)
     try:
         for node in nodes:
             if not node.online:
                 yield Check(f"ssh {node.name}", "skip", "node is offline")
                 continue
-            yield _ssh_check(connector, node.name)
+            yield ssh_check(connector, node.name)
     finally:
         connector.close_all()
 
@@ -111,7 +120,7 @@ def _node_check(node: Node, settings: Settings) -> Check:
     return Check(name, "pass", detail)
 
 
-def _ssh_check(connector: SshConnector, node: str) -> Check:
+def ssh_check(connector: SshConnector, node: str) -> Check:
     name = f"ssh {node}"
     try:
         target = connector.target(node)

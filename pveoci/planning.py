@@ -21,19 +21,22 @@ def disk_gib(size: int) -> int:
     return max(2, math.ceil(size * 1.25 / GIB) + 1)
 
 
-def target_for(profile: Profile, pve_version: tuple[int, int], size: int) -> Target:
-    return Target(pve_version=pve_version, root_pam=profile.auth_method == "ticket" and profile.user == "root@pam",
+def target_for(profile: Profile, pve_version: tuple[int, int], size: int, root_pam: bool | None = None) -> Target:
+    """What the bundle is mapped for; `root_pam` (None: a password login as root@pam) says whether root acts."""
+    if root_pam is None:
+        root_pam = profile.auth_method == "ticket" and profile.user == "root@pam"
+    return Target(pve_version=pve_version, root_pam=root_pam,
                   unprivileged=profile.unprivileged, rootfs_storage=profile.rootfs_storage,
                   disk_gib=disk_gib(size), bridge=profile.bridge)
 
 
 def plan_bundle(bundle: Bundle, profile: Profile, *, container_id: str, pve_version: tuple[int, int],
-                size: int | None = None) -> Plan:
+                size: int | None = None, root_pam: bool | None = None) -> Plan:
     """`size`: the rootfs's bytes, when a scan already has them (else they are counted here)."""
     def find(name: str, path_env: str | None, cwd: str) -> str | None:
         return find_executable(bundle.rootfs, name, path_env, cwd)
 
-    target = target_for(profile, pve_version, rootfs_size(bundle.rootfs) if size is None else size)
+    target = target_for(profile, pve_version, rootfs_size(bundle.rootfs) if size is None else size, root_pam)
     return map_spec(bundle.spec, target, container_id=container_id, find_program=find)
 
 

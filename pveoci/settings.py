@@ -102,6 +102,8 @@ class Profile(BaseModel):
     vmid_range: str | None = None
     unprivileged: bool = True
     backend: Literal["api", "pct", "auto"] = "api"
+    # How the pct backend reaches the nodes: here when pveoci runs on one (pct and pvesh on PATH), else SSH.
+    pct_runner: Literal["auto", "local", "ssh"] = "auto"
     ssh: SshSettings = Field(default_factory=SshSettings)
 
     @field_validator("fingerprint")
@@ -337,7 +339,9 @@ template_storage = "local"      # where templates are uploaded (content vztmpl)
 rootfs_storage = "local-lvm"    # where container root disks go (content rootdir)
 bridge = "vmbr0"
 unprivileged = true
-backend = "api"                 # api, pct or auto
+backend = "api"                 # api; pct (pct/pvesh on the nodes, as root); auto (the API, pct over SSH
+                                # when the API cannot be reached)
+# pct_runner = "auto"           # pct backend: local on a node, else ssh (to host, then each node)
 
 [profiles.{name}.ssh]
 user = "root"

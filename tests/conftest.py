@@ -33,6 +33,16 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
         yield testbed
 
 
+#: The backends the scenario tests run over: the Proxmox API, and pct/pvesh on the nodes over SSH.
+BACKENDS = ("api", "pct")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs once per backend (a test may narrow it: parametrize backend_name itself)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def cluster(bed: Testbed) -> Iterator[Testbed]:
     """The bed with every fault, token and grant a test adds undone afterwards."""

@@ -11,7 +11,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pveoci"
 MAX_LINES = 60
 # The core reaches the cluster only through pveoci.backends.base; these are adapters and front ends.
 NOT_IN_CORE = ("pveoci.pve", "pveoci.ssh", "pveoci.backends.api", "pveoci.backends.onnode", "pveoci.connect",
-               "pveoci.cli", "pveoci.template.sftp", "pveoci.template.api_upload", "pveoci.doctor")
+               "pveoci.cli", "pveoci.template.sftp", "pveoci.template.api_upload", "pveoci.doctor",
+               "pveoci.backends.pct", "pveoci.backends.pvesh", "pveoci.backends.auto", "pveoci.backends.runner",
+               "pveoci.backends.sshrunner", "pveoci.backends.reads")
 
 
 def _modules() -> dict[str, ast.Module]:

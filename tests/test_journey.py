@@ -15,10 +15,12 @@ from tests.testbed import Testbed
 pytestmark = pytest.mark.bed
 
 
-def test_run_exec_state_kill_delete(lxc_bed: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+def test_run_exec_state_kill_delete(lxc_bed: Testbed, busybox_bundle: Path, tmp_path: Path,
+                                    backend_name: str) -> None:
     def pveoci(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
-                              env=lxc_bed.env(), capture_output=True, text=True, check=False, timeout=180)
+                              env=lxc_bed.env(PVEOCI_BACKEND=backend_name), capture_output=True, text=True,
+                              check=False, timeout=180)
 
     run = pveoci("run", "-d", "hello", "-b", str(busybox_bundle))
     assert run.returncode == 0, run.stderr
@@ -61,7 +63,7 @@ def test_run_exec_state_kill_delete(lxc_bed: Testbed, busybox_bundle: Path, tmp_
 
 
 def test_pause_resume_and_other_signals_reach_the_real_container(lxc_bed: Testbed, busybox_bundle: Path,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path, backend_name: str) -> None:
     config = json.loads((busybox_bundle / "config.json").read_text())
     # A process that reports the signals it gets, and stays PID 1.
     config["process"]["args"] = ["sh", "-c", "trap 'echo got HUP >> /tmp/signals' HUP; "
@@ -70,7 +72,8 @@ def test_pause_resume_and_other_signals_reach_the_real_container(lxc_bed: Testbe
 
     def pveoci(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
-                              env=lxc_bed.env(), capture_output=True, text=True, check=False, timeout=180)
+                              env=lxc_bed.env(PVEOCI_BACKEND=backend_name), capture_output=True, text=True,
+                              check=False, timeout=180)
 
     assert pveoci("run", "-d", "-b", str(busybox_bundle), "sig").returncode == 0
     pid = json.loads(pveoci("state", "sig").stdout)["pid"]

@@ -7,40 +7,37 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from pveoci import errors
-from pveoci.backends.base import Claim, Facts, NoFacts, TemplateUpload
+from pveoci.backends.base import Facts, NoFacts, TemplateUpload
 from pveoci.backends.onnode import SshNode
-from pveoci.models import Check, Destination, Guest, Node, Template
+from pveoci.backends.reads import PathReads
+from pveoci.backends.sshtemplates import SshTemplates
+from pveoci.models import Check, Destination
 from pveoci.pve import cluster
 from pveoci.pve.client import PveClient
 from pveoci.pve.version import parse_version
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
-from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
 
-READERS = 16              # requests in flight at once for many containers' configs or statuses
 FACT_AGE = 600.0          # seconds the cluster's version, node addresses and storage paths are trusted
 TASK_MEMORY = 7 * 86400.0 # how long a task kind's last duration guides the first wait for the next one
-# What `uname -m` says on the machines Proxmox VE runs on (anything else, e.g. a stand-in's "fake", is asked
-# of the node itself over SSH).
-KNOWN_MACHINES = frozenset({"x86_64", "aarch64", "i686", "armv7l", "riscv64"})
 T = TypeVar("T")
 
 
-class ApiBackend(SshNode):
+class ApiBackend(PathReads, SshTemplates, SshNode):
     name = "api"
+    parallel = 16             # requests in flight at once for many containers' configs or statuses
 
     def __init__(self, client: PveClient, settings: Settings, facts: Facts | None = None) -> None:
         # SSH goes where the cluster says each node is, asked only when a node is first reached.
         super().__init__(SshConnector(settings.profile.ssh, self._addresses, refresh=self._fresh_addresses))
         self.client = client
+        self.reader = client
         self.settings = settings
         self.facts: Facts = facts or NoFacts()
 
@@ -70,50 +67,13 @@ class ApiBackend(SshNode):
         text = self._fact("version", FACT_AGE, lambda: str(self.client.version().get("version", "")))
         return parse_version(text)
 
-    def nodes(self) -> list[Node]:
-        return cluster.nodes(self.client)
-
-    def guests(self) -> list[Guest]:
-        return [cluster.guest_from_api(item) for item in self.client.get("cluster", "resources", type="vm")
-                if item.get("type") == "lxc"]
-
-    def status(self, node: str, vmid: int) -> Guest:
-        return cluster.guest_from_api({"vmid": vmid, **self.client.get("nodes", node, "lxc", vmid, "status",
-                                                                        "current")}, node)
-
-    def config(self, node: str, vmid: int) -> dict[str, Any]:
-        data: dict[str, Any] = self.client.get("nodes", node, "lxc", vmid, "config")
-        return data
-
-    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
-        return self._each(guests, self.config)
-
-    def statuses(self, guests: Iterable[Guest]) -> dict[int, Guest]:
-        return self._each(guests, self.status)
-
-    def _each(self, guests: Iterable[Guest], read: Callable[[str, int], T]) -> dict[int, T]:
-        """read(node, vmid) for many containers, READERS at a time (those that vanished left out)."""
-        wanted = list(guests)
-
-        def one(g: Guest) -> tuple[int, T | None]:
-            try:
-                return g.vmid, read(g.node, g.vmid)
-            except (errors.NotFound, errors.NodeOffline):
-                return g.vmid, None
-
-        if not wanted:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(READERS, len(wanted))) as pool:
-            return {vmid: found for vmid, found in pool.map(one, wanted) if found is not None}
-
-    def next_vmid(self) -> int:
-        return int(self.client.get("cluster", "nextid"))
-
     def node_machine(self, node: str) -> str:
         """From the node's status (PVE 8+ reports its kernel's machine); asked over SSH where it does not."""
-        kernel = self.client.get("nodes", node, "status").get("current-kernel") or {}
-        machine = str(kernel.get("machine") or "")
-        return machine if machine in KNOWN_MACHINES else self.machine(node)
+        return cluster.machine(self.client, node) or self.machine(node)
+
+    def privileged(self) -> bool:
+        profile = self.settings.profile
+        return profile.auth_method == "ticket" and profile.user == "root@pam"
 
     # ----------------------------------------------------------------- writes
 
@@ -159,71 +119,22 @@ class ApiBackend(SshNode):
     # -------------------------------------------------------------- templates
 
     def template_destination(self, node: str, storage: str) -> Destination:
-        found = {s["storage"]: s for s in self.client.node_storages(node)}
-        item = found.get(storage)
-        if item is None:
-            raise errors.NotFound(f"storage '{storage}' is not available on node '{node}' "
-                                  f"(there: {', '.join(sorted(found)) or 'none'})")
-        if "vztmpl" not in str(item.get("content", "")).split(","):
-            raise errors.ConfigError(f"storage '{storage}' does not hold container templates (content vztmpl)")
-        if not item.get("active", 1):
-            raise errors.ApiError(f"storage '{storage}' is not active on node '{node}'")
         config = self._fact(f"storage:{storage}", FACT_AGE, lambda: dict(self.client.get("storage", storage)))
-        path = config.get("path")
-        directory = f"{str(path).rstrip('/')}/{_content_dir(config)}" if path else None
-        avail = item.get("avail")
-        return Destination(node=node, storage=storage, shared=bool(item.get("shared")), directory=directory,
-                           avail=int(avail) if avail not in (None, "") else None)
-
-    def templates(self, dest: Destination) -> list[Template]:
-        items = self.client.get("nodes", dest.node, "storage", dest.storage, "content", content="vztmpl")
-        out = []
-        for item in items:
-            name = str(item["volid"]).split("/", 1)[-1]
-            out.append(Template(node=dest.node, storage=dest.storage, volid=str(item["volid"]), name=name,
-                                size=int(item.get("size") or 0), ctime=int(item.get("ctime") or 0),
-                                shared=dest.shared))
-        return sorted(out, key=lambda t: t.name)
+        return cluster.template_destination(self.client, node, storage, config)
 
     def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
         if transport == "api":
             from pveoci.template.api_upload import upload as api_upload
 
             return api_upload(self.client, packed, dest, progress)
-        from pveoci.template.sftp import upload as sftp_upload
-
-        return sftp_upload(self.ssh, packed, dest, progress)
+        return super().upload(packed, dest, transport=transport, progress=progress)
 
     def begin_upload(self, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> TemplateUpload:
         if transport == "api":
             from pveoci.template.api_upload import SpooledUpload
 
             return SpooledUpload(self.client, dest, progress)
-        from pveoci.template.remote import SftpStream
-
-        return SftpStream(self.ssh, dest, progress)
-
-    def upload_delta(self, packed: Packed, base: str, delta: Delta, dest: Destination, *,
-                     progress: Callable[[int], None]) -> int:
-        if dest.directory is None:
-            raise errors.Unsupported(f"deltas need SSH to the node's template directory ({dest.storage})")
-        from pveoci.template.remote import send_delta
-
-        return send_delta(self.ssh, dest, packed, base, delta, progress)
-
-    def claim_template(self, dest: Destination, key: str) -> Claim:
-        from pveoci.template.remote import RemoteClaim
-
-        if dest.directory is None:  # no SSH way to the storage (API uploads): claims within this machine
-            from pveoci.template.claims import LocalClaim
-
-            return LocalClaim(dest, key)
-        return RemoteClaim(self.ssh, dest, key)
-
-    def sweep_templates(self, dest: Destination) -> list[str]:
-        from pveoci.template.remote import sweep
-
-        return sweep(self.ssh, dest) if dest.directory is not None else []
+        return super().begin_upload(dest, transport=transport, progress=progress)
 
     def remove_template(self, dest: Destination, name: str) -> None:
         self.client.wait(self.client.delete("nodes", dest.node, "storage", dest.storage, "content",
@@ -236,11 +147,3 @@ class ApiBackend(SshNode):
 
         return doctor.diagnose(self.settings, self.client)
 
-
-def _content_dir(config: dict[str, Any]) -> str:
-    """The vztmpl directory below the storage path: `template/cache`, unless content-dirs moves it."""
-    for item in str(config.get("content-dirs") or "").split(","):
-        kind, _, where = item.partition("=")
-        if kind.strip() == "vztmpl" and where.strip():
-            return where.strip().strip("/")
-    return "template/cache"

@@ -1,7 +1,8 @@
 """What the runtime needs from a cluster, whatever carries it: the Proxmox API, pct/pvesh, or memory.
 
 The runtime (pveoci.runtime) talks to a cluster only through these protocols; adapters implement
-them (backends.api over the HTTP API and SSH; backends.memory in memory, for tests). Each method
+them (backends.api over the HTTP API and SSH; backends.pct over pct and pvesh on the nodes;
+backends.memory in memory, for tests). Each method
 is one thing Proxmox does; policy (OCI states, retries of races, rollback) stays in the runtime.
 """
 
@@ -70,6 +71,10 @@ class ClusterReads(Protocol):
 
     def node_machine(self, node: str) -> str:
         """The node's machine name as `uname -m` gives it (x86_64, aarch64, ...)."""
+
+    def privileged(self) -> bool:
+        """True when the cluster sees root@pam act (a password login as root@pam, or pct run as root on a
+        node): only then are options that root@pam alone may set (bind mounts, devices) planned."""
 
 
 class Lifecycle(Protocol):

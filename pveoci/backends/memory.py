@@ -64,12 +64,14 @@ class MemoryBackend:
     name = "memory"
 
     def __init__(self, nodes: Iterable[str] = ("pve1",), *, version: tuple[int, int] = (9, 1),
-                 shared_templates: bool = False, programs: Program | None = None, machine: str = "x86_64") -> None:
+                 shared_templates: bool = False, programs: Program | None = None, machine: str = "x86_64",
+                 root: bool = False) -> None:
         self.nodes_online = dict.fromkeys(nodes, True)
         self.version_ = version
         self.shared_templates = shared_templates
         self.programs = programs
         self.machine = machine
+        self.root = root  # acts as root@pam: bind mounts and devices are planned
         self.cts: dict[int, MemoryCt] = {}
         self.template_files: dict[tuple[str, str], dict[str, int]] = {}  # (node or "", storage) -> {name: size}
         self.uploads: list[tuple[str, str]] = []                          # (node, template name) per upload
@@ -157,6 +159,9 @@ class MemoryBackend:
     def node_machine(self, node: str) -> str:
         self._call("node_machine")
         return self.machine
+
+    def privileged(self) -> bool:
+        return self.root
 
     # ----------------------------------------------------------------- writes
 

@@ -1,8 +1,8 @@
-"""What runs on a node over SSH: programs in a container (`pct exec`), signals to a container's init, freezing.
+"""What runs on a node: programs in a container (`pct exec`), signals to a container's init, freezing.
 
-Shared by every backend that reaches nodes over SSH, whatever carries it (pveoci.ssh: paramiko or OpenSSH).
-Every command line is built by `ssh.command_line` from argv, each word quoted: user data never reaches a
-shell unquoted.
+Shared by every backend, over a Runner (backends.runner): SSH (pveoci.ssh: paramiko or OpenSSH) for the
+API backend, SSH or this machine for the pct backend. Every program is argv, never a shell string built from
+user data.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import IO
 
 from pveoci import errors
+from pveoci.backends.runner import Runner
+from pveoci.backends.sshrunner import SshRunner
 from pveoci.models import Completed
 from pveoci.ssh import SshConnector
 
@@ -24,21 +26,17 @@ exit $status
 """
 
 
-class SshNode:
-    """The OnNode protocol (pveoci.backends.base) over SSH connections from one connector."""
+class NodeCommands:
+    """The OnNode protocol (pveoci.backends.base) over a runner."""
 
-    def __init__(self, ssh: SshConnector) -> None:
-        self.ssh = ssh
-
-    @property
-    def sudo(self) -> bool:
-        return self.ssh.settings.sudo
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
 
     def exec(self, node: str, vmid: int, argv: list[str], *, stdin: IO[bytes] | None, stdout: IO[bytes] | None,
              stderr: IO[bytes] | None, tty: bool = False) -> int:
         """`pct exec VMID -- ARGV` on the node, with these streams; the program's exit status."""
-        return self.ssh.session(node).stream(["pct", "exec", str(vmid), "--", *argv], stdin=stdin, stdout=stdout,
-                                             stderr=stderr, tty=tty)
+        return self.runner.stream(node, ["pct", "exec", str(vmid), "--", *argv], stdin=stdin, stdout=stdout,
+                                  stderr=stderr, tty=tty)
 
     def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
         """`pct exec VMID -- ARGV` with its output collected."""
@@ -46,8 +44,7 @@ class SshNode:
 
     def on_node(self, node: str, argv: list[str], *, stdin: bytes | None = None, timeout: float = 60) -> Completed:
         """argv on the node itself (with sudo when the profile says so)."""
-        result = self.ssh.session(node).run(argv, stdin=stdin, timeout=timeout)
-        return Completed(result.status, result.stdout, result.stderr)
+        return self.runner.run(node, argv, stdin=stdin, timeout=timeout)
 
     def _must(self, node: str, argv: list[str], what: str) -> None:
         result = self.on_node(node, argv)
@@ -86,3 +83,11 @@ class SshNode:
 
     def thaw(self, node: str, vmid: int) -> None:
         self._must(node, ["lxc-unfreeze", "-n", str(vmid)], f"thaw CT {vmid}")
+
+
+class SshNode(NodeCommands):
+    """NodeCommands over SSH connections from one connector, a new one per command."""
+
+    def __init__(self, ssh: SshConnector) -> None:
+        super().__init__(SshRunner(ssh))
+        self.ssh = ssh

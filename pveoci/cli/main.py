@@ -63,6 +63,12 @@ class LogFormat(str, Enum):
     json = "json"
 
 
+class BackendName(str, Enum):
+    api = "api"
+    pct = "pct"
+    auto = "auto"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"pveoci version {__version__}")
@@ -85,6 +91,9 @@ def _global(
                                                      "SHA-256 fingerprint.")] = None,
     ca_file: Annotated[Path | None, typer.Option("--ca-file", help="CA certificate(s) to verify the API "
                                                   "with.")] = None,
+    backend: Annotated[BackendName | None, typer.Option("--backend", help="How to reach the cluster: api, pct (pct and "
+                                                "pvesh on the nodes, as root) or auto (the API; pct over SSH when "
+                                                "the API cannot be reached).")] = None,
     output: Annotated[Output, typer.Option("--output", "-o", help="table for people, json for "
                                             "scripts.")] = Output.table,
     debug: Annotated[bool, typer.Option("--debug", help="Log requests and show error details.")] = False,
@@ -115,7 +124,7 @@ def _global(
             raise typer.BadParameter(f"{rootless!r} is not one of 'true', 'false', 'auto'", param_hint="'--rootless'")
         raise errors.Unsupported("--rootless true: containers run on Proxmox nodes, as Proxmox runs them")
     overrides = {"host": host, "port": port, "token_id": token_id, "user": user,
-                 "fingerprint": fingerprint, "ca_file": ca_file}
+                 "fingerprint": fingerprint, "ca_file": ca_file, "backend": backend.value if backend else None}
     ctx.obj = Cli(profile=profile, config=config, output=output, debug=debug, root=root,
                   overrides={k: v for k, v in overrides.items() if v is not None})
 

@@ -43,7 +43,9 @@ def plan(
     loaded = Bundle.load(bundle)
     settings = c.settings()
     version, why_not = planning.cluster_version(lambda: c.runtime().backend.version())
-    result = planning.plan_bundle(loaded, settings.profile, container_id=container_id, pve_version=version)
+    root_pam = None if why_not else c.runtime().backend.privileged()
+    result = planning.plan_bundle(loaded, settings.profile, container_id=container_id, pve_version=version,
+                                  root_pam=root_pam)
     findings = sorted(result.findings, key=lambda f: _ORDER[f.status])
     if c.json:
         process = result.process

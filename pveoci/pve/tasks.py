@@ -1,4 +1,4 @@
-"""Proxmox tasks: parse a UPID and wait for it on its own node, polling adaptively."""
+"""Proxmox tasks: parse a UPID and wait for it on its own node, polling adaptively (over the API or pvesh)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pveoci import errors, retry
 
 if TYPE_CHECKING:
-    from pveoci.pve.client import PveClient
+    from pveoci.pve.cluster import Reader
 
 _WARNINGS = re.compile(r"^WARNINGS: (\d+)$")
 LOG_TAIL = 10
@@ -49,7 +49,7 @@ class TaskResult:
 
 
 def wait(
-    client: PveClient,
+    client: Reader,
     upid: str,
     *,
     timeout: float,
@@ -94,7 +94,7 @@ def wait(
     )
 
 
-def _stream_log(client: PveClient, task: Upid, seen: int, on_log: Callable[[str], None]) -> int:
+def _stream_log(client: Reader, task: Upid, seen: int, on_log: Callable[[str], None]) -> int:
     lines: list[dict[str, Any]] = client.get("nodes", task.node, "tasks", task.text, "log",
                                              start=seen, limit=LOG_PAGE)
     for line in lines:
@@ -102,7 +102,7 @@ def _stream_log(client: PveClient, task: Upid, seen: int, on_log: Callable[[str]
     return seen + len(lines)
 
 
-def log_tail(client: PveClient, task: Upid, count: int = LOG_TAIL) -> list[str]:
+def log_tail(client: Reader, task: Upid, count: int = LOG_TAIL) -> list[str]:
     """The last `count` lines of a task's log (best effort: an unreadable log gives [])."""
     lines: list[str] = []
     start = 0

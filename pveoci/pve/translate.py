@@ -9,30 +9,15 @@ from typing import Any
 import requests
 
 from pveoci import errors
+from pveoci.pve import wording
 
-_PERMISSION = re.compile(r"Permission check failed \(([^,]+), ([^)]+)\)")
 _NODE_IN_PATH = re.compile(r"^/nodes/([^/]+)")
-_NOT_FOUND = (
-    "does not exist",
-    "no such",
-    "not found",
-)
-_EXISTS = ("already exists", "File exists")
-_LOCKED = ("is locked", "can't lock file", "got timeout")
-
-
-def _oneline(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _format_param_errors(errs: Mapping[str, Any]) -> str:
-    return "; ".join(f"{_oneline(str(key))}: {_oneline(str(val))}" for key, val in sorted(errs.items()))
 
 
 def from_resource_exception(exc: Any, method: str, path: str, identity: str) -> errors.PveociError:
     """A proxmoxer ResourceException (status_code, content = PVE's reason, errors) as a typed error."""
     status = int(exc.status_code)
-    reason = _oneline(exc.content or exc.status_message or "")
+    reason = wording.oneline(exc.content or exc.status_message or "")
     errs = exc.errors if isinstance(exc.errors, Mapping) else None
     where = f"{method} {path}"
     if status == 401:
@@ -40,13 +25,7 @@ def from_resource_exception(exc: Any, method: str, path: str, identity: str) -> 
             f"the Proxmox API refused the credentials of {identity} ({reason or 'authentication failure'})"
         )
     if status == 403:
-        found = _PERMISSION.search(reason)
-        if found:
-            priv_path, priv = found.group(1), found.group(2)
-            return errors.PermissionDenied(
-                f"permission denied: {identity} lacks {priv} on {priv_path}", path=priv_path, privilege=priv
-            )
-        return errors.PermissionDenied(f"permission denied for {identity} on {where}: {reason}")
+        return wording.permission_denied(reason, identity, where)
     if status in (595, 596):
         node_match = _NODE_IN_PATH.match(path)
         node = node_match.group(1) if node_match else None
@@ -55,17 +34,10 @@ def from_resource_exception(exc: Any, method: str, path: str, identity: str) -> 
     if status in (502, 503, 504):
         return errors.ConnectError(f"the Proxmox API is unavailable ({status} {reason}) for {where}")
     if status == 400 and errs:
-        return errors.InvalidParameter(f"Proxmox rejected the request: {_format_param_errors(errs)}",
-                                       errors={k: _oneline(str(v)) for k, v in errs.items()})
-    if "no quorum" in reason:
-        return errors.NoQuorum("the cluster has no quorum: nothing can be changed until it is back "
-                               f"({reason})")
-    if any(word in reason for word in _LOCKED):
-        return errors.Locked(reason)
-    if any(word in reason for word in _EXISTS):
-        return errors.AlreadyExists(reason)
-    if any(word in reason.lower() for word in _NOT_FOUND):
-        return errors.NotFound(reason)
+        return wording.invalid_parameter(errs)
+    named = wording.by_reason(reason)
+    if named is not None:
+        return named
     if status == 501:
         return errors.ApiError(f"this Proxmox VE does not implement {where} ({reason})", status=status)
     return errors.ApiError(f"Proxmox API error {status} on {where}: {reason}", status=status)
@@ -96,7 +68,7 @@ def from_requests_exception(exc: requests.RequestException, endpoint: str) -> er
         status = exc.response.status_code
         if status == 401:
             return errors.AuthError(f"login to {endpoint} failed: wrong user or password")
-        return errors.AuthError(f"login to {endpoint} failed: {_oneline(str(exc))}")
+        return errors.AuthError(f"login to {endpoint} failed: {wording.oneline(str(exc))}")
     reason = "connection refused" if "Connection refused" in text else (
         "connection reset" if "reset" in text.lower() or "aborted" in text.lower() else
         "no route to host" if "No route" in text else

@@ -42,7 +42,7 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
     With `warn`, what Proxmox cannot honour is logged (a create warns; a template push does not).
     """
     plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version(),
-                                size=size)
+                                size=size, root_pam=ctx.backend.privileged())
     plan.check(strict)
     if not warn:
         return plan

@@ -69,26 +69,38 @@ class SshConnector:
     def shared(self, node: str) -> paramiko.SSHClient:
         """A connection to the node that stays open for the next caller (many channels share it; do not close
         it: close_all() does). A login costs a key exchange: one per node and process, not one per command."""
+        return self._kept(node, lambda: self.connect(node))
+
+    def _kept(self, key: str, connect: Callable[[], paramiko.SSHClient]) -> paramiko.SSHClient:
         with self._lock:
-            client = self._shared.get(node)
+            client = self._shared.get(key)
             transport = client.get_transport() if client is not None else None
             if client is None or transport is None or not transport.is_active():
-                client = self._shared[node] = self.connect(node)
+                client = self._shared[key] = connect()
             return client
 
     def session(self, node: str) -> Session:
         """The node's Session over the profile's transport (shared: do not close it; close_all() does)."""
+        return self._session(node, node, lambda: self.target(node), lambda: self.connect(node))
+
+    def session_to(self, target: SshTarget) -> Session:
+        """A Session to a host known by its address (host_target: the node the cluster is entered by)."""
+        key = f"@{target}"
+        return self._session(key, target.node, lambda: target, lambda: self.connect_to(target))
+
+    def _session(self, key: str, name: str, target: Callable[[], SshTarget],
+                 connect: Callable[[], paramiko.SSHClient]) -> Session:
         if self.settings.transport == "openssh":
             with self._lock:
-                found = self._sessions.get(node)
+                found = self._sessions.get(key)
                 if found is None:
                     from pveoci.ssh.openssh import OpenSshSession
 
-                    found = self._sessions[node] = OpenSshSession(self.settings, self.target(node))
+                    found = self._sessions[key] = OpenSshSession(self.settings, target())
                 return found
         from pveoci.ssh.paramiko_session import ParamikoSession
 
-        return ParamikoSession(self.shared(node), node, self.settings.sudo)
+        return ParamikoSession(self._kept(key, connect), name, self.settings.sudo)
 
     def close_all(self) -> None:
         with self._lock:
@@ -118,13 +130,17 @@ class SshConnector:
         user = (override.user if override and override.user else None) or self.settings.user
         return SshTarget(node=node, host=host, port=port, user=user)
 
+    def host_target(self, host: str) -> SshTarget:
+        """A host known by its address only (the node the cluster is entered by, before its name is known)."""
+        return SshTarget(node=host, host=host, port=self.settings.port, user=self.settings.user)
+
     def known_hosts(self) -> Path:
         return self.settings.known_hosts.expanduser()
 
     def connect(self, node: str) -> paramiko.SSHClient:
         """A connected, authenticated client; the caller closes it."""
         try:
-            return self._connect(self.target(node))
+            return self.connect_to(self.target(node))
         except errors.SshError as exc:
             if not isinstance(exc, Unreachable) or self._refresh is None:
                 raise
@@ -134,9 +150,10 @@ class SshConnector:
             if self.target(node) == before:
                 raise
             log.info("node %s has moved to %s; retrying there", node, self.target(node).host)
-            return self._connect(self.target(node))
+            return self.connect_to(self.target(node))
 
-    def _connect(self, target: SshTarget) -> paramiko.SSHClient:
+    def connect_to(self, target: SshTarget) -> paramiko.SSHClient:
+        """A connected, authenticated client for this target, its host key checked; the caller closes it."""
         import paramiko
 
         node = target.node

@@ -18,12 +18,14 @@ pytestmark = pytest.mark.bed
 
 
 @pytest.fixture
-def oci(lxc_bed: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """`pveoci --root <private cache> ...` -> (exit code, stdout, stderr), against the bed with real containers."""
+def oci(lxc_bed: Testbed, tmp_path: Path, backend_name: str):  # type: ignore[no-untyped-def]
+    """`pveoci --root <private cache> ...` -> (exit code, stdout, stderr), against the bed with real containers,
+    over each backend."""
     cluster = lxc_bed
     def run(*args: str) -> tuple[int, str, str]:
         proc = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
-                              env=cluster.env(), capture_output=True, text=True, check=False, timeout=180)
+                              env=cluster.env(PVEOCI_BACKEND=backend_name), capture_output=True, text=True,
+                              check=False, timeout=180)
         return proc.returncode, proc.stdout, proc.stderr
     return run
 
@@ -199,11 +201,12 @@ def test_list(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def
 
 
 def test_any_workstation_finds_containers_by_id_with_an_empty_cache(lxc_bed: Testbed, busybox_bundle: Path,
-                                                                    tmp_path: Path) -> None:
+                                                                    tmp_path: Path, backend_name: str) -> None:
     cluster = lxc_bed
     def run(root: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / root), *args],
-                              env=cluster.env(), capture_output=True, text=True, check=False)
+                              env=cluster.env(PVEOCI_BACKEND=backend_name), capture_output=True, text=True,
+                              check=False)
 
     assert run("laptop", "create", "-b", str(busybox_bundle), "shared-id").returncode == 0
     other = run("desktop", "state", "shared-id")

@@ -16,13 +16,14 @@ pytestmark = pytest.mark.bed
 
 
 @pytest.fixture
-def oci(lxc_bed: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
+def oci(lxc_bed: Testbed, tmp_path: Path, backend_name: str):  # type: ignore[no-untyped-def]
+    """The command line over each backend (a test about one backend's own path narrows backend_name)."""
     cluster = lxc_bed
 
     def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         proc = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
-                              env=cluster.env(**(env or {})), capture_output=True, text=True, check=False,
-                              timeout=180)
+                              env=cluster.env(PVEOCI_BACKEND=backend_name, **(env or {})), capture_output=True,
+                              text=True, check=False, timeout=180)
         assert "Traceback" not in proc.stderr
         return proc.returncode, proc.stdout, proc.stderr
     return run
@@ -65,12 +66,14 @@ def test_create_without_quorum(oci, busybox_bundle: Path, cluster: Testbed) -> N
     assert json.loads(oci("list", "-f", "json")[1]) == []
 
 
+@pytest.mark.parametrize("backend_name", ["api"])  # refused before any backend is asked
 def test_create_with_an_unknown_transport(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
     code, _, err = oci("create", "--transport", "ftp", "-b", str(busybox_bundle), "x")
     assert code == 3
     assert error_line(err) == "unknown transport 'ftp' (one of: sftp, api)"
 
 
+@pytest.mark.parametrize("backend_name", ["api"])  # tokens and privileges are the API's; pct runs as root
 def test_create_without_the_privilege_to_allocate(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     from tests.testbed import PVEOCI_PRIVILEGES
 
@@ -115,6 +118,7 @@ def test_kill_of_a_created_container_makes_it_stopped(oci, busybox_bundle: Path)
     assert error_line(oci("start", "kc")[2]) == "cannot start a container that is not created (it is stopped)"
 
 
+@pytest.mark.parametrize("backend_name", ["api"])  # the pct backend without SSH: tests/cli/test_backends.py
 def test_run_whose_start_fails_leaves_nothing(oci, busybox_bundle: Path, lxc_bed: Testbed) -> None:  # type: ignore[no-untyped-def]
     assert oci("template", "push", "-b", str(busybox_bundle), "--node", "pve1")[0] == 0
     # The API works, SSH to the node does not: the start signal cannot be sent.
@@ -125,6 +129,7 @@ def test_run_whose_start_fails_leaves_nothing(oci, busybox_bundle: Path, lxc_bed
     assert oci("state", "rf")[0] == 8
 
 
+@pytest.mark.parametrize("backend_name", ["api"])  # refused before any backend is asked
 def test_unwritable_cache_is_a_config_error(oci, busybox_bundle: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -133,6 +138,7 @@ def test_unwritable_cache_is_a_config_error(oci, busybox_bundle: Path, tmp_path:
     assert error_line(err).startswith(f"cannot open the cache in {blocker / 'sub'}")
 
 
+@pytest.mark.parametrize("backend_name", ["api"])
 def test_api_down_is_a_connect_error(oci) -> None:  # type: ignore[no-untyped-def]
     code, _, err = oci("--port", "1", "list", env={"PVEOCI_RETRIES": "0"})
     assert code == 4

@@ -23,3 +23,9 @@ def test_state_and_list_do_not_load_the_spec_models_or_ssh() -> None:
     loaded = imported_after("import pveoci.runtime, pveoci.backends.api, pveoci.cache")
     for heavy in ("pveoci.oci.spec", "pveoci.lxc.mapping", "paramiko", "zstandard"):
         assert heavy not in loaded, heavy
+
+
+def test_the_pct_backend_loads_no_http_client() -> None:
+    loaded = imported_after("import pveoci.runtime, pveoci.backends.pct, pveoci.backends.auto, pveoci.cache")
+    for heavy in ("requests", "proxmoxer", "pveoci.pve.client", "paramiko", "pveoci.oci.spec", "zstandard"):
+        assert heavy not in loaded, heavy

@@ -64,14 +64,18 @@ def test_rootless_false_and_auto_are_accepted(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
 
 
-def test_backend_pct_is_refused_until_it_exists(tmp_path: Path) -> None:
+def test_backend_pct_without_a_node_to_enter_by_says_what_to_set(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text('[profiles.default]\nhost = "pve1.example"\nbackend = "pct"\n')
-    secret = tmp_path / "token"
-    secret.write_text("x" * 8)
-    secret.chmod(0o600)
-    message = one_line(pveoci("list", config=config), 27)
-    assert message.startswith("backend = pct:")
+    config.write_text('[profiles.default]\nbackend = "pct"\n')  # no API credentials needed on that path
+    message = one_line(pveoci("list", config=config), 3)
+    assert message == "no host to enter the cluster by over SSH: set host (any node of the cluster)"
+
+
+def test_an_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:
+    result = pveoci("--backend", "ssh", "list", config=tmp_path / "none.toml")
+    assert result.returncode == 2
+    assert result.stderr == ("pveoci: error: Invalid value for '--backend': 'ssh' is not one of 'api', 'pct', "
+                             "'auto' (see 'pveoci --help')\n")
 
 
 def test_shell_completion_is_offered() -> None:

@@ -34,8 +34,8 @@ def test_wrong_fingerprint_is_refused_with_both_fingerprints(connect, cluster: T
     assert cluster.fingerprint in err.value.message
 
 
-def test_ticket_login_with_password(connect) -> None:  # type: ignore[no-untyped-def]
-    client = connect(token_id=None, user="root@pam", env={"PVEOCI_PASSWORD": "secret"})
+def test_ticket_login_with_password(connect, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+    client = connect(token_id=None, user="root@pam", env={"PVEOCI_PASSWORD": cluster.root_password})
     assert client.identity == "root@pam"
     assert client.version()
 
@@ -46,7 +46,7 @@ def test_wrong_password_is_an_auth_error(connect) -> None:  # type: ignore[no-un
 
 
 def test_expired_ticket_is_renewed_transparently(connect, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
-    client = connect(token_id=None, user="root@pam", env={"PVEOCI_PASSWORD": "secret"})
+    client = connect(token_id=None, user="root@pam", env={"PVEOCI_PASSWORD": cluster.root_password})
     client.version()
     cluster.pve.revoke_tickets()
     assert client.nodes()

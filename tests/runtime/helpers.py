@@ -22,7 +22,9 @@ def die():
 """
 
 
-def run_script(bed: Testbed, body: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_script(bed: Testbed, body: str, *args: str, timeout: float = 180,
+               backend: str = "api") -> subprocess.CompletedProcess[str]:
     code = PRELUDE + textwrap.dedent(body)
-    return subprocess.run([sys.executable, "-c", code, *args], env=bed.env(), capture_output=True, text=True,
-                          timeout=timeout, check=False, cwd=Path(__file__).resolve().parents[2])
+    return subprocess.run([sys.executable, "-c", code, *args], env=bed.env(PVEOCI_BACKEND=backend),
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          cwd=Path(__file__).resolve().parents[2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from pathlib import Path
 
@@ -204,3 +205,17 @@ def test_one_runtime_is_safe_across_threads(rt: Runtime, memory: MemoryBackend, 
     assert failures == []
     assert sorted(s.id for s in rt.list()) == [f"t{i}" for i in range(8)]
     assert len({ct.vmid for ct in memory.cts.values()}) == 8
+
+
+@pytest.mark.parametrize("root", [True, False])
+def test_bind_mounts_are_planned_only_when_the_backend_acts_as_root(make_runtime: MakeRuntime, tmp_path: Path,
+                                                                    root: bool) -> None:
+    bundle = tiny_bundle(tmp_path / "b")
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["mounts"] = [{"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind"]}]
+    (bundle / "config.json").write_text(json.dumps(spec))
+    backend = MemoryBackend(nodes=("pve1",), root=root)
+    state = make_runtime(backend).create("web", bundle)
+    assert ("mp0" in backend.cts[state.vmid].config) is root
+    if root:
+        assert backend.cts[state.vmid].config["mp0"] == "/srv/data,mp=/data"

@@ -29,7 +29,7 @@ print(json.dumps({"results": results, "failures": failures}))
 
 
 def test_sixteen_concurrent_creates_from_four_processes_get_sixteen_vmids(
-        cluster: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+        cluster: Testbed, busybox_bundle: Path, tmp_path: Path, backend_name: str) -> None:
     import subprocess
     import sys
     import textwrap
@@ -42,7 +42,8 @@ def test_sixteen_concurrent_creates_from_four_processes_get_sixteen_vmids(
                      "failed: File exists", times=2)
     code = PRELUDE + "import json\n" + textwrap.dedent(CONCURRENT)
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"cache{p}"), str(busybox_bundle),
-                               f"c{p}"], env=cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               f"c{p}"], env=cluster.env(PVEOCI_BACKEND=backend_name), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE,
                               text=True, cwd=Path(__file__).resolve().parents[2]) for p in range(4)]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     results: dict[str, list[object]] = {}
@@ -58,21 +59,23 @@ def test_sixteen_concurrent_creates_from_four_processes_get_sixteen_vmids(
     assert len(raced) > 16  # some creates lost a race and were retried
 
 
-def test_lock_timeout_race_form_is_retried(cluster: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+def test_lock_timeout_race_form_is_retried(cluster: Testbed, busybox_bundle: Path, tmp_path: Path,
+                                          backend_name: str) -> None:
     cluster.pve.fail("POST", "/nodes/pve1/lxc", 500, "can't lock file '/run/lock/lxc/pve-config-100.lock' - got "
                      "timeout", times=1)
     result = run_script(cluster, """
         st = runtime(sys.argv[1]).create("locky", Path(sys.argv[2]), node="pve1")
         print(st.vmid)
-    """, str(tmp_path / "cache"), str(busybox_bundle))
+    """, str(tmp_path / "cache"), str(busybox_bundle), backend=backend_name)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) >= 100
 
 
-def test_vmid_range_keeps_containers_together(cluster: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+def test_vmid_range_keeps_containers_together(cluster: Testbed, busybox_bundle: Path, tmp_path: Path,
+                                              backend_name: str) -> None:
     (cluster.root / "ranged.toml").write_text(cluster.config_path.read_text().replace(
         'rootfs_storage = "local-lvm"', 'rootfs_storage = "local-lvm"\nvmid_range = "9000-9002"'))
-    env = cluster.env(PVEOCI_CONFIG=str(cluster.root / "ranged.toml"))
+    env = cluster.env(PVEOCI_CONFIG=str(cluster.root / "ranged.toml"), PVEOCI_BACKEND=backend_name)
     import subprocess
     import sys
 

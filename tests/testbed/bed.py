@@ -1,7 +1,8 @@
 """The test bed: a simulated PVE cluster on this machine, from real or third-party parts.
 
 API: fakepve (BedPve) over real HTTPS on a loopback address, its certificate verified.
-SSH: one real OpenSSH sshd per node on the node's own loopback address, with a `pct exec` shim.
+SSH: one real OpenSSH sshd per node on the node's own loopback address (the first node's also serves the
+API), with the node's `pct` and `pvesh` first on PATH (tests/testbed/nodetools.py).
 Containers: real LXC when `lxc` is on (see tests/testbed/lxc.py; off by default, since a
 create then needs a real template and the machine LXC).
 Profile: a pveoci config.toml with an API token that holds exactly the privileges
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
+import json
 import os
 import random
 import secrets
@@ -72,8 +74,10 @@ class Testbed:
         self.with_ssh = ssh
         self.lxc_default = lxc
         block = _address_block()
-        self.api_address = f"{block}.1"
         self.addresses = {name: f"{block}.{10 + i}" for i, name in enumerate(self.node_names)}
+        # Every PVE node serves the API; the profile's host is the first node, as a user's would be.
+        self.api_address = self.addresses[self.node_names[0]]
+        self.root_password = secrets.token_hex(16)
         self.ssh_port = 22
         self.sshds: dict[str, NodeSshd] = {}
         self.token_id = TOKEN_ID
@@ -130,7 +134,7 @@ class Testbed:
         digest = hashlib.sha256(der).hexdigest().upper()
         self.fingerprint = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
         self.pve = BedPve(root=self.root, addresses=self.addresses, fingerprint=self.fingerprint,
-                          host=self.api_address, port=8006)
+                          host=self.api_address, port=8006, user="root@pam", password=self.root_password)
         self.pve.client_max_size = 4 * 1024 ** 3
         # PVE 9.1 is the first with the entrypoint and env container options pveoci uses.
         self.pve.version, self.pve.release_version = "9.1.2", "9.1"
@@ -165,11 +169,25 @@ class Testbed:
         for name, address in self.addresses.items():
             sshd = NodeSshd(node=name, address=address, port=self.ssh_port, workdir=self.root / "nodes" / name,
                             storage_dir=self.pve.node_dir(name), mount_target=self.root / "vz",
-                            authorized_keys=authorized, bin_dir=self.pve.lxc.write_pct(name),
+                            authorized_keys=authorized, bin_dir=self._write_tools(name),
                             lxc_etc=self.pve.lxc.write_etc(name))
             self.sshds[name] = sshd
             sshd.start()
         self.known_hosts.write_text("".join(s.known_hosts_line() for s in self.sshds.values()))
+
+    def _write_tools(self, node: str) -> Path:
+        """The node's pct and pvesh (tests/testbed/nodetools.py), logged in to the API as root@pam."""
+        ticket, csrf = self.pve.issue_ticket("root@pam")
+        credentials = self.root / "nodes" / node / "root.auth"
+        credentials.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"user": "root@pam", "password": self.root_password, "ticket": ticket, "csrf": csrf}, fh)
+        return self.pve.lxc.write_tools(node, f"{self.url}/api2/json", self.cafile, credentials, self.addresses)
+
+    def tool_calls(self, node: str) -> list[dict[str, Any]]:
+        """Every pct and pvesh call on the node so far, as the tools received it ({"tool", "argv"})."""
+        return self.pve.lxc.tool_calls(node)
 
     def _write_profile(self) -> None:
         secret_file = self.root / "token"
@@ -267,6 +285,8 @@ class Testbed:
         for key, value in copy.deepcopy(self._baseline).items():
             setattr(self.pve, key, value)
         self.pve.requests.clear()
+        for node in self.node_names:
+            self.pve.lxc.tools_log(node).unlink(missing_ok=True)
         for folder in [self.template_dir(n) for n in self.node_names] + [self.pve.template_dir("", "shared")]:
             for entry in folder.iterdir():
                 if entry.is_dir() and not entry.is_symlink():

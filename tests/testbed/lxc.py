@@ -6,7 +6,7 @@ Per node (`<bed root>/nodes/<node>/`):
 - `ct/<vmid>/console.log`  what the container's processes printed (stdout and stderr of `lxc-start -F`);
 - `ct/<vmid>/lxc.log`      LXC's own log (`-l INFO`);
 - `lxc/<vmid>/config`      the LXC config, written from the CT's PVE config at every start;
-- `bin/pct`                a `pct exec` shim (lxc-attach) that the node's sshd puts first on PATH;
+- `bin/pct`, `bin/pvesh`   the node's tools (tests/testbed/nodetools.py), first on PATH in its SSH sessions;
 - `etc-lxc/lxc.conf`       bound at /etc/lxc in the node's SSH sessions: `lxc-info -n <vmid>`, `lxc-freeze -n
                            <vmid>` there act on that node's containers, as on a PVE node.
 
@@ -36,6 +36,7 @@ import bz2
 import contextlib
 import functools
 import gzip
+import json
 import lzma
 import os
 import re
@@ -43,6 +44,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -221,58 +223,13 @@ def unpack(template: Path, rootfs: Path) -> None:
         raise LxcError(f"unable to unpack {template.name}: tar exited with {code}: " + " / ".join(said[-3:]))
 
 
-# -------------------------------------------------------------------- pct
+# ------------------------------------------------------------ pct, pvesh
 
 
-PCT = """#!/bin/sh
-# pct on the test bed's node {node_text}: `pct exec <vmid> [--] <command> [args...]` runs the command in
-# one of this node's containers with lxc-attach; its exit status, stdin, stdout and stderr pass through.
-# `pct mount <vmid>` and `pct unmount <vmid>` answer as PVE's do (the bed's rootfs is a plain directory).
-node={node}
-lxcpath={lxcpath}
-ctroot={ctroot}
-case "$1" in
-    mount|unmount)
-        case "$2" in ''|*[!0-9]*) echo "pct $1: the argument must be a vmid" >&2; exit 2 ;; esac
-        if [ ! -d "$ctroot/$2" ]; then
-            echo "Configuration file 'nodes/$node/lxc/$2.conf' does not exist" >&2
-            exit 255
-        fi
-        if [ "$1" = mount ]; then echo "mounted CT $2 in '$ctroot/$2/rootfs'"; fi
-        exit 0 ;;
-    exec) ;;
-    *) echo "pct (pveoci test bed): only 'pct exec <vmid> -- <command> [args...]', mount and unmount are" \
-            "supported here" >&2
-       exit 2 ;;
-esac
-shift
-vmid=$1
-case "$vmid" in
-    ''|*[!0-9]*) echo "pct exec: the first argument must be a vmid" >&2; exit 2 ;;
-esac
-shift
-if [ "$1" = -- ]; then shift; fi
-if [ $# -eq 0 ]; then
-    echo "pct exec: no command given" >&2
-    exit 2
-fi
-if [ ! -d "$ctroot/$vmid" ]; then
-    echo "Configuration file 'nodes/$node/lxc/$vmid.conf' does not exist" >&2
-    exit 255
-fi
-case "$({lxc_info} -n "$vmid" -P "$lxcpath" -s 2>/dev/null)" in
-    *RUNNING*|*FROZEN*) ;;
-    *) echo "CT $vmid not running" >&2; exit 255 ;;
-esac
-exec {lxc_attach} -n "$vmid" -P "$lxcpath" --clear-env -- "$@"
+LAUNCHER = """#!/bin/sh
+# {tool} on the test bed's node {node_text}: tests/testbed/nodetools.py, backed by the bed's API and LXC.
+exec {python} -I -S {tools} {config} {tool} "$@"
 """
-
-
-def pct_script(node: str, lxcpath: Path, ctroot: Path) -> str:
-    q = shlex.quote
-    return PCT.format(node_text=re.sub(r"[^\w.-]", "?", node), node=q(node), lxcpath=q(str(lxcpath)),
-                      ctroot=q(str(ctroot)), lxc_info=q(shutil.which("lxc-info") or "lxc-info"),
-                      lxc_attach=q(shutil.which("lxc-attach") or "lxc-attach"))
 
 
 # ------------------------------------------------------------- containers
@@ -351,14 +308,36 @@ class LxcHost:
         (folder / "lxc.conf").write_text(f"lxc.lxcpath = {self.lxcpath(node)}\n")
         return folder
 
-    def write_pct(self, node: str) -> Path:
-        """The node's `pct` shim (bin/pct); returns the bin directory to put first on PATH."""
+    def write_tools(self, node: str, api: str, cafile: Path, credentials: Path,
+                    addresses: Mapping[str, str]) -> Path:
+        """The node's `pct` and `pvesh` (tests/testbed/nodetools.py) in bin/; returns bin/, to put first on PATH.
+
+        `credentials`: a 0600 JSON file with root@pam's password and a ticket for the API at `api`."""
         folder = self.bin_dir(node)
         folder.mkdir(parents=True, exist_ok=True)
-        script = folder / "pct"
-        script.write_text(pct_script(node, self.lxcpath(node), self.ct_root(node)))
-        script.chmod(0o755)
+        config = self.node_dir(node) / "tools.json"
+        config.write_text(json.dumps({
+            "node": node, "api": api, "cafile": str(cafile), "credentials": str(credentials),
+            "addresses": dict(addresses), "lxcpath": str(self.lxcpath(node)), "ctroot": str(self.ct_root(node)),
+            "lxc_info": shutil.which("lxc-info") or "lxc-info", "log": str(self.tools_log(node)),
+            "lxc_attach": shutil.which("lxc-attach") or "lxc-attach",
+        }, indent=1))
+        q = shlex.quote
+        for tool in ("pct", "pvesh"):
+            script = folder / tool
+            script.write_text(LAUNCHER.format(tool=tool, node_text=re.sub(r"[^\w.-]", "?", node),
+                                              python=q(sys.executable), config=q(str(config)),
+                                              tools=q(str(Path(__file__).with_name("nodetools.py")))))
+            script.chmod(0o755)
         return folder
+
+    def tools_log(self, node: str) -> Path:
+        """Every pct and pvesh call on the node: one JSON line each, {"tool": ..., "argv": [...]}."""
+        return self.node_dir(node) / "tools.log"
+
+    def tool_calls(self, node: str) -> list[dict[str, Any]]:
+        path = self.tools_log(node)
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     # ---------------------------------------------------------------- state
 

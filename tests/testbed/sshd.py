@@ -25,8 +25,9 @@ SFTP_SERVER_CANDIDATES = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/
                           "/usr/libexec/sftp-server")
 
 FORCE_COMMAND = """#!/bin/sh
-# Log what reached this node, then run it (sftp sessions get the external sftp-server).
-{path}printf '%s\\n' "$SSH_ORIGINAL_COMMAND" >> {log}
+# Log what reached this node (each command ended by a NUL: one may hold newlines), then run it (sftp sessions
+# get the external sftp-server).
+{path}printf '%s\\0' "$SSH_ORIGINAL_COMMAND" >> {log}
 case "$SSH_ORIGINAL_COMMAND" in
   "") exec /bin/sh -l ;;
   {sftp}) exec {sftp} ;;
@@ -156,5 +157,5 @@ class NodeSshd:
         self.process = None
 
     def commands(self) -> list[str]:
-        """Every command line that reached this node over SSH, oldest first."""
-        return self.commands_log.read_text().splitlines()
+        """Every command line that reached this node over SSH, oldest first (interactive logins left out)."""
+        return [c for c in self.commands_log.read_text().split("\0") if c]

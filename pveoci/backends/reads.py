@@ -1,0 +1,73 @@
+"""Reading the cluster through its API paths, whatever carries them: the HTTP API or pvesh on a node.
+
+Both answer the same JSON for the same path, so both backends read the cluster with this one code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from pveoci import errors
+from pveoci.models import Destination, Guest, Node, Template
+from pveoci.pve import cluster
+from pveoci.pve.version import parse_version
+
+T = TypeVar("T")
+
+
+class PathReads:
+    """ClusterReads (but node_machine and privileged) and the template listings, over `self.reader`."""
+
+    reader: cluster.Reader
+    #: Reads of many containers in flight at once (each is a request, or a command on a node's SSH connection).
+    parallel: int = 4
+
+    def version(self) -> tuple[int, int]:
+        return parse_version(str(self.reader.get("version").get("version", "")))
+
+    def nodes(self) -> list[Node]:
+        return cluster.nodes(self.reader)
+
+    def guests(self) -> list[Guest]:
+        return [cluster.guest_from_api(item) for item in self.reader.get("cluster", "resources", type="vm")
+                if item.get("type") == "lxc"]
+
+    def status(self, node: str, vmid: int) -> Guest:
+        return cluster.guest_from_api({"vmid": vmid, **self.reader.get("nodes", node, "lxc", vmid, "status",
+                                                                        "current")}, node)
+
+    def config(self, node: str, vmid: int) -> dict[str, Any]:
+        data: dict[str, Any] = self.reader.get("nodes", node, "lxc", vmid, "config")
+        return data
+
+    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
+        return self._each(guests, self.config)
+
+    def statuses(self, guests: Iterable[Guest]) -> dict[int, Guest]:
+        return self._each(guests, self.status)
+
+    def _each(self, guests: Iterable[Guest], read: Callable[[str, int], T]) -> dict[int, T]:
+        """read(node, vmid) for many containers, `parallel` at a time (those that vanished left out)."""
+        wanted = list(guests)
+
+        def one(g: Guest) -> tuple[int, T | None]:
+            try:
+                return g.vmid, read(g.node, g.vmid)
+            except (errors.NotFound, errors.NodeOffline):
+                return g.vmid, None
+
+        if not wanted:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(wanted))) as pool:
+            return {vmid: found for vmid, found in pool.map(one, wanted) if found is not None}
+
+    def next_vmid(self) -> int:
+        return int(self.reader.get("cluster", "nextid"))
+
+    def template_destination(self, node: str, storage: str) -> Destination:
+        return cluster.template_destination(self.reader, node, storage)
+
+    def templates(self, dest: Destination) -> list[Template]:
+        return cluster.templates(self.reader, dest)

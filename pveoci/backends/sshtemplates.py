@@ -1,0 +1,51 @@
+"""Templates on a node's storage over SSH, for every backend that reaches nodes so: SFTP uploads (from a file or
+streamed while packing), deltas rebuilt on the node, claims, and the sweep of what killed uploads left."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pveoci import errors
+from pveoci.backends.base import Claim, TemplateUpload
+from pveoci.models import Destination
+from pveoci.ssh import SshConnector
+from pveoci.template.delta import Delta
+from pveoci.template.pack import Packed
+
+
+class SshTemplates:
+    """The SSH half of TemplateStorage (pveoci.backends.base), over `self.ssh`."""
+
+    ssh: SshConnector
+
+    def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
+        from pveoci.template.sftp import upload as sftp_upload
+
+        return sftp_upload(self.ssh, packed, dest, progress)
+
+    def begin_upload(self, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> TemplateUpload:
+        from pveoci.template.remote import SftpStream
+
+        return SftpStream(self.ssh, dest, progress)
+
+    def upload_delta(self, packed: Packed, base: str, delta: Delta, dest: Destination, *,
+                     progress: Callable[[int], None]) -> int:
+        if dest.directory is None:
+            raise errors.Unsupported(f"deltas need SSH to the node's template directory ({dest.storage})")
+        from pveoci.template.remote import send_delta
+
+        return send_delta(self.ssh, dest, packed, base, delta, progress)
+
+    def claim_template(self, dest: Destination, key: str) -> Claim:
+        if dest.directory is None:  # no SSH way to the storage (API uploads): claims within this machine
+            from pveoci.template.claims import LocalClaim
+
+            return LocalClaim(dest, key)
+        from pveoci.template.remote import RemoteClaim
+
+        return RemoteClaim(self.ssh, dest, key)
+
+    def sweep_templates(self, dest: Destination) -> list[str]:
+        from pveoci.template.remote import sweep
+
+        return sweep(self.ssh, dest) if dest.directory is not None else []
