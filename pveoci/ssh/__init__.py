@@ -64,7 +64,7 @@ class SshConnector:
         self._resolved: dict[str, str] | None = None
         self._shared: dict[str, paramiko.SSHClient] = {}
         self._sessions: dict[str, Session] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a connect may look up an address over another connection (pct)
 
     def shared(self, node: str) -> paramiko.SSHClient:
         """A connection to the node that stays open for the next caller (many channels share it; do not close
