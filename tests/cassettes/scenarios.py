@@ -80,13 +80,14 @@ def lifecycle(rt: pveoci.Runtime, bundle: Path, faults: Faults) -> None:
 
 
 def template_push(rt: pveoci.Runtime, bundle: Path, faults: Faults) -> None:
-    """A template is uploaded once per node-local storage: the second push to pve1 sends nothing."""
+    """A template is uploaded once per node-local storage: the second push to pve1 sends nothing; pve2 gets it
+    through the upload API."""
     first = rt.templates.push(bundle, node="pve1")
     assert first.uploaded
     assert first.bytes_sent == first.size > 0
     again = rt.templates.push(bundle, node="pve1")
     assert (again.uploaded, again.bytes_sent, again.volid) == (False, 0, first.volid)
-    other = rt.templates.push(bundle, node="pve2")
+    other = rt.templates.push(bundle, node="pve2", transport="api")
     assert other.uploaded
     listed = rt.templates.list()
     assert sorted((t.node, t.volid, t.size) for t in listed) == [("pve1", first.volid, first.size),
