@@ -20,10 +20,13 @@ from tests.testbed import parts
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.cassettes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", choices=[[], *BY_NAME], metavar="SCENARIO",
+    parser.add_argument("names", nargs="*", metavar="SCENARIO",
                         help=f"scenarios to record (default: all of {', '.join(BY_NAME)})")
     parser.add_argument("--out", type=Path, default=FIXTURES, help="where the cassettes go (default: %(default)s)")
     args = parser.parse_args()
+    unknown = [n for n in args.names if n not in BY_NAME]
+    if unknown:
+        parser.error(f"no scenario {', '.join(unknown)} (scenarios: {', '.join(BY_NAME)})")
     wanted = [BY_NAME[n] for n in args.names] or list(SCENARIOS)
     missing = parts.missing_for_ssh() + parts.missing_for_busybox()
     if any(s.lxc for s in wanted):
