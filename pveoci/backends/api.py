@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pveoci import errors
@@ -24,6 +25,7 @@ from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
 
+READERS = 16              # requests in flight at once for many containers' configs or statuses
 FACT_AGE = 600.0          # seconds the cluster's version, node addresses and storage paths are trusted
 TASK_MEMORY = 7 * 86400.0 # how long a task kind's last duration guides the first wait for the next one
 # What `uname -m` says on the machines Proxmox VE runs on (anything else, e.g. a stand-in's "fake", is asked
@@ -82,6 +84,27 @@ class ApiBackend(SshNode):
     def config(self, node: str, vmid: int) -> dict[str, Any]:
         data: dict[str, Any] = self.client.get("nodes", node, "lxc", vmid, "config")
         return data
+
+    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
+        return self._each(guests, self.config)
+
+    def statuses(self, guests: Iterable[Guest]) -> dict[int, Guest]:
+        return self._each(guests, self.status)
+
+    def _each(self, guests: Iterable[Guest], read: Callable[[str, int], T]) -> dict[int, T]:
+        """read(node, vmid) for many containers, READERS at a time (those that vanished left out)."""
+        wanted = list(guests)
+
+        def one(g: Guest) -> tuple[int, T | None]:
+            try:
+                return g.vmid, read(g.node, g.vmid)
+            except (errors.NotFound, errors.NodeOffline):
+                return g.vmid, None
+
+        if not wanted:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(READERS, len(wanted))) as pool:
+            return {vmid: found for vmid, found in pool.map(one, wanted) if found is not None}
 
     def next_vmid(self) -> int:
         return int(self.client.get("cluster", "nextid"))

@@ -7,7 +7,7 @@ is one thing Proxmox does; policy (OCI states, retries of races, rollback) stays
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Protocol
 
 from pveoci.models import Check, Completed, Destination, Guest, Node, Template
@@ -56,6 +56,14 @@ class ClusterReads(Protocol):
 
     def config(self, node: str, vmid: int) -> dict[str, Any]:
         """One container's configuration; NotFound if it is not there."""
+
+    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
+        """The configurations of many containers by VMID (those that vanished meanwhile left out); a backend
+        may read them in parallel."""
+
+    def statuses(self, guests: Iterable[Guest]) -> dict[int, Guest]:
+        """The current status (with pid) of many containers by VMID (vanished ones left out); in parallel where
+        the backend can."""
 
     def next_vmid(self) -> int:
         """A VMID the cluster considers free now (it reserves nothing)."""

@@ -19,7 +19,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from pveoci import errors
 from pveoci.models import Check, Completed, Destination, Guest, Node, Storage, Template
@@ -30,6 +30,8 @@ from pveoci.template.pack import Packed
 Program = Callable[[str, int, list[str], bytes], tuple[int, bytes, bytes]]
 
 GIB = 1024**3
+
+T = TypeVar("T")
 
 
 def _number(signame: str) -> int:
@@ -133,6 +135,19 @@ class MemoryBackend:
         self._call("config")
         with self._lock:
             return dict(self._ct(node, vmid).config)
+
+    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
+        return {vmid: found for vmid, found in ((g.vmid, self._maybe(self.config, g)) for g in guests) if found}
+
+    def statuses(self, guests: Iterable[Guest]) -> dict[int, Guest]:
+        return {vmid: found for vmid, found in ((g.vmid, self._maybe(self.status, g)) for g in guests) if found}
+
+    @staticmethod
+    def _maybe(read: Callable[[str, int], T], g: Guest) -> T | None:
+        try:
+            return read(g.node, g.vmid)
+        except (errors.NotFound, errors.NodeOffline):
+            return None
 
     def next_vmid(self) -> int:
         self._call("next_vmid")
