@@ -12,7 +12,9 @@ values replaced by stand-ins before a cassette is written (pveoci.testing.normal
               , ...],
      "ssh": [{"node", "run": argv, "stdin", "status", "stdout", "stderr"},
              {"node", "exec": argv, "vmid", "tty", "stdin", "status", "stdout", "stderr"},
-             {"node", "upload": name, "directory"},
+             {"node", "directory", "upload": name, "via", ...},          # the template storage:
+             {"node", "directory", "claim": n, "step", ...},             #   pveoci.testing.templates
+             {"node", "directory", "sweep": true, "removed"},
              {"node", "check": "ssh", "status", "detail"}, ...]}        # any of them: "error" instead
 """
 
@@ -28,7 +30,7 @@ from typing import Any
 
 FORMAT = 1
 #: What an SSH entry answers with: everything else in it is what was asked, and must match on replay.
-SSH_RESULT_KEYS = frozenset({"status", "stdout", "stderr", "error", "detail"})
+SSH_RESULT_KEYS = frozenset({"status", "stdout", "stderr", "error", "detail", "ours", "result", "landed", "removed"})
 LOGIN_PATH = "/access/ticket"
 
 

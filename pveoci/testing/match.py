@@ -72,6 +72,11 @@ class Tape:
             self.problems.append(message)
         raise CassetteMismatch(message)
 
+    def peek(self, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """The first entry not used yet that `wanted` accepts; it stays unused."""
+        with self._lock:
+            return next((e for i, e in enumerate(self.entries) if not self.used[i] and wanted(e)), None)
+
     def _unexpected(self, asked: dict[str, Any]) -> str:
         lines = [f"{self.name}: unexpected {self.label} {self._show(asked)}"]
         same = sum(1 for e in self.entries if self._key(e) == asked)
@@ -108,7 +113,7 @@ def _distance(a: dict[str, Any], b: dict[str, Any]) -> float:
     for key in set(a) | set(b):
         if a.get(key) == b.get(key):
             continue
-        weight = 10.0 if key in ("method", "path", "node", "run", "exec", "upload", "check") else 1.0
+        weight = 10.0 if key in ("method", "path", "node", "run", "exec", "upload", "check", "claim", "sweep") else 1.0
         x, y = a.get(key), b.get(key)
         if isinstance(x, dict) and isinstance(y, dict):
             score += weight * 0.1 + _distance(x, y)

@@ -129,6 +129,13 @@ class LocalValues:
         self._sent = {kind: list(values) for kind, values in (sent or {}).items()}
         self._lock = threading.Lock()  # a replay may be asked from several threads (exec's follower)
         self.templates: list[PackedTemplate] = []
+        self._claims: dict[str, int] = {}
+
+    def claim_number(self, key: str) -> int:
+        """A template claim's stand-in: its key names the rootfs by a stat walk (times, inodes), so a claim is
+        known by the order its key was first claimed in, as a template by the order it was packed in."""
+        with self._lock:
+            return self._claims.setdefault(key, len(self._claims) + 1)
 
     def add_template(self, name: str, file_sha256: str, size: int) -> None:
         """A template this session packed (the n-th packed is stand-in n, in a recording and in its replay)."""

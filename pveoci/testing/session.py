@@ -15,6 +15,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ class Session:
         self.root = Path(tempfile.mkdtemp(prefix="pveoci-cassette-")) if root is None else Path(root)
         self._runtimes: list[Runtime] = []
         self._original_pack: Any = None
+        self._clock = time.time()
 
     def _settings(self, overrides: dict[str, Any]) -> Settings:
         raise NotImplementedError
@@ -74,11 +76,16 @@ class Session:
                 **overrides: Any) -> Runtime:
         """A Runtime bound to the cassette, as pveoci.connect() would make it. The profile is the recording's
         (`profile` and `config` are ignored: scripts name their own); overrides apply as usual."""
-        from pveoci.connect import connect
+        from pveoci.cache import Cache
+        from pveoci.runtime import Runtime
 
         settings = settings or self._settings(overrides)
         self._accept(settings)
-        rt = connect(settings=settings, backend=backend or self._backend(settings), root=Path(root or self.root))
+        # As pveoci.connect() makes it, but with the cache's clock stopped at the session's start: facts kept for
+        # a while (the nodes placement uses, a storage's place) are then asked at the same points of a recording
+        # and of its replay, however long the cluster took in between.
+        cache = Cache(Path(root or self.root), clock=lambda: self._clock)
+        rt = Runtime(backend or self._backend(settings), cache, settings)
         self._runtimes.append(rt)
         return rt
 
@@ -88,12 +95,12 @@ class Session:
         return self._runtimes[0] if self._runtimes else self.connect()
 
     def start(self) -> None:
-        from pveoci.runtime import templates
+        from pveoci.runtime import push
 
         if not _active.acquire(blocking=False):
             raise RuntimeError("a pveoci cassette is recording or replaying already in this process")
-        # runtime.templates calls the packer by this name: the one seam where a packed template is seen.
-        original = self._original_pack = vars(templates)["pack"]
+        # runtime.push calls the packer by this name: the one seam where a packed template is seen.
+        original = self._original_pack = vars(push)["pack"]
         local = self.local
 
         def pack(*args: Any, **kwargs: Any) -> Any:
@@ -101,19 +108,19 @@ class Session:
             local.add_template(packed.name, packed.file_sha256, packed.size)
             return packed
 
-        vars(templates)["pack"] = pack
+        vars(push)["pack"] = pack
 
     def close(self, *, complete: bool = True) -> None:
         """Close the Runtimes, then finish: write the cassette, or check it was all used (unless the code did not
         run to its end: `complete` False, when it failed, reports only what it asked that was not recorded)."""
-        from pveoci.runtime import templates
+        from pveoci.runtime import push
 
         try:
             for rt in self._runtimes:
                 rt.close()
         finally:
             if self._original_pack is not None:
-                vars(templates)["pack"] = self._original_pack
+                vars(push)["pack"] = self._original_pack
                 self._original_pack = None
                 _active.release()
             if self._own_root:
@@ -166,11 +173,12 @@ class Recorder(Session):
     def _backend(self, settings: Settings) -> Backend:
         from pveoci.pve.client import PveClient
         from pveoci.testing.http import record_session
-        from pveoci.testing.ssh import CassetteBackend, RecordingTape
+        from pveoci.testing.ssh import CassetteBackend
+        from pveoci.testing.sshtape import RecordingTape
 
         client = PveClient.from_settings(settings)
         record_session(client.session, lambda entry: self.log.add("http", entry))
-        return CassetteBackend(client, settings, RecordingTape(self.log))
+        return CassetteBackend(client, settings, RecordingTape(self.log), self.local)
 
     def start(self) -> None:
         from pveoci import retry
@@ -232,9 +240,11 @@ class Player(Session):
 
     def _backend(self, settings: Settings) -> Backend:
         from pveoci.pve.client import PveClient
-        from pveoci.testing.ssh import CassetteBackend, ReplayTape
+        from pveoci.testing.ssh import CassetteBackend
+        from pveoci.testing.sshtape import ReplayTape
 
-        return CassetteBackend(PveClient.from_settings(settings), settings, ReplayTape(self.ssh, self.local))
+        return CassetteBackend(PveClient.from_settings(settings), settings, ReplayTape(self.ssh, self.local),
+                               self.local)
 
     def start(self) -> None:
         super().start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,22 @@ def test_a_cassette_reads_back_to_the_same_text(tmp_path: Path) -> None:
     cassette.save(tmp_path / "again.json")
     assert (tmp_path / "again.json").read_text() == original
     assert oct((tmp_path / "again.json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_facts_the_runtime_keeps_do_not_age_within_a_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pveoci.runtime import facts
+
+    started = time.time()
+    with responses.RequestsMock() as live:
+        live.get(f"{BASE}/nodes", json={"data": [{"node": "pve1", "status": "online"}]})
+        live.get(f"{BASE}/nodes/pve1/storage", json={"data": []})
+        with Recorder(tmp_path / "facts.json", "live", config=config(tmp_path)) as rec:
+            ctx = rec.runtime._ctx
+            assert [n.name for n in facts.nodes(ctx)] == ["pve1"]
+            # A slow cluster: placement's node list (kept 15 s) would be asked again, but a replay runs at once.
+            monkeypatch.setattr(time, "time", lambda: started + 3600)
+            assert [n.name for n in facts.nodes(ctx)] == ["pve1"]
+        assert len(live.calls) == 2  # the list of nodes and pve1's storages, once
+    with Player(tmp_path / "facts.json") as play:
+        assert [n.name for n in facts.nodes(play.runtime._ctx)] == ["pve1"]
+        assert [n.name for n in facts.nodes(play.runtime._ctx)] == ["pve1"]
