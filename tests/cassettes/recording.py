@@ -53,8 +53,11 @@ def password_config(bed: Testbed) -> Path:
 
 
 def bed_replacements(bed: Testbed) -> dict[str, str]:
-    """The bed's own directory and addresses, as the same text in every recording."""
-    out = {str(bed.root): "/bed", bed.api_address: "192.0.2.1"}
+    """The bed's own directory and addresses, and the kernel its nodes report (this host's: its machine stays,
+    pveoci picks the init by it), as the same text in every recording."""
+    kernel = os.uname()
+    out = {str(bed.root): "/bed", bed.api_address: "192.0.2.1", kernel.release: "6.8.12-bed",
+           kernel.version: "#1 SMP the bed's kernel"}
     for i, address in enumerate(bed.addresses.values()):
         out[address] = f"192.0.2.{10 + i}"
     return out

@@ -91,7 +91,7 @@ def template_push(rt: pveoci.Runtime, bundle: Path, faults: Faults) -> None:
     assert other.uploaded
     listed = rt.templates.list()
     assert sorted((t.node, t.volid, t.size) for t in listed) == [("pve1", first.volid, first.size),
-                                                                 ("pve2", first.volid, first.size)]
+                                                                 ("pve2", first.volid, first.size)], listed
 
 
 def nextid_race(rt: pveoci.Runtime, bundle: Path, faults: Faults) -> None:

@@ -7,18 +7,28 @@ import contextlib
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import pveoci
 from pveoci.backends.api import ApiBackend
-from pveoci.testing import CassetteMismatch, CassetteUnused, Player
+from pveoci.testing import Cassette, CassetteMismatch, CassetteUnused, Player
 from tests.cassettes.bundle import make_cassette_bundle
 from tests.cassettes.scenarios import BY_NAME, NoFaults, Scenario
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
 LIFECYCLE = BY_NAME["lifecycle"]
+
+
+def number(entries: list[dict[str, Any]], wanted: Callable[[dict[str, Any]], bool]) -> int:
+    """The number a message gives the first entry that `wanted` accepts (from 1, as the messages count)."""
+    return next(i for i, e in enumerate(entries, 1) if wanted(e))
+
+
+def recorded() -> Cassette:
+    return Cassette.load(LIFECYCLE.cassette)
 
 
 @pytest.fixture
@@ -49,7 +59,8 @@ def test_a_renamed_parameter_fails_the_replay_naming_it(replay: Callable[..., No
     message = str(err.value)
     assert "lifecycle.json: unexpected HTTP DELETE /nodes/pve1/lxc/100?destroy-unreferenced-disks=1&purged=1" \
         in message
-    assert "nearest recorded (HTTP #27, not used yet): DELETE /nodes/pve1/lxc/100?destroy-unreferenced-disks=1" \
+    delete = number(recorded().http, lambda e: e["request"]["method"] == "DELETE")
+    assert f"nearest recorded (HTTP #{delete}, not used yet): DELETE /nodes/pve1/lxc/100?destroy-unreferenced-disks=1" \
            "&purge=1" in message
     assert "query.purge: recorded 1, not sent" in message
     assert "query.purged: sent 1, not recorded" in message
@@ -64,7 +75,8 @@ def test_a_changed_command_on_a_node_fails_naming_it(replay: Callable[..., None]
         replay(LIFECYCLE, code)
     message = str(err.value)
     assert "lifecycle.json: unexpected SSH exec on pve1 in CT 100: /.pveoci/init exec -- cat /etc/hostname" in message
-    assert "nearest recorded (SSH #4, not used yet): exec on pve1 in CT 100: /.pveoci/init exec -- cat " \
+    cat = number(recorded().ssh, lambda e: e.get("exec", [])[-1:] == ["/etc/os-release"])
+    assert f"nearest recorded (SSH #{cat}, not used yet): exec on pve1 in CT 100: /.pveoci/init exec -- cat " \
            "/etc/os-release" in message
     assert 'exec: recorded ["/.pveoci/init", "exec", "--", "cat", "/etc/os-release"], sent [' in message
 
@@ -73,9 +85,14 @@ def test_recorded_requests_left_unused_fail_the_replay(replay: Callable[..., Non
     with pytest.raises(CassetteUnused) as err:
         replay(LIFECYCLE, lambda rt, bundle: rt.run("web", bundle, node="pve1"))  # and nothing after
     message = str(err.value)
-    assert message.startswith("lifecycle.json: 12 recorded interaction(s) not used:")
-    assert "HTTP #21 GET /nodes/pve1/lxc/100/status/current" in message
-    assert "SSH #4 exec on pve1 in CT 100: /.pveoci/init exec -- cat /etc/os-release" in message
+    # run ends when the container is marked started; everything after that is left (state, exec, kill, ...).
+    cassette = recorded()
+    started = number(cassette.http, lambda e: "pveoci-started" in str((e["request"]["body"] or {}).get("tags")))
+    first_exec = number(cassette.ssh, lambda e: "exec" in e)
+    left = len(cassette.http) - started + len(cassette.ssh) - first_exec + 1
+    assert message.startswith(f"lifecycle.json: {left} recorded interaction(s) not used:")
+    assert f"HTTP #{started + 1} GET /nodes/pve1/lxc/100/status/current" in message
+    assert f"SSH #{first_exec} exec on pve1 in CT 100: /.pveoci/init exec -- cat /etc/os-release" in message
 
 
 def test_a_request_made_more_often_than_recorded_is_refused(replay: Callable[..., None]) -> None:
