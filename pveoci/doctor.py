@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 from pveoci import errors
@@ -30,8 +30,12 @@ def _tls_mode(settings: Settings) -> tuple[Status, str]:
     return "warn", "TLS NOT verified (verify_tls = false)"
 
 
-def diagnose(settings: Settings, client: PveClient) -> Iterator[Check]:
-    """Each check of the profile against its cluster, as it finishes."""
+#: How a node's SSH is checked: the connector (node addresses from the cluster) and the node's name.
+SshCheck = Callable[[SshConnector, str], Check]
+
+
+def diagnose(settings: Settings, client: PveClient, ssh_check: SshCheck | None = None) -> Iterator[Check]:
+    """Each check of the profile against its cluster, as it finishes (`ssh_check` replaces the SSH one)."""
     profile = settings.profile
     tls_status, tls_text = _tls_mode(settings)
     try:
@@ -82,7 +86,7 @@ def diagnose(settings: Settings, client: PveClient) -> Iterator[Check]:
             if not node.online:
                 yield Check(f"ssh {node.name}", "skip", "node is offline")
                 continue
-            yield _ssh_check(connector, node.name)
+            yield (ssh_check or check_ssh)(connector, node.name)
     finally:
         connector.close_all()
 
@@ -111,7 +115,8 @@ def _node_check(node: Node, settings: Settings) -> Check:
     return Check(name, "pass", detail)
 
 
-def _ssh_check(connector: SshConnector, node: str) -> Check:
+def check_ssh(connector: SshConnector, node: str) -> Check:
+    """Log in to the node, check its host key, open SFTP."""
     name = f"ssh {node}"
     try:
         target = connector.target(node)

@@ -17,12 +17,13 @@ from pveoci.template.pack import Packed, Progress
 
 
 class _CountingReader(io.RawIOBase):
-    """The template file as the multipart encoder reads it, reporting progress as it goes."""
+    """The template file as the multipart encoder reads it, reporting progress as it goes. `name` is the file
+    part's name, which Proxmox stores the template under (the local file may be called otherwise: a spool)."""
 
-    def __init__(self, path: Any, progress: Progress | None) -> None:
+    def __init__(self, path: Any, progress: Progress | None, name: str) -> None:
         self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._progress = progress
-        self.name = str(path)
+        self.name = name
         self.sent = 0
 
     def readable(self) -> bool:
@@ -60,7 +61,7 @@ class _CountingReader(io.RawIOBase):
 
 def upload(client: PveClient, packed: Packed, dest: Destination, progress: Progress | None = None) -> int:
     """Stream the template to dest through the API and wait for Proxmox to store it; the bytes sent."""
-    reader = _CountingReader(packed.path, progress)
+    reader = _CountingReader(packed.path, progress, packed.name)
     try:
         upid = client.post("nodes", dest.node, "storage", dest.storage, "upload", content="vztmpl",
                            checksum=packed.file_sha256, **{"checksum-algorithm": "sha256"}, filename=reader)
