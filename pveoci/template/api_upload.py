@@ -7,7 +7,6 @@ fields go before the file part, as Proxmox requires.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from typing import Any
 
@@ -81,10 +80,8 @@ class SpooledUpload:
         self.client, self.dest, self.progress = client, dest, progress
         self.sent = 0
         self._file = tempfile.NamedTemporaryFile(prefix="pveoci-upload-", suffix=".tar.zst")  # noqa: SIM115
-        self._sha = hashlib.sha256()   # Proxmox checks the file against it
 
     def write(self, data: bytes) -> int:
-        self._sha.update(data)
         return self._file.write(data)
 
     def finish(self, packed: Packed) -> bool:
@@ -97,8 +94,9 @@ class SpooledUpload:
                                      content="vztmpl")
             if any(str(item.get("volid")) == self.dest.volid(packed.name) for item in listed):
                 return False
-            spooled = replace(packed, path=Path(self._file.name), file_sha256=self._sha.hexdigest())
-            self.sent = upload(self.client, spooled, self.dest, self.progress)
+            if not packed.file_sha256:
+                raise ValueError("an upload through the API needs the file's SHA-256: pack with file_sha=True")
+            self.sent = upload(self.client, replace(packed, path=Path(self._file.name)), self.dest, self.progress)
             return True
         finally:
             self._file.close()

@@ -167,14 +167,18 @@ class LocalValues:
     def normalise(self, text: str) -> str:
         for number, t in enumerate(self.templates, 1):
             stand_in = template_stand_in(number)
-            text = text.replace(t.name, stand_in.name).replace(t.file_sha256, stand_in.file_sha256)
+            text = text.replace(t.name, stand_in.name)
+            if t.file_sha256:  # a streamed pack has no whole-file hash ("")
+                text = text.replace(t.file_sha256, stand_in.file_sha256)
         return _rewrite_markers(text, self._to_stand_in)
 
     def restore(self, text: str) -> str:
         text = _rewrite_markers(text, self._to_actual)
         for number, t in enumerate(self.templates, 1):
             stand_in = template_stand_in(number)
-            text = text.replace(stand_in.name, t.name).replace(stand_in.file_sha256, t.file_sha256)
+            text = text.replace(stand_in.name, t.name)
+            if t.file_sha256:
+                text = text.replace(stand_in.file_sha256, t.file_sha256)
         return text
 
     def restore_answer(self, value: Any) -> Any:
