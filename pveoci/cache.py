@@ -195,8 +195,11 @@ class ClusterFacts:
 
 
 class Cache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, clock: Callable[[], float] | None = None) -> None:
+        """`clock` (default: time.time) dates facts and tells their age; pveoci.testing stops it, so a recording
+        does not depend on how long the cluster took."""
         self.root = root
+        self.clock = clock
         self.path = root / FILENAME
         self._local = threading.local()
         try:
@@ -281,14 +284,17 @@ class Cache:
         text = json.dumps(value, sort_keys=True)
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO facts (cluster, key, value, stored) VALUES (?, ?, ?, ?)",
-                       (cluster, key, text, time.time()))
+                       (cluster, key, text, self._now()))
+
+    def _now(self) -> float:
+        return self.clock() if self.clock is not None else time.time()
 
     def recall(self, cluster: str, key: str, max_age: float) -> Any | None:
         """The fact, or None when it was never kept, was forgotten, or is older than max_age seconds."""
         rows = self._read("SELECT value, stored FROM facts WHERE cluster = ? AND key = ?", (cluster, key))
         if not rows:
             return None
-        age = time.time() - rows[0]["stored"]
+        age = self._now() - rows[0]["stored"]
         if not 0 <= age <= max_age:  # a negative age: the clock went back, so the age is unknown
             return None
         return json.loads(rows[0]["value"])

@@ -6,7 +6,7 @@ checks do too (backends.pct_checks), the cluster, its nodes and SSH to each.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Literal
 
 from pveoci import errors
@@ -36,8 +36,12 @@ def _tls_mode(settings: Settings) -> tuple[Status, str]:
     return "warn", "TLS NOT verified (verify_tls = false)"
 
 
-def diagnose(settings: Settings, client: PveClient) -> Iterator[Check]:
-    """Each check of the profile against its cluster, as it finishes."""
+#: How a node's SSH is checked: the connector (node addresses from the cluster) and the node's name.
+SshCheck = Callable[[SshConnector, str], Check]
+
+
+def diagnose(settings: Settings, client: PveClient, ssh_check: SshCheck | None = None) -> Iterator[Check]:
+    """Each check of the profile against its cluster, as it finishes (`ssh_check` replaces the SSH one)."""
     profile = settings.profile
     tls_status, tls_text = _tls_mode(settings)
     try:
@@ -73,11 +77,11 @@ def diagnose(settings: Settings, client: PveClient) -> Iterator[Check]:
     except errors.PveociError as exc:
         yield Check("cluster", "fail", exc.message)
         return
-    yield from cluster_checks(status, nodes, settings, SshConnector(profile.ssh, status.addresses))
+    yield from cluster_checks(status, nodes, settings, SshConnector(profile.ssh, status.addresses), ssh_check)
 
 
 def cluster_checks(status: cluster.Quorum, nodes: list[Node], settings: Settings,
-                    connector: SshConnector) -> Iterator[Check]:
+                   connector: SshConnector, ssh_check: SshCheck | None = None) -> Iterator[Check]:
     """Quorum, each node and its storages, SSH (host key, SFTP) to each online node."""
     members = f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}"
     if status.quorate:
@@ -91,7 +95,7 @@ def cluster_checks(status: cluster.Quorum, nodes: list[Node], settings: Settings
             if not node.online:
                 yield Check(f"ssh {node.name}", "skip", "node is offline")
                 continue
-            yield ssh_check(connector, node.name)
+            yield (ssh_check or check_ssh)(connector, node.name)
     finally:
         connector.close_all()
 
@@ -120,7 +124,8 @@ def _node_check(node: Node, settings: Settings) -> Check:
     return Check(name, "pass", detail)
 
 
-def ssh_check(connector: SshConnector, node: str) -> Check:
+def check_ssh(connector: SshConnector, node: str) -> Check:
+    """Log in to the node, check its host key, open SFTP."""
     name = f"ssh {node}"
     try:
         target = connector.target(node)

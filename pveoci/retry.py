@@ -6,11 +6,12 @@ race) takes its delays from a `Backoff`, so how pveoci waits is decided in one p
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pveoci import errors
 
@@ -58,11 +59,56 @@ def poll(check: Callable[[], T | None], *, timeout: float, what: str, backoff: B
     """Call `check` until it returns something other than None; OperationTimeout after `timeout` seconds."""
     deadline = clock() + timeout
     delays = backoff.delays()
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        left = deadline - clock()
-        if left <= 0:
-            raise errors.OperationTimeout(f"{what}: still waiting after {timeout:g} s")
-        sleep(min(next(delays), left))
+    with polling() as again:
+        while True:
+            result = check()
+            if result is not None:
+                return result
+            left = deadline - clock()
+            if left <= 0:
+                raise errors.OperationTimeout(f"{what}: still waiting after {timeout:g} s")
+            sleep(min(next(delays), left))
+            again()
+
+
+class PollWatcher(Protocol):
+    """Told where polling loops begin, repeat and end, in the thread that polls (pveoci.testing's recorder
+    keeps only the round that ended a loop, so a recording does not depend on how long the cluster took)."""
+
+    def begin(self) -> None: ...
+
+    def again(self) -> None:
+        """The round just finished did not end the loop."""
+
+    def end(self) -> None: ...
+
+
+_watchers: list[PollWatcher] = []
+
+
+@contextlib.contextmanager
+def watching(watcher: PollWatcher) -> Iterator[None]:
+    """Tell `watcher` about every polling loop while the block runs."""
+    _watchers.append(watcher)
+    try:
+        yield
+    finally:
+        _watchers.remove(watcher)
+
+
+@contextlib.contextmanager
+def polling() -> Iterator[Callable[[], None]]:
+    """Mark a polling loop for watchers; call the callable it gives after each round that did not end it."""
+    watchers = list(_watchers)
+    for w in watchers:
+        w.begin()
+
+    def again() -> None:
+        for w in watchers:
+            w.again()
+
+    try:
+        yield again
+    finally:
+        for w in watchers:
+            w.end()

@@ -349,3 +349,13 @@ def test_a_0_1_0_database_file_is_made_private(tmp_path: Path) -> None:
     write_0_1_0_cache(tmp_path / "cache")
     Cache(tmp_path / "cache").close()
     assert oct((tmp_path / "cache" / "cache.db").stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_facts_age_by_the_caches_own_clock_when_it_has_one(tmp_path: Path) -> None:
+    now = [1000.0]
+    cache = Cache(tmp_path / "clocked", clock=lambda: now[0])
+    cache.remember("lab", "nodes", ["pve1"])
+    now[0] += 15
+    assert cache.recall("lab", "nodes", max_age=15) == ["pve1"]
+    now[0] += 1
+    assert cache.recall("lab", "nodes", max_age=15) is None

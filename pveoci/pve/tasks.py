@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -68,18 +69,24 @@ def wait(
     if expect > 0 and on_log is None:
         sleep(min(expect, timeout))
     delays = retry.TASK_POLL.delays()  # fast first: most tasks take well under a second
-    while True:
-        status = client.get("nodes", task.node, "tasks", task.text, "status")
-        if on_log is not None:
-            seen = _stream_log(client, task, seen, on_log)
-        if status.get("status") == "stopped":
-            break
-        if clock() >= deadline:
-            raise errors.OperationTimeout(
-                f"task {task.type} {task.id} on {task.node} is still running after {timeout:g} s "
-                f"(it goes on there; UPID {task.text})"
-            )
-        sleep(min(next(delays), max(deadline - clock(), 0.0)))
+    # Rounds that stream the log are not interchangeable (each reads on from the last), so only a
+    # wait without on_log is a plain polling loop.
+    rounds: contextlib.AbstractContextManager[Callable[[], None]] = (
+        retry.polling() if on_log is None else contextlib.nullcontext(_nothing))
+    with rounds as again:
+        while True:
+            status = client.get("nodes", task.node, "tasks", task.text, "status")
+            if on_log is not None:
+                seen = _stream_log(client, task, seen, on_log)
+            if status.get("status") == "stopped":
+                break
+            if clock() >= deadline:
+                raise errors.OperationTimeout(
+                    f"task {task.type} {task.id} on {task.node} is still running after {timeout:g} s "
+                    f"(it goes on there; UPID {task.text})"
+                )
+            sleep(min(next(delays), max(deadline - clock(), 0.0)))
+            again()
     exitstatus = str(status.get("exitstatus") or "unknown")
     if exitstatus == "OK":
         return TaskResult(task.text, exitstatus, 0)
@@ -92,6 +99,10 @@ def wait(
         f"Proxmox task {what} on {task.node} failed: {exitstatus}",
         upid=task.text, exitstatus=exitstatus, log_tail=tail,
     )
+
+
+def _nothing() -> None:
+    return None
 
 
 def _stream_log(client: Reader, task: Upid, seen: int, on_log: Callable[[str], None]) -> int:

@@ -202,7 +202,9 @@ def _streamed(job: _Job, extras: list[ExtraFile], packing: Callable[[int], None]
     progress.note(f"packing {job.rootfs} and sending it to {job.dest.node} over {transport}")
     upload = job.ctx.backend.begin_upload(job.dest, transport=transport, progress=progress.transfer("uploading", None))
     try:
-        packed = pack(job.rootfs, None, extras=extras, progress=packing, stream=upload.write)
+        # Proxmox's upload API checks the whole file's SHA-256; an upload over SSH is checked by its size.
+        packed = pack(job.rootfs, None, extras=extras, progress=packing, stream=upload.write,
+                      file_sha=transport == "api")
         landed = upload.finish(packed)
     except BaseException:
         upload.abort()

@@ -7,7 +7,6 @@ fields go before the file part, as Proxmox requires.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from typing import Any
 
@@ -17,12 +16,13 @@ from pveoci.template.pack import Packed, Progress
 
 
 class _CountingReader(io.RawIOBase):
-    """The template file as the multipart encoder reads it, reporting progress as it goes."""
+    """The template file as the multipart encoder reads it, reporting progress as it goes. `name` is the file
+    part's name, which Proxmox stores the template under (the local file may be called otherwise: a spool)."""
 
-    def __init__(self, path: Any, progress: Progress | None) -> None:
+    def __init__(self, path: Any, progress: Progress | None, name: str) -> None:
         self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._progress = progress
-        self.name = str(path)
+        self.name = name
         self.sent = 0
 
     def readable(self) -> bool:
@@ -60,7 +60,7 @@ class _CountingReader(io.RawIOBase):
 
 def upload(client: PveClient, packed: Packed, dest: Destination, progress: Progress | None = None) -> int:
     """Stream the template to dest through the API and wait for Proxmox to store it; the bytes sent."""
-    reader = _CountingReader(packed.path, progress)
+    reader = _CountingReader(packed.path, progress, packed.name)
     try:
         upid = client.post("nodes", dest.node, "storage", dest.storage, "upload", content="vztmpl",
                            checksum=packed.file_sha256, **{"checksum-algorithm": "sha256"}, filename=reader)
@@ -80,10 +80,8 @@ class SpooledUpload:
         self.client, self.dest, self.progress = client, dest, progress
         self.sent = 0
         self._file = tempfile.NamedTemporaryFile(prefix="pveoci-upload-", suffix=".tar.zst")  # noqa: SIM115
-        self._sha = hashlib.sha256()   # Proxmox checks the file against it
 
     def write(self, data: bytes) -> int:
-        self._sha.update(data)
         return self._file.write(data)
 
     def finish(self, packed: Packed) -> bool:
@@ -96,8 +94,9 @@ class SpooledUpload:
                                      content="vztmpl")
             if any(str(item.get("volid")) == self.dest.volid(packed.name) for item in listed):
                 return False
-            spooled = replace(packed, path=Path(self._file.name), file_sha256=self._sha.hexdigest())
-            self.sent = upload(self.client, spooled, self.dest, self.progress)
+            if not packed.file_sha256:
+                raise ValueError("an upload through the API needs the file's SHA-256: pack with file_sha=True")
+            self.sent = upload(self.client, replace(packed, path=Path(self._file.name)), self.dest, self.progress)
             return True
         finally:
             self._file.close()

@@ -334,11 +334,13 @@ def pack(
     threads: int | None = None,
     progress: Progress | None = None,
     stream: Callable[[bytes], object] | None = None,
+    file_sha: bool | None = None,
 ) -> Packed:
     """Pack rootfs (plus extras) into out_dir/pveoci-<digest>.tar.zst and return what was made.
 
     `stream`, if given, receives the compressed bytes in order as they are made (an upload that runs
-    while the rest is packed); with out_dir None they go only there. `progress` counts the rootfs's
+    while the rest is packed); with out_dir None they go only there. `file_sha`: whether to hash the whole
+    file too (default: when there is a local file). `progress` counts the rootfs's
     file bytes as they are read (see rootfs_size for the total).
     """
     partial: Path | None = None
@@ -349,8 +351,10 @@ def pack(
         partial = out_dir / f".{uuid.uuid4().hex}.partial"
         raw = partial.open("wb")
         writers.insert(0, raw.write)
-    # The whole file's SHA-256 only for a local file (a copy of it is checked against it on the node).
-    framer = Framer(writers, level=level, workers=threads, file_sha=out_dir is not None)
+    # The whole file's SHA-256 by default only for a local file (a copy of it is checked against it).
+    if file_sha is None:
+        file_sha = out_dir is not None
+    framer = Framer(writers, level=level, workers=threads, file_sha=file_sha)
     try:
         try:
             entries = write_tar(rootfs, framer, extras, progress)
@@ -370,8 +374,8 @@ def pack(
         if partial is not None:
             partial.unlink(missing_ok=True)
         raise
-    file_sha = framer.file_sha.hexdigest() if framer.file_sha is not None else ""
-    return Packed(path=final, digest=digest, file_sha256=file_sha, size=framer.size,
+    whole_sha = framer.file_sha.hexdigest() if framer.file_sha is not None else ""
+    return Packed(path=final, digest=digest, file_sha256=whole_sha, size=framer.size,
                   tar_size=framer.tar_size, entries=entries, frames=tuple(framer.frames))
 
 

@@ -146,6 +146,19 @@ def test_after_a_small_change_the_node_gets_a_delta_that_makes_the_same_bytes(cl
     assert (cluster.template_dir("pve2") / second["volid"].split("/")[1]).read_bytes() == delta_made
 
 
+def test_a_push_through_the_upload_api_lands_under_the_templates_name(cluster: Testbed, busybox_bundle: Path,
+                                                                      tmp_path: Path) -> None:
+    # Packed while it is spooled to a local file: the file part must carry the template's name, not the spool's.
+    result = pveoci(cluster, "template", "push", "-o", "json", "-b", str(busybox_bundle), "--node", "pve1",
+                    "--transport", "api", root=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    pushed = json.loads(result.stdout)
+    name = pushed["volid"].split("/", 1)[1]
+    assert pushed["uploaded"]
+    assert sorted(p.name for p in cluster.template_dir("pve1").iterdir() if not p.name.startswith(".")) == [name]
+    assert (cluster.template_dir("pve1") / name).stat().st_size == pushed["size"]
+
+
 def test_an_unchanged_rootfs_is_not_packed_again(cluster: Testbed, transport: dict[str, str], busybox_bundle: Path,
                                                  tmp_path: Path) -> None:
     first = push_json(cluster, busybox_bundle, tmp_path / "cache", transport)
