@@ -27,7 +27,8 @@ class Guest:
     lock: str | None = None
     pid: int | None = None         # host PID of the container's init on its node, when running
     name: str = ""
-    maxmem: int = 0
+    maxmem: int = 0                # bytes of memory it may use (its `memory` option)
+    ha_state: str | None = None    # its HA resource's state (started, stopped, migrate, error, ...); None: not HA
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Node:
     ssl_fingerprint: str | None = None
     storages: tuple[Storage, ...] = ()
     problem: str | None = None
+    maintenance: bool = False      # HA maintenance mode: nothing new goes there
 
     @property
     def mem_free(self) -> int:
@@ -76,7 +78,7 @@ class Node:
             "mem_free": self.mem_free,
             "template_storages": [s.to_json() for s in self.usable("vztmpl")],
             "rootfs_storages": [s.to_json() for s in self.usable("rootdir")],
-            "problem": self.problem,
+            "problem": self.problem, "maintenance": self.maintenance,
         }
 
 
@@ -210,3 +212,16 @@ class ProcessTable:
 
     output: str
     pids: tuple[int, ...]
+
+
+# ------------------------------------------------------------ placement and moves
+
+
+@dataclass(frozen=True)
+class MigrationCheck:
+    """What Proxmox says of moving a container, before anything changes (GET .../lxc/{vmid}/migrate)."""
+
+    running: bool
+    allowed: tuple[str, ...] = ()                       # nodes Proxmox would move it to (offline ones too)
+    blocked: tuple[tuple[str, str], ...] = ()           # (node, why) for the nodes HA rules keep it from
+    dependent: tuple[str, ...] = ()                     # HA resources that would move with it

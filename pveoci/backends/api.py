@@ -13,7 +13,7 @@ from typing import Any
 from pveoci import errors
 from pveoci.backends.base import Claim, TemplateUpload
 from pveoci.backends.onnode import SshNode
-from pveoci.models import Check, Destination, Guest, Node, Template
+from pveoci.models import Check, Destination, Guest, MigrationCheck, Node, Template
 from pveoci.pve import cluster
 from pveoci.pve.client import PveClient
 from pveoci.pve.version import parse_version
@@ -87,6 +87,9 @@ class ApiBackend(SshNode):
         machine = str(kernel.get("machine") or "")
         return machine if machine in KNOWN_MACHINES else self.machine(node)
 
+    def migrate_check(self, node: str, vmid: int, target: str) -> MigrationCheck:
+        return cluster.migration_check(self.client.get("nodes", node, "lxc", vmid, "migrate", target=target))
+
     # ----------------------------------------------------------------- writes
 
     def create(self, node: str, vmid: int, options: dict[str, Any]) -> None:
@@ -114,11 +117,12 @@ class ApiBackend(SshNode):
     def destroy(self, node: str, vmid: int) -> None:
         self.client.wait(self.client.delete("nodes", node, "lxc", vmid, purge=1, **{"destroy-unreferenced-disks": 1}))
 
-    def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None:
+    def migrate(self, node: str, vmid: int, target: str, *, restart: bool,
+                on_log: Callable[[str], None] | None = None) -> None:
         params: dict[str, Any] = {"target": target}
         if restart:
             params["restart"] = 1
-        self.client.wait(self.client.post("nodes", node, "lxc", vmid, "migrate", **params))
+        self.client.wait(self.client.post("nodes", node, "lxc", vmid, "migrate", **params), on_log=on_log)
 
     # -------------------------------------------------------------- templates
 
