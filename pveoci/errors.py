@@ -8,6 +8,10 @@ meaning once released.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pveoci.models import Placement
 
 
 class PveociError(Exception):
@@ -216,6 +220,17 @@ class InUse(PveociError):
         super().__init__(message, detail=detail)
         #: the OCI ids of the containers that use it
         self.users = list(users or [])
+
+
+class NoSuitableNode(PveociError):
+    """No node can take the container: every one is offline, excluded, in maintenance or lacks what it needs."""
+
+    exit_code = 29
+
+    def __init__(self, message: str, *, placement: Placement | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        #: every node's score, or why it was rejected (pveoci.models.Placement)
+        self.placement = placement
 
 
 class ChecksFailed(PveociError):

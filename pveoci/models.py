@@ -225,3 +225,33 @@ class MigrationCheck:
     allowed: tuple[str, ...] = ()                       # nodes Proxmox would move it to (offline ones too)
     blocked: tuple[tuple[str, str], ...] = ()           # (node, why) for the nodes HA rules keep it from
     dependent: tuple[str, ...] = ()                     # HA resources that would move with it
+
+
+@dataclass(frozen=True)
+class NodeScore:
+    """One node as placement saw it: its score and the points of each criterion, or why it was rejected."""
+
+    node: str
+    score: float | None                                 # None: rejected
+    parts: dict[str, float] = field(default_factory=dict)   # criterion -> points (memory, cpu, storage, ...)
+    notes: tuple[str, ...] = ()                         # the facts behind the points, or why it was rejected
+
+    @property
+    def rejected(self) -> bool:
+        return self.score is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "score": None if self.score is None else round(self.score, 2),
+                "rejected": self.rejected, "parts": {k: round(v, 2) for k, v in self.parts.items()},
+                "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a container goes, and every node's score (best first, rejected ones last)."""
+
+    node: str
+    scores: tuple[NodeScore, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "nodes": [s.to_json() for s in self.scores]}

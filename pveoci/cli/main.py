@@ -16,6 +16,7 @@ from pveoci.cli import config as config_cmd
 from pveoci.cli import doctor as doctor_cmd
 from pveoci.cli import lifecycle
 from pveoci.cli import nodes as nodes_cmd
+from pveoci.cli import placement as placement_cmd
 from pveoci.cli import plan as plan_cmd
 from pveoci.cli import spec as spec_cmd
 from pveoci.cli import template as template_cmd
@@ -48,7 +49,8 @@ for name, command in (("spec", spec_cmd.spec), ("create", lifecycle.create), ("s
                       ("run", lifecycle.run), ("state", lifecycle.state_cmd), ("list", lifecycle.list_cmd),
                       ("kill", lifecycle.kill), ("delete", lifecycle.delete), ("exec", lifecycle.exec_cmd),
                       ("ps", lifecycle.ps), ("logs", lifecycle.logs), ("pause", lifecycle.pause),
-                      ("resume", lifecycle.resume), ("plan", plan_cmd.plan), ("doctor", doctor_cmd.doctor),
+                      ("resume", lifecycle.resume), ("plan", plan_cmd.plan), ("place", placement_cmd.place),
+                      ("doctor", doctor_cmd.doctor),
                       ("nodes", nodes_cmd.nodes), ("gc", lifecycle.gc)):
     app.command(name)(command)
 app.add_typer(template_cmd.app, name="template")

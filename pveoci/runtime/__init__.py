@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pveoci import errors
 from pveoci.backends.base import Backend
 from pveoci.cache import Cache
-from pveoci.models import Check, GcReport, Guest, Node, ProcessTable, PushResult, State, Template
+from pveoci.models import Check, GcReport, Guest, Node, Placement, ProcessTable, PushResult, State, Template
 from pveoci.progress import SILENT, Progress
 from pveoci.retry import Backoff, poll
 from pveoci.runtime import inside, lifecycle, listing, recovery
@@ -52,13 +52,17 @@ class Templates:
         ctx = self._ctx
         from pveoci.oci.bundle import Bundle
         from pveoci.runtime import create as creating
-        from pveoci.runtime import push
+        from pveoci.runtime import push, survey
         from pveoci.template import manifest
 
         loaded = Bundle.load(bundle)
         scanned = manifest.scan(loaded.rootfs)
         plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
-        target = choose_node(ctx.backend.nodes(), node or ctx.profile.node)
+        wanted = node or ctx.profile.node
+        if wanted == "auto":  # where a create of it would go: templates land only where containers do
+            target = survey.place(ctx, survey.ask_for(ctx, plan), str(loaded.rootfs)).node
+        else:
+            target = choose_node(ctx.backend.nodes(), wanted)
         arch = push.node_arch(ctx, target)
         dest = ctx.backend.template_destination(target, storage or ctx.profile.template_storage)
         return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
@@ -128,18 +132,21 @@ class Runtime:
     # ------------------------------------------------------------ lifecycle
 
     def create(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
-               transport: str = "sftp", progress: Progress = SILENT) -> State:
+               transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
+               on_placement: Callable[[Placement], None] | None = None) -> State:
         """Create a container from a bundle without starting it (OCI `create`); its state (`created`).
 
         Packs the rootfs into a content-addressed template, uploads it unless the node has it,
-        takes a VMID from the cluster and creates the container. AlreadyExists if the id is taken,
-        BundleError for a bad bundle, MappingError (strict) for what Proxmox cannot do; on any
-        failure nothing is left behind.
+        takes a VMID from the cluster and creates the container. `node` (default: the profile's) is a
+        node's name or `auto`: the best scored node that can take it, never one in `exclude` (see
+        `place`); `on_placement` is given every node's score. AlreadyExists if the id is taken,
+        BundleError for a bad bundle, MappingError (strict) for what Proxmox cannot do, NoSuitableNode
+        when no node can take it; on any failure nothing is left behind.
         """
         from pveoci.runtime import create as creating
 
         return creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
-                               progress=progress)
+                               progress=progress, exclude=exclude, on_placement=on_placement)
 
     def start(self, id: str) -> State:
         """Start a created container (OCI `start`): its process runs. NotCreated unless it is `created`."""
@@ -147,9 +154,11 @@ class Runtime:
         return lifecycle.start(self._ctx, id)
 
     def run(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
-            transport: str = "sftp", progress: Progress = SILENT) -> State:
+            transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
+            on_placement: Callable[[Placement], None] | None = None) -> State:
         """Create and start (runc `run --detach`); a container that cannot start is deleted again."""
-        self.create(id, bundle, node=node, strict=strict, transport=transport, progress=progress)
+        self.create(id, bundle, node=node, strict=strict, transport=transport, progress=progress, exclude=exclude,
+                    on_placement=on_placement)
         try:
             return self.start(id)
         except errors.PveociError:
@@ -289,6 +298,21 @@ class Runtime:
     def doctor(self) -> builtins.list[Check]:
         """All of `doctor`'s checks; ChecksFailed is not raised here (look for status "fail")."""
         return list(self.checks())
+
+    def place(self, bundle: Path | str = ".", *, id: str = "container", exclude: Iterable[str] = (),
+              strict: bool = False) -> Placement:
+        """Where `create` would put a container of this bundle now, and why: every node's score (or why it was
+        rejected). Changes nothing. NoSuitableNode (with .placement) when no node can take it."""
+        from pveoci.oci.bundle import Bundle
+        from pveoci.runtime import create as creating
+        from pveoci.runtime import survey
+        from pveoci.template import manifest
+
+        loaded = Bundle.load(bundle)
+        scanned = manifest.scan(loaded.rootfs)
+        plan = creating.plan_for(self._ctx, loaded, id, strict=strict, warn=False, size=scanned.size)
+        hint = creating.template_hint(self._ctx, loaded, scanned, plan)
+        return survey.place(self._ctx, survey.ask_for(self._ctx, plan, exclude), id, hint)
 
     def plan(self, bundle: Path | str = ".", *, id: str = "container", strict: bool = False) -> Plan:
         """What the bundle would become on this cluster (PVE options, a finding per field); changes nothing."""
