@@ -67,13 +67,26 @@ def test_evacuate_node(lxc_bed: Testbed, tmp_path: Path) -> None:
     assert pveoci(lxc_bed, tmp_path, "create", "-b", str(bundle), "--node", "pve1", "s2").returncode == 0
     dry = example(lxc_bed, tmp_path, "evacuate_node.py", "pve1", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert [json.loads(line)["status"] for line in dry.stdout.splitlines()] == ["would move", "would move"]
+    assert [(x["id"], x["to"], x["result"]) for x in map(json.loads, dry.stdout.splitlines())] == [
+        ("s1", "pve2", "would move"), ("s2", "pve2", "would move")]
     moved = example(lxc_bed, tmp_path, "evacuate_node.py", "pve1")
     assert moved.returncode == 0, moved.stderr
-    lines = [json.loads(line) for line in moved.stdout.splitlines()]
-    assert [(x["id"], x["from"], x["to"], x["status"]) for x in lines] == [
-        ("s1", "pve1", "pve2", "running"), ("s2", "pve1", "pve2", "created")]
+    lines = sorted((json.loads(line) for line in moved.stdout.splitlines()), key=lambda x: x["id"])
+    assert [(x["id"], x["from"], x["to"], x["mode"], x["result"], x["status"]) for x in lines] == [
+        ("s1", "pve1", "pve2", "restart", "moved", "running"), ("s2", "pve1", "pve2", "restart", "moved", "created")]
     where = {s["id"]: s["pveoci"]["node"] for s in json.loads(pveoci(lxc_bed, tmp_path, "list", "-o", "json").stdout)}
     assert where == {"s1": "pve2", "s2": "pve2"}
-    inside = pveoci(lxc_bed, tmp_path, "exec", "s1", "--", "echo", "alive on pve2")
-    assert (inside.returncode, inside.stdout) == (0, "alive on pve2\n"), inside.stderr
+    inside = pveoci(lxc_bed, tmp_path, "exec", "s1", "--", "cat", "/.pveoci/run/state")
+    assert (inside.returncode, inside.stdout) == (0, "running"), inside.stderr
+
+
+def test_evacuate_node_moves_nothing_when_one_cannot_go(lxc_bed: Testbed, tmp_path: Path) -> None:
+    bundle = make_busybox_bundle(tmp_path / "svc", FOREVER)
+    assert pveoci(lxc_bed, tmp_path, "run", "-d", "-b", str(bundle), "--node", "pve1", "s1").returncode == 0
+    lxc_bed.pve.maintenance = {"pve2"}  # the only other node
+    refused = example(lxc_bed, tmp_path, "evacuate_node.py", "pve1")
+    assert refused.returncode == 1
+    (line,) = map(json.loads, refused.stdout.splitlines())
+    assert (line["id"], line["result"]) == ("s1", "refused")
+    assert "pve2: in maintenance" in line["error"]
+    assert lxc_bed.pve.cts[0].node == "pve1"

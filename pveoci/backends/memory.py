@@ -273,11 +273,15 @@ class MemoryBackend:
         return done.status
 
     def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
+        """The init's `state` is answered from the model of the init; anything else runs `programs`."""
         self._call("exec")
         with self._lock:
             ct = self._ct(node, vmid)
             if ct.status != "running":
                 raise errors.PveociError(f"container '{vmid}' not running!")
+            if argv == ["/.pveoci/init", "state"]:
+                state = {"waiting": "created", "running": "running"}.get(ct.phase, "stopped")
+                return Completed(0, f'{{"state": "{state}", "pid": null, "status": null}}\n'.encode(), b"")
         if self.programs is None:
             return Completed(0, b"", b"")
         return Completed(*self.programs(node, vmid, argv, stdin or b""))

@@ -15,6 +15,7 @@ from pveoci import __version__
 from pveoci.cli import config as config_cmd
 from pveoci.cli import doctor as doctor_cmd
 from pveoci.cli import lifecycle
+from pveoci.cli import moves as moves_cmd
 from pveoci.cli import nodes as nodes_cmd
 from pveoci.cli import placement as placement_cmd
 from pveoci.cli import plan as plan_cmd
@@ -50,7 +51,8 @@ for name, command in (("spec", spec_cmd.spec), ("create", lifecycle.create), ("s
                       ("kill", lifecycle.kill), ("delete", lifecycle.delete), ("exec", lifecycle.exec_cmd),
                       ("ps", lifecycle.ps), ("logs", lifecycle.logs), ("pause", lifecycle.pause),
                       ("resume", lifecycle.resume), ("plan", plan_cmd.plan), ("place", placement_cmd.place),
-                      ("doctor", doctor_cmd.doctor),
+                      ("migrate", moves_cmd.migrate), ("drain", moves_cmd.drain),
+                      ("rebalance", moves_cmd.rebalance), ("doctor", doctor_cmd.doctor),
                       ("nodes", nodes_cmd.nodes), ("gc", lifecycle.gc)):
     app.command(name)(command)
 app.add_typer(template_cmd.app, name="template")

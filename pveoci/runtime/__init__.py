@@ -17,7 +17,19 @@ from typing import IO, TYPE_CHECKING
 from pveoci import errors
 from pveoci.backends.base import Backend
 from pveoci.cache import Cache
-from pveoci.models import Check, GcReport, Guest, Node, Placement, ProcessTable, PushResult, State, Template
+from pveoci.models import (
+    Check,
+    GcReport,
+    Guest,
+    Migration,
+    MoveReport,
+    Node,
+    Placement,
+    ProcessTable,
+    PushResult,
+    State,
+    Template,
+)
 from pveoci.progress import SILENT, Progress
 from pveoci.retry import Backoff, poll
 from pveoci.runtime import inside, lifecycle, listing, recovery
@@ -322,24 +334,53 @@ class Runtime:
         return creating.plan_for(self._ctx, Bundle.load(bundle), id, strict=strict)
 
     def gc(self) -> GcReport:
-        """Finish what killed commands left: roll back half-made creates, drop cache entries of vanished
-        containers, remove what killed uploads left on the nodes' template storage."""
+        """Finish what killed commands left: roll back half-made creates, finish moves (a moved container's
+        process started again), drop cache entries of vanished containers, remove what killed uploads left on
+        the nodes' template storage."""
+        from pveoci.runtime import migrate as moving
         from pveoci.runtime import templates
 
         undone = recovery.recover(self._ctx)
+        moving.finish_all(self._ctx)
         before = {r.id for r in self._ctx.cache.all(self._ctx.cluster)}
         after = {s.id for s in listing.list_containers(self._ctx)}
         swept = templates.sweep(self._ctx)
         return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)), swept=tuple(swept))
 
-    def migrate(self, id: str, node: str, *, restart: bool = True) -> State:
-        """Move a container to another node (a running one restarts there); its state afterwards."""
-        found = require(self._ctx, id)
-        g = found.guest
-        if g.node == node:
-            return to_state(self._ctx, found)
-        target = choose_node(self._ctx.backend.nodes(), node)
-        self._ctx.backend.migrate(g.node, g.vmid, target, restart=restart and g.status == "running")
-        found.record.node = target
-        self._ctx.cache.put(found.record)
-        return to_state(self._ctx, require(self._ctx, id))
+    # ------------------------------------------------------------------ moves
+
+    def migrate(self, id: str, node: str = "auto", *, restart: bool = True, dry_run: bool = False,
+                exclude: Iterable[str] = (), progress: Progress = SILENT) -> Migration:
+        """Move a container to another node (`auto`: where placement puts it, never its own or an excluded one).
+
+        A preflight through the API comes first (the target online, not in maintenance, allowed by Proxmox
+        and HA, the storages there, no local mounts); a failing one raises MoveRefused (NodeOffline for an
+        offline target, NotFound for no such node) before anything changes. A running container moves in
+        restart mode (its process starts again there; `restart=False` refuses to stop it), a stopped one
+        offline, an HA-managed one through HA. The task's log goes to `progress`. With dry_run, only the
+        preflight: the Migration says what would happen ("would move").
+        """
+        from pveoci.runtime import migrate as moving
+
+        check_id(id)
+        return moving.migrate(self._ctx, id, node, restart=restart, dry_run=dry_run, exclude=exclude,
+                              progress=progress)
+
+    def drain(self, node: str, *, to: str = "auto", parallel: int = 1, dry_run: bool = False,
+              exclude: Iterable[str] = (), on_move: Callable[[Migration], None] | None = None) -> MoveReport:
+        """Move every pveoci container off `node`: to `to`, or each where placement puts it (`auto`), `parallel`
+        at a time. One Migration per container (a refused or failed one does not stop the others), each also
+        given to `on_move` as it ends. Run again after an interruption, it finishes what was left."""
+        from pveoci.runtime import drain
+
+        return drain.drain(self._ctx, node, to=to, parallel=parallel, dry_run=dry_run, exclude=exclude,
+                           on_move=on_move)
+
+    def rebalance(self, *, max_moves: int = 10, dry_run: bool = False, exclude: Iterable[str] = (),
+                  parallel: int = 1, on_move: Callable[[Migration], None] | None = None) -> MoveReport:
+        """Move containers so that the nodes' placement scores even out; never more than max_moves. The report
+        has the spread (best minus worst node score) before and after."""
+        from pveoci.runtime import rebalance
+
+        return rebalance.rebalance(self._ctx, max_moves=max_moves, dry_run=dry_run, exclude=exclude,
+                                   parallel=parallel, on_move=on_move)
