@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
@@ -143,6 +142,6 @@ def rebalance(
     c = cli(ctx, output)
     report = c.runtime().rebalance(max_moves=max_moves, dry_run=dry_run, exclude=exclude_node or (),
                                    parallel=parallel, on_move=_printer(c.json))
-    print(f"spread {report.spread_before or 0.0:.1f} -> {report.spread_after or 0.0:.1f} points"
-          f"{' (planned)' if dry_run else ''}; {len(report.moves)} move(s)", file=sys.stderr)
+    typer.echo(f"spread {report.spread_before or 0.0:.1f} -> {report.spread_after or 0.0:.1f} points"
+               f"{' (planned)' if dry_run else ''}; {len(report.moves)} move(s)", err=True)
     _outcome(report)

@@ -17,6 +17,7 @@ from pveoci.models import Guest, MoveReport
 from pveoci.runtime import drain
 from pveoci.runtime import migrate as moving
 from pveoci.runtime.context import Context
+from pveoci.runtime.listing import list_containers
 from pveoci.runtime.locate import Located
 from pveoci.runtime.placement import Ask, NodeLoad, rejection, score
 from pveoci.runtime.preflight import HA_MOVING
@@ -47,6 +48,7 @@ class _Planner:
         self.base = Ask(rootfs_storage=ctx.profile.rootfs_storage, template_storage=ctx.profile.template_storage,
                         exclude=frozenset(exclude))
         self.eligible = [ld for ld in self.found.loads.values() if rejection(ld, self.base) is None]
+        list_containers(ctx)  # the cache adopts the containers other workstations made
         self.records = {r.vmid: r for r in ctx.cache.all(ctx.cluster)}
         self.guests = [g for g in ctx.backend.guests() if marker.TAG in g.tags and g.vmid in self.records
                        and not g.lock and g.ha_state not in HA_MOVING]
