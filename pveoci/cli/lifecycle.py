@@ -227,19 +227,30 @@ def list_cmd(
     ctx: typer.Context,
     fmt: FormatOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the ids.")] = False,
+    filters: Annotated[Optional[list[str]], typer.Option("--filter", help="node=NODE, status=STATUS or "  # noqa: UP045
+                                                         "annotation=KEY[=VALUE] (repeatable: the same key "
+                                                         "twice is either, different keys are all).")] = None,
     output: OutputOption = None,
 ) -> None:
-    """List pveoci's containers on the cluster.
+    """List pveoci's containers on the cluster, with the node each runs on.
 
     Examples:
 
     \b
       pveoci list
-      pveoci list -q
-      pveoci list -o json
+      pveoci list -q --filter node=pve2
+      pveoci list --filter status=running --filter annotation=team=blue
+      pveoci list -o json | jq -r '.[] | [.id, .pveoci.node] | @tsv'
     """
+    from pveoci import errors
+    from pveoci.runtime.listing import Filters
+
     c = cli(ctx, render.output_of(fmt, output))
-    states = c.runtime().list()
+    try:
+        keep = Filters.parse(filters or [])
+    except errors.InvalidParameter as exc:
+        raise typer.BadParameter(exc.message, param_hint="'--filter'") from None
+    states = c.runtime().list(node=keep.nodes, status=keep.statuses, annotations=dict(keep.annotations))
     if quiet:
         for s in states:
             typer.echo(s.id)

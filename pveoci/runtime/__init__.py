@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -46,6 +46,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("pveoci.runtime")
 
 _WAIT = Backoff(first=0.2, factor=1.5, cap=2.0)
+
+
+def _names(value: str | Iterable[str] | None) -> builtins.list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else builtins.list(value)
 
 
 class Templates:
@@ -238,10 +244,15 @@ class Runtime:
             raise errors.NotFound("container does not exist")
         return to_state(self._ctx, Located(Guest(record.vmid, record.node, "unknown"), record), cached=True)
 
-    def list(self) -> builtins.list[State]:
-        """Every pveoci container of the cluster, sorted by id (also reconciles the local cache)."""
+    def list(self, *, node: str | Iterable[str] | None = None, status: str | Iterable[str] | None = None,
+             annotations: Mapping[str, str | None] | None = None) -> builtins.list[State]:
+        """Every pveoci container of the cluster, sorted by id (also reconciles the local cache); only those on
+        `node` (a name, or any of several), in `status` (likewise), and carrying every one of `annotations`
+        (key -> value, or None for any value), when given."""
         recovery.recover(self._ctx)
-        return listing.list_containers(self._ctx)
+        keep = listing.Filters(nodes=frozenset(_names(node)), statuses=frozenset(_names(status)),
+                               annotations=tuple((annotations or {}).items()))
+        return [s for s in listing.list_containers(self._ctx) if keep.keep(s)]
 
     def kill(self, id: str, signal: str = "SIGTERM", *, all_processes: bool = False,
              timeout: int = lifecycle.STOP_TIMEOUT) -> None:
