@@ -28,7 +28,9 @@ _EXPORTS = {
     "Runtime": "pveoci.runtime", "Templates": "pveoci.runtime",
     "State": "pveoci.models", "Node": "pveoci.models", "Storage": "pveoci.models", "Template": "pveoci.models",
     "PushResult": "pveoci.models", "Check": "pveoci.models", "GcReport": "pveoci.models",
-    "ProcessTable": "pveoci.models", "Guest": "pveoci.models",
+    "ProcessTable": "pveoci.models", "Guest": "pveoci.models", "Placement": "pveoci.models",
+    "NodeScore": "pveoci.models", "Migration": "pveoci.models", "MoveReport": "pveoci.models",
+    "MigrationCheck": "pveoci.models",
     "Plan": "pveoci.lxc.mapping", "Finding": "pveoci.lxc.mapping",
     "Progress": "pveoci.progress",
     "Settings": "pveoci.settings", "Profile": "pveoci.settings",
@@ -42,7 +44,7 @@ _EXPORTS = {
     "NotRunning": "pveoci.errors", "NotCreated": "pveoci.errors", "Paused": "pveoci.errors",
     "NotPaused": "pveoci.errors", "NotStopped": "pveoci.errors", "HookFailed": "pveoci.errors",
     "Unsupported": "pveoci.errors", "InUse": "pveoci.errors", "ChecksFailed": "pveoci.errors",
-    "ApiError": "pveoci.errors",
+    "ApiError": "pveoci.errors", "NoSuitableNode": "pveoci.errors", "MoveRefused": "pveoci.errors",
 }
 
 __all__ = [
@@ -64,9 +66,15 @@ __all__ = [
     "InvalidParameter",
     "Locked",
     "MappingError",
+    "Migration",
+    "MigrationCheck",
+    "MoveRefused",
+    "MoveReport",
     "NoQuorum",
+    "NoSuitableNode",
     "Node",
     "NodeOffline",
+    "NodeScore",
     "NotCreated",
     "NotFound",
     "NotPaused",
@@ -75,6 +83,7 @@ __all__ = [
     "OperationTimeout",
     "Paused",
     "PermissionDenied",
+    "Placement",
     "Plan",
     "ProcessTable",
     "Profile",
@@ -127,8 +136,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         InvalidParameter,
         Locked,
         MappingError,
+        MoveRefused,
         NodeOffline,
         NoQuorum,
+        NoSuitableNode,
         NotCreated,
         NotFound,
         NotPaused,
@@ -145,7 +156,22 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         UnsupportedByStrictMapping,
     )
     from pveoci.lxc.mapping import Finding, Plan
-    from pveoci.models import Check, GcReport, Guest, Node, ProcessTable, PushResult, State, Storage, Template
+    from pveoci.models import (
+        Check,
+        GcReport,
+        Guest,
+        Migration,
+        MigrationCheck,
+        MoveReport,
+        Node,
+        NodeScore,
+        Placement,
+        ProcessTable,
+        PushResult,
+        State,
+        Storage,
+        Template,
+    )
     from pveoci.progress import Progress
     from pveoci.runtime import Runtime, Templates
     from pveoci.settings import Profile, Settings

@@ -36,6 +36,8 @@ log = logging.getLogger("pveoci.cache")
 FILENAME = "cache.db"
 #: Seconds a statement waits for another connection's write lock before giving up.
 BUSY_TIMEOUT = 30.0
+#: Seconds Cache.lock waits for another holder.
+LOCK_TIMEOUT = 120.0
 
 
 def default_root() -> Path:
@@ -81,6 +83,10 @@ class Step:
     pid: int
     # What a step recorded beyond node and vmid (`Cache.step(op, name, key=value)`).
     data: dict[str, Any] = field(default_factory=dict)
+
+    def in_progress(self) -> bool:
+        """True if the process that wrote it still runs here, this one included (another thread's create)."""
+        return self.host == socket.gethostname() and (self.pid == os.getpid() or self.alive())
 
     def alive(self) -> bool:
         """True if the process that wrote it still runs here (then it is in progress, not abandoned)."""
@@ -276,6 +282,34 @@ class Cache:
         return [Step(op=row["op"], kind=row["kind"], id=row["id"], cluster=row["cluster"], step=row["step"],
                      node=row["node"], vmid=row["vmid"], host=row["host"], pid=row["pid"],
                      data=json.loads(row["data"])) for row in rows]
+
+    # ---------------------------------------------------------------- locks
+
+    @contextmanager
+    def lock(self, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[bool]:
+        """Hold an exclusive lock among the threads and processes that share this cache (e.g. "placement": one
+        create at a time picks its node and journals it). Yields True; False if it was not had within timeout
+        (the caller goes on without it rather than hang behind a stuck process)."""
+        import fcntl
+
+        fd = os.open(self.root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.warning("the %s lock of %s stayed taken for %.0fs; going on without it", name,
+                                    self.root, timeout)
+                        held = False
+                        break
+                    time.sleep(0.02)
+            yield held
+        finally:
+            os.close(fd)  # releases the lock
 
     # ---------------------------------------------------------------- facts
 

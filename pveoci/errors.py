@@ -7,7 +7,11 @@ meaning once released.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pveoci.models import Check, Placement
 
 
 class PveociError(Exception):
@@ -216,6 +220,29 @@ class InUse(PveociError):
         super().__init__(message, detail=detail)
         #: the OCI ids of the containers that use it
         self.users = list(users or [])
+
+
+class NoSuitableNode(PveociError):
+    """No node can take the container: every one is offline, excluded, in maintenance or lacks what it needs."""
+
+    exit_code = 29
+
+    def __init__(self, message: str, *, placement: Placement | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        #: every node's score, or why it was rejected (pveoci.models.Placement)
+        self.placement = placement
+
+
+class MoveRefused(PveociError):
+    """A migration's preflight failed: nothing was changed (the target does not allow it, HA or local
+    resources keep the container where it is, ...)."""
+
+    exit_code = 30
+
+    def __init__(self, message: str, *, checks: Sequence[Check] = (), detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        #: the preflight's checks (pveoci.models.Check), the failing ones with status "fail"
+        self.checks = list(checks)
 
 
 class ChecksFailed(PveociError):

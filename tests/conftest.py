@@ -43,6 +43,30 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="session")
+def bed3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """A three-node cluster (pve1, pve2, pve3) for placement, migrations, drains and rebalancing."""
+    need(parts.missing_for_ssh())
+    with Testbed(tmp_path_factory.mktemp("bed3"), nodes=("pve1", "pve2", "pve3")) as testbed:
+        yield testbed
+
+
+@pytest.fixture
+def cluster3(bed3: Testbed) -> Iterator[Testbed]:
+    """The three-node bed, reset before and after the test."""
+    bed3.reset()
+    yield bed3
+    bed3.reset()
+
+
+@pytest.fixture
+def lxc_bed3(cluster3: Testbed) -> Testbed:
+    """The three-node bed with real containers (see lxc_bed)."""
+    need(parts.missing_for_lxc())
+    cluster3.enable_lxc()
+    return cluster3
+
+
 @pytest.fixture
 def cluster(bed: Testbed) -> Iterator[Testbed]:
     """The bed with every fault, token and grant a test adds undone afterwards."""

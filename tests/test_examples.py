@@ -67,13 +67,93 @@ def test_evacuate_node(lxc_bed: Testbed, tmp_path: Path) -> None:
     assert pveoci(lxc_bed, tmp_path, "create", "-b", str(bundle), "--node", "pve1", "s2").returncode == 0
     dry = example(lxc_bed, tmp_path, "evacuate_node.py", "pve1", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert [json.loads(line)["status"] for line in dry.stdout.splitlines()] == ["would move", "would move"]
+    assert [(x["id"], x["to"], x["result"]) for x in map(json.loads, dry.stdout.splitlines())] == [
+        ("s1", "pve2", "would move"), ("s2", "pve2", "would move")]
     moved = example(lxc_bed, tmp_path, "evacuate_node.py", "pve1")
     assert moved.returncode == 0, moved.stderr
-    lines = [json.loads(line) for line in moved.stdout.splitlines()]
-    assert [(x["id"], x["from"], x["to"], x["status"]) for x in lines] == [
-        ("s1", "pve1", "pve2", "running"), ("s2", "pve1", "pve2", "created")]
+    lines = sorted((json.loads(line) for line in moved.stdout.splitlines()), key=lambda x: x["id"])
+    assert [(x["id"], x["from"], x["to"], x["mode"], x["result"], x["status"]) for x in lines] == [
+        ("s1", "pve1", "pve2", "restart", "moved", "running"), ("s2", "pve1", "pve2", "restart", "moved", "created")]
     where = {s["id"]: s["pveoci"]["node"] for s in json.loads(pveoci(lxc_bed, tmp_path, "list", "-o", "json").stdout)}
     assert where == {"s1": "pve2", "s2": "pve2"}
-    inside = pveoci(lxc_bed, tmp_path, "exec", "s1", "--", "echo", "alive on pve2")
-    assert (inside.returncode, inside.stdout) == (0, "alive on pve2\n"), inside.stderr
+    inside = pveoci(lxc_bed, tmp_path, "exec", "s1", "--", "cat", "/.pveoci/run/state")
+    assert (inside.returncode, inside.stdout) == (0, "running"), inside.stderr
+
+
+def test_evacuate_node_moves_nothing_when_one_cannot_go(lxc_bed: Testbed, tmp_path: Path) -> None:
+    bundle = make_busybox_bundle(tmp_path / "svc", FOREVER)
+    assert pveoci(lxc_bed, tmp_path, "run", "-d", "-b", str(bundle), "--node", "pve1", "s1").returncode == 0
+    lxc_bed.pve.maintenance = {"pve2"}  # the only other node
+    refused = example(lxc_bed, tmp_path, "evacuate_node.py", "pve1")
+    assert refused.returncode == 1
+    (line,) = map(json.loads, refused.stdout.splitlines())
+    assert (line["id"], line["result"]) == ("s1", "refused")
+    assert "pve2: in maintenance" in line["error"]
+    assert lxc_bed.pve.cts[0].node == "pve1"
+
+
+def test_move_annotated(lxc_bed3: Testbed, tmp_path: Path) -> None:
+    bed = lxc_bed3
+    blue = annotate(make_busybox_bundle(tmp_path / "blue", FOREVER), team="blue")
+    red = annotate(make_busybox_bundle(tmp_path / "red", FOREVER), team="red")
+    for name, bundle in (("b1", blue), ("b2", blue), ("r1", red)):
+        assert pveoci(bed, tmp_path, "run", "-d", "-b", str(bundle), "--node", "pve1", name).returncode == 0
+    dry = example(bed, tmp_path, "move_annotated.py", "team=blue", "--to", "pve3", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert [(x["id"], x["to"], x["result"]) for x in map(json.loads, dry.stdout.splitlines())] == [
+        ("b1", "pve3", "would move"), ("b2", "pve3", "would move")]
+    moved = example(bed, tmp_path, "move_annotated.py", "team=blue", "--to", "pve3")
+    assert moved.returncode == 0, moved.stderr
+    assert [(x["id"], x["result"], x["status"]) for x in map(json.loads, moved.stdout.splitlines())] == [
+        ("b1", "moved", "running"), ("b2", "moved", "running")]
+    bed.pve.maintenance = {"pve2"}
+    refused = example(bed, tmp_path, "move_annotated.py", "team=red", "--to", "pve2")
+    assert refused.returncode == 1
+    assert [(x["id"], x["result"]) for x in map(json.loads, refused.stdout.splitlines())] == [("r1", "refused")]
+    where = {s["id"]: (s["pveoci"]["node"], s["status"])
+             for s in json.loads(pveoci(bed, tmp_path, "list", "-o", "json").stdout)}
+    assert where == {"b1": ("pve3", "running"), "b2": ("pve3", "running"), "r1": ("pve1", "running")}
+
+
+def two_clusters(src: Testbed, dst: Testbed, path: Path) -> Path:
+    """One settings file with a profile for each bed: src (two nodes) and dst (three)."""
+    first = src.config_path.read_text().replace('default_profile = "bed"', 'default_profile = "src"')
+    second = dst.config_path.read_text().replace('default_profile = "bed"\n', "")
+    path.write_text(first.replace("[profiles.bed", "[profiles.src") + "\n"
+                    + second.replace("[profiles.bed", "[profiles.dst"))
+    return path
+
+
+def test_recreate_on_cluster(lxc_bed: Testbed, lxc_bed3: Testbed, tmp_path: Path) -> None:
+    config = two_clusters(lxc_bed, lxc_bed3, tmp_path / "two.toml")
+    env = lxc_bed.env(PVEOCI_CONFIG=str(config), XDG_STATE_HOME=str(tmp_path / "state"),
+                      XDG_CACHE_HOME=str(tmp_path / "xdg-cache"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=False,
+                              timeout=300)
+
+    blue = annotate(make_busybox_bundle(tmp_path / "blue", FOREVER), team="blue")
+    red = annotate(make_busybox_bundle(tmp_path / "red", FOREVER), team="red")
+    for args in (("run", "-d", "-b", str(blue), "j1"), ("create", "-b", str(blue), "j2"),
+                 ("run", "-d", "-b", str(red), "x1"), ("-p", "dst", "create", "-b", str(red), "j2")):
+        made = run("-m", "pveoci", *args)
+        assert made.returncode == 0, made.stderr
+    script = str(EXAMPLES / "recreate_on_cluster.py")
+    common = ("--from", "src", "--to", "dst", "--annotation", "team=blue")
+    clash = run(script, *common)  # j2 exists on dst: the dry run refuses, nothing changes
+    assert clash.returncode == 1, clash.stderr
+    assert [(x["id"], x["result"]) for x in map(json.loads, clash.stdout.splitlines())] == [
+        ("j1", "would recreate"), ("j2", "refused")]
+    assert run("-m", "pveoci", "-p", "dst", "delete", "j2").returncode == 0
+    dry = run(script, *common, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert {x["id"]: x["to"].split(":")[0] for x in map(json.loads, dry.stdout.splitlines())} == {
+        "j1": "dst", "j2": "dst"}
+    done = run(script, *common)
+    assert done.returncode == 0, done.stderr
+    assert [(x["id"], x["result"], x["status"]) for x in map(json.loads, done.stdout.splitlines())] == [
+        ("j1", "recreated", "running"), ("j2", "recreated", "created")]
+    on = {p: {s["id"]: s["status"] for s in json.loads(run("-m", "pveoci", "-p", p, "list", "-o", "json").stdout)}
+          for p in ("src", "dst")}
+    assert on == {"src": {"x1": "running"}, "dst": {"j1": "running", "j2": "created"}}

@@ -77,13 +77,14 @@ class ApiBackend(PathReads, SshTemplates, SshNode):
 
     # ----------------------------------------------------------------- writes
 
-    def _wait(self, upid: str) -> None:
+    def _wait(self, upid: str, on_log: Callable[[str], None] | None = None) -> None:
         """Wait for a task, first for about as long as the last of its kind took on this cluster: most tasks
-        are then asked after once or twice, not every few milliseconds."""
+        are then asked after once or twice, not every few milliseconds (unless its log is followed)."""
         kind = f"task:{upid.split(':')[5] if upid.count(':') >= 6 else 'unknown'}"
         expect = self.facts.recall(kind, TASK_MEMORY)
         began = time.monotonic()
-        self.client.wait(upid, expect=float(expect) * 0.8 if isinstance(expect, (int, float)) else 0.0)
+        self.client.wait(upid, expect=float(expect) * 0.8 if isinstance(expect, (int, float)) else 0.0,
+                         on_log=on_log)
         took = time.monotonic() - began
         self.facts.remember(kind, took if not isinstance(expect, (int, float)) else 0.5 * expect + 0.5 * took)
 
@@ -110,11 +111,12 @@ class ApiBackend(PathReads, SshTemplates, SshNode):
     def destroy(self, node: str, vmid: int) -> None:
         self._wait(self.client.delete("nodes", node, "lxc", vmid, purge=1, **{"destroy-unreferenced-disks": 1}))
 
-    def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None:
+    def migrate(self, node: str, vmid: int, target: str, *, restart: bool,
+                on_log: Callable[[str], None] | None = None) -> None:
         params: dict[str, Any] = {"target": target}
         if restart:
             params["restart"] = 1
-        self._wait(self.client.post("nodes", node, "lxc", vmid, "migrate", **params))
+        self._wait(self.client.post("nodes", node, "lxc", vmid, "migrate", **params), on_log=on_log)
 
     # -------------------------------------------------------------- templates
 

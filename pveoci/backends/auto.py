@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pveoci import errors
 from pveoci.backends.base import Backend, Claim, TemplateUpload
-from pveoci.models import Check, Completed, Destination, Guest, Node, Template
+from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Template
 from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
 
@@ -108,8 +108,12 @@ class AutoBackend:
     def destroy(self, node: str, vmid: int) -> None:
         self.chosen.destroy(node, vmid)
 
-    def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None:
-        self.chosen.migrate(node, vmid, target, restart=restart)
+    def migrate(self, node: str, vmid: int, target: str, *, restart: bool,
+                on_log: Callable[[str], None] | None = None) -> None:
+        self.chosen.migrate(node, vmid, target, restart=restart, on_log=on_log)
+
+    def migrate_check(self, node: str, vmid: int, target: str) -> MigrationCheck:
+        return self.chosen.migrate_check(node, vmid, target)
 
     def exec(self, node: str, vmid: int, argv: list[str], *, stdin: IO[bytes] | None, stdout: IO[bytes] | None,
              stderr: IO[bytes] | None, tty: bool = False) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Protocol
 
-from pveoci.models import Check, Completed, Destination, Guest, Node, Template
+from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Template
 from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
 
@@ -47,10 +47,10 @@ class ClusterReads(Protocol):
         """Proxmox VE's (major, minor)."""
 
     def nodes(self) -> list[Node]:
-        """Every node, with its load and (when online) its storages."""
+        """Every node, with its load, (when online) its storages, and whether it is in HA maintenance."""
 
     def guests(self) -> list[Guest]:
-        """Every container of the cluster, in one call where the backend can."""
+        """Every container of the cluster (with its memory and HA state), in one call where the backend can."""
 
     def status(self, node: str, vmid: int) -> Guest:
         """One container's current status (its pid when running); NotFound if it is not there."""
@@ -76,6 +76,10 @@ class ClusterReads(Protocol):
         """True when the cluster sees root@pam act (a password login as root@pam, or pct run as root on a
         node): only then are options that root@pam alone may set (bind mounts, devices) planned."""
 
+    def migrate_check(self, node: str, vmid: int, target: str) -> MigrationCheck:
+        """What Proxmox says of moving the container to target, changing nothing: the nodes it allows, those HA
+        rules block, the HA resources that would move along."""
+
 
 class Lifecycle(Protocol):
     """Changes to containers; each waits until Proxmox has done it (a task ended) and raises if it failed."""
@@ -92,7 +96,10 @@ class Lifecycle(Protocol):
 
     def destroy(self, node: str, vmid: int) -> None: ...
 
-    def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None: ...
+    def migrate(self, node: str, vmid: int, target: str, *, restart: bool,
+                on_log: Callable[[str], None] | None = None) -> None:
+        """Move the container (a running one in restart mode); the task's log lines go to on_log as they come.
+        For an HA-managed container this returns once HA has the request: its outcome is the runtime's to see."""
 
 
 class OnNode(Protocol):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from pveoci import errors
-from pveoci.models import Check, Completed, Destination, Guest, Node, Storage, Template
+from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Storage, Template
 from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
 
@@ -52,6 +52,7 @@ class MemoryCt:
     phase: str = ""                 # the init's: "waiting" for start, "running" the process, "" when stopped
     exit_status: int | None = None  # the process's, once it ended
     signals: list[str] = field(default_factory=list)   # what the process was sent
+    ha_state: str | None = None     # HA-managed: its HA resource's state (started, stopped, ...)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -67,6 +68,10 @@ class MemoryBackend:
                  shared_templates: bool = False, programs: Program | None = None, machine: str = "x86_64",
                  root: bool = False) -> None:
         self.nodes_online = dict.fromkeys(nodes, True)
+        self.maintenance: set[str] = set()                               # nodes in HA maintenance
+        self.load: dict[str, dict[str, Any]] = {}                        # node -> Node fields to report (mem, cpu, ...)
+        self.node_storages: dict[str, tuple[Storage, ...]] = {}          # node -> its storages, where not the default
+        self.ha_blocked: dict[str, str] = {}                             # node -> why HA rules keep HA CTs from it
         self.version_ = version
         self.shared_templates = shared_templates
         self.programs = programs
@@ -111,8 +116,12 @@ class MemoryBackend:
 
     def nodes(self) -> list[Node]:
         self._call("nodes")
-        return [Node(name=n, online=on, maxcpu=4, mem=0, maxmem=8 * GIB, storages=self._storages() if on else ())
-                for n, on in sorted(self.nodes_online.items())]
+        out = []
+        for n, on in sorted(self.nodes_online.items()):
+            fields: dict[str, Any] = {"maxcpu": 4, "mem": 0, "maxmem": 8 * GIB, **self.load.get(n, {})}
+            out.append(Node(name=n, online=on, storages=self.node_storages.get(n, self._storages()) if on else (),
+                            maintenance=n in self.maintenance, **fields))
+        return out
 
     def _storages(self) -> tuple[Storage, ...]:
         return (Storage("local", "dir", ("vztmpl", "iso"), self.shared_templates, True, 100 * GIB, 200 * GIB),
@@ -126,7 +135,8 @@ class MemoryBackend:
     def _guest(self, ct: MemoryCt) -> Guest:
         online = self.nodes_online.get(ct.node, False)
         return Guest(vmid=ct.vmid, node=ct.node, status=ct.status if online else "unknown", tags=ct.tags,
-                     lock=ct.config.get("lock"), pid=ct.pid, name=str(ct.config.get("hostname", "")))
+                     lock=ct.config.get("lock"), pid=ct.pid, name=str(ct.config.get("hostname", "")),
+                     maxmem=int(ct.config.get("memory") or 512) * 1024 * 1024, ha_state=ct.ha_state)
 
     def status(self, node: str, vmid: int) -> Guest:
         self._call("status")
@@ -162,6 +172,19 @@ class MemoryBackend:
 
     def privileged(self) -> bool:
         return self.root
+
+    def migrate_check(self, node: str, vmid: int, target: str) -> MigrationCheck:
+        """As PVE answers: every other node is allowed (offline ones too), but those `ha_blocked` names for an
+        HA-managed container."""
+        self._call("migrate_check")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            if ct.config.get("lock"):
+                raise errors.Locked(f"CT is locked ({ct.config['lock']})")
+            blocked = {n: why for n, why in self.ha_blocked.items() if ct.ha_state is not None and n != node}
+            allowed = tuple(n for n in sorted(self.nodes_online) if n != node and n not in blocked)
+            return MigrationCheck(running=ct.status == "running", allowed=allowed,
+                                  blocked=tuple(sorted(blocked.items())))
 
     # ----------------------------------------------------------------- writes
 
@@ -235,17 +258,23 @@ class MemoryBackend:
                                         exitstatus="error", log_tail=[])
             del self.cts[vmid]
 
-    def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None:
+    def migrate(self, node: str, vmid: int, target: str, *, restart: bool,
+                on_log: Callable[[str], None] | None = None) -> None:
+        """A restart-mode move starts the CT again on target: its init waits for the start signal anew."""
         self._call("migrate")
         with self._lock:
             ct = self._ct(node, vmid)
-            if ct.status == "running" and not restart:
+            if ct.status == "running" and not restart and ct.ha_state is None:
                 raise errors.ApiError("can't migrate running container without --online or --restart")
             if not self.nodes_online.get(target, False):
                 raise errors.NodeOffline(f"node '{target}' is offline", node=target)
+            log = on_log or (lambda line: None)
+            log(f"Requesting HA migration for CT {vmid} to node {target}" if ct.ha_state
+                else f"starting migration of CT {vmid} to node '{target}'")
             ct.node = target
             if ct.status == "running":
-                ct.pid = next(self._pids)
+                ct.pid, ct.phase, ct.frozen = next(self._pids), "waiting", False
+            log("migration finished successfully")
 
     # -------------------------------------------------------- on the node
 
@@ -258,11 +287,15 @@ class MemoryBackend:
         return done.status
 
     def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
+        """The init's `state` is answered from the model of the init; anything else runs `programs`."""
         self._call("exec")
         with self._lock:
             ct = self._ct(node, vmid)
             if ct.status != "running":
                 raise errors.PveociError(f"container '{vmid}' not running!")
+            if argv == ["/.pveoci/init", "state"]:
+                state = {"waiting": "created", "running": "running"}.get(ct.phase, "stopped")
+                return Completed(0, f'{{"state": "{state}", "pid": null, "status": null}}\n'.encode(), b"")
         if self.programs is None:
             return Completed(0, b"", b"")
         return Completed(*self.programs(node, vmid, argv, stdin or b""))

@@ -163,10 +163,14 @@ class PctBackend(PathReads, SshTemplates, NodeCommands):
     def destroy(self, node: str, vmid: int) -> None:
         self.on_owner(node, vmid, "destroy", params={"purge": 1, "destroy-unreferenced-disks": 1})
 
-    def migrate(self, node: str, vmid: int, target: str, *, restart: bool) -> None:
+    def migrate(self, node: str, vmid: int, target: str, *, restart: bool,
+                on_log: Callable[[str], None] | None = None) -> None:
         if target.startswith("-"):
             raise errors.InvalidParameter(f"not a node name: {target!r}")
-        self.on_owner(node, vmid, "migrate", target, params={"restart": 1 if restart else None})
+        done = self.on_owner(node, vmid, "migrate", target, params={"restart": 1 if restart else None})
+        if on_log is not None:  # pct prints the task's log when the task is over
+            for line in done.stdout.decode(errors="replace").splitlines():
+                on_log(line)
 
     # -------------------------------------------------------------- templates
 

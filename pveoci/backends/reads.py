@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pveoci import errors
-from pveoci.models import Destination, Guest, Node, Template
+from pveoci.models import Destination, Guest, MigrationCheck, Node, Template
 from pveoci.pve import cluster
 from pveoci.pve.version import parse_version
 
@@ -62,6 +62,9 @@ class PathReads:
             return {}
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(wanted))) as pool:
             return {vmid: found for vmid, found in pool.map(one, wanted) if found is not None}
+
+    def migrate_check(self, node: str, vmid: int, target: str) -> MigrationCheck:
+        return cluster.migration_check(self.reader.get("nodes", node, "lxc", vmid, "migrate", target=target))
 
     def next_vmid(self) -> int:
         return int(self.reader.get("cluster", "nextid"))

@@ -9,14 +9,16 @@ import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from pveoci.cli import render
 from pveoci.cli.context import OutputOption, cli
+from pveoci.cli.placement import ExcludeOption, ExplainOption
 
 if TYPE_CHECKING:
+    from pveoci.models import Placement
     from pveoci.process import ProcessSpec
     from pveoci.runtime import Runtime
 
@@ -26,8 +28,8 @@ BundleOption = Annotated[Path, typer.Option("--bundle", "-b", help="The bundle d
                                             "directory).")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail on any field Proxmox cannot honour.")]
 NodeOption = Annotated[Optional[str],  # noqa: UP045 - typer reads the annotation at run time on 3.10
-                       typer.Option("--node", "-n", help="Node (default: the profile's node; auto picks "
-                                    "the online node with most free memory).")]
+                       typer.Option("--node", "-n", help="Node (default: the profile's node; auto: the best "
+                                    "scored node that can take it, see `pveoci place`).")]
 PidFileOption = Annotated[Optional[Path],  # noqa: UP045
                           typer.Option("--pid-file", help="Write the container's init pid (on its node) here.")]
 TransportOption = Annotated[str, typer.Option("--transport", help="How the template travels: sftp or api.")]
@@ -56,6 +58,8 @@ def create(
                                                  "container its own session keyring.")] = False,
     preserve_fds: Annotated[int, typer.Option("--preserve-fds", help="Refused unless 0: no file descriptor "
                                               "can cross to a remote node.")] = 0,
+    exclude_node: ExcludeOption = None,
+    show: ExplainOption = False,
     output: OutputOption = None,
 ) -> None:
     """Create a container from a bundle, without starting its process.
@@ -69,6 +73,7 @@ def create(
     \b
       pveoci create -b ./hello hello
       pveoci create --bundle ./hello --node pve2 hello
+      pveoci create -b ./hello --explain --exclude-node pve1 hello   # every node's score on stderr
     """
     _refuse_runc_only(console_socket, no_pivot, no_new_keyring, preserve_fds)
     from pveoci.cli import progress
@@ -76,11 +81,20 @@ def create(
     c = cli(ctx, output)
     with progress.display() as shown:
         made = c.runtime().create(container_id, bundle, node=node, strict=strict, transport=transport,
-                                  progress=shown)
+                                  progress=shown, exclude=exclude_node or (), on_placement=_explainer(show))
     if pid_file is not None:
         render.write_pid_file(pid_file, made.pid)
     if output is not None and c.json:
         render.emit_json(made.to_json())
+
+
+def _explainer(show: bool) -> Callable[[Placement], None] | None:
+    """--explain: every node's score goes to stderr (stdout keeps what scripts read)."""
+    if not show:
+        return None
+    from pveoci.cli.placement import explain
+
+    return lambda placed: explain(placed, sys.stderr)
 
 
 def _refuse_runc_only(console_socket: str | None, no_pivot: bool, no_new_keyring: bool, preserve_fds: int) -> None:
@@ -125,6 +139,8 @@ def run(
     no_pivot: Annotated[bool, typer.Option("--no-pivot", help="Refused: LXC always pivots.")] = False,
     no_new_keyring: Annotated[bool, typer.Option("--no-new-keyring", help="Refused.")] = False,
     preserve_fds: Annotated[int, typer.Option("--preserve-fds", help="Refused unless 0.")] = 0,
+    exclude_node: ExcludeOption = None,
+    show: ExplainOption = False,
     output: OutputOption = None,
 ) -> None:
     """Create and start a container.
@@ -147,11 +163,13 @@ def run(
         _refuse("--pid-file", "with run in the foreground; use run -d --pid-file")
     c = cli(ctx, output)
     rt = c.runtime()
+    placing: dict[str, Any] = {"exclude": exclude_node or (), "on_placement": _explainer(show)}
     if not detach:
         raise typer.Exit(_run_attached(rt, container_id, bundle, keep=keep, node=node, strict=strict,
-                                       transport=transport))
+                                       transport=transport, placing=placing))
     with progress.display() as shown:
-        started = rt.run(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown)
+        started = rt.run(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
+                         **placing)
     if pid_file is not None:
         render.write_pid_file(pid_file, started.pid)
     if output is not None and c.json:
@@ -159,7 +177,7 @@ def run(
 
 
 def _run_attached(rt: Runtime, cid: str, bundle: Path, *, keep: bool, node: str | None, strict: bool,
-                  transport: str) -> int:
+                  transport: str, placing: dict[str, Any]) -> int:
     """The foreground run: Ctrl-C (and TERM, HUP) go to the container's process, which decides."""
     import signal
     import threading
@@ -170,7 +188,7 @@ def _run_attached(rt: Runtime, cid: str, bundle: Path, *, keep: bool, node: str 
         threading.Thread(target=_quietly, args=(rt.kill, cid, signal.Signals(signum).name), daemon=True).start()
 
     with progress.display() as shown:
-        rt.create(cid, bundle, node=node, strict=strict, transport=transport, progress=shown)
+        rt.create(cid, bundle, node=node, strict=strict, transport=transport, progress=shown, **placing)
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         return rt.attach(cid, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, start=True)
@@ -209,19 +227,30 @@ def list_cmd(
     ctx: typer.Context,
     fmt: FormatOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the ids.")] = False,
+    filters: Annotated[Optional[list[str]], typer.Option("--filter", help="node=NODE, status=STATUS or "  # noqa: UP045
+                                                         "annotation=KEY[=VALUE] (repeatable: the same key "
+                                                         "twice is either, different keys are all).")] = None,
     output: OutputOption = None,
 ) -> None:
-    """List pveoci's containers on the cluster.
+    """List pveoci's containers on the cluster, with the node each runs on.
 
     Examples:
 
     \b
       pveoci list
-      pveoci list -q
-      pveoci list -o json
+      pveoci list -q --filter node=pve2
+      pveoci list --filter status=running --filter annotation=team=blue
+      pveoci list -o json | jq -r '.[] | [.id, .pveoci.node] | @tsv'
     """
+    from pveoci import errors
+    from pveoci.runtime.listing import Filters
+
     c = cli(ctx, render.output_of(fmt, output))
-    states = c.runtime().list()
+    try:
+        keep = Filters.parse(filters or [])
+    except errors.InvalidParameter as exc:
+        raise typer.BadParameter(exc.message, param_hint="'--filter'") from None
+    states = c.runtime().list(node=keep.nodes, status=keep.statuses, annotations=dict(keep.annotations))
     if quiet:
         for s in states:
             typer.echo(s.id)

@@ -15,7 +15,9 @@ from pveoci import __version__
 from pveoci.cli import config as config_cmd
 from pveoci.cli import doctor as doctor_cmd
 from pveoci.cli import lifecycle
+from pveoci.cli import moves as moves_cmd
 from pveoci.cli import nodes as nodes_cmd
+from pveoci.cli import placement as placement_cmd
 from pveoci.cli import plan as plan_cmd
 from pveoci.cli import spec as spec_cmd
 from pveoci.cli import template as template_cmd
@@ -48,7 +50,9 @@ for name, command in (("spec", spec_cmd.spec), ("create", lifecycle.create), ("s
                       ("run", lifecycle.run), ("state", lifecycle.state_cmd), ("list", lifecycle.list_cmd),
                       ("kill", lifecycle.kill), ("delete", lifecycle.delete), ("exec", lifecycle.exec_cmd),
                       ("ps", lifecycle.ps), ("logs", lifecycle.logs), ("pause", lifecycle.pause),
-                      ("resume", lifecycle.resume), ("plan", plan_cmd.plan), ("doctor", doctor_cmd.doctor),
+                      ("resume", lifecycle.resume), ("plan", plan_cmd.plan), ("place", placement_cmd.place),
+                      ("migrate", moves_cmd.migrate), ("drain", moves_cmd.drain),
+                      ("rebalance", moves_cmd.rebalance), ("doctor", doctor_cmd.doctor),
                       ("nodes", nodes_cmd.nodes), ("gc", lifecycle.gc)):
     # exec: options end at the container id, as runc's and docker's (`exec ID sh -c ...`: -c is sh's).
     settings = {"allow_interspersed_args": False} if name == "exec" else {}

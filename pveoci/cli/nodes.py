@@ -10,7 +10,8 @@ from pveoci.models import Storage
 
 
 def nodes(ctx: typer.Context, output: OutputOption = None) -> None:
-    """List the nodes: status, CPU load, free memory, and the storages usable for templates and root disks.
+    """List the nodes: status (online, offline, or maintenance: HA's maintenance mode), CPU load, free memory,
+    and the storages usable for templates and root disks.
 
     Examples:
 
@@ -32,6 +33,7 @@ def nodes(ctx: typer.Context, output: OutputOption = None) -> None:
         if not n.online:
             rows.append([n.name, "offline", "-", "-", "-", "-"])
             continue
-        rows.append([n.name, "online", f"{n.cpu:.0%} of {n.maxcpu}", render.size(n.mem_free),
+        rows.append([n.name, "maintenance" if n.maintenance else "online", f"{n.cpu:.0%} of {n.maxcpu}",
+                     render.size(n.mem_free),
                      names(n.usable("vztmpl")), names(n.usable("rootdir"))])
     render.table(["NODE", "STATUS", "CPU", "MEM FREE", "TEMPLATE STORAGES", "ROOTFS STORAGES"], rows)

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pveoci.cli.context import Output
 
@@ -16,14 +16,14 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO | None = None) -> None:
     """Left-aligned columns two spaces apart, as runc's and pct's listings: easy to read and to cut."""
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
     for row in [list(headers), *rows]:
         line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-        sys.stdout.write(line.rstrip() + "\n")
+        (out or sys.stdout).write(line.rstrip() + "\n")
 
 
 def size(n: int) -> str:

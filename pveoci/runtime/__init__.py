@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pveoci import errors
 from pveoci.backends.base import Backend
 from pveoci.cache import Cache
-from pveoci.models import Check, GcReport, Guest, Node, ProcessTable, PushResult, State, Template
+from pveoci.models import (
+    Check,
+    GcReport,
+    Guest,
+    Migration,
+    MoveReport,
+    Node,
+    Placement,
+    ProcessTable,
+    PushResult,
+    State,
+    Template,
+)
 from pveoci.progress import SILENT, Progress
 from pveoci.retry import Backoff, poll
 from pveoci.runtime import inside, lifecycle, listing, recovery
@@ -36,6 +48,12 @@ log = logging.getLogger("pveoci.runtime")
 _WAIT = Backoff(first=0.2, factor=1.5, cap=2.0)
 
 
+def _names(value: str | Iterable[str] | None) -> builtins.list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else builtins.list(value)
+
+
 class Templates:
     """pveoci's content-addressed templates on the cluster's storages (`rt.templates`)."""
 
@@ -52,13 +70,17 @@ class Templates:
         ctx = self._ctx
         from pveoci.oci.bundle import Bundle
         from pveoci.runtime import create as creating
-        from pveoci.runtime import facts, push
+        from pveoci.runtime import facts, push, survey
         from pveoci.template import manifest
 
         loaded = Bundle.load(bundle)
         scanned = manifest.scan(loaded.rootfs)
         plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
-        target = choose_node(facts.nodes(ctx), node or ctx.profile.node)
+        wanted = node or ctx.profile.node
+        if wanted == "auto":  # where a create of it would go: templates land only where containers do
+            target = survey.place(ctx, survey.ask_for(ctx, plan), str(loaded.rootfs)).node
+        else:
+            target = choose_node(facts.nodes(ctx), wanted)
         try:
             arch = push.node_arch(ctx, target)
             dest = facts.destination(ctx, target, storage or ctx.profile.template_storage)
@@ -132,18 +154,21 @@ class Runtime:
     # ------------------------------------------------------------ lifecycle
 
     def create(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
-               transport: str = "sftp", progress: Progress = SILENT) -> State:
+               transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
+               on_placement: Callable[[Placement], None] | None = None) -> State:
         """Create a container from a bundle without starting it (OCI `create`); its state (`created`).
 
         Packs the rootfs into a content-addressed template, uploads it unless the node has it,
-        takes a VMID from the cluster and creates the container. AlreadyExists if the id is taken,
-        BundleError for a bad bundle, MappingError (strict) for what Proxmox cannot do; on any
-        failure nothing is left behind.
+        takes a VMID from the cluster and creates the container. `node` (default: the profile's) is a
+        node's name or `auto`: the best scored node that can take it, never one in `exclude` (see
+        `place`); `on_placement` is given every node's score. AlreadyExists if the id is taken,
+        BundleError for a bad bundle, MappingError (strict) for what Proxmox cannot do, NoSuitableNode
+        when no node can take it; on any failure nothing is left behind.
         """
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
-                               progress=progress)
+                               progress=progress, exclude=exclude, on_placement=on_placement)
         return to_state(self._ctx, made)
 
     def start(self, id: str) -> State:
@@ -152,12 +177,13 @@ class Runtime:
         return lifecycle.start(self._ctx, id)
 
     def run(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
-            transport: str = "sftp", progress: Progress = SILENT) -> State:
+            transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
+            on_placement: Callable[[Placement], None] | None = None) -> State:
         """Create and start (runc `run --detach`); a container that cannot start is deleted again."""
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
-                               progress=progress)
+                               progress=progress, exclude=exclude, on_placement=on_placement)
         try:
             return lifecycle.start(self._ctx, id, made)  # what the create just learnt: not asked again
         except errors.PveociError:
@@ -225,10 +251,15 @@ class Runtime:
             raise errors.NotFound("container does not exist")
         return to_state(self._ctx, Located(Guest(record.vmid, record.node, "unknown"), record), cached=True)
 
-    def list(self) -> builtins.list[State]:
-        """Every pveoci container of the cluster, sorted by id (also reconciles the local cache)."""
+    def list(self, *, node: str | Iterable[str] | None = None, status: str | Iterable[str] | None = None,
+             annotations: Mapping[str, str | None] | None = None) -> builtins.list[State]:
+        """Every pveoci container of the cluster, sorted by id (also reconciles the local cache); only those on
+        `node` (a name, or any of several), in `status` (likewise), and carrying every one of `annotations`
+        (key -> value, or None for any value), when given."""
         recovery.recover(self._ctx)
-        return listing.list_containers(self._ctx)
+        keep = listing.Filters(nodes=frozenset(_names(node)), statuses=frozenset(_names(status)),
+                               annotations=tuple((annotations or {}).items()))
+        return [s for s in listing.list_containers(self._ctx) if keep.keep(s)]
 
     def kill(self, id: str, signal: str = "SIGTERM", *, all_processes: bool = False,
              timeout: int = lifecycle.STOP_TIMEOUT) -> None:
@@ -298,6 +329,21 @@ class Runtime:
         """All of `doctor`'s checks; ChecksFailed is not raised here (look for status "fail")."""
         return list(self.checks())
 
+    def place(self, bundle: Path | str = ".", *, id: str = "container", exclude: Iterable[str] = (),
+              strict: bool = False) -> Placement:
+        """Where `create` would put a container of this bundle now, and why: every node's score (or why it was
+        rejected). Changes nothing. NoSuitableNode (with .placement) when no node can take it."""
+        from pveoci.oci.bundle import Bundle
+        from pveoci.runtime import create as creating
+        from pveoci.runtime import survey
+        from pveoci.template import manifest
+
+        loaded = Bundle.load(bundle)
+        scanned = manifest.scan(loaded.rootfs)
+        plan = creating.plan_for(self._ctx, loaded, id, strict=strict, warn=False, size=scanned.size)
+        hint = creating.template_hint(self._ctx, loaded, scanned, plan)
+        return survey.place(self._ctx, survey.ask_for(self._ctx, plan, exclude), id, hint)
+
     def plan(self, bundle: Path | str = ".", *, id: str = "container", strict: bool = False) -> Plan:
         """What the bundle would become on this cluster (PVE options, a finding per field); changes nothing."""
         from pveoci.oci.bundle import Bundle
@@ -306,24 +352,53 @@ class Runtime:
         return creating.plan_for(self._ctx, Bundle.load(bundle), id, strict=strict)
 
     def gc(self) -> GcReport:
-        """Finish what killed commands left: roll back half-made creates, drop cache entries of vanished
-        containers, remove what killed uploads left on the nodes' template storage."""
+        """Finish what killed commands left: roll back half-made creates, finish moves (a moved container's
+        process started again), drop cache entries of vanished containers, remove what killed uploads left on
+        the nodes' template storage."""
+        from pveoci.runtime import migrate as moving
         from pveoci.runtime import templates
 
         undone = recovery.recover(self._ctx)
+        moving.finish_all(self._ctx)
         before = {r.id for r in self._ctx.cache.all(self._ctx.cluster)}
         after = {s.id for s in listing.list_containers(self._ctx)}
         swept = templates.sweep(self._ctx)
         return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)), swept=tuple(swept))
 
-    def migrate(self, id: str, node: str, *, restart: bool = True) -> State:
-        """Move a container to another node (a running one restarts there); its state afterwards."""
-        found = require(self._ctx, id)
-        g = found.guest
-        if g.node == node:
-            return to_state(self._ctx, found)
-        target = choose_node(self._ctx.backend.nodes(), node)
-        self._ctx.backend.migrate(g.node, g.vmid, target, restart=restart and g.status == "running")
-        found.record.node = target
-        self._ctx.cache.put(found.record)
-        return to_state(self._ctx, require(self._ctx, id))
+    # ------------------------------------------------------------------ moves
+
+    def migrate(self, id: str, node: str = "auto", *, restart: bool = True, dry_run: bool = False,
+                exclude: Iterable[str] = (), progress: Progress = SILENT) -> Migration:
+        """Move a container to another node (`auto`: where placement puts it, never its own or an excluded one).
+
+        A preflight through the API comes first (the target online, not in maintenance, allowed by Proxmox
+        and HA, the storages there, no local mounts); a failing one raises MoveRefused (NodeOffline for an
+        offline target, NotFound for no such node) before anything changes. A running container moves in
+        restart mode (its process starts again there; `restart=False` refuses to stop it), a stopped one
+        offline, an HA-managed one through HA. The task's log goes to `progress`. With dry_run, only the
+        preflight: the Migration says what would happen ("would move").
+        """
+        from pveoci.runtime import migrate as moving
+
+        check_id(id)
+        return moving.migrate(self._ctx, id, node, restart=restart, dry_run=dry_run, exclude=exclude,
+                              progress=progress)
+
+    def drain(self, node: str, *, to: str = "auto", parallel: int = 1, dry_run: bool = False,
+              exclude: Iterable[str] = (), on_move: Callable[[Migration], None] | None = None) -> MoveReport:
+        """Move every pveoci container off `node`: to `to`, or each where placement puts it (`auto`), `parallel`
+        at a time. One Migration per container (a refused or failed one does not stop the others), each also
+        given to `on_move` as it ends. Run again after an interruption, it finishes what was left."""
+        from pveoci.runtime import drain
+
+        return drain.drain(self._ctx, node, to=to, parallel=parallel, dry_run=dry_run, exclude=exclude,
+                           on_move=on_move)
+
+    def rebalance(self, *, max_moves: int = 10, dry_run: bool = False, exclude: Iterable[str] = (),
+                  parallel: int = 1, on_move: Callable[[Migration], None] | None = None) -> MoveReport:
+        """Move containers so that the nodes' placement scores even out; never more than max_moves. The report
+        has the spread (best minus worst node score) before and after."""
+        from pveoci.runtime import rebalance
+
+        return rebalance.rebalance(self._ctx, max_moves=max_moves, dry_run=dry_run, exclude=exclude,
+                                   parallel=parallel, on_move=on_move)

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from pveoci import errors, hooks, marker, planning
 from pveoci.cache import Record
 from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
-from pveoci.models import PushResult
+from pveoci.models import Placement, PushResult
 from pveoci.oci.bundle import Bundle
 from pveoci.process import encode, encode_arg
 from pveoci.progress import Progress
-from pveoci.runtime import facts, push
+from pveoci.runtime import facts, push, survey
 from pveoci.runtime.claim import claim
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id, id_tag, rfc3339_now
@@ -56,7 +57,8 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
 
 
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
-           progress: Progress) -> Located:
+           progress: Progress, exclude: Iterable[str] = (),
+           on_placement: Callable[[Placement], None] | None = None) -> Located:
     check_id(cid)
     recover(ctx, cid)
     if locate(ctx, cid) is not None:
@@ -64,10 +66,9 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
     bundle = Bundle.load(bundle_dir)
     scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
     plan = plan_for(ctx, bundle, cid, strict=strict, size=scanned.size)
-    target = choose_node(facts.nodes(ctx), node or ctx.profile.node)
-    arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
-    op = ctx.cache.begin("create", cid, ctx.cluster, target)
+    target, op = _place(ctx, cid, bundle, plan, scanned, node or ctx.profile.node, exclude, on_placement)
     try:
+        arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
         ctx.cache.step(op, "template")
         dest = facts.destination(ctx, target, ctx.profile.template_storage)
 
@@ -107,6 +108,49 @@ def _template_missing(exc: errors.TaskFailed, volid: str) -> bool:
     abs_filesystem_path), or `volume '<volid>' does not exist`."""
     text = " ".join([exc.message, *exc.log_tail])
     return f"can't find file '{volid}'" in text or f"volume '{volid}' does not exist" in text
+
+
+def _place(ctx: Context, cid: str, bundle: Bundle, plan: Plan, scanned: manifest.Scan, wanted: str,
+           exclude: Iterable[str], on_placement: Callable[[Placement], None] | None) -> tuple[str, int]:
+    """The node for the create, and its journal entry, which records the node and what the container asks of
+    it. `auto` picks under the cache's placement lock, so this machine's creates see each other's picks."""
+    ask = survey.ask_for(ctx, plan, exclude)
+    hint = template_hint(ctx, bundle, scanned, plan)
+    rootfs = hint.rootfs
+
+    def journal(target: str) -> int:
+        op = ctx.cache.begin("create", cid, ctx.cluster, target)
+        ctx.cache.step(op, "placed", memory=ask.memory, disk=ask.disk, rootfs=rootfs, group=ask.group)
+        return op
+
+    if wanted != "auto":
+        target = choose_node(facts.nodes(ctx), wanted)
+        if on_placement is not None:
+            on_placement(replace(explain(ctx, ask, cid, hint), node=target))
+        return target, journal(target)
+    with ctx.cache.lock(survey.LOCK):
+        placed = survey.place(ctx, ask, cid, hint)
+        op = journal(placed.node)
+    log.info("%s goes to %s (score %.1f)", cid, placed.node, placed.scores[0].score or 0.0)
+    if on_placement is not None:
+        on_placement(placed)
+    return placed.node, op
+
+
+def template_hint(ctx: Context, bundle: Bundle, scanned: manifest.Scan, plan: Plan) -> survey.TemplateHint:
+    """How placement tells which nodes have this bundle's template (by the name its last pack had)."""
+    return survey.TemplateHint(str(bundle.rootfs.resolve()), lambda node: push.known_template(
+        ctx, scanned, push.node_arch(ctx, node), plan.legacy_init))
+
+
+def explain(ctx: Context, ask: survey.Ask, cid: str, hint: survey.TemplateHint | None = None) -> Placement:
+    """Every node's score, as placement sees it, whether or not one can take the container."""
+    try:
+        return survey.place(ctx, ask, cid, hint)
+    except errors.NoSuitableNode as exc:
+        if exc.placement is None:
+            raise
+        return exc.placement
 
 
 def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: PushResult, arch: str,

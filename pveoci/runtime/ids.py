@@ -13,6 +13,7 @@ ID_MAX = 1024
 TAG_STARTED = "pveoci-started"
 TAG_PAUSED = "pveoci-paused"
 TAG_TICKET = "pveoci-ticket-"     # + a number: the order of creates that raced for one id (runtime.claim)
+TAG_MOVING = "pveoci-moving"      # a started container on its way to another node: its process to start there
 
 
 def check_id(cid: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pveoci import marker
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pveoci import errors, marker
 from pveoci.cache import Record
 from pveoci.models import Guest, State
 from pveoci.runtime.context import Context
@@ -57,3 +60,46 @@ def _state(ctx: Context, guest: Guest, record: Record, read_pid: int | None) -> 
     return State(id=record.id, status=status, pid=pid, bundle=record.bundle, rootfs=record.rootfs,
                  created=record.created, annotations=record.annotations, cluster=ctx.cluster, node=guest.node,
                  vmid=guest.vmid, template=record.template)
+
+
+FILTER_KEYS = ("node", "status", "annotation")
+STATUSES = ("creating", "created", "running", "paused", "stopped", "unknown")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which containers `list` keeps: on any of `nodes`, in any of `statuses`, carrying every annotation of
+    `annotations` (with that value, or any value for None). Empty: no condition."""
+
+    nodes: frozenset[str] = frozenset()
+    statuses: frozenset[str] = frozenset()
+    annotations: tuple[tuple[str, str | None], ...] = ()
+
+    @classmethod
+    def parse(cls, items: Iterable[str]) -> Filters:
+        """`node=pve2`, `status=running`, `annotation=team=blue` or `annotation=team` (docker's --filter: one key
+        given twice is either value, different keys must all hold). InvalidParameter for anything else."""
+        nodes, statuses, annotations = set(), set(), []
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or key not in FILTER_KEYS or not value:
+                raise errors.InvalidParameter(f"bad filter {item!r}: use node=NODE, status=STATUS or "
+                                              "annotation=KEY[=VALUE]")
+            if key == "node":
+                nodes.add(value)
+            elif key == "status":
+                if value not in STATUSES:
+                    raise errors.InvalidParameter(f"bad filter {item!r}: status is one of {', '.join(STATUSES)}")
+                statuses.add(value)
+            else:
+                name, has, wanted = value.partition("=")
+                annotations.append((name, wanted if has else None))
+        return cls(frozenset(nodes), frozenset(statuses), tuple(annotations))
+
+    def keep(self, state: State) -> bool:
+        if self.nodes and state.node not in self.nodes:
+            return False
+        if self.statuses and state.status not in self.statuses:
+            return False
+        return all(key in state.annotations and (value is None or state.annotations[key] == value)
+                   for key, value in self.annotations)

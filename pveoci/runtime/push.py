@@ -58,6 +58,15 @@ def node_arch(ctx: Context, node: str) -> str:
         raise errors.Unsupported(f"node '{node}' is {machine}: {exc}") from None
 
 
+def known_template(ctx: Context, scanned: manifest.Scan, arch: str, legacy_init: bool) -> str | None:
+    """The name of the template the last pack of this rootfs (as scanned) for arch made; None if none did."""
+    from pveoci import init
+
+    key = manifest.key(scanned.fingerprint, arch, init.digest(arch), legacy_init)
+    packed = manifest.from_json(ctx.cache.recall(MEMORY, f"pack:{key}", float("inf")))
+    return packed.name if packed is not None else None
+
+
 def template_files(rootfs: Path, arch: str, legacy_init: bool) -> list[ExtraFile]:
     """What pveoci adds to a rootfs in its template: its init for the node's architecture, the directory
     the init keeps its state in, and, for PVE before 9.1 (no entrypoint option), /sbin/init pointing at it.
@@ -244,4 +253,5 @@ def _as_delta(job: _Job, base: Packed, extras: list[ExtraFile], packing: Callabl
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-__all__ = ["TRANSPORTS", "default_work_dir", "ensure", "node_arch", "template_files", "template_name"]
+__all__ = ["TRANSPORTS", "default_work_dir", "ensure", "known_template", "node_arch", "template_files",
+           "template_name"]

@@ -223,7 +223,7 @@ def test_any_workstation_finds_containers_by_id_with_an_empty_cache(lxc_bed: Tes
 
 
 def test_state_answers_from_the_cache_when_asked_or_offline(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
-    oci("create", "-b", str(busybox_bundle), "off")
+    oci("create", "-b", str(busybox_bundle), "--node", "pve1", "off")
     cached = json.loads(oci("state", "--cached", "off")[1])
     assert cached["pveoci"]["cached"] is True
     cluster.pve.set_node_offline("pve1")

@@ -45,3 +45,10 @@ def test_offline_node_is_listed_as_offline(pveoci, cluster: Testbed) -> None:  #
     assert pve2["template_storages"] == []
     table = pveoci("nodes").out.splitlines()
     assert table[2].split()[:2] == ["pve2", "offline"]
+
+
+def test_a_node_in_maintenance_says_so(pveoci, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+    cluster.pve.maintenance = {"pve1"}
+    table = pveoci("nodes").out.splitlines()
+    assert [r.split()[:2] for r in table[1:]] == [["pve1", "maintenance"], ["pve2", "online"]]
+    assert [n["maintenance"] for n in json.loads(pveoci("nodes", "-o", "json").out)] == [True, False]

@@ -46,7 +46,7 @@ def make_runtime(tmp_path: Path, memory: MemoryBackend) -> Iterator[MakeRuntime]
 
     def make(backend: MemoryBackend | None = None, *, profile: str = "mem", root: Path | None = None,
              **settings: object) -> Runtime:
-        prof = Profile(name=profile, node="pve1", **settings)  # type: ignore[arg-type]
+        prof = Profile(name=profile, **{"node": "pve1", **settings})  # type: ignore[arg-type]
         rt = Runtime(backend or memory, Cache(root or tmp_path / "cache"),
                      Settings(profile=prof, config_path=tmp_path / "none.toml"))
         made.append(rt)

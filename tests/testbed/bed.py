@@ -276,7 +276,8 @@ class Testbed:
             "acl": pve.acl, "apitokens": pve.apitokens, "ticket_ttl": pve.ticket_ttl,
             "time_scale": pve.time_scale, "version": pve.version, "ct_secs": pve.ct_secs, "cts": pve.cts,
             "storages": pve.storages,
-            "lxc_enabled": pve.lxc_enabled,
+            "lxc_enabled": pve.lxc_enabled, "node_load": pve.node_load, "maintenance": pve.maintenance,
+            "ha_move_delay": pve.ha_move_delay,
         })
 
     def reset(self) -> None:

@@ -7,7 +7,12 @@
 - `/nodes` reports the API certificate's real SHA-256 fingerprint;
 - with `lxc_enabled` on, containers run for real (tests/testbed/lxc.py): a create unpacks the template,
   start/stop/shutdown/suspend/resume/reboot/migrate/destroy drive lxc-* commands, and every status read
-  (status/current, the node's CT list, /cluster/resources) says what LXC says.
+  (status/current, the node's CT list, /cluster/resources) says what LXC says;
+- an HA migration of a real container (`hamigrate`) ends once requested, as PVE's does, and the move
+  happens afterwards (`ha_move_delay` seconds later), with the CT's `hastate` `migrate` meanwhile;
+- each node reports the load a test gives it (`node_load`: mem, maxmem, cpu, maxcpu in /nodes and
+  /cluster/resources; fakepve reports the same for every node), and the nodes in `maintenance` carry
+  `hastate: maintenance` in /cluster/resources, as PVE's HA manager reports a node in maintenance mode.
 
 It overrides a few of fakepve 0.5.0's private hooks, which is why that version is pinned.
 """
@@ -61,6 +66,9 @@ class BedPve(FakePve):
         self.nodes = {name: {"online": True} for name in addresses}
         # Real containers (LXC) for what vzcreate makes while this is on; see tests/testbed/lxc.py.
         self.lxc_enabled = False
+        self.node_load: dict[str, dict[str, Any]] = {}    # node -> its /nodes fields to report (mem, cpu, ...)
+        self.maintenance: set[str] = set()                # nodes in HA maintenance mode
+        self.ha_move_delay = 0.5                          # seconds from an HA migration's request to its move
         self.lxc = LxcHost(root)
         self._lxc_tasks: set[asyncio.Task[Any]] = set()
 
@@ -257,7 +265,7 @@ class BedPve(FakePve):
         actions: dict[str, _Action] = {
             "vzstart": self._real_start, "vzstop": self._real_stop, "vzshutdown": self._real_shutdown,
             "vzsuspend": self._real_suspend, "vzreboot": self._real_reboot, "vzmigrate": self._real_migrate,
-            "vzdestroy": self._real_destroy,
+            "vzdestroy": self._real_destroy, "hamigrate": self._real_ha_migrate,
         }
         return actions.get(ttype)
 
@@ -357,6 +365,23 @@ class BedPve(FakePve):
                 await self._run_ct(ct)
         return note
 
+    async def _real_ha_migrate(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
+        """PVE's hamigrate task only hands the request to the HA manager; the move comes later."""
+        state = ct.ha_state
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(self.ha_move_delay)
+                await self._real_migrate(ct, original, params, [])
+            finally:
+                ct.ha_state = state
+
+        ct.ha_state = "migrate"
+        moving = asyncio.ensure_future(later())
+        self._lxc_tasks.add(moving)  # lxc_cleanup waits for it (or cancels it)
+        moving.add_done_callback(self._lxc_tasks.discard)
+        return None
+
     async def _real_destroy(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
         note = await original()  # refuses a running CT unless force
         await self.lxc.remove(ct.node, ct.vmid)  # with force: lxc-stop -k first
@@ -386,6 +411,20 @@ class BedPve(FakePve):
         data = json.loads(response.text)
         for item in data["data"]:
             item["ssl_fingerprint"] = self.fingerprint
+            if item.get("status") == "online":
+                item.update(self.node_load.get(item["node"], {}))
+        return web.json_response(data)
+
+    async def _resources(self, request: Any) -> web.Response:
+        response = await super()._resources(request)
+        data = json.loads(response.text)
+        for item in data["data"]:
+            if item.get("type") != "node":
+                continue
+            if item.get("status") == "online":
+                item.update(self.node_load.get(item["node"], {}))
+            if item["node"] in self.maintenance:
+                item["hastate"] = "maintenance"
         return web.json_response(data)
 
 
