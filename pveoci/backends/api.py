@@ -119,8 +119,8 @@ class ApiBackend(PathReads, SshTemplates, SshNode):
     # -------------------------------------------------------------- templates
 
     def template_destination(self, node: str, storage: str) -> Destination:
-        config = self._fact(f"storage:{storage}", FACT_AGE, lambda: dict(self.client.get("storage", storage)))
-        return cluster.template_destination(self.client, node, storage, config)
+        return cluster.template_destination(self.client, node, storage, lambda: self._fact(
+            f"storage:{storage}", FACT_AGE, lambda: dict(self.client.get("storage", storage))))
 
     def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
         if transport == "api":

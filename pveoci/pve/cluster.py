@@ -7,6 +7,7 @@ Over anything that answers GET on an API path: the HTTP client (pve.client) or p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -91,9 +92,9 @@ def nodes(client: Reader, *, storages: bool = True) -> list[Node]:
 
 
 def template_destination(client: Reader, node: str, storage: str,
-                         config: dict[str, Any] | None = None) -> Destination:
+                         config: Callable[[], dict[str, Any]] | None = None) -> Destination:
     """The storage on that node, checked: it exists there, is active and takes templates; its directory
-    (from the storage's `config`, asked here unless given)."""
+    (from the storage's configuration: `config()`, else asked here)."""
     found = {s["storage"]: s for s in client.get("nodes", node, "storage")}
     item = found.get(storage)
     if item is None:
@@ -103,10 +104,9 @@ def template_destination(client: Reader, node: str, storage: str,
         raise errors.ConfigError(f"storage '{storage}' does not hold container templates (content vztmpl)")
     if not item.get("active", 1):
         raise errors.ApiError(f"storage '{storage}' is not active on node '{node}'")
-    if config is None:
-        config = dict(client.get("storage", storage))
-    path = config.get("path")
-    directory = f"{str(path).rstrip('/')}/{_content_dir(config)}" if path else None
+    found_config = config() if config is not None else dict(client.get("storage", storage))
+    path = found_config.get("path")
+    directory = f"{str(path).rstrip('/')}/{_content_dir(found_config)}" if path else None
     avail = item.get("avail")
     return Destination(node=node, storage=storage, shared=bool(item.get("shared")), directory=directory,
                        avail=int(avail) if avail not in (None, "") else None)
