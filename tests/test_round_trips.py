@@ -46,6 +46,27 @@ def test_run_detached_with_the_template_present_is_within_three_requests_of_the_
     assert '"status": "running"' in state
 
 
+def test_run_detached_placed_by_score_is_within_three_requests_of_the_minimum_too(
+        lxc_bed: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cache"   # the profile's node is auto: placement by score, the user's default
+    pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "first")
+    pveoci(lxc_bed, root, "delete", "-f", "first")
+    lxc_bed.pve.requests.clear()
+    pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "second")
+    calls = api_calls(lxc_bed)
+    assert len(calls) <= MINIMUM + 3, "\n".join(calls)
+    # The nodes' status and load are read as they are now, with the containers, in one request (a node put in
+    # maintenance a moment ago takes nothing new); their storages come from the cache.
+    assert not any(c.endswith("/storage") or c in ("GET /version", "GET /nodes", "GET /cluster/status")
+                   for c in calls), calls
+    lxc_bed.pve.maintenance = {"pve1", "pve2"}
+    refused = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), "run", "-d", "-b",
+                              str(busybox_bundle), "third"], env=lxc_bed.env(), capture_output=True, text=True,
+                             check=False, timeout=300, cwd=ROOT)
+    assert refused.returncode != 0
+    assert "in maintenance" in refused.stderr.splitlines()[-1], refused.stderr
+
+
 def test_list_with_an_empty_cache_asks_in_parallel(cluster: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
     import pveoci as api
 

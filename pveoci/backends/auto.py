@@ -66,6 +66,9 @@ class AutoBackend:
     def nodes(self) -> list[Node]:
         return self.chosen.nodes()
 
+    def overview(self) -> tuple[list[Node], list[Guest]]:
+        return self.chosen.overview()
+
     def guests(self) -> list[Guest]:
         return self.chosen.guests()
 

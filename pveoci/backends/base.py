@@ -49,6 +49,10 @@ class ClusterReads(Protocol):
     def nodes(self) -> list[Node]:
         """Every node, with its load, (when online) its storages, and whether it is in HA maintenance."""
 
+    def overview(self) -> tuple[list[Node], list[Guest]]:
+        """Every node's status, load and HA maintenance (without storages) and every container: one call where
+        the backend can."""
+
     def guests(self) -> list[Guest]:
         """Every container of the cluster (with its memory and HA state), in one call where the backend can."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from pveoci import errors
@@ -114,8 +114,17 @@ class MemoryBackend:
         self._call("version")
         return self.version_
 
+    def overview(self) -> tuple[list[Node], list[Guest]]:
+        self._call("overview")
+        with self._lock:
+            guests = [self._guest(ct) for ct in sorted(self.cts.values(), key=lambda c: c.vmid)]
+        return [replace(n, storages=()) for n in self._nodes()], guests
+
     def nodes(self) -> list[Node]:
         self._call("nodes")
+        return self._nodes()
+
+    def _nodes(self) -> list[Node]:
         out = []
         for n, on in sorted(self.nodes_online.items()):
             fields: dict[str, Any] = {"maxcpu": 4, "mem": 0, "maxmem": 8 * GIB, **self.load.get(n, {})}

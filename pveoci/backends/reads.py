@@ -30,9 +30,11 @@ class PathReads:
     def nodes(self) -> list[Node]:
         return cluster.nodes(self.reader)
 
+    def overview(self) -> tuple[list[Node], list[Guest]]:
+        return cluster.overview(self.reader)
+
     def guests(self) -> list[Guest]:
-        return [cluster.guest_from_api(item) for item in self.reader.get("cluster", "resources", type="vm")
-                if item.get("type") == "lxc"]
+        return cluster.guests(self.reader.get("cluster", "resources", type="vm"))
 
     def status(self, node: str, vmid: int) -> Guest:
         return cluster.guest_from_api({"vmid": vmid, **self.reader.get("nodes", node, "lxc", vmid, "status",

@@ -63,6 +63,29 @@ def migration_check(data: dict[str, Any]) -> MigrationCheck:
                           dependent=tuple(str(d) for d in data.get("dependent-ha-resources") or ()))
 
 
+def guests(items: list[dict[str, Any]]) -> list[Guest]:
+    """The containers among /cluster/resources entries."""
+    return [guest_from_api(item) for item in items if item.get("type") == "lxc"]
+
+
+def overview(client: Reader) -> tuple[list[Node], list[Guest]]:
+    """Every node's status, load and HA maintenance (no storages) and every container, in one request (GET
+    /cluster/resources); the nodes from GET /nodes (no HA state) where the token may not see them there."""
+    items = client.get("cluster", "resources")
+    found = sorted((_node(i, maintenance=i.get("hastate") == "maintenance") for i in items if i.get("type") == "node"),
+                   key=lambda n: n.name)
+    return found or nodes(client, storages=False), guests(items)
+
+
+def _node(item: dict[str, Any], *, maintenance: bool, storages: tuple[Storage, ...] = (),
+          problem: str | None = None, online: bool | None = None) -> Node:
+    return Node(name=str(item["node"]), online=item.get("status") == "online" if online is None else online,
+                cpu=float(item.get("cpu") or 0.0), maxcpu=int(item.get("maxcpu") or 0),
+                mem=int(item.get("mem") or 0), maxmem=int(item.get("maxmem") or 0),
+                ssl_fingerprint=item.get("ssl_fingerprint"), storages=storages, problem=problem,
+                maintenance=maintenance)
+
+
 def in_maintenance(client: Reader) -> set[str]:
     """The nodes HA has in maintenance mode (`hastate` of the nodes in /cluster/resources)."""
     try:
@@ -109,12 +132,7 @@ def nodes(client: Reader, *, storages: bool = True) -> list[Node]:
                 found = tuple(storage_from_api(s) for s in client.get("nodes", name, "storage"))
             except (errors.NodeOffline, errors.ConnectError) as exc:
                 online, problem = False, exc.message
-        out.append(Node(
-            name=name, online=online, cpu=float(item.get("cpu") or 0.0), maxcpu=int(item.get("maxcpu") or 0),
-            mem=int(item.get("mem") or 0), maxmem=int(item.get("maxmem") or 0),
-            ssl_fingerprint=item.get("ssl_fingerprint"), storages=found, problem=problem,
-            maintenance=name in maintenance,
-        ))
+        out.append(_node(item, maintenance=name in maintenance, storages=found, problem=problem, online=online))
     return out
 
 

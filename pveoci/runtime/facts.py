@@ -8,7 +8,7 @@ runtime.create). A storage's free space is asked afresh before anything is uploa
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from pveoci.models import Destination, Node, Storage
@@ -17,6 +17,7 @@ from pveoci.runtime.context import Context
 NODES_AGE = 15.0           # placement may use a node list this old (load and memory move slowly)
 DESTINATION_AGE = 300.0    # a template storage's place on a node (path, shared): set up once, rarely moved
 TEMPLATE_AGE = 7 * 86400.0 # a template seen on a storage is assumed still there (a create finds out if not)
+ABSENT_AGE = 60.0          # a template not found on a storage: placement's hint only (a create looks again)
 
 
 def nodes(ctx: Context) -> list[Node]:
@@ -27,6 +28,17 @@ def nodes(ctx: Context) -> list[Node]:
     fresh = ctx.backend.nodes()
     ctx.cache.remember(ctx.facts_scope, "nodes", [asdict(n) for n in fresh])
     return fresh
+
+
+def with_storages(ctx: Context, live: list[Node]) -> list[Node]:
+    """The nodes as they are now (status, load, HA maintenance: Backend.overview) with their storages as kept:
+    what placement sees, so that a node put in maintenance or gone offline a moment ago takes nothing new."""
+    kept = {n.name: n for n in nodes(ctx)}
+    if any(n.online and not (n.name in kept and kept[n.name].online) for n in live):
+        nodes_changed(ctx)  # a node came (back): its storages are not known yet
+        kept = {n.name: n for n in nodes(ctx)}
+    return [replace(n, storages=kept[n.name].storages, ssl_fingerprint=kept[n.name].ssl_fingerprint)
+            if n.online and n.name in kept else n for n in live]
 
 
 def nodes_changed(ctx: Context) -> None:
@@ -66,6 +78,16 @@ def template_seen(ctx: Context, dest: Destination, name: str) -> None:
     ctx.cache.remember(ctx.facts_scope, _template_key(dest, name), True)
 
 
+def template_absent(ctx: Context, dest: Destination, name: str) -> None:
+    """The template was not on this storage when it was listed (placement need not list it again soon)."""
+    ctx.cache.remember(ctx.facts_scope, _template_key(dest, name), False)
+
+
+def template_missing(ctx: Context, dest: Destination, name: str) -> bool:
+    """The storage was listed without this template less than ABSENT_AGE ago."""
+    return ctx.cache.recall(ctx.facts_scope, _template_key(dest, name), ABSENT_AGE) is False
+
+
 def template_known(ctx: Context, dest: Destination, name: str) -> bool:
     return ctx.cache.recall(ctx.facts_scope, _template_key(dest, name), TEMPLATE_AGE) is True
 
@@ -75,5 +97,15 @@ def template_gone(ctx: Context, dest: Destination, name: str) -> None:
     ctx.cache.forget(ctx.facts_scope, _template_key(dest, name))
 
 
-__all__ = ["destination", "fresh_destination", "nodes", "nodes_changed", "template_gone", "template_known",
-           "template_seen"]
+__all__ = [
+    "destination",
+    "fresh_destination",
+    "nodes",
+    "nodes_changed",
+    "template_absent",
+    "template_gone",
+    "template_known",
+    "template_missing",
+    "template_seen",
+    "with_storages",
+]

@@ -81,10 +81,10 @@ def _count(load: NodeLoad | None, guest: Guest) -> None:
 def survey(ctx: Context, group: str | None = None) -> Survey:
     """Every node with what is on it and on its way there (this machine's creates), and with the containers of
     the spread group `group`."""
-    nodes = facts.nodes(ctx)   # load and storages of a few seconds ago: placement needs no fresher
     # The journal first: a create that finishes between the two reads is then seen in the cluster's list.
     steps = [s for s in ctx.cache.pending(ctx.cluster) if s.kind == "create" and s.node and s.in_progress()]
-    guests = ctx.backend.guests()
+    live, guests = ctx.backend.overview()
+    nodes = facts.with_storages(ctx, live)   # status and load as they are; storages as of a few seconds ago
     found = Survey({n.name: NodeLoad(n) for n in nodes})
     for g in guests:
         _count(found.loads.get(g.node), g)
@@ -129,8 +129,11 @@ def mark_templates(ctx: Context, found: Survey, ask: Ask, hint: TemplateHint) ->
             key = ("", where.name) if where.shared else (load.name, where.name)
             if facts.template_known(ctx, dest, name):   # seen there before: not listed again
                 listed.setdefault(key, set()).add(name)
+            elif facts.template_missing(ctx, dest, name):   # not there a moment ago
+                listed.setdefault(key, set())
             elif key not in listed or name not in listed[key]:
                 listed[key] = listed.get(key, set()) | {t.name for t in ctx.backend.templates(dest)}
+                (facts.template_seen if name in listed[key] else facts.template_absent)(ctx, dest, name)
             load.template = name in listed[key]
         load.template = load.template or any(s.node == load.name and s.data.get("rootfs") == hint.rootfs
                                              for s in found.steps)

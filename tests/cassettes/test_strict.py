@@ -100,7 +100,8 @@ def test_a_request_made_more_often_than_recorded_is_refused(replay: Callable[...
         for _ in range(3):
             rt.nodes()
 
-    with pytest.raises(CassetteMismatch, match="unexpected HTTP GET /cluster/resources\\?type=node\n  it was recorded 3 time\\(s\\)"):
+    expected = "unexpected HTTP GET /cluster/resources\\?type=node\n  it was recorded 3 time\\(s\\)"
+    with pytest.raises(CassetteMismatch, match=expected):
         replay(BY_NAME["relogin"], code)
 
 

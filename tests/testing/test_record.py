@@ -101,6 +101,7 @@ def test_facts_the_runtime_keeps_do_not_age_within_a_session(tmp_path: Path, mon
 
     started = time.time()
     with responses.RequestsMock() as live:
+        live.get(f"{BASE}/cluster/resources", json={"data": [{"type": "node", "node": "pve1", "status": "online"}]})
         live.get(f"{BASE}/nodes", json={"data": [{"node": "pve1", "status": "online"}]})
         live.get(f"{BASE}/nodes/pve1/storage", json={"data": []})
         with Recorder(tmp_path / "facts.json", "live", config=config(tmp_path)) as rec:
@@ -109,7 +110,7 @@ def test_facts_the_runtime_keeps_do_not_age_within_a_session(tmp_path: Path, mon
             # A slow cluster: placement's node list (kept 15 s) would be asked again, but a replay runs at once.
             monkeypatch.setattr(time, "time", lambda: started + 3600)
             assert [n.name for n in facts.nodes(ctx)] == ["pve1"]
-        assert len(live.calls) == 2  # the list of nodes and pve1's storages, once
+        assert len(live.calls) == 3  # the nodes (HA state, then the list) and pve1's storages, once
     with Player(tmp_path / "facts.json") as play:
         assert [n.name for n in facts.nodes(play.runtime._ctx)] == ["pve1"]
         assert [n.name for n in facts.nodes(play.runtime._ctx)] == ["pve1"]
