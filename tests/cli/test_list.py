@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.testbed import Testbed
-from tests.testbed.bundle import make_busybox_bundle
+from tests.testbed.bundle import make_busybox_bundle, with_annotations
 
 pytestmark = pytest.mark.bed
 
@@ -21,11 +21,7 @@ def pveoci(bed: Testbed, root: Path, *args: str) -> subprocess.CompletedProcess[
 
 
 def annotated(path: Path, **annotations: str) -> Path:
-    bundle = make_busybox_bundle(path)
-    config = json.loads((bundle / "config.json").read_text())
-    config["annotations"] = annotations
-    (bundle / "config.json").write_text(json.dumps(config))
-    return bundle
+    return with_annotations(make_busybox_bundle(path), **annotations)
 
 
 def test_list_filters_and_shows_the_node(cluster3: Testbed, tmp_path: Path) -> None:

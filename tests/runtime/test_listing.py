@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from pveoci.backends.memory import MemoryBackend
 from pveoci.runtime import Runtime
 from pveoci.runtime.listing import Filters
 from tests.runtime.conftest import tiny_bundle
+from tests.testbed.bundle import with_annotations
 
 
 @pytest.fixture
@@ -20,11 +20,7 @@ def memory() -> MemoryBackend:
 
 
 def annotated(path: Path, **annotations: str) -> Path:
-    bundle = tiny_bundle(path)
-    config = json.loads((bundle / "config.json").read_text())
-    config["annotations"] = annotations
-    (bundle / "config.json").write_text(json.dumps(config))
-    return bundle
+    return with_annotations(tiny_bundle(path), **annotations)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from pathlib import Path
@@ -15,6 +14,7 @@ from pveoci.models import Storage
 from pveoci.runtime import Runtime
 from pveoci.runtime.placement import Ask, NodeLoad, pick, score
 from tests.runtime.conftest import MakeRuntime, tiny_bundle
+from tests.testbed.bundle import with_annotations
 
 THREE = ("pve1", "pve2", "pve3")
 
@@ -30,11 +30,7 @@ def rt(make_runtime: MakeRuntime) -> Runtime:
 
 
 def annotated(path: Path, **annotations: str) -> Path:
-    bundle = tiny_bundle(path)
-    config = json.loads((bundle / "config.json").read_text())
-    config["annotations"] = annotations
-    (bundle / "config.json").write_text(json.dumps(config))
-    return bundle
+    return with_annotations(tiny_bundle(path), **annotations)
 
 
 def test_auto_picks_the_node_with_most_free_memory(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:

@@ -91,3 +91,11 @@ def make_busybox_bundle(bundle: Path, args: list[str] | None = None, env: list[s
     config = default_config(args or ["sh", "-c", "echo hello from pveoci; while true; do sleep 1; done"], env)
     (bundle / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return bundle
+
+
+def with_annotations(bundle: Path, **annotations: str) -> Path:
+    """The bundle, its config.json's annotations replaced by these."""
+    config = json.loads((bundle / "config.json").read_text())
+    config["annotations"] = annotations
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
