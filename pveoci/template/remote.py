@@ -69,17 +69,33 @@ class RemoteDir:
             raise errors.SshError(f"upload of {packed.name} to node '{self.dest.node}' arrived damaged "
                                   "(sha256 differs); nothing was kept")
 
-    def place(self, partial: str, name: str) -> bool:
-        """Link partial into place as name and remove it; False if name was there already (partial dropped)."""
+    def place(self, partial: str, name: str, size: int | None = None) -> bool:
+        """Link partial into place as name and remove it, in one command (each is a round trip); False if name
+        was there already (partial dropped). With `size`, a partial of another size is removed, not placed."""
         final = f"{self.directory}/{name}"
-        linked = self.run(["ln", "--", partial, final])
-        self.run(["rm", "-f", "--", partial])
-        if linked.status == 0:
-            return True
-        if self.run(["test", "-e", final]).status == 0:
-            return False
-        raise errors.SshError(f"cannot move {name} into place on node '{self.dest.node}': "
-                              f"{linked.stderr.decode(errors='replace').strip()}")
+        done = self.run(["sh", "-c", _PLACE, "sh", partial, final, "" if size is None else str(size)])
+        said = done.stdout.decode(errors="replace").strip() or done.stderr.decode(errors="replace").strip()
+        if done.status in (0, 5):
+            return done.status == 0
+        if done.status == 4:
+            raise errors.SshError(f"upload of {name} to node '{self.dest.node}' arrived incomplete "
+                                  f"({said} of {size} bytes); nothing was kept")
+        raise errors.SshError(f"cannot move {name} into place on node '{self.dest.node}': {said or done.status}")
+
+
+# place(): $1 the partial file, $2 its final name, $3 the size it must have (or empty). Exit 0: placed;
+# 5: the name was there already; 4: another size (printed); else the reason on stderr.
+_PLACE = """
+if [ -n "$3" ]; then
+    size=$(stat -c %s -- "$1") || exit 3
+    if [ "$size" != "$3" ]; then rm -f -- "$1"; printf %s "$size"; exit 4; fi
+fi
+ln -- "$1" "$2"; linked=$?
+rm -f -- "$1"
+[ "$linked" = 0 ] && exit 0
+[ -e "$2" ] && exit 5
+exit 6
+"""
 
 
 class SftpStream:
@@ -144,11 +160,11 @@ class SftpStream:
             if "error" in outcome:
                 raise errors.SshError(f"upload of {packed.name} to node '{self.remote.dest.node}' failed: "
                                       f"{outcome['error']}")
-            size = self.remote.must(["stat", "-c", "%s", "--", self.partial], f"check {packed.name}").stdout
-            if outcome.get("sent") != packed.size or int(size.strip() or -1) != packed.size:
+            if outcome.get("sent") != packed.size:
                 raise errors.SshError(f"upload of {packed.name} to node '{self.remote.dest.node}' arrived "
-                                      f"incomplete ({size.decode().strip()} of {packed.size} bytes); nothing was kept")
-            return self.remote.place(self.partial, packed.name)
+                                      f"incomplete ({outcome.get('sent')} of {packed.size} bytes sent); "
+                                      "nothing was kept")
+            return self.remote.place(self.partial, packed.name, packed.size)  # checks the size on the node
         except BaseException:
             self.abort()
             raise
@@ -236,13 +252,15 @@ class RemoteClaim:
         self.ours = self._take()
 
     def _take(self) -> bool:
-        if self.remote.run(["mkdir", "--", self.path]).status == 0:
-            # Who holds it, so a sweep on this host knows a holder that was killed.
-            self.remote.run(["sh", "-c", 'printf "%s %s" "$2" "$3" > "$1/holder"', "sh", self.path, host_tag(),
-                             str(os.getpid())])
+        # Taken, and who holds it (so a sweep on this host knows a holder that was killed), in one round trip.
+        done = self.remote.run(["sh", "-c", _TAKE, "sh", self.path, host_tag(), str(os.getpid())])
+        if done.status == 0:
             self._touched = time.monotonic()
             return True
-        return False
+        if done.status == 1:
+            return False   # another create holds it
+        raise errors.SshError(f"cannot write to {self.remote.directory} on node '{self.remote.dest.node}': "
+                              f"{done.stderr.decode(errors='replace').strip() or f'exit {done.status}'}")
 
     def result(self) -> str | None:
         done = self.remote.run(["cat", "--", f"{self.path}/result"])
@@ -286,6 +304,15 @@ class RemoteClaim:
                 self.remote.run(["rm", "-rf", "--", self.path])
         finally:
             self.remote.close()
+
+
+# RemoteClaim._take: $1 the claim, $2 $3 this host and process. Exit 0: ours; 1: held by another; else why not.
+_TAKE = """
+if mkdir -- "$1" 2>/dev/null; then printf "%s %s" "$2" "$3" > "$1/holder"; exit; fi
+[ -d "$1" ] && exit 1
+mkdir -- "$1" || exit 2
+printf "%s %s" "$2" "$3" > "$1/holder"
+"""
 
 
 def host_tag() -> str:

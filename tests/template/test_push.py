@@ -124,6 +124,25 @@ def test_a_full_storage_is_refused_before_any_byte_is_sent(cluster: Testbed, bus
     assert list(cluster.template_dir("pve1").iterdir()) == []
 
 
+def test_a_template_directory_pveoci_cannot_write_to_fails_at_once_with_the_reason(
+        cluster: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+    folder = cluster.template_dir("pve1")
+    aside = folder.with_name(folder.name + ".aside")
+    folder.rename(aside)
+    folder.write_text("not a directory")   # what mkdir says is all the user needs
+    try:
+        result = pveoci(cluster, "template", "push", "-b", str(busybox_bundle), "--node", "pve1",
+                        root=tmp_path / "c")
+    finally:
+        folder.unlink()
+        aside.rename(folder)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("pveoci: error: cannot write to "), result.stderr
+    assert "/template/cache on node 'pve1': mkdir: cannot create directory " in result.stderr
+    assert result.stderr.rstrip().endswith("Not a directory")
+
+
 def test_after_a_small_change_the_node_gets_a_delta_that_makes_the_same_bytes(cluster: Testbed,
                                                                               transport: dict[str, str],
                                                                               busybox_bundle: Path,
