@@ -83,22 +83,33 @@ class Step:
     pid: int
     # What a step recorded beyond node and vmid (`Cache.step(op, name, key=value)`).
     data: dict[str, Any] = field(default_factory=dict)
+    running_here: bool = False   # a thread of this process is making it now (Cache.begin until Cache.settle)
 
     def in_progress(self) -> bool:
-        """True if the process that wrote it still runs here, this one included (another thread's create)."""
-        return self.host == socket.gethostname() and (self.pid == os.getpid() or self.alive())
+        """True if it is being made on this machine: by another process that still runs, or by a thread of
+        this one."""
+        return self.alive()
 
     def alive(self) -> bool:
-        """True if the process that wrote it still runs here (then it is in progress, not abandoned)."""
+        """True if the process that wrote it still runs here and has not given it up (then it is in progress,
+        not abandoned): for this process, if one of its threads is still making it."""
         if self.host != socket.gethostname():
             return False
+        if self.pid == os.getpid():
+            return self.running_here
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return self.pid != os.getpid()
+        return True
+
+
+# The creates this process is making now, as (journal file, op): another thread's recover() must not take
+# them for abandoned ones.
+_RUNNING: set[tuple[str, int]] = set()
+_RUNNING_LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------- schema
@@ -252,7 +263,15 @@ class Cache:
             cur = db.execute("INSERT INTO journal (kind, id, cluster, step, node, vmid, host, pid, started, updated) "
                              "VALUES (?, ?, ?, 'begin', ?, NULL, ?, ?, ?, ?)",
                              (kind, cid, cluster, node, socket.gethostname(), os.getpid(), now, now))
-            return int(cur.lastrowid or 0)
+            op = int(cur.lastrowid or 0)
+        with _RUNNING_LOCK:
+            _RUNNING.add((str(self.path), op))
+        return op
+
+    def settle(self, op: int) -> None:
+        """This process no longer works on `op` (it finished, rolled back, or gave up: then it is abandoned)."""
+        with _RUNNING_LOCK:
+            _RUNNING.discard((str(self.path), op))
 
     def step(self, op: int, step: str, **data: Any) -> None:
         """Record that create `op` reached `step`; node= and vmid= set those columns, other keys go to its data."""
@@ -271,6 +290,7 @@ class Cache:
     def finish(self, op: int) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM journal WHERE op = ?", (op,))
+        self.settle(op)
 
     def pending(self, cluster: str, cid: str | None = None) -> list[Step]:
         query = "SELECT op, kind, id, cluster, step, node, vmid, host, pid, data FROM journal WHERE cluster = ?"
@@ -279,9 +299,11 @@ class Cache:
             query += " AND id = ?"
             args += (cid,)
         rows = self._read(query + " ORDER BY op", args)
+        with _RUNNING_LOCK:
+            running = {op for path, op in _RUNNING if path == str(self.path)}
         return [Step(op=row["op"], kind=row["kind"], id=row["id"], cluster=row["cluster"], step=row["step"],
                      node=row["node"], vmid=row["vmid"], host=row["host"], pid=row["pid"],
-                     data=json.loads(row["data"])) for row in rows]
+                     data=json.loads(row["data"]), running_here=row["op"] in running) for row in rows]
 
     # ---------------------------------------------------------------- locks
 

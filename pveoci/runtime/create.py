@@ -85,6 +85,8 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
             facts.nodes_changed(ctx)
         roll_back(ctx, op, cid)
         raise
+    finally:
+        ctx.cache.settle(op)   # rolled back, or left for recover() when the roll back failed too
     return made
 
 

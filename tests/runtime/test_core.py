@@ -219,3 +219,37 @@ def test_bind_mounts_are_planned_only_when_the_backend_acts_as_root(make_runtime
     assert ("mp0" in backend.cts[state.vmid].config) is root
     if root:
         assert backend.cts[state.vmid].config["mp0"] == "/srv/data,mp=/data"
+
+
+def test_gc_in_another_thread_leaves_a_create_under_way_alone(make_runtime: MakeRuntime, memory: MemoryBackend,
+                                                               bundle: Path) -> None:
+    """One process, two threads: a create waits inside Proxmox's create while the other thread runs gc (which
+    rolls back the creates of dead processes): it is not taken for abandoned, and it ends well."""
+    maker, cleaner = make_runtime(), make_runtime()   # one cache, as two threads of a script would share it
+    inside, go_on = threading.Event(), threading.Event()
+    real_create = memory.create
+
+    def slow_create(node: str, vmid: int, options: dict[str, object]) -> None:
+        inside.set()
+        go_on.wait(30)
+        real_create(node, vmid, options)
+
+    memory.create = slow_create  # type: ignore[method-assign]
+    failures: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            maker.create("busy", bundle)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    assert inside.wait(30)
+    report = cleaner.gc()
+    go_on.set()
+    thread.join(60)
+    assert failures == []
+    assert "busy" not in report.rolled_back
+    assert maker.state("busy").status == "created"
+    assert cleaner.gc().rolled_back == ()
