@@ -106,6 +106,7 @@ class _Job:
 
         self.ctx, self.rootfs, self.arch, self.legacy, self.dest = ctx, rootfs, arch, legacy, dest
         self.size = scanned.size
+        self.entries = scanned.entries or None   # the walk a pack reuses (none: it walks the tree itself)
         self.key = manifest.key(scanned.fingerprint, arch, init.digest(arch), legacy)
         self.lineage = f"latest:{Path(rootfs).resolve()}:{arch}:{int(legacy)}"
 
@@ -190,7 +191,6 @@ def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) 
     total = job.size
     base = job.remembered(job.lineage)
     extras = template_files(job.rootfs, job.arch, job.legacy)
-    job.ctx.backend.sweep_templates(job.dest)  # what a killed push left here goes before this one starts
     read = progress.transfer("packing", total)
 
     def packing(n: int) -> None:  # also a sign of life for the claim
@@ -199,6 +199,7 @@ def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) 
 
     try:
         if base is not None and transport != "api" and job.on_storage(base.name) is not None:
+            job.ctx.backend.sweep_templates(job.dest)  # what a killed push left here goes before this one starts
             return _as_delta(job, base, extras, packing, progress)
         return _streamed(job, extras, packing, transport, progress)
     finally:
@@ -209,11 +210,14 @@ def _streamed(job: _Job, extras: list[ExtraFile], packing: Callable[[int], None]
               progress: Progress) -> PushResult:
     """Pack and send at once: the compressed frames go to the node as they are made."""
     progress.note(f"packing {job.rootfs} and sending it to {job.dest.node} over {transport}")
+    # The upload starts (and its uploader logs in) while the sweep looks for what killed pushes left here: the
+    # sweep removes only what dead processes made, never this live one's.
     upload = job.ctx.backend.begin_upload(job.dest, transport=transport, progress=progress.transfer("uploading", None))
     try:
+        job.ctx.backend.sweep_templates(job.dest)
         # Proxmox's upload API checks the whole file's SHA-256; an upload over SSH is checked by its size.
         packed = pack(job.rootfs, None, extras=extras, progress=packing, stream=upload.write,
-                      file_sha=transport == "api")
+                      file_sha=transport == "api", entries=job.entries)
         landed = upload.finish(packed)
     except BaseException:
         upload.abort()
@@ -234,7 +238,7 @@ def _as_delta(job: _Job, base: Packed, extras: list[ExtraFile], packing: Callabl
     workdir = Path(tempfile.mkdtemp(prefix="push-", dir=work))
     try:
         progress.note(f"packing {job.rootfs}")
-        packed = pack(job.rootfs, workdir, extras=extras, progress=packing)
+        packed = pack(job.rootfs, workdir, extras=extras, progress=packing, entries=job.entries)
         job.remember(packed)
         if job.on_storage(packed.name) is not None:
             return job.result(packed.name, uploaded=False, sent=0, packed=packed)

@@ -9,66 +9,60 @@ by what else goes into a template (the init's architecture and bytes, the PVE 9.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import stat
 import struct
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pveoci import errors
 from pveoci.template.frames import FORMAT, LEVEL, Frame
-from pveoci.template.pack import Packed
+from pveoci.template.pack import Entries, Packed, walk
 
 _FIELDS = struct.Struct("<IIIQqqqQQQ")   # mode uid gid size mtime_ns ctime_ns ino dev rdev nlink
 
 
-def _walk(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
-    stack: list[bytes] = [b""]
-    lstat, isdir, listdir = os.lstat, stat.S_ISDIR, os.listdir
-    while stack:
-        rel = stack.pop()
-        full = root + b"/" + rel if rel else root
-        info = lstat(full)
-        yield rel, info
-        if isdir(info.st_mode):
-            try:
-                names = listdir(full)
-            except OSError as exc:
-                raise errors.BundleError(f"cannot read directory {os.fsdecode(full)}: {exc.strerror}") from None
-            prefix = rel + b"/" if rel else b""
-            stack.extend(prefix + n for n in names)
-
-
 @dataclass(frozen=True)
 class Scan:
-    """One stat walk of a rootfs: its fingerprint, and the bytes of its regular files (each hardlink once)."""
+    """One stat walk of a rootfs: its fingerprint, the bytes of its regular files (each hardlink once), and the
+    walk itself in packing order (a pack that follows uses it instead of walking again)."""
 
     fingerprint: str
     size: int
+    entries: Entries = field(default=(), repr=False, compare=False)
 
 
 def scan(rootfs: Path) -> Scan:
-    """A stat walk of rootfs (links not followed): the fingerprint (order-independent within a directory) and
-    the size that sizes its root disk and is the total of packing's progress."""
+    """A stat walk of rootfs (links not followed) in packing order: the fingerprint, the size that sizes its
+    root disk and is the total of packing's progress, and the walk (for the pack that may follow)."""
     root = os.fsencode(os.path.realpath(rootfs))
     if not os.path.isdir(root):
         raise errors.BundleError(f"rootfs {rootfs} is not a directory")
-    records = []
-    pack_fields = _FIELDS.pack
+    records: list[bytes] = []
+    entries: list[tuple[bytes, os.stat_result]] = []
+    pack_fields, keep, record = _FIELDS.pack, entries.append, records.append
     size = 0
     seen: set[tuple[int, int]] = set()
-    for rel, st in _walk(root):
-        records.append(rel + b"\0" + pack_fields(st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
-                                                  st.st_ctime_ns, st.st_ino, st.st_dev, st.st_rdev, st.st_nlink))
-        if stat.S_ISREG(st.st_mode) and (st.st_nlink == 1 or (st.st_dev, st.st_ino) not in seen):
-            size += st.st_size
-            if st.st_nlink > 1:
-                seen.add((st.st_dev, st.st_ino))
-    records.sort()
-    return Scan(hashlib.sha256(b"\n".join(records)).hexdigest(), size)
+    # Tens of thousands of entries kept alive: the collector's passes over them would cost more than the walk.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for item in walk(root):
+            keep(item)
+            rel, st = item
+            record(rel + b"\0" + pack_fields(st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
+                                             st.st_ctime_ns, st.st_ino, st.st_dev, st.st_rdev, st.st_nlink))
+            if stat.S_ISREG(st.st_mode) and (st.st_nlink == 1 or (st.st_dev, st.st_ino) not in seen):
+                size += st.st_size
+                if st.st_nlink > 1:
+                    seen.add((st.st_dev, st.st_ino))
+    finally:
+        if collecting:
+            gc.enable()
+    return Scan(hashlib.sha256(b"\n".join(records)).hexdigest(), size, entries)
 
 
 def key(fingerprint: str, arch: str, init_digest: str, legacy_init: bool) -> str:

@@ -70,8 +70,13 @@ def template_name(digest: str) -> str:
     return f"{NAME_PREFIX}{digest[:DIGEST_CHARS]}{SUFFIX}"
 
 
-def _entries(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
-    """(relative path, lstat) depth-first, each directory's children sorted by byte name, links not followed."""
+Entries = Sequence[tuple[bytes, os.stat_result]]
+"""A stat walk in packing order (see walk): what manifest.scan keeps, so a pack need not walk the tree again."""
+
+
+def walk(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+    """(relative path, lstat) depth-first, each directory's children sorted by byte name, links not followed:
+    the order of the tar stream. `root` is the rootfs's real path, as bytes."""
     stack: list[bytes] = [b""]
     lstat, isdir, listdir = os.lstat, stat.S_ISDIR, os.listdir
     while stack:
@@ -252,11 +257,30 @@ def _entry(full: bytes, rel: bytes, st: os.stat_result, seen_inodes: dict[tuple[
     return header, size
 
 
-def write_tar(rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (), progress: Progress | None = None) -> int:
+def _write_entry(full: bytes, rel: bytes, st: os.stat_result, seen_inodes: dict[tuple[int, int], bytes],
+                 sink: Framer, batched: _Batched) -> int:
+    """One entry of the rootfs into the stream; 1, or 0 for what tar cannot hold."""
+    entry = _entry(full, rel, st, seen_inodes)
+    if entry is None:
+        return 0
+    header, data_size = entry
+    sink.begin(data_size)
+    if data_size:
+        _copy_file(full, header, data_size, sink, batched)
+    else:
+        sink.write(header)
+    sink.end(zlib.crc32(rel))
+    return 1
+
+
+def write_tar(rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (), progress: Progress | None = None,
+              entries: Entries | None = None) -> int:
     """Write the deterministic tar stream of rootfs (plus extras) to sink, entry by entry; the entry count.
 
     `progress` is told the bytes of file data read (their total is the rootfs's size, see rootfs_size).
     A rootfs that is itself a symlink is followed (it names the tree); nothing inside it ever is.
+    `entries`: the tree's stat walk made just before (manifest.scan), instead of walking it again; a file
+    whose size changed since fails the pack, as one that changes while it is read does.
     """
     root = os.fsencode(os.path.realpath(rootfs))
     if not os.path.isdir(root):
@@ -266,23 +290,18 @@ def write_tar(rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (), prog
     reserved = os.fsencode(RESERVED)
     batched = _Batched(progress)
     replaced = tuple(os.fsencode(e.path.strip("/")) for e in extras if not e.path.startswith(RESERVED))
-    for rel, st in _entries(root):
+    for rel, st in walk(root) if entries is None else entries:
         if rel == reserved and extras:
             raise errors.BundleError(f"rootfs {rootfs} has /{RESERVED}, which pveoci reserves for its own files")
         if replaced and any(rel == r or rel.startswith(r + b"/") for r in replaced):
             continue
         full = root + b"/" + rel if rel else root
-        entry = _entry(full, rel, st, seen_inodes)
-        if entry is None:
-            continue
-        header, data_size = entry
-        sink.begin(data_size)
-        if data_size:
-            _copy_file(full, header, data_size, sink, batched)
-        else:
-            sink.write(header)
-        sink.end(zlib.crc32(rel))
-        count += 1
+        try:
+            count += _write_entry(full, rel, st, seen_inodes, sink, batched)
+        except FileNotFoundError:
+            raise errors.BundleError(f"{os.fsdecode(full)} vanished while it was being packed") from None
+        except OSError as exc:
+            raise errors.BundleError(f"cannot read {os.fsdecode(full)}: {exc.strerror}") from None
     batched.flush()
     for info, data in _extra_entries(extras):
         sink.begin(len(data))
@@ -335,13 +354,14 @@ def pack(
     progress: Progress | None = None,
     stream: Callable[[bytes], object] | None = None,
     file_sha: bool | None = None,
+    entries: Entries | None = None,
 ) -> Packed:
     """Pack rootfs (plus extras) into out_dir/pveoci-<digest>.tar.zst and return what was made.
 
     `stream`, if given, receives the compressed bytes in order as they are made (an upload that runs
     while the rest is packed); with out_dir None they go only there. `file_sha`: whether to hash the whole
     file too (default: when there is a local file). `progress` counts the rootfs's
-    file bytes as they are read (see rootfs_size for the total).
+    file bytes as they are read (see rootfs_size for the total). `entries`: see write_tar.
     """
     partial: Path | None = None
     writers: list[Callable[[bytes], object]] = [] if stream is None else [stream]
@@ -357,7 +377,7 @@ def pack(
     framer = Framer(writers, level=level, workers=threads, file_sha=file_sha)
     try:
         try:
-            entries = write_tar(rootfs, framer, extras, progress)
+            count = write_tar(rootfs, framer, extras, progress, entries)
             framer.finish()
         except BaseException:
             framer.abort()
@@ -376,7 +396,7 @@ def pack(
         raise
     whole_sha = framer.file_sha.hexdigest() if framer.file_sha is not None else ""
     return Packed(path=final, digest=digest, file_sha256=whole_sha, size=framer.size,
-                  tar_size=framer.tar_size, entries=entries, frames=tuple(framer.frames))
+                  tar_size=framer.tar_size, entries=count, frames=tuple(framer.frames))
 
 
 def rootfs_size(rootfs: Path) -> int:

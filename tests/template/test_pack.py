@@ -9,6 +9,7 @@ import stat
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -16,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pveoci import errors
+from pveoci.template import manifest
 from pveoci.template.pack import ExtraFile, pack, rootfs_size, template_name
 
 
@@ -109,6 +111,29 @@ def test_same_rootfs_packs_to_the_same_digest_and_name(tmp_path: Path) -> None:
     assert first.path.name == first.name
     assert hashlib.sha256(first.path.read_bytes()).hexdigest() == first.file_sha256
     assert first.size == first.path.stat().st_size
+
+
+def test_a_pack_that_reuses_the_scans_walk_makes_the_same_bytes(tmp_path: Path) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    walked = pack(rootfs, tmp_path / "a")
+    reused = pack(rootfs, tmp_path / "b", entries=manifest.scan(rootfs).entries)
+    assert reused.digest == walked.digest
+    assert reused.path.read_bytes() == walked.path.read_bytes()
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (lambda f: f.write_bytes(f.read_bytes() + b"more"), "grew while it was being packed"),
+    (lambda f: f.write_bytes(b"#"), "shrank while it was being packed"),
+    (lambda f: f.unlink(), "vanished while it was being packed"),
+])
+def test_a_file_changed_after_the_scan_fails_the_pack_and_leaves_no_file(tmp_path: Path, change: Any,
+                                                                         said: str) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    scanned = manifest.scan(rootfs)
+    change(rootfs / "bin" / "app")
+    with pytest.raises(errors.BundleError, match=said):
+        pack(rootfs, tmp_path / "out", entries=scanned.entries)
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_digest_changes_with_content_mode_owner_and_mtime(tmp_path: Path) -> None:
