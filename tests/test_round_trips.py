@@ -63,8 +63,9 @@ def test_run_detached_placed_by_score_is_within_three_requests_of_the_minimum_to
     refused = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), "run", "-d", "-b",
                               str(busybox_bundle), "third"], env=lxc_bed.env(), capture_output=True, text=True,
                              check=False, timeout=300, cwd=ROOT)
-    assert refused.returncode != 0
-    assert "in maintenance" in refused.stderr.splitlines()[-1], refused.stderr
+    assert refused.returncode == 29, refused.stderr   # no node can take it
+    assert refused.stderr.splitlines()[-1] == ("pveoci: error: no node can take it (pve1: in maintenance; "
+                                               "pve2: in maintenance)")
 
 
 def test_list_with_an_empty_cache_asks_in_parallel(cluster: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:

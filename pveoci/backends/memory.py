@@ -116,9 +116,7 @@ class MemoryBackend:
 
     def overview(self) -> tuple[list[Node], list[Guest]]:
         self._call("overview")
-        with self._lock:
-            guests = [self._guest(ct) for ct in sorted(self.cts.values(), key=lambda c: c.vmid)]
-        return [replace(n, storages=()) for n in self._nodes()], guests
+        return [replace(n, storages=()) for n in self._nodes()], self._guests()
 
     def nodes(self) -> list[Node]:
         self._call("nodes")
@@ -138,6 +136,9 @@ class MemoryBackend:
 
     def guests(self) -> list[Guest]:
         self._call("guests")
+        return self._guests()
+
+    def _guests(self) -> list[Guest]:
         with self._lock:
             return [self._guest(ct) for ct in sorted(self.cts.values(), key=lambda c: c.vmid)]
 

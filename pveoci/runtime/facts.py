@@ -1,6 +1,6 @@
 """What a create needs to know of the cluster but need not ask every time, kept in the cache for a while.
 
-The cluster stays the source of truth: each fact has a lifetime (nodes for placement: seconds;
+The cluster stays the source of truth: each fact has a lifetime (the nodes' storages: seconds;
 where a template storage is: minutes), and a fact found wrong is forgotten and asked again (a
 template that vanished from a node fails the create, which then sends it and tries again; see
 runtime.create). A storage's free space is asked afresh before anything is uploaded.
@@ -14,14 +14,15 @@ from typing import Any
 from pveoci.models import Destination, Node, Storage
 from pveoci.runtime.context import Context
 
-NODES_AGE = 15.0           # placement may use a node list this old (load and memory move slowly)
+NODES_AGE = 15.0           # the nodes and their storages this old do (placement reads status and load live)
 DESTINATION_AGE = 300.0    # a template storage's place on a node (path, shared): set up once, rarely moved
 TEMPLATE_AGE = 7 * 86400.0 # a template seen on a storage is assumed still there (a create finds out if not)
 ABSENT_AGE = 60.0          # a template not found on a storage: placement's hint only (a create looks again)
 
 
 def nodes(ctx: Context) -> list[Node]:
-    """The cluster's nodes as placement sees them: from the cache while young, else asked (and kept)."""
+    """The cluster's nodes with their storages: from the cache while young, else asked (and kept). A create on
+    a named node checks it here (offline there: forgotten); placement takes only the storages (with_storages)."""
     found = ctx.cache.recall(ctx.facts_scope, "nodes", NODES_AGE)
     if isinstance(found, list):
         return [_node(item) for item in found]

@@ -35,9 +35,13 @@ def bundle(tmp_path: Path) -> Path:
     return tiny_bundle(tmp_path / "bundle")
 
 
+THREE = ("pve1", "pve2", "pve3")
+
+
 @pytest.fixture
-def memory() -> MemoryBackend:
-    return MemoryBackend(nodes=("pve1", "pve2"))
+def memory(request: pytest.FixtureRequest) -> MemoryBackend:
+    """The in-memory cluster: two nodes, or the module's NODES (placement, drains and moves use THREE)."""
+    return MemoryBackend(nodes=getattr(request.module, "NODES", ("pve1", "pve2")))
 
 
 @pytest.fixture

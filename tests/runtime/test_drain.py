@@ -13,14 +13,9 @@ from pveoci.backends.memory import MemoryBackend
 from pveoci.models import Migration
 from pveoci.runtime import Runtime
 from pveoci.runtime.ids import TAG_MOVING
-from tests.runtime.conftest import MakeRuntime
+from tests.runtime.conftest import THREE, MakeRuntime
 
-THREE = ("pve1", "pve2", "pve3")
-
-
-@pytest.fixture
-def memory() -> MemoryBackend:
-    return MemoryBackend(nodes=THREE)
+NODES = THREE
 
 
 @pytest.fixture

@@ -7,16 +7,12 @@ from pathlib import Path
 import pytest
 
 from pveoci import errors
-from pveoci.backends.memory import MemoryBackend
 from pveoci.runtime import Runtime
 from pveoci.runtime.listing import Filters
-from tests.runtime.conftest import tiny_bundle
+from tests.runtime.conftest import THREE, tiny_bundle
 from tests.testbed.bundle import with_annotations
 
-
-@pytest.fixture
-def memory() -> MemoryBackend:
-    return MemoryBackend(nodes=("pve1", "pve2", "pve3"))
+NODES = THREE
 
 
 def annotated(path: Path, **annotations: str) -> Path:

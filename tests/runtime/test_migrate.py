@@ -11,14 +11,9 @@ from pveoci import errors
 from pveoci.backends.memory import GIB, MemoryBackend
 from pveoci.runtime import Runtime
 from pveoci.runtime.ids import TAG_MOVING, TAG_PAUSED, TAG_STARTED
-from tests.runtime.conftest import MakeRuntime
+from tests.runtime.conftest import THREE, MakeRuntime
 
-THREE = ("pve1", "pve2", "pve3")
-
-
-@pytest.fixture
-def memory() -> MemoryBackend:
-    return MemoryBackend(nodes=THREE)
+NODES = THREE
 
 
 def test_a_running_container_moves_in_restart_mode_and_runs_there(rt: Runtime, memory: MemoryBackend,

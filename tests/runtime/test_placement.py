@@ -13,15 +13,10 @@ from pveoci.backends.memory import GIB, MemoryBackend
 from pveoci.models import Storage
 from pveoci.runtime import Runtime
 from pveoci.runtime.placement import Ask, NodeLoad, pick, score
-from tests.runtime.conftest import MakeRuntime, tiny_bundle
+from tests.runtime.conftest import THREE, MakeRuntime, tiny_bundle
 from tests.testbed.bundle import with_annotations
 
-THREE = ("pve1", "pve2", "pve3")
-
-
-@pytest.fixture
-def memory() -> MemoryBackend:
-    return MemoryBackend(nodes=THREE)
+NODES = THREE
 
 
 @pytest.fixture

@@ -249,15 +249,20 @@ def test_progress_counts_the_rootfs_bytes_read_up_to_its_size(tmp_path: Path) ->
     assert sum(seen) == rootfs_size(rootfs) > 0  # the total a progress bar is given is the real one
 
 
-@given(
-    name=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="/"),
-                 min_size=1, max_size=60),
-    kind=st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE,
-                          tarfile.BLKTYPE, tarfile.FIFOTYPE]),
-    numbers=st.tuples(st.integers(0, 0o7777), st.integers(0, 8**7 - 1), st.integers(0, 8**7 - 1),
-                      st.integers(0, 8**11 - 1), st.integers(0, 2**33), st.integers(0, 4095), st.integers(0, 2**20)),
-    link=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=99),
-)
+# Plain entries: an ASCII name, any kind, numbers up to past ustar's limits, an ASCII link.
+HEADER_CASES = {
+    "name": st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="/"),
+                    min_size=1, max_size=60),
+    "kind": st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE,
+                             tarfile.BLKTYPE, tarfile.FIFOTYPE]),
+    "numbers": st.tuples(st.integers(0, 0o7777), st.integers(0, 8**7 - 1), st.integers(0, 8**7 - 1),
+                         st.integers(0, 8**11 - 1), st.integers(0, 2**33), st.integers(0, 4095),
+                         st.integers(0, 2**20)),
+    "link": st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=99),
+}
+
+
+@given(**HEADER_CASES)
 def test_plain_headers_are_the_ones_tarfile_writes(name: str, kind: bytes, numbers: tuple[int, ...], link: str) -> None:
     from pveoci.template.pack import _plain_header
 
@@ -274,15 +279,7 @@ def test_plain_headers_are_the_ones_tarfile_writes(name: str, kind: bytes, numbe
     assert ours == info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
 
 
-@given(
-    name=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="/"),
-                 min_size=1, max_size=60),
-    kind=st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE,
-                          tarfile.BLKTYPE, tarfile.FIFOTYPE]),
-    numbers=st.tuples(st.integers(0, 0o7777), st.integers(0, 8**7 - 1), st.integers(0, 8**7 - 1),
-                      st.integers(0, 8**11 - 1), st.integers(0, 2**33), st.integers(0, 4095), st.integers(0, 2**20)),
-    link=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=99),
-)
+@given(**HEADER_CASES)
 def test_fast_headers_are_the_ones_tarfile_writes(name: str, kind: bytes, numbers: tuple[int, ...], link: str) -> None:
     from pveoci.template.pack import _header
 
