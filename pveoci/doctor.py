@@ -98,6 +98,18 @@ def cluster_checks(status: cluster.Quorum, nodes: list[Node], settings: Settings
             yield (ssh_check or check_ssh)(connector, node.name)
     finally:
         connector.close_all()
+    yield packer_check()
+
+
+def packer_check() -> Check:
+    """Which packer makes templates on this workstation (the C one uses about half the CPU)."""
+    from pveoci.template import native
+
+    why = native.why_not()
+    if why is None:
+        return Check("packer", "pass", f"templates packed by {native.binary()} (zstd "
+                                       f"{'.'.join(map(str, native.ZSTD_VERSION))})")
+    return Check("packer", "pass" if why == "PVEOCI_PACKER=python" else "warn", f"templates packed in Python: {why}")
 
 
 def _node_check(node: Node, settings: Settings) -> Check:

@@ -156,9 +156,10 @@ class TemplateUpload(Protocol):
 
     def write(self, data: bytes) -> object: ...
 
-    def finish(self, packed: Packed) -> bool:
+    def finish(self, packed: Packed, claim: Claim | None = None) -> bool:
         """Verify what arrived against packed and move it into place under packed's name; False if the storage
-        had that template by then (this copy is dropped)."""
+        had that template by then (this copy is dropped). `claim`: the claim it was sent under; an upload that
+        can record the name in it in the same step does, and the claim's release has nothing left to do."""
 
     def abort(self) -> None:
         """Drop what was sent (never visible to Proxmox)."""

@@ -249,7 +249,10 @@ class MemoryBackend:
     def stop(self, node: str, vmid: int) -> None:
         self._call("stop")
         with self._lock:
-            self._halt(self._ct(node, vmid), 137)
+            ct = self._ct(node, vmid)
+            if ct.status != "running":   # as Proxmox: stopping a stopped container is an error
+                raise errors.ApiError(f"CT {vmid} not running")
+            self._halt(ct, 137)
 
     def shutdown(self, node: str, vmid: int, timeout: int) -> None:
         self._call("shutdown")
@@ -433,7 +436,7 @@ class MemoryUpload:
         self.progress(len(data))
         return len(data)
 
-    def finish(self, packed: Packed) -> bool:
+    def finish(self, packed: Packed, claim: Claim | None = None) -> bool:
         b = self.backend
         with b._lock:
             b.sent_bytes += self.sent
@@ -486,7 +489,7 @@ class MemoryClaim:
 
 
 if TYPE_CHECKING:
-    from pveoci.backends.base import Backend
+    from pveoci.backends.base import Backend, Claim
 
     def _conforms(backend: MemoryBackend) -> Backend:  # mypy checks the protocol here
         return backend

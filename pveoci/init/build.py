@@ -20,6 +20,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pveoci.init import ARCHES, VERSION
@@ -47,17 +49,17 @@ class BuildError(Exception):
     pass
 
 
-def _zig(*args: str) -> list[str]:
+def zig(*args: str) -> list[str]:
     return [sys.executable, "-m", "ziglang", *args]
 
 
-def _env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
 
 
 def zig_version() -> str:
     try:
-        proc = subprocess.run(_zig("version"), capture_output=True, text=True, check=False, env=_env())
+        proc = subprocess.run(zig("version"), capture_output=True, text=True, check=False, env=clean_env())
     except OSError as e:
         raise BuildError(f"cannot run zig: {e}") from e
     if proc.returncode != 0:
@@ -82,9 +84,9 @@ def build(out_dir: Path) -> dict[str, bytes]:
         shutil.copyfile(SOURCE, work / "init.c")
         procs = {
             arch: subprocess.Popen(
-                _zig("cc", "-target", TARGETS[arch], *CFLAGS, f"-ffile-prefix-map={work}=.",
+                zig("cc", "-target", TARGETS[arch], *CFLAGS, f"-ffile-prefix-map={work}=.",
                      f'-DPVEOCI_INIT_VERSION="{VERSION}"', "init.c", "-o", f"init-{arch}"),
-                cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                cwd=work, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for arch in ARCHES
         }
         failed = []
@@ -98,63 +100,88 @@ def build(out_dir: Path) -> dict[str, bytes]:
             binaries[arch] = (work / f"init-{arch}").read_bytes()
     out_dir.mkdir(parents=True, exist_ok=True)
     for arch, data in binaries.items():
-        _write(out_dir / f"init-{arch}", data, 0o755)
-    _write(out_dir / SUMS, sums_text(binaries).encode(), 0o644)
+        write_file(out_dir / f"init-{arch}", data, 0o755)
+    write_file(out_dir / SUMS, sums_text(binaries).encode(), 0o644)
     return binaries
 
 
-def sums_text(binaries: dict[str, bytes]) -> str:
+def sums_text(binaries: dict[str, bytes], name: str = "init") -> str:
     """SHA256SUMS as sha256sum(1) writes it (`sha256sum -c SHA256SUMS` checks the files)."""
-    return "".join(f"{sha256(data)}  init-{arch}\n" for arch, data in sorted(binaries.items()))
+    return "".join(f"{sha256(data)}  {name}-{arch}\n" for arch, data in sorted(binaries.items()))
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def write_file(path: Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     tmp.chmod(mode)
     tmp.replace(path)
 
 
-def check(bin_dir: Path = BIN_DIR) -> list[str]:
+@dataclass(frozen=True)
+class Program:
+    """One of pveoci's static programs: built for every arch into <bin_dir>/<name>-<arch> and SHA256SUMS."""
+
+    name: str
+    module: str                                  # python -m <module> builds it
+    bin_dir: Path
+    build: Callable[[Path], dict[str, bytes]]
+    pins: str                                    # what the bytes depend on, for the messages
+
+
+def compare(program: Program, bin_dir: Path) -> list[str]:
     """Builds afresh and compares with the binaries in bin_dir: one line per difference."""
-    with tempfile.TemporaryDirectory(prefix="pveoci-init-check-") as tmp:
-        built = build(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix=f"pveoci-{program.name}-check-") as tmp:
+        built = program.build(Path(tmp))
     problems = []
     for arch, data in built.items():
-        path = bin_dir / f"init-{arch}"
+        path = bin_dir / f"{program.name}-{arch}"
         committed = sha256(path.read_bytes()) if path.exists() else "(missing)"
         if committed != sha256(data):
-            problems.append(f"init-{arch}: the committed binary differs from a fresh build: committed sha256 "
-                            f"{committed}, built sha256 {sha256(data)}")
+            problems.append(f"{program.name}-{arch}: the committed binary differs from a fresh build: committed "
+                            f"sha256 {committed}, built sha256 {sha256(data)}")
     sums = bin_dir / SUMS
-    if not sums.exists() or sums.read_text() != sums_text(built):
+    if not sums.exists() or sums.read_text() != sums_text(built, program.name):
         problems.append(f"{SUMS}: does not list the sha256 of a fresh build")
     return problems
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pveoci.init.build", description=__doc__.split("\n")[0])
+def cli(program: Program, argv: list[str] | None, description: str) -> int:
+    """`python -m <module> [--check] [--out DIR]`."""
+    parser = argparse.ArgumentParser(prog=f"python -m {program.module}", description=description)
     parser.add_argument("--check", action="store_true",
                         help="build into a temporary directory and fail if the committed binaries differ")
-    parser.add_argument("--out", type=Path, default=BIN_DIR, help=f"where to write the binaries ({BIN_DIR})")
+    parser.add_argument("--out", type=Path, default=program.bin_dir,
+                        help=f"where to write the binaries ({program.bin_dir})")
     args = parser.parse_args(argv)
     try:
         if args.check:
-            problems = check(args.out)
+            problems = compare(program, args.out)
             for line in problems:
                 print(line, file=sys.stderr)
             if problems:
-                print("rebuild with `python -m pveoci.init.build` and commit pveoci/init/bin/", file=sys.stderr)
+                print(f"rebuild with `python -m {program.module}` and commit "
+                      f"{program.bin_dir.relative_to(HERE.parent.parent)}/", file=sys.stderr)
                 return 1
-            print(f"init binaries match a fresh build (zig {ZIG_VERSION})")
+            print(f"{program.name} binaries match a fresh build ({program.pins})")
             return 0
-        binaries = build(args.out)
+        binaries = program.build(args.out)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for arch, data in binaries.items():
-        print(f"{args.out / f'init-{arch}'}: {len(data)} bytes, sha256 {sha256(data)}")
+        print(f"{args.out / f'{program.name}-{arch}'}: {len(data)} bytes, sha256 {sha256(data)}")
     return 0
+
+
+INIT = Program("init", "pveoci.init.build", BIN_DIR, build, f"zig {ZIG_VERSION}")
+
+
+def check(bin_dir: Path = BIN_DIR) -> list[str]:
+    return compare(INIT, bin_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(INIT, argv, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

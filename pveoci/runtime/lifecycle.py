@@ -122,12 +122,22 @@ def delete(ctx: Context, found: Located | None, cid: str, *, force: bool) -> Non
     if status in ("running", "paused") and not force:
         raise errors.NotStopped(f"cannot delete container {cid} that is not stopped: {status}", status=status)
     if g.status == "running":  # running, paused, or created (its init waits)
-        ctx.backend.stop(g.node, g.vmid)
+        _stop(ctx, g.node, g.vmid)
     ctx.backend.destroy(g.node, g.vmid)
     gone = to_state(ctx, found)
     gone.status, gone.pid = "stopped", 0
     ctx.cache.drop(cid, ctx.cluster)
     hooks.run("poststop", found.record.hooks, gone.to_json())
+
+
+def _stop(ctx: Context, node: str, vmid: int) -> None:
+    """Stop it; one that stopped by itself meanwhile (its process ended just now: Proxmox refuses to stop a
+    container that is not running) is as good."""
+    try:
+        ctx.backend.stop(node, vmid)
+    except errors.PveociError:
+        if ctx.backend.status(node, vmid).status == "running":
+            raise
 
 
 def pause(ctx: Context, cid: str) -> None:

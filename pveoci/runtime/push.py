@@ -201,24 +201,24 @@ def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) 
         if base is not None and transport != "api" and job.on_storage(base.name) is not None:
             job.ctx.backend.sweep_templates(job.dest)  # what a killed push left here goes before this one starts
             return _as_delta(job, base, extras, packing, progress)
-        return _streamed(job, extras, packing, transport, progress)
+        return _streamed(job, claim, extras, packing, transport, progress)
     finally:
         progress.done("packing")
 
 
-def _streamed(job: _Job, extras: list[ExtraFile], packing: Callable[[int], None], transport: str,
+def _streamed(job: _Job, claim: Claim, extras: list[ExtraFile], packing: Callable[[int], None], transport: str,
               progress: Progress) -> PushResult:
     """Pack and send at once: the compressed frames go to the node as they are made."""
     progress.note(f"packing {job.rootfs} and sending it to {job.dest.node} over {transport}")
-    # The upload starts (and its uploader logs in) while the sweep looks for what killed pushes left here: the
-    # sweep removes only what dead processes made, never this live one's.
+    # The upload starts (its file is opened while packing begins) before the sweep for what killed pushes left
+    # here: the sweep removes only what dead processes made, never this live one's.
     upload = job.ctx.backend.begin_upload(job.dest, transport=transport, progress=progress.transfer("uploading", None))
     try:
         job.ctx.backend.sweep_templates(job.dest)
         # Proxmox's upload API checks the whole file's SHA-256; an upload over SSH is checked by its size.
         packed = pack(job.rootfs, None, extras=extras, progress=packing, stream=upload.write,
                       file_sha=transport == "api", entries=job.entries)
-        landed = upload.finish(packed)
+        landed = upload.finish(packed, claim)
     except BaseException:
         upload.abort()
         raise

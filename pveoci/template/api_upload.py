@@ -84,7 +84,7 @@ class SpooledUpload:
     def write(self, data: bytes) -> int:
         return self._file.write(data)
 
-    def finish(self, packed: Packed) -> bool:
+    def finish(self, packed: Packed, claim: object = None) -> bool:
         from dataclasses import replace
         from pathlib import Path
 

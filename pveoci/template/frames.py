@@ -71,18 +71,25 @@ class Framer:
                  file_sha: bool = True) -> None:
         self._writers = writers
         self._level = level
-        self._pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
-                                        thread_name_prefix="pveoci-zstd")
+        self._workers = workers or max(2, os.cpu_count() or 2)
+        self._pool: ThreadPoolExecutor | None = None     # started by the first frame compressed here
+        self._writer: threading.Thread | None = None
         self._buf = bytearray()
         self._big = False
-        self._out: queue.Queue[Future[tuple[bytes, str]] | None] = queue.Queue(maxsize=4 * (workers or 4))
+        self._out: queue.Queue[Future[tuple[bytes, str]] | None] = queue.Queue(maxsize=4 * self._workers)
         self._failure: list[BaseException] = []
-        self._writer = threading.Thread(target=self._write_in_order, name="pveoci-frames", daemon=True)
-        self._writer.start()
         self.frames: list[Frame] = []
         self.file_sha = hashlib.sha256() if file_sha else None
         self.size = 0
         self.tar_size = 0
+
+    @property
+    def level(self) -> int:
+        return self._level
+
+    @property
+    def workers(self) -> int:
+        return self._workers
 
     # ------------------------------------------------------------- the stream
 
@@ -112,20 +119,31 @@ class Framer:
             self._cut()
         self._big = False
 
+    def add(self, frame: bytes, tar_size: int) -> None:
+        """A frame compressed elsewhere (template/native.py), the next in the stream: hashed and written now."""
+        if self._failure:
+            raise self._failure[0]
+        self._deliver(frame, hashlib.sha256(frame).hexdigest(), tar_size)
+        if self._failure:
+            raise self._failure[0]
+
     def finish(self) -> None:
         """Compress what is left, wait for every frame to be written; raises what a writer raised."""
         if self._buf:
             self._cut()
-        self._out.put(None)
-        self._writer.join()
-        self._pool.shutdown()
+        self._stop()
         if self._failure:
             raise self._failure[0]
 
     def abort(self) -> None:
-        self._out.put(None)
-        self._writer.join(timeout=30)
-        self._pool.shutdown(cancel_futures=True)
+        self._stop(timeout=30, cancel=True)
+
+    def _stop(self, timeout: float | None = None, cancel: bool = False) -> None:
+        if self._writer is not None:
+            self._out.put(None)
+            self._writer.join(timeout=timeout)
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=cancel)
 
     # ------------------------------------------------------------------ frames
 
@@ -134,6 +152,10 @@ class Framer:
         self._buf = bytearray()
         if self._failure:
             raise self._failure[0]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="pveoci-zstd")
+            self._writer = threading.Thread(target=self._write_in_order, name="pveoci-frames", daemon=True)
+            self._writer.start()
         self._out.put(self._pool.submit(_compress, chunk, self._level))
 
     def _write_in_order(self) -> None:
@@ -146,7 +168,13 @@ class Framer:
             return
         try:
             data, sha = future.result()
-            tar_size = _content_size(data)
+        except BaseException as exc:
+            self._failure.append(exc)
+            return
+        self._deliver(data, sha, _content_size(data))
+
+    def _deliver(self, data: bytes, sha: str, tar_size: int) -> None:
+        try:
             for write in self._writers:
                 write(data)
         except BaseException as exc:

@@ -9,20 +9,16 @@ by what else goes into a template (the init's architecture and bytes, the PVE 9.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
-import stat
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pveoci import errors
+from pveoci.template import tree
 from pveoci.template.frames import FORMAT, LEVEL, Frame
-from pveoci.template.pack import Entries, Packed, walk
-
-_FIELDS = struct.Struct("<IIIQqqqQQQ")   # mode uid gid size mtime_ns ctime_ns ino dev rdev nlink
+from pveoci.template.pack import Entries, Packed
 
 
 @dataclass(frozen=True)
@@ -32,7 +28,7 @@ class Scan:
 
     fingerprint: str
     size: int
-    entries: Entries = field(default=(), repr=False, compare=False)
+    entries: Entries = field(default=b"", repr=False, compare=False)
 
 
 def scan(rootfs: Path) -> Scan:
@@ -41,28 +37,8 @@ def scan(rootfs: Path) -> Scan:
     root = os.fsencode(os.path.realpath(rootfs))
     if not os.path.isdir(root):
         raise errors.BundleError(f"rootfs {rootfs} is not a directory")
-    records: list[bytes] = []
-    entries: list[tuple[bytes, os.stat_result]] = []
-    pack_fields, keep, record = _FIELDS.pack, entries.append, records.append
-    size = 0
-    seen: set[tuple[int, int]] = set()
-    # Tens of thousands of entries kept alive: the collector's passes over them would cost more than the walk.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for item in walk(root):
-            keep(item)
-            rel, st = item
-            record(rel + b"\0" + pack_fields(st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
-                                             st.st_ctime_ns, st.st_ino, st.st_dev, st.st_rdev, st.st_nlink))
-            if stat.S_ISREG(st.st_mode) and (st.st_nlink == 1 or (st.st_dev, st.st_ino) not in seen):
-                size += st.st_size
-                if st.st_nlink > 1:
-                    seen.add((st.st_dev, st.st_ino))
-    finally:
-        if collecting:
-            gc.enable()
-    return Scan(hashlib.sha256(b"\n".join(records)).hexdigest(), size, entries)
+    walked = tree.walk(root)
+    return Scan(hashlib.sha256(walked.records).hexdigest(), walked.size, walked.records)
 
 
 def key(fingerprint: str, arch: str, init_digest: str, legacy_init: bool) -> str:

@@ -6,7 +6,9 @@ integer mtimes, symlinks stored as links and never followed, hardlinks, device n
 xattrs (PAX `SCHILY.xattr.*`), long and non-UTF-8 names (PAX). It is cut into zstd frames that
 are compressed on all cores (template/frames.py); the frames' hashes name the template, and the
 compressed file is hashed too, so the node can verify what it received. Every file is read once;
-the compressed bytes can go to the node while the rest is still being packed.
+the compressed bytes can go to the node while the rest is still being packed. Where pveoci's packer in
+C runs (template/native.py), it does the per-entry work and the compression, making the same bytes;
+write_tar here is the reference and the packer everywhere else.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import stat
 import tarfile
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pveoci import errors
+from pveoci.template import tree
 from pveoci.template.frames import LEVEL, Frame, Framer, digest_of
+from pveoci.template.tree import Entry
 
 log = logging.getLogger("pveoci.template")
 
@@ -70,28 +74,9 @@ def template_name(digest: str) -> str:
     return f"{NAME_PREFIX}{digest[:DIGEST_CHARS]}{SUFFIX}"
 
 
-Entries = Sequence[tuple[bytes, os.stat_result]]
-"""A stat walk in packing order (see walk): what manifest.scan keeps, so a pack need not walk the tree again."""
-
-
-def walk(root: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
-    """(relative path, lstat) depth-first, each directory's children sorted by byte name, links not followed:
-    the order of the tar stream. `root` is the rootfs's real path, as bytes."""
-    stack: list[bytes] = [b""]
-    lstat, isdir, listdir = os.lstat, stat.S_ISDIR, os.listdir
-    while stack:
-        rel = stack.pop()
-        full = root + b"/" + rel if rel else root
-        info = lstat(full)
-        yield rel, info
-        if isdir(info.st_mode):
-            try:
-                names = sorted(listdir(full))
-            except OSError as exc:
-                raise errors.BundleError(f"cannot read directory {os.fsdecode(full)}: {exc.strerror}") from None
-            # Reversed onto the stack, so they come off in sorted order.
-            prefix = rel + b"/" if rel else b""
-            stack.extend(prefix + n for n in reversed(names))
+Entries = bytes
+"""A stat walk's records in packing order (template/tree.py): what manifest.scan keeps, so a pack need not walk
+the tree again."""
 
 
 def _xattrs(path: bytes) -> dict[str, str]:
@@ -224,8 +209,7 @@ def _plain_header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: 
                      b"\0" * (100 - len(link)), tarfile.POSIX_MAGIC, b"\0" * 64, device, b"\0" * 167))
 
 
-def _entry(full: bytes, rel: bytes, st: os.stat_result, seen_inodes: dict[tuple[int, int], bytes]
-           ) -> tuple[bytes, int] | None:
+def _entry(full: bytes, rel: bytes, st: Entry, seen_inodes: dict[tuple[int, int], bytes]) -> tuple[bytes, int] | None:
     """The entry's header and how many data bytes follow it; None for what tar cannot hold (a socket)."""
     fmt = stat.S_IFMT(st.st_mode)
     typeflag = _TYPES.get(fmt)
@@ -245,7 +229,7 @@ def _entry(full: bytes, rel: bytes, st: os.stat_result, seen_inodes: dict[tuple[
     elif typeflag in (tarfile.CHRTYPE, tarfile.BLKTYPE):
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
     xattrs = _xattrs(full)
-    mode, mtime = stat.S_IMODE(st.st_mode), int(st.st_mtime)
+    mode, mtime = stat.S_IMODE(st.st_mode), st.mtime
     header = None if xattrs else _plain_header(name + b"/" if typeflag == tarfile.DIRTYPE else name, mode,
                                                st.st_uid, st.st_gid, size, mtime, typeflag, link, major, minor)
     if header is None:  # tarfile's PAX: long or non-ASCII names, xattrs, big numbers
@@ -257,7 +241,7 @@ def _entry(full: bytes, rel: bytes, st: os.stat_result, seen_inodes: dict[tuple[
     return header, size
 
 
-def _write_entry(full: bytes, rel: bytes, st: os.stat_result, seen_inodes: dict[tuple[int, int], bytes],
+def _write_entry(full: bytes, rel: bytes, st: Entry, seen_inodes: dict[tuple[int, int], bytes],
                  sink: Framer, batched: _Batched) -> int:
     """One entry of the rootfs into the stream; 1, or 0 for what tar cannot hold."""
     entry = _entry(full, rel, st, seen_inodes)
@@ -273,6 +257,25 @@ def _write_entry(full: bytes, rel: bytes, st: os.stat_result, seen_inodes: dict[
     return 1
 
 
+def _rootfs_dir(rootfs: Path) -> bytes:
+    root = os.fsencode(os.path.realpath(rootfs))
+    if not os.path.isdir(root):
+        raise errors.BundleError(f"rootfs {rootfs} is not a directory")
+    return root
+
+
+def _replaced(extras: Sequence[ExtraFile]) -> tuple[bytes, ...]:
+    """The rootfs paths pveoci's own files replace (with what is below them)."""
+    return tuple(os.fsencode(e.path.strip("/")) for e in extras if not e.path.startswith(RESERVED))
+
+
+def _records(root: bytes, rootfs: Path, extras: Sequence[ExtraFile], entries: Entries | None) -> Entries:
+    """The walk to pack (made now if not given); a rootfs with pveoci's reserved directory is refused."""
+    if extras and os.path.lexists(root + b"/" + os.fsencode(RESERVED)):
+        raise errors.BundleError(f"rootfs {rootfs} has /{RESERVED}, which pveoci reserves for its own files")
+    return tree.walk(root).records if entries is None else entries
+
+
 def write_tar(rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (), progress: Progress | None = None,
               entries: Entries | None = None) -> int:
     """Write the deterministic tar stream of rootfs (plus extras) to sink, entry by entry; the entry count.
@@ -281,18 +284,15 @@ def write_tar(rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (), prog
     A rootfs that is itself a symlink is followed (it names the tree); nothing inside it ever is.
     `entries`: the tree's stat walk made just before (manifest.scan), instead of walking it again; a file
     whose size changed since fails the pack, as one that changes while it is read does.
+    This is the reference, and the packer where the one in C (template/native.py) is not used.
     """
-    root = os.fsencode(os.path.realpath(rootfs))
-    if not os.path.isdir(root):
-        raise errors.BundleError(f"rootfs {rootfs} is not a directory")
+    root = _rootfs_dir(rootfs)
     seen_inodes: dict[tuple[int, int], bytes] = {}
     count = 0
-    reserved = os.fsencode(RESERVED)
     batched = _Batched(progress)
-    replaced = tuple(os.fsencode(e.path.strip("/")) for e in extras if not e.path.startswith(RESERVED))
-    for rel, st in walk(root) if entries is None else entries:
-        if rel == reserved and extras:
-            raise errors.BundleError(f"rootfs {rootfs} has /{RESERVED}, which pveoci reserves for its own files")
+    replaced = _replaced(extras)
+    for st in tree.entries(_records(root, rootfs, extras, entries)):
+        rel = st.rel
         if replaced and any(rel == r or rel.startswith(r + b"/") for r in replaced):
             continue
         full = root + b"/" + rel if rel else root
@@ -312,6 +312,31 @@ def write_tar(rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (), prog
         sink.end(zlib.crc32(os.fsencode(info.name)))
         count += 1
     sink.write(b"\0" * (2 * BLOCK))  # end of archive
+    sink.finish()
+    return count
+
+
+def write_native(program: Path, rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (),
+                 progress: Progress | None = None, entries: Entries | None = None) -> int:
+    """What write_tar does, the same bytes, with the per-entry work done by the packer in C (native.py)."""
+    from pveoci.template import native
+
+    root = _rootfs_dir(rootfs)
+    records = _records(root, rootfs, extras, entries)
+    own = [native.raw_record(zlib.crc32(os.fsencode(info.name)), len(data),
+                             [_header(info), data, b"\0" * (-len(data) % BLOCK)] if data else [_header(info)])
+           for info, data in _extra_entries(extras)]
+    packer = native.Packer(program, root, sink.level, sink.workers, _replaced(extras))
+    try:
+        packer.feed([records, *own])
+        for frame, tar_size, read in packer.frames():
+            sink.add(frame, tar_size)
+            if progress is not None and read:
+                progress(read)
+        count = packer.entries   # the rootfs's entries it wrote and ours
+    finally:
+        packer.close()
+    sink.finish()
     return count
 
 
@@ -375,10 +400,15 @@ def pack(
     if file_sha is None:
         file_sha = out_dir is not None
     framer = Framer(writers, level=level, workers=threads, file_sha=file_sha)
+    from pveoci.template import native
+
+    program = native.binary()
     try:
         try:
-            count = write_tar(rootfs, framer, extras, progress, entries)
-            framer.finish()
+            if program is None:
+                count = write_tar(rootfs, framer, extras, progress, entries)
+            else:
+                count = write_native(program, rootfs, framer, extras, progress, entries)
         except BaseException:
             framer.abort()
             raise

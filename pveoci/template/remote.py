@@ -69,13 +69,14 @@ class RemoteDir:
             raise errors.SshError(f"upload of {packed.name} to node '{self.dest.node}' arrived damaged "
                                   "(sha256 differs); nothing was kept")
 
-    def place(self, partial: str, name: str, size: int | None = None) -> bool:
+    def place(self, partial: str, name: str, size: int | None = None, claim: str = "") -> bool:
         """Link partial into place as name and remove it, in one command (each is a round trip); False if name
-        was there already (partial dropped). With `size`, a partial of another size is removed, not placed."""
+        was there already (partial dropped). With `size`, a partial of another size is removed, not placed.
+        With `claim` (a claim's directory), the name is recorded in it as its result in the same command."""
         final = f"{self.directory}/{name}"
-        done = self.run(["sh", "-c", _PLACE, "sh", partial, final, "" if size is None else str(size)])
+        done = self.run(["sh", "-c", _PLACE, "sh", partial, final, "" if size is None else str(size), claim])
         said = done.stdout.decode(errors="replace").strip() or done.stderr.decode(errors="replace").strip()
-        if done.status in (0, 5):
+        if done.status in (0, 5, 7):
             return done.status == 0
         if done.status == 4:
             raise errors.SshError(f"upload of {name} to node '{self.dest.node}' arrived incomplete "
@@ -83,8 +84,9 @@ class RemoteDir:
         raise errors.SshError(f"cannot move {name} into place on node '{self.dest.node}': {said or done.status}")
 
 
-# place(): $1 the partial file, $2 its final name, $3 the size it must have (or empty). Exit 0: placed;
-# 5: the name was there already; 4: another size (printed); else the reason on stderr.
+# place(): $1 the partial file, $2 its final name, $3 the size it must have (or empty), $4 a claim to record
+# the name in (or empty). Exit 0: placed; 5: the name was there already; 4: another size (printed); 7: placed
+# (or there already) but the claim's result not written; else the reason on stderr.
 _PLACE = """
 if [ -n "$3" ]; then
     size=$(stat -c %s -- "$1") || exit 3
@@ -92,37 +94,25 @@ if [ -n "$3" ]; then
 fi
 ln -- "$1" "$2"; linked=$?
 rm -f -- "$1"
-[ "$linked" = 0 ] && exit 0
-[ -e "$2" ] && exit 5
-exit 6
+if [ "$linked" = 0 ]; then status=0; elif [ -e "$2" ]; then status=5; else exit 6; fi
+if [ -n "$4" ]; then printf %s "${2##*/}" > "$4/result" || exit 7; fi
+exit "$status"
 """
 
 
 class SftpStream:
-    """TemplateUpload over SFTP while the template is being packed: the bytes go through a pipe to an uploader
-    process of its own (template/uploader.py), so SSH's encryption does not compete with packing for the GIL.
-    What arrives is checked by its size (SSH authenticates every byte, SFTP acknowledges every write) and
-    linked into place."""
+    """TemplateUpload over SSH while the template is being packed: the frames go, as they are made, to a thread
+    that writes them over the node's SSH connection (SFTP, or `cat` through sudo), from a buffer, so packing
+    does not wait while the file is opened. What arrives is checked by its size (SSH authenticates every
+    byte, SFTP acknowledges every write) and linked into place."""
 
     def __init__(self, connector: SshConnector, dest: Destination, progress: Progress | None) -> None:
-        import subprocess
-        import sys
-
-        from pveoci.template.uploader import header
-
         self.remote = RemoteDir(connector, dest)
         self.partial = self.remote.hidden("upload")
         self.progress = progress
         self.sent = 0
-        target = connector.target(dest.node)
-        self._child = subprocess.Popen([sys.executable, "-m", "pveoci.template.uploader"], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE)
-        assert self._child.stdin is not None
-        self._pipe = self._child.stdin
-        self._pipe.write(header(connector.settings, dest.node, {"host": target.host, "port": target.port,
-                                                               "user": target.user}, self.partial))
-        # Packing goes on while the uploader starts and logs in: what it makes meanwhile waits here.
-        self._feeder = _Feeder(self._pipe)
+        sink = _SudoCat(self.remote, self.partial) if self.remote.sudo else _SftpFile(self.remote, self.partial)
+        self._feeder = _Feeder(sink)
 
     def write(self, data: bytes) -> int:
         try:
@@ -135,36 +125,24 @@ class SftpStream:
         return len(data)
 
     def _failed(self) -> errors.SshError:
-        return errors.SshError(f"upload to node '{self.remote.dest.node}' failed: "
-                               f"{self._outcome().get('error', 'the uploader ended')}")
+        why = self._feeder.error
+        message = getattr(why, "message", None) or str(why or "") or type(why).__name__
+        return errors.SshError(f"upload to node '{self.remote.dest.node}' failed: {message}")
 
-    def _outcome(self) -> dict[str, object]:
-        import json
-
-        with contextlib.suppress(BrokenPipeError):
-            self._pipe.close()
-        assert self._child.stdout is not None
-        out = self._child.stdout.read()
-        self._child.wait(timeout=600)
-        try:
-            result: dict[str, object] = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            result = {"error": f"the uploader ended without saying how (exit {self._child.returncode})"}
-        return result
-
-    def finish(self, packed: Packed) -> bool:
+    def finish(self, packed: Packed, claim: object = None) -> bool:
         try:
             if not self._feeder.close():
                 raise self._failed()
-            outcome = self._outcome()
-            if "error" in outcome:
-                raise errors.SshError(f"upload of {packed.name} to node '{self.remote.dest.node}' failed: "
-                                      f"{outcome['error']}")
-            if outcome.get("sent") != packed.size:
+            if self.sent != packed.size:
                 raise errors.SshError(f"upload of {packed.name} to node '{self.remote.dest.node}' arrived "
-                                      f"incomplete ({outcome.get('sent')} of {packed.size} bytes sent); "
-                                      "nothing was kept")
-            return self.remote.place(self.partial, packed.name, packed.size)  # checks the size on the node
+                                      f"incomplete ({self.sent} of {packed.size} bytes sent); nothing was kept")
+            # The size is checked on the node; a claim of this storage gets the name in the same command.
+            held = claim if isinstance(claim, RemoteClaim) and claim.ours and claim.remote.dest == self.remote.dest \
+                else None
+            landed = self.remote.place(self.partial, packed.name, packed.size, held.path if held else "")
+            if held is not None:
+                held.recorded = packed.name
+            return landed
         except BaseException:
             self.abort()
             raise
@@ -172,33 +150,85 @@ class SftpStream:
             self.remote.close()
 
     def abort(self) -> None:
-        if self._child.poll() is None:
-            self._child.kill()
-        self._feeder.close()
-        with contextlib.suppress(Exception):
-            self._pipe.close()
-        with contextlib.suppress(Exception):
-            self._child.wait(timeout=30)
+        self._feeder.close(abort=True)
         with contextlib.suppress(Exception):
             self.remote.run(["rm", "-f", "--", self.partial], timeout=30)
         self.remote.close()
 
 
+class _SftpFile:
+    """A file on the node written over SFTP: opened at the first write, in the writing thread."""
+
+    def __init__(self, remote: RemoteDir, path: str) -> None:
+        self._remote, self._path = remote, path
+        self._sftp: Any = None
+        self._file: Any = None
+
+    def write(self, data: bytes) -> None:
+        if self._file is None:
+            self._sftp = self._remote.session.sftp()
+            self._file = self._sftp.open(self._path, "wb")
+            self._file.MAX_REQUEST_SIZE = CHUNK  # paramiko's default of 32 KiB halves the throughput
+            self._file.set_pipelined(True)
+        self._file.write(data)
+
+    def close(self) -> None:
+        if self._file is None:
+            self.write(b"")
+        try:
+            self._file.close()
+        finally:
+            self._sftp.close()
+
+
+class _SudoCat:
+    """A file on the node written by `cat` through sudo (SFTP would run as the login user), fed through a pipe."""
+
+    def __init__(self, remote: RemoteDir, path: str) -> None:
+        import threading
+
+        read_end, write_end = os.pipe()
+        self._pipe = os.fdopen(write_end, "wb")
+        self._status: list[int] = []
+        source = os.fdopen(read_end, "rb")
+
+        def run() -> None:
+            try:
+                self._status.append(remote.session.stream(["sh", "-c", 'umask 022 && cat > "$1"', "sh", path],
+                                                          stdin=source, stdout=None, stderr=None))
+            finally:
+                source.close()
+
+        self._thread = threading.Thread(target=run, name="pveoci-upload-cat", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> None:
+        self._pipe.write(data)
+
+    def close(self) -> None:
+        self._pipe.close()
+        self._thread.join()
+        if self._status != [0]:
+            raise OSError(f"cat through sudo exited {self._status[0] if self._status else 'without a status'}")
+
+
 class _Feeder:
-    """Bytes for a pipe, written by a thread of their own from a buffer of up to BUFFER bytes: the writer does
-    not wait for the reader until the buffer is full (an uploader still starting, a slow link)."""
+    """Bytes for a sink (its write and close), written by a thread of their own from a buffer of up to BUFFER
+    bytes: the caller does not wait for the sink until the buffer is full (a file still being opened, a slow
+    link). What the sink raised is kept in `error`."""
 
     BUFFER = 256 << 20
 
-    def __init__(self, pipe: IO[bytes]) -> None:
+    def __init__(self, sink: Any) -> None:
         import collections
         import threading
 
-        self._pipe = pipe
+        self._sink = sink
         self._chunks: collections.deque[bytes] = collections.deque()
         self._held = 0
         self._done = False
         self._broken = False
+        self.error: BaseException | None = None
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="pveoci-upload-feed", daemon=True)
         self._thread.start()
@@ -208,37 +238,46 @@ class _Feeder:
             while self._held >= self.BUFFER and not self._broken:
                 self._cond.wait()
             if self._broken:
-                raise BrokenPipeError("the uploader is gone")
+                raise BrokenPipeError("the upload failed")
             self._chunks.append(data)
             self._held += len(data)
             self._cond.notify_all()
 
-    def close(self) -> bool:
-        """No more bytes: wait until all were written; False if the pipe broke."""
+    def close(self, abort: bool = False) -> bool:
+        """No more bytes: wait until all were written and the sink closed; False if it failed. `abort`: drop
+        what is still buffered."""
         with self._cond:
             self._done = True
+            if abort:
+                self._broken = True
+                self._chunks.clear()
             self._cond.notify_all()
         self._thread.join()
+        if self._broken:
+            with contextlib.suppress(Exception):
+                self._sink.close()   # a failed or dropped upload: its channel goes too
         return not self._broken
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._chunks and not self._done:
-                    self._cond.wait()
-                if not self._chunks:
-                    return
-                data = self._chunks.popleft()
-            try:
-                self._pipe.write(data)
-            except (BrokenPipeError, OSError):
+        try:
+            while True:
                 with self._cond:
-                    self._broken = True
-                    self._chunks.clear()
+                    while not self._chunks and not self._done:
+                        self._cond.wait()
+                    if not self._chunks:
+                        break
+                    data = self._chunks.popleft()
+                self._sink.write(data)
+                with self._cond:
+                    self._held -= len(data)
                     self._cond.notify_all()
-                return
+            if not self._broken:
+                self._sink.close()
+        except BaseException as exc:  # kept for the caller, who raises it as an SshError
             with self._cond:
-                self._held -= len(data)
+                self.error = exc
+                self._broken = True
+                self._chunks.clear()
                 self._cond.notify_all()
 
 
@@ -249,13 +288,17 @@ class RemoteClaim:
         self.remote = RemoteDir(connector, dest)
         self.path = f"{self.remote.directory}/.pveoci-claim-{key[:32]}"
         self._touched = 0.0
+        self.recorded: str | None = None   # the name an upload already wrote as the result (SftpStream.finish)
         self.ours = self._take()
 
     def _take(self) -> bool:
-        # Taken, and who holds it (so a sweep on this host knows a holder that was killed), in one round trip.
-        done = self.remote.run(["sh", "-c", _TAKE, "sh", self.path, host_tag(), str(os.getpid())])
+        # Taken, who holds it (so a sweep on this host knows a holder that was killed), and what the storage's
+        # hidden entries are (for the sweep that follows), in one round trip.
+        done = self.remote.run(["sh", "-c", f"{_TAKE}(\n{_LIST})\nexit 0\n", "sh", self.path, host_tag(),
+                                str(os.getpid())])
         if done.status == 0:
             self._touched = time.monotonic()
+            _listed(self.remote.dest, done.stdout.decode(errors="replace"))
             return True
         if done.status == 1:
             return False   # another create holds it
@@ -299,19 +342,23 @@ class RemoteClaim:
         """Done: the name for the waiters; gave up (None): the claim goes, and a waiter takes over."""
         try:
             if self.ours and name:
-                self.remote.run(["sh", "-c", 'printf %s "$2" > "$1/result"', "sh", self.path, name])
+                if name != self.recorded:   # not written by the upload's last command already
+                    self.remote.run(["sh", "-c", 'printf %s "$2" > "$1/result"', "sh", self.path, name])
             elif self.ours:
                 self.remote.run(["rm", "-rf", "--", self.path])
         finally:
             self.remote.close()
 
 
-# RemoteClaim._take: $1 the claim, $2 $3 this host and process. Exit 0: ours; 1: held by another; else why not.
+# RemoteClaim._take: $1 the claim, $2 $3 this host and process. Exit 0: ours (then _LIST runs, in the claim's
+# directory's parent); 1: held by another; else why not.
 _TAKE = """
-if mkdir -- "$1" 2>/dev/null; then printf "%s %s" "$2" "$3" > "$1/holder"; exit; fi
-[ -d "$1" ] && exit 1
-mkdir -- "$1" || exit 2
+if ! mkdir -- "$1" 2>/dev/null; then
+    [ -d "$1" ] && exit 1
+    mkdir -- "$1" || exit 2
+fi
 printf "%s %s" "$2" "$3" > "$1/holder"
+set -- "${1%/*}"
 """
 
 
@@ -327,8 +374,11 @@ def sweep(connector: SshConnector, dest: Destination) -> list[str]:
     and claims done or gone quiet; the names removed."""
     remote = RemoteDir(connector, dest)
     try:
-        # One line per hidden entry: name, age in seconds, and "done" for a claim with a result.
-        listing = remote.run(["sh", "-c", _LIST, "sh", remote.directory]).stdout.decode(errors="replace")
+        # One line per hidden entry: name, age in seconds, and "done" for a claim with a result (the listing a
+        # claim just taken here made, or a new one).
+        listing = _recent(dest)
+        if listing is None:
+            listing = remote.run(["sh", "-c", _LIST, "sh", remote.directory]).stdout.decode(errors="replace")
         doomed = []
         for line in listing.splitlines():
             name, age, done, holder = ([*line.split("\t"), "", "", "", ""])[:4]
@@ -349,9 +399,24 @@ for f in .pveoci-*; do
     done=""
     [ -e "$f/result" ] && done=done
     holder=$(cat -- "$f/holder" 2>/dev/null)
-    printf '%s\t%s\t%s\t%s\n' "$f" "$((now - $(stat -c %Y -- "$f")))" "$done" "$holder"
+    changed=$(stat -c %Y -- "$f" 2>/dev/null) || continue
+    printf '%s\t%s\t%s\t%s\n' "$f" "$((now - changed))" "$done" "$holder"
 done
 """
+
+
+_LISTINGS: dict[tuple[str, str | None], tuple[float, str]] = {}
+_FRESH = 5.0
+
+
+def _listed(dest: Destination, listing: str) -> None:
+    _LISTINGS[(dest.node, dest.directory)] = (time.monotonic(), listing)
+
+
+def _recent(dest: Destination) -> str | None:
+    """The listing a claim took on this storage in the last few seconds, once (the sweep after it uses it)."""
+    when, listing = _LISTINGS.pop((dest.node, dest.directory), (0.0, ""))
+    return listing if time.monotonic() - when < _FRESH else None
 
 
 def _abandoned(name: str, age: float, done: bool, holder: str) -> bool:

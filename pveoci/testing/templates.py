@@ -123,11 +123,11 @@ class TapedStream:
         self.sent = self._real.sent
         return len(data)
 
-    def finish(self, packed: Packed) -> bool:
+    def finish(self, packed: Packed, claim: object = None) -> bool:
         def real() -> dict[str, Any]:
             if self._real is None:
                 raise RuntimeError("a streamed upload finished for real without an upload")
-            return {"landed": self._real.finish(packed)}
+            return {"landed": self._real.finish(packed)}   # the claim is recorded on its own
 
         return bool(play(self.tape, {**self.where, "upload": packed.name}, real)["landed"])
 

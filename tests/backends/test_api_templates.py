@@ -87,7 +87,7 @@ def test_sftp_upload_uses_a_hidden_name_then_links_it_into_place(backend: ApiBac
     assert hidden.split("/")[-1].startswith(".pveoci-upload.")
     assert hidden.endswith(".partial")
     final = f"{cluster.pve.storage_path}/template/cache/{packed.name}"
-    placing = [c for c in commands if c.endswith(f" sh {hidden} {final} ''")]   # RemoteDir.place's one command
+    placing = [c for c in commands if c.endswith(f" sh {hidden} {final} '' ''")]   # RemoteDir.place's one command
     assert len(placing) == 1
     assert placing[0].startswith("sh -c ")
     assert "ln -- \"$1\" \"$2\"" in placing[0]

@@ -54,8 +54,8 @@ def test_doctor_checks_the_pct_path(pveoci) -> None:  # type: ignore[no-untyped-
     result = pveoci("--backend", "pct", "doctor")
     assert result.code == 0, result.out + result.err
     found = checks(result.out)
-    assert set(found) == {"pct", "pvesh", "quorum", "node pve1", "node pve2", "ssh pve1", "ssh pve2", "pct pve1",
-                          "pct pve2"}
+    assert set(found) == {"pct", "pvesh", "quorum", "node pve1", "node pve2", "ssh pve1", "ssh pve2", "packer",
+                          "pct pve1", "pct pve2"}
     assert all(mark == "ok" for mark, _ in found.values()), result.out
     assert found["pct pve2"][1] == "node pve2: pct and pvesh found, run as root"
 

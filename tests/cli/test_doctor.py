@@ -26,9 +26,12 @@ def test_every_check_passes_on_the_bed(pveoci) -> None:  # type: ignore[no-untyp
     result = pveoci("doctor")
     assert result.code == 0, result.err
     checks = lines(result.out)
-    assert set(checks) == {"api", "auth", "privileges", "quorum", "node pve1", "node pve2", "ssh pve1", "ssh pve2"}
+    assert set(checks) == {"api", "auth", "privileges", "quorum", "node pve1", "node pve2", "ssh pve1", "ssh pve2",
+                           "packer"}
     assert all(mark == "ok" for mark, _ in checks.values()), result.out
     assert "TLS verified with CA" in checks["api"][1]
+    assert checks["packer"][1].startswith("templates packed by ")
+    assert "/template/bin/packer-" in checks["packer"][1]
     assert "host key verified (ssh-ed25519 SHA256:" in checks["ssh pve1"][1]
     assert result.err == ""
 
@@ -37,7 +40,7 @@ def test_json_output_lists_the_checks(pveoci) -> None:  # type: ignore[no-untype
     result = pveoci("doctor", "-o", "json")
     assert result.code == 0
     data = json.loads(result.out)
-    assert [c["status"] for c in data] == ["pass"] * 8
+    assert [c["status"] for c in data] == ["pass"] * 9
     assert {"check", "status", "detail"} == set(data[0])
 
 

@@ -69,6 +69,33 @@ def test_vmid_range_picks_spread_free_ids_and_says_when_full(make_runtime: MakeR
         rt.create("c4", tiny_bundle(tmp_path / "b4"))
 
 
+def test_a_forced_delete_of_a_container_that_stops_by_itself_meanwhile_deletes_it(
+        rt: Runtime, memory: MemoryBackend, bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` deletes its container when the process ends; the container stops on its own at that moment, after
+    pveoci saw it running: Proxmox then refuses the stop ("CT 100 not running"), which must not fail the delete."""
+    rt.create("web", bundle)
+    rt.start("web")
+    stop = memory.stop
+
+    def process_ends_first(node: str, vmid: int) -> None:
+        memory.exit(vmid, 0)
+        stop(node, vmid)
+
+    monkeypatch.setattr(memory, "stop", process_ends_first)
+    rt.delete("web", force=True)
+    assert memory.cts == {}
+
+
+def test_a_stop_that_fails_while_the_container_runs_fails_the_delete(rt: Runtime, memory: MemoryBackend,
+                                                                     bundle: Path) -> None:
+    rt.create("web", bundle)
+    rt.start("web")
+    memory.fail("stop", errors.ApiError("CT 100 is locked (migrate)"))
+    with pytest.raises(errors.ApiError, match="is locked"):
+        rt.delete("web", force=True)
+    assert list(memory.cts) == [100]
+
+
 def test_start_kill_delete_follow_the_oci_states(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
     created = rt.create("web", bundle)
     started = rt.start("web")

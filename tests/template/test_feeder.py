@@ -1,11 +1,13 @@
-"""The buffer between packing and the uploader process: packing does not wait while the uploader starts."""
+"""The buffer between packing and the upload: packing does not wait while the upload starts, and a failed upload
+is reported."""
 
 from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
-from pveoci.template.remote import _Feeder
+from pveoci.template.remote import _Feeder, _SudoCat
 
 
 def test_bytes_wait_in_the_buffer_until_the_reader_comes_and_all_arrive() -> None:
@@ -35,3 +37,37 @@ def test_a_reader_that_went_away_is_reported() -> None:
     feeder = _Feeder(os.fdopen(write_end, "wb", buffering=0))
     feeder.put(b"y")
     assert feeder.close() is False
+
+
+class _Session:
+    """What _SudoCat uses of a session: stream() with stdin, as `cat` through sudo would read it."""
+
+    def __init__(self, status: int) -> None:
+        self.status, self.argv, self.got = status, [""], b""
+
+    def stream(self, argv: list[str], *, stdin: Any, stdout: Any, stderr: Any) -> int:
+        self.argv = argv
+        self.got = stdin.read()
+        return self.status
+
+
+class _Remote:
+    def __init__(self, status: int) -> None:
+        self.session = _Session(status)
+
+
+def test_through_sudo_the_bytes_go_to_cat_on_the_node() -> None:
+    remote = _Remote(0)
+    feeder = _Feeder(_SudoCat(remote, "/dir/.pveoci-upload.x.partial"))  # type: ignore[arg-type]
+    for _ in range(40):
+        feeder.put(b"z" * 100_000)
+    assert feeder.close()
+    assert remote.session.got == b"z" * 4_000_000
+    assert remote.session.argv == ["sh", "-c", 'umask 022 && cat > "$1"', "sh", "/dir/.pveoci-upload.x.partial"]
+
+
+def test_cat_failing_through_sudo_fails_the_upload_with_its_status() -> None:
+    feeder = _Feeder(_SudoCat(_Remote(1), "/dir/f"))  # type: ignore[arg-type]
+    feeder.put(b"data")
+    assert feeder.close() is False
+    assert str(feeder.error) == "cat through sudo exited 1"

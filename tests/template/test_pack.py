@@ -19,6 +19,19 @@ from hypothesis import strategies as st
 from pveoci import errors
 from pveoci.template import manifest
 from pveoci.template.pack import ExtraFile, pack, rootfs_size, template_name
+from tests.conftest import need
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def packer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with the packer in C (where it runs: test_native.py shows it makes the same bytes) and in
+    Python."""
+    from pveoci.template import native
+
+    monkeypatch.setenv("PVEOCI_PACKER", request.param)
+    if request.param == "native" and native.binary() is None:
+        need([f"the packer for this machine (pveoci/template/bin, {os.uname().machine})"])
+    return str(request.param)
 
 
 def make_rootfs(root: Path) -> Path:
