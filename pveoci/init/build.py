@@ -72,6 +72,23 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def run_steps(steps: dict[str, list[list[str]]], work: Path) -> None:
+    """Each arch's commands in order, the arches side by side, in work; BuildError with the compiler's output."""
+    failed = []
+    pending = {arch: list(cmds) for arch, cmds in steps.items()}
+    while pending:
+        procs = {arch: subprocess.Popen(cmds.pop(0), cwd=work, env=clean_env(), stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+                 for arch, cmds in pending.items()}
+        for arch, proc in procs.items():
+            output, _ = proc.communicate()
+            if proc.returncode != 0:
+                failed.append(f"{arch} ({TARGETS[arch]}):\n{output}")
+        if failed:
+            raise BuildError("zig cc failed for " + "\n".join(failed))
+        pending = {arch: cmds for arch, cmds in pending.items() if cmds}
+
+
 def build(out_dir: Path) -> dict[str, bytes]:
     """Compiles init.c for every arch into out_dir (init-<arch>, SHA256SUMS); returns the binaries."""
     found = zig_version()
@@ -82,20 +99,9 @@ def build(out_dir: Path) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix="pveoci-init-") as tmp:
         work = Path(tmp)
         shutil.copyfile(SOURCE, work / "init.c")
-        procs = {
-            arch: subprocess.Popen(
-                zig("cc", "-target", TARGETS[arch], *CFLAGS, f"-ffile-prefix-map={work}=.",
-                     f'-DPVEOCI_INIT_VERSION="{VERSION}"', "init.c", "-o", f"init-{arch}"),
-                cwd=work, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for arch in ARCHES
-        }
-        failed = []
-        for arch, proc in procs.items():
-            output, _ = proc.communicate()
-            if proc.returncode != 0:
-                failed.append(f"{arch} ({TARGETS[arch]}):\n{output}")
-        if failed:
-            raise BuildError("zig cc failed for " + "\n".join(failed))
+        run_steps({arch: [zig("cc", "-target", TARGETS[arch], *CFLAGS, f"-ffile-prefix-map={work}=.",
+                              f'-DPVEOCI_INIT_VERSION="{VERSION}"', "init.c", "-o", f"init-{arch}")]
+                   for arch in ARCHES}, work)
         for arch in ARCHES:
             binaries[arch] = (work / f"init-{arch}").read_bytes()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,13 @@ from pathlib import Path
 from pveoci.init import ARCHES
 from pveoci.init.build import (
     SUMS,
+    TARGETS,
     ZIG_VERSION,
     BuildError,
     Program,
-    clean_env,
     cli,
     compare,
+    run_steps,
     sums_text,
     write_file,
     zig,
@@ -44,7 +45,6 @@ ZSTANDARD = "0.25.0"           # python-zstandard whose bundled zstd (1.5.7) the
 ZSTANDARD_SHA256 = "7713e1179d162cf5c7906da876ec2ccb9c3a9dcbdffef0cc7f70c3667a205f0b"
 ZSTD_FILES = ("zstd.c", "zstd.h", "zstd_errors.h", "zdict.h", "LICENSE")
 
-TARGETS = {"amd64": "x86_64-linux-musl", "arm64": "aarch64-linux-musl"}
 COMMON = ["-O2", "-pthread", "-ffunction-sections", "-fdata-sections", "-fno-asynchronous-unwind-tables",
           "-fno-unwind-tables"]
 ZSTD_FLAGS = ["-DZSTD_LEGACY_SUPPORT=0", "-w"]
@@ -79,23 +79,6 @@ def _zstd_source(work: Path) -> None:
             (work / name).write_bytes(member.read())
 
 
-def _run(steps: dict[str, list[list[str]]], work: Path) -> None:
-    """Each arch's commands in order, the arches side by side."""
-    failed = []
-    pending = {arch: list(cmds) for arch, cmds in steps.items()}
-    while pending:
-        procs = {arch: subprocess.Popen(cmds.pop(0), cwd=work, env=clean_env(), stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-                 for arch, cmds in pending.items()}
-        for arch, proc in procs.items():
-            output, _ = proc.communicate()
-            if proc.returncode != 0:
-                failed.append(f"{arch} ({TARGETS[arch]}):\n{output}")
-        if failed:
-            raise BuildError("zig cc failed for " + "\n".join(failed))
-        pending = {arch: cmds for arch, cmds in pending.items() if cmds}
-
-
 def build(out_dir: Path) -> dict[str, bytes]:
     """Compiles the packer for every arch into out_dir (packer-<arch>, SHA256SUMS, zstd's licence)."""
     found = zig_version()
@@ -113,7 +96,7 @@ def build(out_dir: Path) -> dict[str, bytes]:
             zig("cc", "-target", TARGETS[arch], *COMMON, *ZSTD_FLAGS, mapped, "-c", "zstd.c", "-o", f"zstd-{arch}.o"),
             zig("cc", "-target", TARGETS[arch], *LINK, f"packer-{arch}.o", f"zstd-{arch}.o", "-o", f"packer-{arch}"),
         ] for arch in ARCHES}
-        _run(steps, work)
+        run_steps(steps, work)
         binaries = {arch: (work / f"packer-{arch}").read_bytes() for arch in ARCHES}
         licence = (work / "LICENSE").read_bytes()
     out_dir.mkdir(parents=True, exist_ok=True)
