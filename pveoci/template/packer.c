@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -454,8 +455,34 @@ static char *full_path(const unsigned char *rel, size_t rel_len) {
     return full;
 }
 
-static void copy_data(const char *full, uint64_t size) {
-    int fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+/* openat2 (Linux 5.6): the file is opened beneath the rootfs with no symbolic link anywhere on its path, so a
+   directory swapped for a link after the walk is not followed out of the tree. Older kernels: open(2). */
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+struct open_how_v0 {
+    uint64_t flags, mode, resolve;
+};
+#define RESOLVE_NO_SYMLINKS_ 0x04
+#define RESOLVE_BENEATH_ 0x08
+static int root_fd = -1;
+static int have_openat2 = 1;
+
+static int open_file(const unsigned char *rel, const char *full) {
+    if (have_openat2 && root_fd >= 0) {
+        struct open_how_v0 how = {O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH_ | RESOLVE_NO_SYMLINKS_};
+        long fd = syscall(SYS_openat2, root_fd, rel, &how, sizeof how);
+        if (fd >= 0) return (int)fd;
+        if (errno == ELOOP || errno == EXDEV)
+            die(3, "%s: a directory on its path became a symbolic link while it was being packed", full);
+        if (errno != ENOSYS && errno != EPERM) return -1;
+        have_openat2 = 0;   /* not on this kernel (or a filter refuses it) */
+    }
+    return open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+static void copy_data(const unsigned char *rel, const char *full, uint64_t size) {
+    int fd = open_file(rel, full);
     if (fd < 0) fail_path("read", full, errno);
     uint64_t left = size;
     while (left > 0) {
@@ -499,6 +526,7 @@ static void rootfs_entry(void) {
     read_in(&e, sizeof e);
     if (e.name_len + 4 > rel_cap) rel = xrealloc(rel, rel_cap = e.name_len + 256);
     read_in(rel, e.name_len);
+    rel[e.name_len] = 0;
     if (skipped(rel, e.name_len)) return;
     char *full = full_path(rel, e.name_len);
 
@@ -590,7 +618,7 @@ static void rootfs_entry(void) {
     }
     f_begin(size);
     f_write(head.data, head.len);
-    if (size) copy_data(full, size);
+    if (size) copy_data(rel, full, size);
     f_end(e.crc);
     entries_written++;
 }
@@ -711,6 +739,8 @@ static int scan(void) {
 /* ------------------------------------------------------------------ main */
 
 static int pack(int argc, char **argv) {
+    root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0) die(3, "cannot read directory %s: %s", root, strerror(errno));
     level = atoi(argv[0]);
     int threads = atoi(argv[1]);
     if (threads < 1 || threads > 64) die(2, "THREADS: 1 to 64");

@@ -126,7 +126,8 @@ class SftpStream:
 
     def _failed(self) -> errors.SshError:
         why = self._feeder.error
-        message = getattr(why, "message", None) or str(why or "") or type(why).__name__
+        message = (getattr(why, "message", None) or str(why) or type(why).__name__) if why is not None \
+            else "the upload stopped"
         return errors.SshError(f"upload to node '{self.remote.dest.node}' failed: {message}")
 
     def finish(self, packed: Packed, claim: object = None) -> bool:

@@ -93,6 +93,25 @@ def test_a_rootfs_with_pveocis_reserved_directory_is_refused_by_both(program: Pa
             pack(rootfs, tmp_path / which, extras=(ExtraFile(".pveoci/init", b"i"),))
 
 
+def test_a_directory_swapped_for_a_link_after_the_walk_is_not_followed_out_of_the_rootfs(
+        program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the walk and the read, etc/ becomes a link to a directory outside the rootfs that has a file of the
+    same name and size: the packer refuses rather than packing that file's bytes."""
+    from pveoci.template import manifest
+
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "empty").write_bytes(b"")
+    (outside / "owned").write_text("X")           # rootfs/etc/owned has one byte too
+    scanned = manifest.scan(rootfs)
+    (rootfs / "etc").rename(tmp_path / "etc-moved")
+    (rootfs / "etc").symlink_to(outside)
+    monkeypatch.setenv("PVEOCI_PACKER", "native")
+    with pytest.raises(errors.BundleError, match="a directory on its path became a symbolic link"):
+        pack(rootfs, tmp_path / "out", entries=scanned.entries)
+
+
 def test_the_stat_walks_give_the_same_records(program: Path, tmp_path: Path) -> None:
     rootfs = make_rootfs(tmp_path / "rootfs")
     root = os.fsencode(rootfs)
