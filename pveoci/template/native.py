@@ -110,16 +110,9 @@ class Packer:
             stdin = self._proc.stdin
             assert stdin is not None
             try:
-                batch: list[bytes] = []
-                size = 0
                 for record in records:
-                    batch.append(record)
-                    size += len(record)
-                    if size >= 1 << 20:
-                        stdin.write(b"".join(batch))
-                        batch, size = [], 0
-                batch.append(b"E")
-                stdin.write(b"".join(batch))
+                    stdin.write(record)
+                stdin.write(b"E")
                 stdin.close()
             except BrokenPipeError:
                 pass   # the program ended: its exit status says why

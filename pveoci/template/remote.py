@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 import time
+import weakref
 from typing import IO, Any, cast
 
 from pveoci import errors
@@ -287,6 +288,7 @@ class RemoteClaim:
 
     def __init__(self, connector: SshConnector, dest: Destination, key: str) -> None:
         self.remote = RemoteDir(connector, dest)
+        self._connector = connector
         self.path = f"{self.remote.directory}/.pveoci-claim-{key[:32]}"
         self._touched = 0.0
         self.recorded: str | None = None   # the name an upload already wrote as the result (SftpStream.finish)
@@ -299,7 +301,7 @@ class RemoteClaim:
                                 str(os.getpid())])
         if done.status == 0:
             self._touched = time.monotonic()
-            _listed(self.remote.dest, done.stdout.decode(errors="replace"))
+            _listed(self._connector, self.remote.dest, done.stdout.decode(errors="replace"))
             return True
         if done.status == 1:
             return False   # another create holds it
@@ -377,7 +379,7 @@ def sweep(connector: SshConnector, dest: Destination) -> list[str]:
     try:
         # One line per hidden entry: name, age in seconds, and "done" for a claim with a result (the listing a
         # claim just taken here made, or a new one).
-        listing = _recent(dest)
+        listing = _recent(connector, dest)
         if listing is None:
             listing = remote.run(["sh", "-c", _LIST, "sh", remote.directory]).stdout.decode(errors="replace")
         doomed = []
@@ -406,17 +408,21 @@ done
 """
 
 
-_LISTINGS: dict[tuple[str, str | None], tuple[float, str]] = {}
+# What a claim just listed, per connection (one cluster's nodes: another profile's node of the same name is
+# another machine), then per storage.
+_LISTINGS: weakref.WeakKeyDictionary[SshConnector, dict[tuple[str, str | None], tuple[float, str]]] = \
+    weakref.WeakKeyDictionary()
 _FRESH = 5.0
 
 
-def _listed(dest: Destination, listing: str) -> None:
-    _LISTINGS[(dest.node, dest.directory)] = (time.monotonic(), listing)
+def _listed(connector: SshConnector, dest: Destination, listing: str) -> None:
+    _LISTINGS.setdefault(connector, {})[(dest.node, dest.directory)] = (time.monotonic(), listing)
 
 
-def _recent(dest: Destination) -> str | None:
-    """The listing a claim took on this storage in the last few seconds, once (the sweep after it uses it)."""
-    when, listing = _LISTINGS.pop((dest.node, dest.directory), (0.0, ""))
+def _recent(connector: SshConnector, dest: Destination) -> str | None:
+    """The listing a claim took on this storage over this connection in the last few seconds, once (the sweep
+    after it uses it)."""
+    when, listing = _LISTINGS.get(connector, {}).pop((dest.node, dest.directory), (0.0, ""))
     return listing if time.monotonic() - when < _FRESH else None
 
 

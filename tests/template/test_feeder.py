@@ -71,3 +71,19 @@ def test_cat_failing_through_sudo_fails_the_upload_with_its_status() -> None:
     feeder.put(b"data")
     assert feeder.close() is False
     assert str(feeder.error) == "cat through sudo exited 1"
+
+
+def test_a_claims_listing_serves_only_the_sweep_of_the_same_connection() -> None:
+    """Two profiles may name a node and a storage alike: what one cluster's claim listed is not another's."""
+    from pveoci.models import Destination
+    from pveoci.template import remote
+
+    class Connector:   # stands in for SshConnector: only its identity counts here
+        pass
+
+    mine, theirs = Connector(), Connector()
+    dest = Destination(node="pve1", storage="local", shared=False, directory="/var/lib/vz/template/cache")
+    remote._listed(mine, dest, ".pveoci-claim-x\t0\tdone\t\n")  # type: ignore[arg-type]
+    assert remote._recent(theirs, dest) is None  # type: ignore[arg-type]
+    assert remote._recent(mine, dest) == ".pveoci-claim-x\t0\tdone\t\n"  # type: ignore[arg-type]
+    assert remote._recent(mine, dest) is None  # type: ignore[arg-type]  # once

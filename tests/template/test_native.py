@@ -4,6 +4,7 @@ for), for both architectures; and it is the one used where it runs."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import stat
@@ -218,17 +219,11 @@ def test_the_arm64_packer_makes_the_same_records_and_frames(program: Path, arm64
 
 def test_the_committed_packers_are_what_the_source_builds_to() -> None:
     """Reproducible: the pinned zig and zstd source (fetched with pip) give the committed bytes."""
-    if shutil.which("zig") is None and not _has_ziglang():
+    if importlib.util.find_spec("ziglang") is None:
         need([f"ziglang (pip install ziglang=={init_build.ZIG_VERSION}; in the dev extra)"])
     done = subprocess.run([sys.executable, "-m", "pveoci.template.packer_build", "--check"], capture_output=True,
                           text=True, check=False, cwd=ROOT, timeout=900)
     assert done.returncode == 0, done.stderr
-
-
-def _has_ziglang() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ziglang") is not None
 
 
 def test_sha256sums_lists_the_packers() -> None:
