@@ -45,6 +45,7 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
     """
     plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version(),
                                 size=size, root_pam=ctx.backend.privileged())
+    marker.check_fits(cid, str(bundle.path), str(bundle.rootfs))  # the container's notes can hold its marker
     plan.check(strict)
     if not warn:
         return plan
