@@ -90,3 +90,10 @@ def test_a_workstation_that_knows_the_container_still_acts_on_it(broken: int, rt
     rt.delete("web", force=True)
     assert memory.cts == {}
 
+
+@pytest.mark.parametrize("cid", ["web\n", "web\r\n", "we\nb"])
+def test_an_id_with_a_line_break_is_refused_as_runc_refuses_it(rt: Runtime, memory: MemoryBackend, bundle: Path,
+                                                                cid: str) -> None:
+    with pytest.raises(errors.InvalidParameter, match="invalid container ID format"):
+        rt.create(cid, bundle)
+    assert memory.cts == {}
