@@ -43,11 +43,15 @@ def parse_0_2(description: str) -> marker.Marker | None:
 def assert_safe(text: str) -> None:
     """One comment, closed where the block ends, nothing in it a markdown or HTML reader could take for syntax."""
     assert len(text) <= marker.DESCRIPTION_MAX
-    assert text.count("<!--") == 1 and text.count("-->") == 1 and text.endswith(" -->\n")
+    assert text.count("<!--") == 1
+    assert text.count("-->") == 1
+    assert text.endswith(" -->\n")
     header, block = text.split("\n\n", 1)
-    assert "\n" not in header and "\r" not in header
+    assert "\n" not in header
+    assert "\r" not in header
     inner = block.removeprefix(marker.OPENING).removesuffix(" -->\n")
-    assert inner.isascii() and inner.isprintable()
+    assert inner.isascii()
+    assert inner.isprintable()
     assert not set(inner) & set("<>&`")
 
 
