@@ -45,6 +45,7 @@ _EXPORTS = {
     "NotPaused": "pveoci.errors", "NotStopped": "pveoci.errors", "HookFailed": "pveoci.errors",
     "Unsupported": "pveoci.errors", "InUse": "pveoci.errors", "ChecksFailed": "pveoci.errors",
     "ApiError": "pveoci.errors", "NoSuitableNode": "pveoci.errors", "MoveRefused": "pveoci.errors",
+    "MarkerUnreadable": "pveoci.errors",
 }
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "InvalidParameter",
     "Locked",
     "MappingError",
+    "MarkerUnreadable",
     "Migration",
     "MigrationCheck",
     "MoveRefused",
@@ -136,6 +138,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         InvalidParameter,
         Locked,
         MappingError,
+        MarkerUnreadable,
         MoveRefused,
         NodeOffline,
         NoQuorum,

@@ -124,6 +124,18 @@ class Profile(BaseModel):
             raise ValueError("must look like user@realm!tokenname")
         return value
 
+    @field_validator("bridge")
+    @classmethod
+    def _check_bridge(cls, value: str) -> str:
+        """It goes into net0's property string: refused here, when the settings load, as well as where net0 is
+        made (pveoci.lxc.properties)."""
+        from pveoci.lxc.properties import shown, why_not_bridge
+
+        problem = why_not_bridge(value)
+        if problem is not None:
+            raise ValueError(f"{shown(value)} cannot go into Proxmox's net0: {problem}")
+        return value
+
     @property
     def api_user(self) -> str:
         """The user the API acts as: the token's user for token auth."""

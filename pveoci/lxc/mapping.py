@@ -11,6 +11,7 @@ and the reason. docs/mapping.md is the same table for people; keep them in step.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from pveoci import errors
 from pveoci.lxc import (
@@ -22,11 +23,12 @@ from pveoci.lxc import (
     fields_process,
     fields_resources,
     fields_security,
+    properties,
 )
 from pveoci.lxc.fields_container import dns_hostname
 from pveoci.lxc.fields_lifecycle import STOP_SIGNAL_ANNOTATION, signal_name
 from pveoci.lxc.fields_resources import cpu_weight
-from pveoci.lxc.plan import Draft, Finding, FindProgram, Options, Plan, Status, Target
+from pveoci.lxc.plan import Draft, Finding, FindProgram, Options, Plan, Status, Target, profile_property
 from pveoci.oci.spec import Spec
 from pveoci.process import ProcessSpec
 
@@ -88,7 +90,7 @@ def always(target: Target) -> Options:
         "arch": "amd64",
         "cmode": "console",     # the process's stdio is the container console
         "onboot": 0,
-        "net0": f"name=eth0,bridge={target.bridge},ip=dhcp,ip6=auto",
+        "net0": profile_property(partial(properties.net, target.bridge)),
     }
 
 

@@ -17,6 +17,7 @@ from pveoci import errors, hooks, marker, planning
 from pveoci.cache import Record
 from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
+from pveoci.lxc.properties import tag_list
 from pveoci.models import Placement, PushResult
 from pveoci.oci.bundle import Bundle
 from pveoci.process import encode, encode_arg
@@ -44,6 +45,7 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
     """
     plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version(),
                                 size=size, root_pam=ctx.backend.privileged())
+    marker.check_fits(cid, str(bundle.path), str(bundle.rootfs))  # the container's notes can hold its marker
     plan.check(strict)
     if not warn:
         return plan
@@ -168,7 +170,7 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
     # PVE >= 9.1: the spec rides on the entrypoint option; before (or when too long), it is placed after the start.
     in_entrypoint = not plan.legacy_init and len(spec_arg) <= ENTRYPOINT_MAX
     options = {**plan.options, "ostemplate": pushed.volid, "description": marker.render(mark),
-               "tags": ";".join(sorted(tags)), "arch": arch, "start": 1}
+               "tags": tag_list(tags), "arch": arch, "start": 1}
     if not plan.legacy_init:
         options["entrypoint"] = f"{INIT_PATH} --spec={spec_arg}" if in_entrypoint else INIT_PATH
     target = pushed.node
