@@ -8,7 +8,7 @@ The Python API, which the `pveoci` command line is a front end to:
     state = rt.run("web1", "./bundles/web")    # create + start; a typed State
     print(state.status, state.node, state.vmid)
     rt.kill("web1", "TERM")
-    rt.wait("web1")
+    status = rt.wait("web1")                   # its process's exit status (143: TERM ended it)
     rt.delete("web1")
 
 Errors are subclasses of `pveoci.PveociError` (see `pveoci.errors`), each with a stable exit code.
@@ -25,7 +25,7 @@ __version__ = "0.2.0"
 # Public name -> the module that defines it; imported on first use, so `import pveoci` stays cheap.
 _EXPORTS = {
     "connect": "pveoci.connect",
-    "Runtime": "pveoci.runtime", "Templates": "pveoci.runtime",
+    "Runtime": "pveoci.runtime", "Templates": "pveoci.runtime", "FindingsMode": "pveoci.runtime",
     "State": "pveoci.models", "Node": "pveoci.models", "Storage": "pveoci.models", "Template": "pveoci.models",
     "PushResult": "pveoci.models", "Check": "pveoci.models", "GcReport": "pveoci.models",
     "ProcessTable": "pveoci.models", "Guest": "pveoci.models", "Placement": "pveoci.models",
@@ -59,6 +59,7 @@ __all__ = [
     "ConnectError",
     "ContainerStateError",
     "Finding",
+    "FindingsMode",
     "GcReport",
     "Guest",
     "HookFailed",
@@ -176,5 +177,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         Template,
     )
     from pveoci.progress import Progress
-    from pveoci.runtime import Runtime, Templates
+    from pveoci.runtime import FindingsMode, Runtime, Templates
     from pveoci.settings import Profile, Settings

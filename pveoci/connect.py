@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pveoci.backends.base import Backend, Facts
-from pveoci.runtime import Runtime
+from pveoci.runtime import FindingsMode, Runtime
 from pveoci.settings import Settings, load
 
 if TYPE_CHECKING:
@@ -14,14 +14,16 @@ if TYPE_CHECKING:
 
 
 def connect(profile: str | None = None, *, config: Path | str | None = None, root: Path | str | None = None,
-            settings: Settings | None = None, backend: Backend | str | None = None, **overrides: Any) -> Runtime:
+            settings: Settings | None = None, backend: Backend | str | None = None, findings: FindingsMode = "log",
+            **overrides: Any) -> Runtime:
     """A Runtime for a cluster: the profile from config.toml (or PVEOCI_PROFILE, then default_profile).
 
     `config` names another settings file, `root` the directory of the local cache (default: the
     platform's state directory). Keyword overrides win over the profile and the environment, e.g.
     `connect("lab", node="pve2", vmid_range="9000-9099")`; an override of None removes a setting.
     `backend` is the profile's setting when a name ("api", "pct", "auto"), or the Backend to use; `settings`
-    (from pveoci.settings.load) and a Backend replace what would be built from them.
+    (from pveoci.settings.load) and a Backend replace what would be built from them. `findings="quiet"` keeps
+    creates from logging what Proxmox cannot honour (Runtime.findings; each create may say otherwise).
 
     Raises ConfigError for missing or unsafe settings (no host, a secret file others can read);
     nothing is asked of the cluster until a method needs it.
@@ -42,7 +44,7 @@ def connect(profile: str | None = None, *, config: Path | str | None = None, roo
     cache = Cache(Path(root) if root else default_root())
     if backend is None:
         backend = backend_for(settings, ClusterFacts(cache, facts_scope(settings)))
-    return Runtime(backend, cache, settings)
+    return Runtime(backend, cache, settings, findings=findings)
 
 
 def backend_for(settings: Settings, facts: Facts | None = None) -> Backend:

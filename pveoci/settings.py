@@ -320,28 +320,31 @@ def load(
     return Settings(profile=model, config_path=path, sources=sources, env=ours)
 
 
-EXAMPLE_CONFIG = """\
+EXAMPLE_HEADER = """\
 # pveoci settings: one [profiles.NAME] table per cluster.
 # Pick a profile with --profile NAME or PVEOCI_PROFILE; every key can be
 # overridden by PVEOCI_<KEY> (PVEOCI_SSH_<KEY> for the ssh table).
-default_profile = "{name}"
+default_profile = {name}
 
-[profiles.{name}]
-host = "{host}"                # any node of the cluster (the API proxies to the others)
+"""
+
+EXAMPLE_PROFILE = """\
+[profiles.{key}]
+host = {host}                # any node of the cluster (the API proxies to the others)
 port = 8006
 # API token auth (recommended). The secret comes from PVEOCI_TOKEN_SECRET or from
 # token_secret_file, a file only you can read (chmod 600).
 token_id = "pveoci@pve!cli"
-token_secret_file = "~/.config/pveoci/{name}.token"
+token_secret_file = {token_file}
 # Ticket auth instead: set user and a password_file (or PVEOCI_PASSWORD).
 # user = "root@pam"
-# password_file = "~/.config/pveoci/{name}.password"
+# password_file = {password_file}
 
 # TLS is verified against the system CAs by default. For PVE's own CA, point
 # ca_file at a copy of /etc/pve/pve-root-ca.pem, or pin the certificate with
 # its SHA-256 fingerprint (as `pveoci doctor` or the node's summary shows it).
 verify_tls = true
-# ca_file = "~/.config/pveoci/{name}-ca.pem"
+# ca_file = {ca_file}
 # fingerprint = "AB:CD:..."
 
 timeout = 30                    # seconds for one API request
@@ -355,7 +358,7 @@ backend = "api"                 # api; pct (pct/pvesh on the nodes, as root); au
                                 # when the API cannot be reached)
 # pct_runner = "auto"           # pct backend: local on a node, else ssh (to host, then each node)
 
-[profiles.{name}.ssh]
+[profiles.{key}.ssh]
 user = "root"
 port = 22
 agent = true
@@ -365,11 +368,45 @@ known_hosts = "~/.ssh/known_hosts"  # host keys are checked, never accepted blin
 # config_file = "~/.ssh/config-lab"   # with openssh: another ssh_config (ssh -F)
 
 # A node whose SSH address is not the one the cluster reports:
-# [profiles.{name}.ssh.nodes.pve2]
+# [profiles.{key}.ssh.nodes.pve2]
 # address = "203.0.113.12"
 # port = 2222
 """
 
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
-def example_config(name: str = "default", host: str = "pve1.example.com") -> str:
-    return EXAMPLE_CONFIG.format(name=name, host=host)
+
+def secrets_dir() -> str:
+    """Where `config init` points a profile's secret files: the platform config dir's pveoci/ (on Linux
+    $XDG_CONFIG_HOME/pveoci, else ~/.config/pveoci), written with ~ for the home directory."""
+    from platformdirs import user_config_path
+
+    folder = user_config_path("pveoci")
+    home = Path.home()
+    return f"~/{folder.relative_to(home)}" if folder.is_relative_to(home) else str(folder)
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, so no value can end the string or the line (DEL, which
+    JSON leaves as it is, TOML refuses: escaped too)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def example_profile(name: str = "default", host: str = "pve1.example.com", secrets: str | None = None) -> str:
+    """The commented [profiles.NAME] tables `config init` writes; `secrets`: the directory of its secret files
+    (default: secrets_dir()). ConfigError for a name that cannot be a profile's (a TOML bare key, a file name)."""
+    if not PROFILE_NAME.fullmatch(name):
+        raise ConfigError(f"profile name {name!r}: use letters, digits, '_' and '-' (starting with a letter or "
+                          "digit)")
+    folder = (secrets or secrets_dir()).rstrip("/")
+    return EXAMPLE_PROFILE.format(key=name, host=toml_string(host),
+                                  token_file=toml_string(f"{folder}/{name}.token"),
+                                  password_file=toml_string(f"{folder}/{name}.password"),
+                                  ca_file=toml_string(f"{folder}/{name}-ca.pem"))
+
+
+def example_config(name: str = "default", host: str = "pve1.example.com", secrets: str | None = None) -> str:
+    """A whole commented config.toml with one profile, its default."""
+    return EXAMPLE_HEADER.format(name=toml_string(name)) + example_profile(name, host, secrets)

@@ -33,6 +33,9 @@ from pveoci.runtime.vmids import create_with_fresh_vmid
 from pveoci.template import manifest
 
 log = logging.getLogger("pveoci.runtime")
+#: What a create cannot honour in the bundle (the mapping's findings): a logger of its own, so that scripts
+#: can silence it (`logging.getLogger("pveoci.findings").setLevel(logging.ERROR)`) and keep the others.
+findings_log = logging.getLogger("pveoci.findings")
 
 ENTRYPOINT_MAX = 32 * 1024   # a longer spec is placed with `init set-spec` instead of riding on the entrypoint
 
@@ -51,23 +54,23 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
         return plan
     unsupported = sorted({f.field for f in plan.unsupported})
     if unsupported:
-        log.warning("%s: not supported by Proxmox, ignored (pveoci plan -b %s shows why)",
+        findings_log.warning("%s: not supported by Proxmox, ignored (pveoci plan -b %s shows why)",
                     ", ".join(unsupported), bundle.path)
     for finding in plan.warnings():
-        log.info("%s: %s (%s)", finding.field, finding.detail, finding.status)
+        findings_log.info("%s: %s (%s)", finding.field, finding.detail, finding.status)
     return plan
 
 
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
            progress: Progress, exclude: Iterable[str] = (),
-           on_placement: Callable[[Placement], None] | None = None) -> Located:
+           on_placement: Callable[[Placement], None] | None = None, warn: bool = True) -> Located:
     check_id(cid)
     recover(ctx, cid)
     if locate(ctx, cid) is not None:
         raise errors.AlreadyExists("container with given ID already exists")
     bundle = Bundle.load(bundle_dir)
     scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
-    plan = plan_for(ctx, bundle, cid, strict=strict, size=scanned.size)
+    plan = plan_for(ctx, bundle, cid, strict=strict, warn=warn, size=scanned.size)
     target, op = _place(ctx, cid, bundle, plan, scanned, node or ctx.profile.node, exclude, on_placement)
     try:
         arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
