@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pveoci import userfile
 from pveoci.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -28,6 +29,7 @@ ENV_PREFIX = "PVEOCI_"
 CONFIG_ENV = "PVEOCI_CONFIG"
 PROFILE_ENV = "PVEOCI_PROFILE"
 SECRET_KEYS = ("token_secret", "password")
+MAX_CONFIG_SIZE = userfile.MIB   # a settings file of many profiles is some KiB
 _FINGERPRINT = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){31}$")
 
 
@@ -190,15 +192,26 @@ def read_secret_file(path: Path) -> str:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        # A pipe too (`--config <(...)`); never a device, never without a size limit.
+        raw = userfile.read(path, MAX_CONFIG_SIZE, pipes=True)
     except FileNotFoundError:
         return {}
+    except userfile.Refused as exc:
+        raise ConfigError(f"cannot read {path}: it {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")  # TOML is UTF-8 (toml.io: "A TOML file must be a valid UTF-8 encoded document")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return dict(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return dict(data)
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: nested too deeply") from None
+    except ValueError:  # what else the reader refuses: an integer of thousands of digits
+        raise ConfigError(f"{path} is not valid TOML: a number too long to read") from None
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

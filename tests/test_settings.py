@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from pveoci import settings
 from pveoci.errors import ConfigError
+from tests.guards import fifo_released_after, memory_cap
 
 CONFIG = """
 default_profile = "lab"
@@ -233,3 +236,55 @@ def test_settings_keep_neither_the_environment_nor_a_secret_in_their_repr(tmp_pa
         assert value not in shown
     assert "AWS_SECRET_ACCESS_KEY" not in loaded.env
     assert loaded.secret("token_secret") == "s3cret-value"
+
+
+# --- a settings file made to hurt, and ranges that name nothing ---
+
+
+def test_a_config_toml_that_is_not_utf8_is_a_one_line_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'[profiles.default]\nhost = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as caught:  # 0.2: UnicodeDecodeError, exit 70
+        settings.load(config_path=path, env={})
+    assert caught.value.message == f"{path} is not valid TOML: not UTF-8 text (byte 30)"
+    assert caught.value.exit_code == 3
+
+
+def test_a_config_toml_integer_of_5000_digits_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[profiles.default]\nport = " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"c\.toml is not valid TOML: a number too long to read$"):
+        settings.load(config_path=path, env={})
+
+
+def test_a_config_toml_linked_to_dev_zero_is_refused_without_reading_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.symlink_to("/dev/zero")
+    with memory_cap(), pytest.raises(ConfigError) as caught:  # 0.2 read it until no memory was left
+        settings.load(config_path=path, env={})
+    assert caught.value.message == f"cannot read {path}: it is not a regular file (a character device)"
+
+
+def test_a_config_toml_fifo_nobody_writes_reads_as_empty_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    os.mkfifo(path)
+    began = time.monotonic()
+    with fifo_released_after(path, 3.0):  # 0.2 waited for a writer forever
+        loaded = settings.load(config_path=path, env={"PVEOCI_HOST": "h"})
+    assert time.monotonic() - began < 1.0
+    assert loaded.profile.host == "h"
+
+
+def test_a_config_toml_from_a_pipe_is_read_to_its_end(tmp_path: Path) -> None:
+    """`pveoci --config <(generate)`: a pipe, whose writer may still be writing."""
+    read_end, write_end = os.pipe()
+    writer = threading.Thread(target=lambda: (time.sleep(0.2), os.write(write_end, b'[profiles.default]\n'),
+                                              time.sleep(0.2), os.write(write_end, b'host = "piped"\n'),
+                                              os.close(write_end)))
+    writer.start()
+    try:
+        loaded = settings.load(config_path=Path(f"/proc/self/fd/{read_end}"), env={})
+    finally:
+        writer.join()
+        os.close(read_end)
+    assert loaded.profile.host == "piped"
