@@ -119,6 +119,13 @@ class Profile(BaseModel):
             raise ValueError("must be a SHA-256 fingerprint: 32 hex bytes, e.g. AB:CD:...")
         return pretty
 
+    @field_validator("vmid_range")
+    @classmethod
+    def _check_vmid_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_vmid_range(value)
+        return value
+
     @field_validator("token_id")
     @classmethod
     def _check_token_id(cls, value: str | None) -> str | None:
@@ -134,6 +141,20 @@ class Profile(BaseModel):
     @property
     def auth_method(self) -> str:
         return "token" if self.token_id else "ticket"
+
+
+VMID_MIN, VMID_MAX = 100, 999_999_999   # PVE's pve-vmid
+
+
+def parse_vmid_range(text: str) -> tuple[int, int]:
+    """`9000-9099` (or one VMID) as (first, last); a ValueError that says what is wrong."""
+    match = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} must look like 9000-9099")
+    first, last = int(match[1]), int(match[2] or match[1])
+    if not VMID_MIN <= first <= last <= VMID_MAX:
+        raise ValueError(f"{text!r} must be FIRST-LAST with FIRST <= LAST, within {VMID_MIN}-{VMID_MAX}")
+    return first, last
 
 
 @dataclass

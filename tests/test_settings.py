@@ -288,3 +288,28 @@ def test_a_config_toml_from_a_pipe_is_read_to_its_end(tmp_path: Path) -> None:
         writer.join()
         os.close(read_end)
     assert loaded.profile.host == "piped"
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("abc", "'abc' must look like 9000-9099"),
+    ("9000-", "'9000-' must look like 9000-9099"),
+    ("1-2-3", "'1-2-3' must look like 9000-9099"),
+    ("٩٠٠٠-٩٠٩٩", "'٩٠٠٠-٩٠٩٩' must look like 9000-9099"),
+    ("9999-9000", "'9999-9000' must be FIRST-LAST with FIRST <= LAST, within 100-999999999"),
+    ("99-200", "'99-200' must be FIRST-LAST with FIRST <= LAST, within 100-999999999"),
+])
+def test_a_bad_vmid_range_is_refused_when_the_settings_load(tmp_path: Path, value: str, words: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[profiles.default]\nvmid_range = "{value}"\n')
+    with pytest.raises(ConfigError) as caught:  # 0.2 took it, and failed at the first create, after the network
+        settings.load(config_path=path, env={})
+    assert caught.value.message == f"invalid settings (profile 'default'): vmid_range: {words}"
+    with pytest.raises(ConfigError, match="vmid_range: "):
+        settings.load(config_path=tmp_path / "none.toml", env={"PVEOCI_VMID_RANGE": value})
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("9000-9099", (9000, 9099)), ("100", (100, 100)),
+                                               ("100-999999999", (100, 999_999_999))])
+def test_a_vmid_range_is_first_and_last(value: str, parsed: tuple[int, int]) -> None:
+    assert settings.parse_vmid_range(value) == parsed
+    assert settings.Profile(vmid_range=value).vmid_range == value
