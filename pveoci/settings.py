@@ -6,6 +6,7 @@ from the environment or from a file only its owner can read.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -13,9 +14,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pveoci import userfile
 from pveoci.errors import ConfigError
@@ -31,6 +32,8 @@ PROFILE_ENV = "PVEOCI_PROFILE"
 SECRET_KEYS = ("token_secret", "password")
 MAX_CONFIG_SIZE = userfile.MIB   # a settings file of many profiles is some KiB
 _FINGERPRINT = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){31}$")
+# Labels of letters (any script: requests IDNA-encodes them), digits, `_` and `-`, not at a label's ends.
+_HOST_NAME = re.compile(r"(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?")
 
 
 def default_config_path() -> Path:
@@ -39,12 +42,30 @@ def default_config_path() -> Path:
     return user_config_path("pveoci") / "config.toml"
 
 
+def check_host(value: str | None) -> str | None:
+    """A host name or an IP address (an IPv6 one may be in brackets), or None or "" (not set).
+
+    Anything else would reach a URL (where `a:b:c` made urllib raise) or ssh's command line (where a
+    leading `-` would be an option) as something other than a host.
+    """
+    if not value:
+        return value
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        if bare == value and _HOST_NAME.fullmatch(value):
+            return value
+        raise ValueError("must be a host name or an IP address, e.g. pve1.example.com or 192.0.2.10") from None
+    return value
+
+
 class NodeSsh(BaseModel):
     """How to reach one node over SSH when its cluster address is not the right one."""
 
     model_config = ConfigDict(extra="forbid")
 
-    address: str | None = None
+    address: Annotated[str | None, AfterValidator(check_host)] = None
     port: int | None = Field(default=None, ge=1, le=65535)
     user: str | None = None
 
@@ -85,7 +106,7 @@ class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "default"
-    host: str | None = None
+    host: Annotated[str | None, AfterValidator(check_host)] = None
     port: int = Field(default=8006, ge=1, le=65535)
     user: str = "root@pam"
     token_id: str | None = None

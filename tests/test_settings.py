@@ -313,3 +313,22 @@ def test_a_bad_vmid_range_is_refused_when_the_settings_load(tmp_path: Path, valu
 def test_a_vmid_range_is_first_and_last(value: str, parsed: tuple[int, int]) -> None:
     assert settings.parse_vmid_range(value) == parsed
     assert settings.Profile(vmid_range=value).vmid_range == value
+
+
+@pytest.mark.parametrize("host", ["a:b:c", "[::1", "-oProxyCommand=touch /tmp/x", "h/x", "user@h", "a b", "h..x"])
+def test_a_host_that_is_no_host_name_or_address_is_refused(tmp_path: Path, host: str) -> None:
+    # 0.2: "a:b:c" and "[::1" made urllib raise ValueError (exit 70); a leading "-" reached ssh's command line.
+    with pytest.raises(ConfigError) as caught:
+        settings.load(config_path=tmp_path / "none.toml", env={"PVEOCI_HOST": host})
+    assert caught.value.message == ("invalid settings (profile 'default'): host: must be a host name or an IP "
+                                    "address, e.g. pve1.example.com or 192.0.2.10")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[profiles.default.ssh.nodes.pve2]\naddress = "{host}"\n')
+    with pytest.raises(ConfigError, match=r"ssh\.nodes\.pve2\.address: must be a host name or an IP address"):
+        settings.load(config_path=path, env={})
+
+
+@pytest.mark.parametrize("host", ["pve1.example.com", "pve1", "192.0.2.10", "2001:db8::1", "[2001:db8::1]",
+                                  "pvé.example", "node_1.lab.", ""])
+def test_host_names_and_addresses_are_taken(tmp_path: Path, host: str) -> None:
+    assert settings.load(config_path=tmp_path / "none.toml", overrides={"host": host}, env={}).profile.host == host
