@@ -226,3 +226,16 @@ def test_exec_process_that_python_cannot_carry_is_a_bundle_error(profile: Path, 
     assert code == 18
     assert words in message
     assert dialled == []
+
+
+def test_plan_of_a_bundle_that_cannot_run_fails_before_the_network(profile: Path, tmp_path: Path,
+                                                                   dialled: list[object],
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    doc = default_spec()
+    doc["linux"]["resources"] = {"cpu": {"cpus": "0-99999999999"}}
+    bundle = bundle_at(tmp_path / "b", doc)
+    code, message, took = fails(capsys, "--root", str(tmp_path / "root"), "plan", "-b", str(bundle))
+    assert code == 19
+    assert message.startswith("linux.resources.cpu.cpus: '0-99999999999' names a CPU above 8191")
+    assert dialled == []
+    assert took < QUICK
