@@ -31,6 +31,7 @@ CONFIG_ENV = "PVEOCI_CONFIG"
 PROFILE_ENV = "PVEOCI_PROFILE"
 SECRET_KEYS = ("token_secret", "password")
 MAX_CONFIG_SIZE = userfile.MIB   # a settings file of many profiles is some KiB
+MAX_SECRET_SIZE = 64 * userfile.KIB
 _FINGERPRINT = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){31}$")
 # Labels of letters (any script: requests IDNA-encodes them), digits, `_` and `-`, not at a label's ends.
 _HOST_NAME = re.compile(r"(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?")
@@ -223,9 +224,14 @@ def read_secret_file(path: Path) -> str:
             f"secret file {path} is accessible by group or others (mode {mode:04o}); run: chmod 600 {path}"
         )
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read secret file {path}: {exc}") from None
+        # A pipe too (`PVEOCI_TOKEN_SECRET_FILE=<(pass show pve)`); never a device, never without a size limit.
+        text = userfile.read(path, MAX_SECRET_SIZE, pipes=True).decode("utf-8")
+    except userfile.Refused as exc:
+        raise ConfigError(f"cannot read secret file {path}: it {exc}") from None
+    except UnicodeDecodeError as exc:  # not the codec's words: they quote the byte, a secret's
+        raise ConfigError(f"cannot read secret file {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
     secret = text.strip().splitlines()[0].strip() if text.strip() else ""
     if not secret:
         raise ConfigError(f"secret file {path} is empty")
@@ -254,6 +260,20 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: nested too deeply") from None
     except ValueError:  # what else the reader refuses: an integer of thousands of digits
         raise ConfigError(f"{path} is not valid TOML: a number too long to read") from None
+
+
+def _tables(path: Path, data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The file's profiles and the name of its default one."""
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: [profiles] must be a table of named profiles")
+    unknown_top = set(data) - {"default_profile", "profiles"}
+    if unknown_top:
+        raise ConfigError(f"{path}: unknown top-level setting(s): {', '.join(sorted(unknown_top))}")
+    default = data.get("default_profile")
+    if default is not None and not isinstance(default, str):
+        raise ConfigError(f"{path}: default_profile must be a profile's name, in quotes")
+    return profiles, default
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
@@ -320,14 +340,8 @@ def load(
     """
     env = dict(os.environ if env is None else env)
     path = (config_path or Path(env.get(CONFIG_ENV) or default_config_path())).expanduser()
-    data = _read_config(path)
-    profiles = data.get("profiles", {})
-    if not isinstance(profiles, dict):
-        raise ConfigError(f"{path}: [profiles] must be a table of named profiles")
-    unknown_top = set(data) - {"default_profile", "profiles"}
-    if unknown_top:
-        raise ConfigError(f"{path}: unknown top-level setting(s): {', '.join(sorted(unknown_top))}")
-    name = profile or env.get(PROFILE_ENV) or data.get("default_profile") or "default"
+    profiles, default = _tables(path, _read_config(path))
+    name = profile or env.get(PROFILE_ENV) or default or "default"
     file_layer = profiles.get(name)
     if file_layer is None:
         explicit = profile or env.get(PROFILE_ENV)

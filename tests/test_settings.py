@@ -332,3 +332,41 @@ def test_a_host_that_is_no_host_name_or_address_is_refused(tmp_path: Path, host:
                                   "pvé.example", "node_1.lab.", ""])
 def test_host_names_and_addresses_are_taken(tmp_path: Path, host: str) -> None:
     assert settings.load(config_path=tmp_path / "none.toml", overrides={"host": host}, env={}).profile.host == host
+
+
+@pytest.mark.parametrize("value", ["[1]", "{a = 1}", "5"])
+def test_a_default_profile_that_is_no_name_is_a_config_error(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"default_profile = {value}\n")
+    with pytest.raises(ConfigError) as caught:  # 0.2: TypeError unhashable type, exit 70
+        settings.load(config_path=path, env={})
+    assert caught.value.message == f"{path}: default_profile must be a profile's name, in quotes"
+
+
+def test_a_secret_file_that_is_a_fifo_nobody_writes_is_empty_at_once(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    os.mkfifo(secret, 0o600)
+    began = time.monotonic()
+    with fifo_released_after(secret, 10.0), pytest.raises(ConfigError) as caught:  # 0.2 waited for a writer
+        settings.read_secret_file(secret)
+    assert time.monotonic() - began < 10.0
+    assert caught.value.message == f"secret file {secret} is empty"
+
+
+def test_a_secret_from_a_pipe_is_read(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"s3cret\n")
+    os.close(write_end)
+    try:
+        assert settings.read_secret_file(Path(f"/proc/self/fd/{read_end}")) == "s3cret"
+    finally:
+        os.close(read_end)
+
+
+def test_a_secret_file_that_is_not_utf8_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_bytes(b"s3\xffcret")
+    secret.chmod(0o600)
+    with pytest.raises(ConfigError) as caught:
+        settings.read_secret_file(secret)
+    assert caught.value.message == f"cannot read secret file {secret}: not UTF-8 text (byte 2)"
