@@ -41,10 +41,33 @@ def connect(profile: str | None = None, *, config: Path | str | None = None, roo
     if isinstance(backend, str):
         overrides["backend"], backend = backend, None
     settings = settings or load(profile=profile, config_path=Path(config) if config else None, overrides=overrides)
-    cache = Cache(Path(root) if root else default_root())
+    # The backend first: settings it refuses (no host) leave no cache behind; it reads facts only once used.
+    late = _LateFacts()
     if backend is None:
-        backend = backend_for(settings, ClusterFacts(cache, facts_scope(settings)))
+        backend = backend_for(settings, late)
+    cache = Cache(Path(root) if root else default_root())
+    late.facts = ClusterFacts(cache, facts_scope(settings))
     return Runtime(backend, cache, settings, findings=findings)
+
+
+class _LateFacts:
+    """The cache's facts for a backend made before the cache (backends.base.Facts)."""
+
+    facts: Facts | None = None
+
+    def _bound(self) -> Facts:
+        if self.facts is None:
+            raise RuntimeError("a backend asked for facts while it was being made")
+        return self.facts
+
+    def recall(self, key: str, max_age: float) -> Any | None:
+        return self._bound().recall(key, max_age)
+
+    def remember(self, key: str, value: Any) -> None:
+        self._bound().remember(key, value)
+
+    def forget(self, key: str) -> None:
+        self._bound().forget(key)
 
 
 def backend_for(settings: Settings, facts: Facts | None = None) -> Backend:

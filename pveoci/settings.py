@@ -6,6 +6,7 @@ from the environment or from a file only its owner can read.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -13,10 +14,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pveoci import userfile
 from pveoci.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -28,7 +30,11 @@ ENV_PREFIX = "PVEOCI_"
 CONFIG_ENV = "PVEOCI_CONFIG"
 PROFILE_ENV = "PVEOCI_PROFILE"
 SECRET_KEYS = ("token_secret", "password")
+MAX_CONFIG_SIZE = userfile.MIB   # a settings file of many profiles is some KiB
+MAX_SECRET_SIZE = 64 * userfile.KIB
 _FINGERPRINT = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){31}$")
+# Labels of letters (any script: requests IDNA-encodes them), digits, `_` and `-`, not at a label's ends.
+_HOST_NAME = re.compile(r"(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?")
 
 
 def default_config_path() -> Path:
@@ -37,12 +43,30 @@ def default_config_path() -> Path:
     return user_config_path("pveoci") / "config.toml"
 
 
+def check_host(value: str | None) -> str | None:
+    """A host name or an IP address (an IPv6 one may be in brackets), or None or "" (not set).
+
+    Anything else would reach a URL (where `a:b:c` made urllib raise) or ssh's command line (where a
+    leading `-` would be an option) as something other than a host.
+    """
+    if not value:
+        return value
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        if bare == value and _HOST_NAME.fullmatch(value):
+            return value
+        raise ValueError("must be a host name or an IP address, e.g. pve1.example.com or 192.0.2.10") from None
+    return value
+
+
 class NodeSsh(BaseModel):
     """How to reach one node over SSH when its cluster address is not the right one."""
 
     model_config = ConfigDict(extra="forbid")
 
-    address: str | None = None
+    address: Annotated[str | None, AfterValidator(check_host)] = None
     port: int | None = Field(default=None, ge=1, le=65535)
     user: str | None = None
 
@@ -83,7 +107,7 @@ class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "default"
-    host: str | None = None
+    host: Annotated[str | None, AfterValidator(check_host)] = None
     port: int = Field(default=8006, ge=1, le=65535)
     user: str = "root@pam"
     token_id: str | None = None
@@ -117,6 +141,13 @@ class Profile(BaseModel):
             raise ValueError("must be a SHA-256 fingerprint: 32 hex bytes, e.g. AB:CD:...")
         return pretty
 
+    @field_validator("vmid_range")
+    @classmethod
+    def _check_vmid_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_vmid_range(value)
+        return value
+
     @field_validator("token_id")
     @classmethod
     def _check_token_id(cls, value: str | None) -> str | None:
@@ -144,6 +175,20 @@ class Profile(BaseModel):
     @property
     def auth_method(self) -> str:
         return "token" if self.token_id else "ticket"
+
+
+VMID_MIN, VMID_MAX = 100, 999_999_999   # PVE's pve-vmid
+
+
+def parse_vmid_range(text: str) -> tuple[int, int]:
+    """`9000-9099` (or one VMID) as (first, last); a ValueError that says what is wrong."""
+    match = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} must look like 9000-9099")
+    first, last = int(match[1]), int(match[2] or match[1])
+    if not VMID_MIN <= first <= last <= VMID_MAX:
+        raise ValueError(f"{text!r} must be FIRST-LAST with FIRST <= LAST, within {VMID_MIN}-{VMID_MAX}")
+    return first, last
 
 
 @dataclass
@@ -191,9 +236,14 @@ def read_secret_file(path: Path) -> str:
             f"secret file {path} is accessible by group or others (mode {mode:04o}); run: chmod 600 {path}"
         )
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read secret file {path}: {exc}") from None
+        # A pipe too (`PVEOCI_TOKEN_SECRET_FILE=<(pass show pve)`); never a device, never without a size limit.
+        text = userfile.read(path, MAX_SECRET_SIZE, pipes=True).decode("utf-8")
+    except userfile.Refused as exc:
+        raise ConfigError(f"cannot read secret file {path}: it {exc}") from None
+    except UnicodeDecodeError as exc:  # not the codec's words: they quote the byte, a secret's
+        raise ConfigError(f"cannot read secret file {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
     secret = text.strip().splitlines()[0].strip() if text.strip() else ""
     if not secret:
         raise ConfigError(f"secret file {path} is empty")
@@ -202,15 +252,40 @@ def read_secret_file(path: Path) -> str:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        # A pipe too (`--config <(...)`); never a device, never without a size limit.
+        raw = userfile.read(path, MAX_CONFIG_SIZE, pipes=True)
     except FileNotFoundError:
         return {}
+    except userfile.Refused as exc:
+        raise ConfigError(f"cannot read {path}: it {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")  # TOML is UTF-8 (toml.io: "A TOML file must be a valid UTF-8 encoded document")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return dict(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return dict(data)
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: nested too deeply") from None
+    except ValueError:  # what else the reader refuses: an integer of thousands of digits
+        raise ConfigError(f"{path} is not valid TOML: a number too long to read") from None
+
+
+def _tables(path: Path, data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The file's profiles and the name of its default one."""
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: [profiles] must be a table of named profiles")
+    unknown_top = set(data) - {"default_profile", "profiles"}
+    if unknown_top:
+        raise ConfigError(f"{path}: unknown top-level setting(s): {', '.join(sorted(unknown_top))}")
+    default = data.get("default_profile")
+    if default is not None and not isinstance(default, str):
+        raise ConfigError(f"{path}: default_profile must be a profile's name, in quotes")
+    return profiles, default
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
@@ -277,14 +352,8 @@ def load(
     """
     env = dict(os.environ if env is None else env)
     path = (config_path or Path(env.get(CONFIG_ENV) or default_config_path())).expanduser()
-    data = _read_config(path)
-    profiles = data.get("profiles", {})
-    if not isinstance(profiles, dict):
-        raise ConfigError(f"{path}: [profiles] must be a table of named profiles")
-    unknown_top = set(data) - {"default_profile", "profiles"}
-    if unknown_top:
-        raise ConfigError(f"{path}: unknown top-level setting(s): {', '.join(sorted(unknown_top))}")
-    name = profile or env.get(PROFILE_ENV) or data.get("default_profile") or "default"
+    profiles, default = _tables(path, _read_config(path))
+    name = profile or env.get(PROFILE_ENV) or default or "default"
     file_layer = profiles.get(name)
     if file_layer is None:
         explicit = profile or env.get(PROFILE_ENV)

@@ -379,22 +379,17 @@ def exec_cmd(
 
 
 def _exec_command(command: list[str] | None, process: Path | None) -> tuple[list[str], ProcessSpec | None]:
-    from pveoci import errors
-
     if command and command[0] == "--":  # options end at the container id (as runc's): `--` is optional
         command = command[1:]
     if process is None:
         if not command:
             raise typer.BadParameter("a command is needed (or --process FILE)", param_hint="'COMMAND'")
         return list(command), None
-    import json
-
     from pveoci.lxc.mapping import exec_process
+    from pveoci.oci import jsonfile
 
-    try:
-        data = json.loads(process.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.BundleError(f"cannot read {process}: {exc}") from None
+    # A pipe too (runc's `exec -p /dev/stdin`, or `<(jq ...)`); never a device, never without a size limit.
+    data = jsonfile.decode(jsonfile.read(process, pipes=True), process)
     spec = exec_process(data, where=str(process))
     return list(command or spec.args), spec
 

@@ -111,15 +111,10 @@ def exec_process(data: object, *, where: str = "process.json") -> ProcessSpec:
 
     The program is not looked up here: `init exec` does it in the container, in the resulting PATH.
     """
-    from pydantic import ValidationError
-
-    from pveoci.oci.spec import Process, format_errors
+    from pveoci.oci.spec import parse_process
     from pveoci.process import RLIMITS, Rlimit
 
-    try:
-        proc = Process.model_validate(data)
-    except ValidationError as exc:
-        raise errors.BundleError(f"invalid {where}: {format_errors(exc)}") from None
+    proc = parse_process(data, where=where)
     user = proc.user
     limits = tuple(Rlimit(RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or () if r.type in RLIMITS)
     # `init exec` runs its own argv (looked up there): the spec's path is not used, but must be absolute.

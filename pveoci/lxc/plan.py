@@ -21,6 +21,12 @@ FindProgram = Callable[[str, str | None, str], str | None]
 NO_OPTION = "no PVE container option for it"
 
 
+def shown(value: str) -> str:
+    """A value of the spec in a message: quoted as Python does (a newline is `\\n`: the error stays one line), and
+    cut short (the spec may hold megabytes)."""
+    return repr(value if len(value) <= 60 else value[:60] + "...")
+
+
 @dataclass(frozen=True)
 class Finding:
     field: str          # the spec's JSON path, e.g. "linux.resources.pids.limit"

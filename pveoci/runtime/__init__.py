@@ -79,13 +79,10 @@ class Templates:
         it would go to (`node`, else the profile's node; `auto` picks one).
         """
         ctx = self._ctx
-        from pveoci.oci.bundle import Bundle
         from pveoci.runtime import create as creating
         from pveoci.runtime import facts, push, survey
-        from pveoci.template import manifest
 
-        loaded = Bundle.load(bundle)
-        scanned = manifest.scan(loaded.rootfs)
+        loaded, scanned = creating.checked(ctx, "container", Path(bundle), transport)  # before the cluster is asked
         plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
         wanted = node or ctx.profile.node
         if wanted == "auto":  # where a create of it would go: templates land only where containers do

@@ -61,15 +61,25 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
     return plan
 
 
+def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str) -> tuple[Bundle, manifest.Scan]:
+    """What a create can check before it asks the cluster anything: the id, the transport, the bundle, and the
+    mapping (as for the cluster's likely version: a program not in the rootfs, a resource out of range)."""
+    check_id(cid)
+    push.check_transport(transport)
+    bundle = Bundle.load(bundle_dir)
+    scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
+    planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=planning.ASSUMED_VERSION,
+                         size=scanned.size)
+    return bundle, scanned
+
+
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
            progress: Progress, exclude: Iterable[str] = (),
            on_placement: Callable[[Placement], None] | None = None, warn: bool = True) -> Located:
-    check_id(cid)
+    bundle, scanned = checked(ctx, cid, bundle_dir, transport)
     recover(ctx, cid)
     if locate(ctx, cid) is not None:
         raise errors.AlreadyExists("container with given ID already exists")
-    bundle = Bundle.load(bundle_dir)
-    scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
     plan = plan_for(ctx, bundle, cid, strict=strict, warn=warn, size=scanned.size)
     target, op = _place(ctx, cid, bundle, plan, scanned, node or ctx.profile.node, exclude, on_placement)
     try:

@@ -133,12 +133,17 @@ class _Job:
                           delta=via_delta)
 
 
+def check_transport(transport: str) -> None:
+    """Before anything is asked of the cluster: a transport that does not exist."""
+    if transport not in TRANSPORTS:
+        raise errors.ConfigError(f"unknown transport '{transport}' (one of: {', '.join(TRANSPORTS)})")
+
+
 def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch: str, transport: str,
            progress: Progress, scanned: manifest.Scan | None = None) -> PushResult:
     """The bundle's template on dest: found there (nothing packed when the rootfs is unchanged), or packed and
     sent by this call, or by another that held the claim meanwhile."""
-    if transport not in TRANSPORTS:
-        raise errors.ConfigError(f"unknown transport '{transport}' (one of: {', '.join(TRANSPORTS)})")
+    check_transport(transport)
     started = time.monotonic()
     progress.note(f"looking at {bundle.rootfs}")
     job = _Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs))
