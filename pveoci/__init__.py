@@ -18,6 +18,8 @@ See docs/python-api.md.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
@@ -120,6 +122,20 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """`pveoci.connect` stays the function once the module of the same name is imported (`from pveoci.connect
+    import ...`, or the command line): the import system sets the package's attribute to the module, and
+    `pveoci.connect()` would then fail with "'module' object is not callable"."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "connect" and isinstance(value, types.ModuleType):
+            value = value.connect
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
