@@ -55,15 +55,21 @@ class RemoteDir:
             raise errors.SshError(f"upload of {packed.name} to node '{self.dest.node}' arrived damaged "
                                   "(sha256 differs); nothing was kept")
 
-    def place(self, partial: str, name: str, size: int | None = None, claim: str = "") -> bool:
+    def place(self, partial: str, name: str, size: int | None = None) -> bool:
         """Link partial into place as name and remove it, in one command (each is a round trip); False if name
-        was there already (partial dropped). With `size`, a partial of another size is removed, not placed.
-        With `claim` (a claim's directory), the name is recorded in it as its result in the same command."""
+        was there already (partial dropped). With `size`, a partial of another size is removed, not placed."""
+        return self.place_claimed(partial, name, size, None)[0]
+
+    def place_claimed(self, partial: str, name: str, size: int | None,
+                      claim: tuple[str, str] | None) -> tuple[bool, bool]:
+        """place(), and with `claim` (a claim's directory and its holder: node_claim.py) the name recorded in it
+        as its result in the same command: (placed, recorded)."""
         final = f"{self.directory}/{name}"
-        done = self.run(["sh", "-c", scripts.PLACE, "sh", partial, final, "" if size is None else str(size), claim])
+        done = self.run(["sh", "-c", scripts.PLACE, "sh", partial, final, "" if size is None else str(size),
+                         *(claim or ("",))])
         said = done.stdout.decode(errors="replace").strip() or done.stderr.decode(errors="replace").strip()
-        if done.status in (0, 5, 7):
-            return done.status == 0
+        if done.status in (0, 5, 7, 8):
+            return done.status in (0, 7), claim is not None and done.status in (0, 5)
         if done.status == 4:
             raise errors.SshError(f"upload of {name} to node '{self.dest.node}' arrived incomplete "
                                   f"({said} of {size} bytes); nothing was kept")

@@ -58,8 +58,9 @@ class SftpStream:
             # The size is checked on the node; a claim of this storage gets the name in the same command.
             held = claim if isinstance(claim, RemoteClaim) and claim.ours and claim.remote.dest == self.remote.dest \
                 else None
-            landed = self.remote.place(self.partial, packed.name, packed.size, held.path if held else "")
-            if held is not None:
+            landed, recorded = self.remote.place_claimed(self.partial, packed.name, packed.size,
+                                                         (held.path, held.holder) if held else None)
+            if held is not None and recorded:
                 held.recorded = packed.name
             return landed
         except BaseException:

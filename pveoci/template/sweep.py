@@ -1,5 +1,6 @@
-"""Sweeping a node's template directory: what killed uploads left (hidden partial files, claims done or gone
-quiet) is removed, never what a live process of this or another machine is still writing."""
+"""Sweeping a node's template directory: what killed uploads left (hidden partial files, claims of dead or quiet
+holders, finished claims of dead waiters) is removed, never what a live process of this or another machine is
+still writing or reading."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ class Listings:
 
 
 def sweep(connector: SshConnector, dest: Destination) -> list[str]:
-    """Remove hidden uploads of dead processes of this host (or older than PARTIAL_AGE from other hosts),
-    and claims done or gone quiet; the names removed."""
+    """Remove hidden uploads of dead processes of this host (or older than PARTIAL_AGE from other hosts), claims
+    whose holder died or went quiet, and finished claims nobody alive still waits in; the names removed."""
     remote = RemoteDir(connector, dest)
     try:
         # One line per hidden entry (scripts.LIST): the listing a claim just took here, or a new one.
@@ -43,26 +44,40 @@ def sweep(connector: SshConnector, dest: Destination) -> list[str]:
             listing = remote.run(["sh", "-c", scripts.LIST, "sh", remote.directory]).stdout.decode(errors="replace")
         doomed = []
         for line in listing.splitlines():
-            name, age, done, holder = ([*line.split("\t"), "", "", "", ""])[:4]
-            if name and _abandoned(name, float(age or 0), done == "done", holder):
+            name, age, done, holder, waiters = ([*line.split("\t"), "", "", "", "", ""])[:5]
+            if name.startswith(".pveoci-") and _abandoned(name, _age(age), done == "done", holder, waiters.split()):
                 doomed.append(name)
-        for name in doomed:
-            remote.run(["rm", "-rf", "--", f"{remote.directory}/{name}"])
+        if doomed:
+            remote.run(["sh", "-c", scripts.REMOVE, "sh", remote.directory, *doomed])
         return doomed
     finally:
         remote.close()
 
 
-def _abandoned(name: str, age: float, done: bool, holder: str) -> bool:
+def _abandoned(name: str, age: float, done: bool, holder: str, waiters: list[str]) -> bool:
     if name.startswith(".pveoci-claim-"):
-        tag, _, pid = holder.partition(" ")
-        dead_here = tag == host_tag() and pid.isdigit() and not alive(int(pid))
-        return done or dead_here or age > QUIET
+        if ".gone." in name:
+            return True    # renamed away to be removed: its remover was killed
+        if done:           # its waiters read the result within a poll or two, unless they were killed
+            return age > QUIET or all(_dead_here(w.removeprefix("w.").split("-")) for w in waiters)
+        return _dead_here(holder.split()) or age > QUIET
     parts = name.split(".")
     maker = parts[-2].split("-") if len(parts) >= 4 else []
     if len(maker) == 3 and maker[0] == host_tag() and maker[1].isdigit():
         return not alive(int(maker[1]))
     return age > PARTIAL_AGE
+
+
+def _dead_here(maker: list[str]) -> bool:
+    """A process of this host ([host tag, pid, ...], as hidden names and holders say it) that is gone."""
+    return len(maker) >= 2 and maker[0] == host_tag() and maker[1].isdigit() and not alive(int(maker[1]))
+
+
+def _age(said: str) -> float:
+    try:
+        return float(said or 0)
+    except ValueError:
+        return 0.0
 
 
 def alive(pid: int) -> bool:
