@@ -89,7 +89,7 @@ class RemoteClaim:
 
     def heartbeat(self) -> None:
         if self.ours and time.monotonic() - self._touched > HEARTBEAT:
-            self.remote.run(["touch", "--", self.path])
+            self.remote.run(["touch", "-c", "--", self.path])   # -c: a claim taken over meanwhile is not made a file
             self._touched = time.monotonic()
 
     def release(self, name: str | None) -> None:

@@ -15,6 +15,7 @@ import pytest
 import pveoci
 from pveoci.backends.base import Claim
 from pveoci.models import Destination
+from pveoci.template import node_claim
 from tests.testbed import Testbed
 
 pytestmark = pytest.mark.bed
@@ -100,3 +101,18 @@ def test_a_claim_whose_waiter_was_killed_before_it_read_the_result_is_swept(
     finally:
         gc.close()
     assert leftovers(cluster) == []
+
+
+def test_a_holder_whose_claim_was_taken_from_it_does_not_block_the_storage_with_its_heartbeat(
+        cluster: Testbed, runtime: pveoci.Runtime, dest: Destination, monkeypatch: pytest.MonkeyPatch) -> None:
+    holder = runtime.backend.claim_template(dest, KEY)
+    claim = cluster.template_dir("pve1") / f".pveoci-claim-{KEY[:32]}"
+    for entry in claim.iterdir():   # taken over (it went quiet), its new holder done and gone
+        entry.unlink()
+    claim.rmdir()
+    monkeypatch.setattr(node_claim, "HEARTBEAT", 0.0)
+    holder.heartbeat()              # late, from a holder still at work
+    assert leftovers(cluster) == []
+    again = runtime.backend.claim_template(dest, KEY)
+    assert again.ours
+    again.release(NAME)
