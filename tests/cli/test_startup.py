@@ -29,3 +29,51 @@ def test_the_pct_backend_loads_no_http_client() -> None:
     loaded = imported_after("import pveoci.runtime, pveoci.backends.pct, pveoci.backends.auto, pveoci.cache")
     for heavy in ("requests", "proxmoxer", "pveoci.pve.client", "paramiko", "pveoci.oci.spec", "zstandard"):
         assert heavy not in loaded, heavy
+
+
+def imported_by(*argv: str) -> tuple[str, set[str]]:
+    """What a run of the interpreter printed, and every module it imported (-X importtime names them all)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, check=True)
+    modules = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    return done.stdout, modules
+
+
+COMMAND_LINE = ("typer", "click", "rich", "pydantic", "requests", "proxmoxer", "paramiko", "pveoci.cli.main",
+                "pveoci.settings", "pveoci.cache")
+
+
+def test_version_answers_before_the_command_line_is_imported() -> None:
+    import pveoci
+
+    script = "from importlib.metadata import entry_points; " \
+             "entry_points(group='console_scripts')['pveoci'].load()()"
+    for argv in (["-m", "pveoci", "--version"], ["-c", script, "--version"]):  # python -m pveoci, and `pveoci`
+        out, loaded = imported_by(*argv)
+        assert out == f"pveoci version {pveoci.__version__}\n"
+        for heavy in COMMAND_LINE:
+            assert heavy not in loaded, (argv, heavy)
+
+
+def test_a_command_builds_and_imports_only_its_own_module() -> None:
+    out, loaded = imported_by("-m", "pveoci", "nodes", "--help")
+    assert "List the nodes" in out
+    for other in ("pveoci.cli.lifecycle", "pveoci.cli.moves", "pveoci.cli.template", "pveoci.cli.config"):
+        assert other not in loaded, other
+
+
+def test_the_help_lists_every_command_in_order_as_if_all_were_built() -> None:
+    import typer.core
+    import typer.main
+
+    from pveoci.cli.main import COMMANDS, app
+
+    group = typer.main.get_command(app)
+    ctx = group.context_class(group, info_name="pveoci")
+    lazy = group.get_help(ctx)
+    assert list(group.commands) == list(COMMANDS)
+    for name in COMMANDS:  # every command built, then listed as typer lists them
+        assert group.commands[name].name == name
+    formatter = ctx.make_formatter()
+    typer.core.TyperGroup.format_commands(group, ctx, formatter)
+    built = formatter.getvalue().rstrip("\n")
+    assert built.startswith("Commands:") and lazy.endswith("\n\n" + built)
