@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from pveoci import errors, hooks, marker, planning
+from pveoci import card, errors, hooks, marker, planning
 from pveoci.cache import Record
 from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
@@ -163,11 +163,12 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
     mark = marker.Marker(id=cid, bundle=str(bundle.path), rootfs=str(bundle.rootfs), template=pushed.volid,
                          spec_digest=bundle.config_digest, created=created, host=socket.gethostname(),
                          annotations=plan.annotations, stop_signal=plan.stop_signal)
-    tags = {marker.TAG, id_tag(cid)}
+    description = marker.render(mark)
+    tags = {marker.TAG, id_tag(cid), *card.for_description(description)}  # the card: `list` reads it (pveoci.card)
     spec_arg = encode_arg(plan.process)
     # PVE >= 9.1: the spec rides on the entrypoint option; before (or when too long), it is placed after the start.
     in_entrypoint = not plan.legacy_init and len(spec_arg) <= ENTRYPOINT_MAX
-    options = {**plan.options, "ostemplate": pushed.volid, "description": marker.render(mark),
+    options = {**plan.options, "ostemplate": pushed.volid, "description": description,
                "tags": ";".join(sorted(tags)), "arch": arch, "start": 1}
     if not plan.legacy_init:
         options["entrypoint"] = f"{INIT_PATH} --spec={spec_arg}" if in_entrypoint else INIT_PATH

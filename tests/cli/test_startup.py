@@ -76,4 +76,5 @@ def test_the_help_lists_every_command_in_order_as_if_all_were_built() -> None:
     formatter = ctx.make_formatter()
     typer.core.TyperGroup.format_commands(group, ctx, formatter)
     built = formatter.getvalue().rstrip("\n")
-    assert built.startswith("Commands:") and lazy.endswith("\n\n" + built)
+    assert built.startswith("Commands:")
+    assert lazy.endswith("\n\n" + built)
