@@ -131,6 +131,9 @@ class AutoBackend:
     def read_file(self, node: str, vmid: int, path: str) -> bytes | None:
         return self.chosen.read_file(node, vmid, path)
 
+    def reach(self, node: str) -> None:
+        self.chosen.reach(node)
+
     def freeze(self, node: str, vmid: int) -> None:
         self.chosen.freeze(node, vmid)
 

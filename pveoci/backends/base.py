@@ -127,6 +127,11 @@ class OnNode(Protocol):
 
     def thaw(self, node: str, vmid: int) -> None: ...
 
+    def reach(self, node: str) -> None:
+        """Connect to the node now, for a command to come (its login overlaps what the caller asks meanwhile);
+        nothing where no connection is kept. A failure here is the caller's to ignore: that command fails
+        as it would have."""
+
 
 class Claim(Protocol):
     """The right to pack and upload one rootfs's template to one storage; other creates wait for it."""
