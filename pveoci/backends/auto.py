@@ -16,11 +16,11 @@ from typing import IO, TYPE_CHECKING, Any
 from pveoci import errors
 from pveoci.backends.base import Backend, Claim, TemplateUpload
 from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Template
-from pveoci.template.delta import Delta
-from pveoci.template.pack import Packed
 
 if TYPE_CHECKING:
     from pveoci.backends.pct import PctBackend
+    from pveoci.template.delta import Delta
+    from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
 

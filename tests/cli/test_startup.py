@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def imported_after(code: str) -> set[str]:
@@ -20,8 +21,8 @@ def test_help_imports_no_network_ssh_or_compression_library() -> None:
 
 
 def test_state_and_list_do_not_load_the_spec_models_or_ssh() -> None:
-    loaded = imported_after("import pveoci.runtime, pveoci.backends.api, pveoci.cache")
-    for heavy in ("pveoci.oci.spec", "pveoci.lxc.mapping", "paramiko", "zstandard"):
+    loaded = imported_after("import pveoci.runtime, pveoci.backends.api, pveoci.backends.auto, pveoci.cache")
+    for heavy in ("pveoci.oci.spec", "pveoci.lxc.mapping", "paramiko", "zstandard", "pveoci.template.pack", "tarfile"):
         assert heavy not in loaded, heavy
 
 
@@ -78,3 +79,25 @@ def test_the_help_lists_every_command_in_order_as_if_all_were_built() -> None:
     built = formatter.getvalue().rstrip("\n")
     assert built.startswith("Commands:")
     assert lazy.endswith("\n\n" + built)
+
+
+def test_an_ssh_login_loads_paramiko_without_its_task_runner(tmp_path: Path) -> None:
+    """paramiko's config module imports invoke (for `Match exec`, which pveoci never has paramiko read): most of
+    paramiko's import time, kept off every command that logs in to a node."""
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    code = f"""
+from pathlib import Path
+from pveoci import errors
+from pveoci.settings import SshSettings
+from pveoci.ssh import SshConnector
+ssh = SshConnector(SshSettings(agent=False, port=1, known_hosts=Path({str(known)!r}), connect_timeout=5),
+                   {{"pve1": "127.0.0.1"}})
+try:
+    ssh.connect("pve1")
+except errors.SshError:
+    pass   # nothing listens there: the login got as far as paramiko's transport
+"""
+    loaded = imported_after(code)
+    assert "paramiko.transport" in loaded
+    assert "invoke" not in loaded
