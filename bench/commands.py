@@ -12,6 +12,7 @@ login and all), against a one-node test bed with real LXC, each figure against i
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import statistics
 import subprocess
@@ -27,7 +28,9 @@ from bench.templates import _bundle, _clean_node, _ssh_cat
 FLOORS = {"cmd_push_new_ratio": 0.9, "cmd_push_unchanged_ratio": 0.5}
 MAXIMA = {"cmd_version_extra_s": 0.08, "cmd_kill_s": 0.7, "cmd_list_requests": 4}
 LIST_COUNT = 30
-PVEOCI = Path(sys.executable).with_name("pveoci")
+# The command measured: this interpreter's, or another install's (PVEOCI_BENCH_COMMAND=/other/venv/bin/pveoci: the
+# same figures for another version of pveoci, against the same bed).
+PVEOCI = Path(os.environ.get("PVEOCI_BENCH_COMMAND") or Path(sys.executable).with_name("pveoci"))
 
 
 def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
@@ -51,7 +54,8 @@ def _pair(baseline: Any, candidate: Any, rounds: int) -> tuple[float, float]:
 
 
 def version(rounds: int) -> dict[str, float]:
-    base, cand = _pair(lambda: _timed([sys.executable, "-c", "pass"]),
+    python = PVEOCI.with_name("python") if PVEOCI.with_name("python").exists() else Path(sys.executable)
+    base, cand = _pair(lambda: _timed([str(python), "-c", "pass"]),
                        lambda: _timed([str(PVEOCI), "--version"]), max(rounds, 7))
     print(f"  --version: python -c pass {base:.3f} s, pveoci --version {cand:.3f} s: {cand - base:+.3f} s "
           f"(at most +{MAXIMA['cmd_version_extra_s']:.2f} s)")
