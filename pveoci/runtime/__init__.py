@@ -81,6 +81,7 @@ class Templates:
             # workstation new to it, logged in to (its architecture): they overlap instead of adding up.
             with push.scanning(loaded.rootfs) as walk:
                 found = None if wanted == "auto" else self._node_facts(wanted, storage)
+                from pveoci.runtime import create  # noqa: F401 - the mapping's modules load while the walk runs
                 scanned = walk.result()
             return self._push(loaded, scanned, found, strict=strict, storage=storage, transport=transport,
                               progress=progress)
