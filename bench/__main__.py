@@ -4,6 +4,7 @@
   python -m bench upload   # pveoci's SFTP upload vs OpenSSH `sftp` to the same local sshd (needs root)
   python -m bench env      # template bytes re-sent when only the process's env changes (baseline: the template)
   python -m bench templates  # create with a new / unchanged rootfs, and a delta, on a real tree (needs root)
+  python -m bench commands  # the same as users run them: `pveoci ...` in a subprocess (needs root)
   python -m bench all
 """
 
@@ -154,9 +155,11 @@ def bench_env_change(workdir: Path, size_mb: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=("pack", "upload", "env", "templates", "all"))
+    parser.add_argument("which", choices=("pack", "upload", "env", "templates", "commands", "all"))
     parser.add_argument("--size", type=int, default=500, help="MiB of data (default 500)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="", help="commands: a comma-separated subset of "
+                        "version,push,kill,list")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "pveoci-bench")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +177,15 @@ def main() -> int:
 
         found = templates.run(args.dir, args.rounds)
         failed += templates.below_floors(found)
+    if args.which in ("commands", "all"):
+        from bench import commands
+
+        only = tuple(p for p in args.only.split(",") if p) or commands.PARTS
+        unknown = set(only) - set(commands.PARTS)
+        if unknown:
+            parser.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
+        found = commands.run(args.dir, args.rounds, only)
+        failed += commands.below_floors(found)
     if failed:
         print("below the floor: " + ", ".join(failed))
         return 1

@@ -1,6 +1,22 @@
-"""`python -m pveoci` runs the command line."""
+"""The `pveoci` command (and `python -m pveoci`): `pveoci --version` answered before anything else is imported,
+everything else by the command line (pveoci.cli.main)."""
 
-from pveoci.cli.main import main
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:  # what scripts and package managers ask most: no typer, no settings, no cache
+        from pveoci import __version__
+
+        sys.stdout.write(f"pveoci version {__version__}\n")
+        return
+    from pveoci.cli.main import main as run
+
+    run(args)
+
 
 if __name__ == "__main__":
     main()

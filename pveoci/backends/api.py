@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pveoci.backends.base import Facts, NoFacts, TemplateUpload
 from pveoci.backends.onnode import SshNode
@@ -20,7 +20,9 @@ from pveoci.pve.client import PveClient
 from pveoci.pve.version import parse_version
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
-from pveoci.template.pack import Packed
+
+if TYPE_CHECKING:  # types only: a command that sends no template does not load the packer
+    from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
 

@@ -16,11 +16,11 @@ from typing import IO, TYPE_CHECKING, Any
 from pveoci import errors
 from pveoci.backends.base import Backend, Claim, TemplateUpload
 from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Template
-from pveoci.template.delta import Delta
-from pveoci.template.pack import Packed
 
 if TYPE_CHECKING:
     from pveoci.backends.pct import PctBackend
+    from pveoci.template.delta import Delta
+    from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
 
@@ -130,6 +130,9 @@ class AutoBackend:
 
     def read_file(self, node: str, vmid: int, path: str) -> bytes | None:
         return self.chosen.read_file(node, vmid, path)
+
+    def reach(self, node: str) -> None:
+        self.chosen.reach(node)
 
     def freeze(self, node: str, vmid: int) -> None:
         self.chosen.freeze(node, vmid)

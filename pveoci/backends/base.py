@@ -9,11 +9,13 @@ is one thing Proxmox does; policy (OCI states, retries of races, rollback) stays
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Template
-from pveoci.template.delta import Delta
-from pveoci.template.pack import Packed
+
+if TYPE_CHECKING:  # the packer's types only: a command that sends no template does not load the packer
+    from pveoci.template.delta import Delta
+    from pveoci.template.pack import Packed
 
 
 class Facts(Protocol):
@@ -126,6 +128,11 @@ class OnNode(Protocol):
     def freeze(self, node: str, vmid: int) -> None: ...
 
     def thaw(self, node: str, vmid: int) -> None: ...
+
+    def reach(self, node: str) -> None:
+        """Connect to the node now, for a command to come (its login overlaps what the caller asks meanwhile);
+        nothing where no connection is kept. A failure here is the caller's to ignore: that command fails
+        as it would have."""
 
 
 class Claim(Protocol):

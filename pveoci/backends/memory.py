@@ -333,6 +333,9 @@ class MemoryBackend:
                 if number == 9:
                     self._halt(ct, 137)
 
+    def reach(self, node: str) -> None:
+        """Nothing to connect to."""
+
     def read_file(self, node: str, vmid: int, path: str) -> bytes | None:
         self._call("read_file")
         with self._lock:

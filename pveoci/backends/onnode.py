@@ -61,6 +61,11 @@ class NodeCommands:
             return
         self._must(node, ["kill", "-s", name, str(pid)], f"send {signame} to the container's init (pid {pid})")
 
+    def reach(self, node: str) -> None:
+        """Over SSH: log in now (the connector keeps the connection for the command to come)."""
+        if isinstance(self.runner, SshRunner):
+            self.runner.session(node)
+
     def read_file(self, node: str, vmid: int, path: str) -> bytes | None:
         """A file of a stopped container's root filesystem (`pct mount`, read, `pct unmount`)."""
         result = self.on_node(node, ["sh", "-c", _READ_FILE, "sh", str(vmid), path], timeout=120)

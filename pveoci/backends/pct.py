@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pveoci import errors
 from pveoci.backends.base import TemplateUpload
@@ -27,7 +27,9 @@ from pveoci.models import Check, Completed, Destination
 from pveoci.pve import cluster
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
-from pveoci.template.pack import Packed
+
+if TYPE_CHECKING:  # types only: a command that sends no template does not load the packer
+    from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
 

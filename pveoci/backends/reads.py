@@ -48,7 +48,29 @@ class PathReads:
         return self._each(guests, self.config)
 
     def statuses(self, guests: Iterable[Guest]) -> dict[int, Guest]:
-        return self._each(guests, self.status)
+        """One listing per node (`/nodes/{node}/lxc`: the status of each of its containers, pid included) where
+        more than one is wanted; status/current for a container alone on its node, or one its node's listing
+        gives no pid for while it runs. Containers gone from their node are left out."""
+        wanted = list(guests)
+        per_node: dict[str, list[Guest]] = {}
+        for g in wanted:
+            per_node.setdefault(g.node, []).append(g)
+        crowded = [gs[0] for gs in per_node.values() if len(gs) > 1]  # one container stands for its node
+        listings = self._each(crowded, lambda node, _vmid: self._node_guests(node))
+        by_node = {g.node: listings[g.vmid] for g in crowded if g.vmid in listings}
+        out: dict[int, Guest] = {}
+        rest = []
+        for g in wanted:
+            found = by_node.get(g.node, {}).get(g.vmid)
+            if found is not None and (found.status != "running" or found.pid):
+                out[g.vmid] = found
+            elif g.node not in by_node or found is not None:
+                rest.append(g)
+        out.update(self._each(rest, self.status))
+        return out
+
+    def _node_guests(self, node: str) -> dict[int, Guest]:
+        return {int(item["vmid"]): cluster.guest_from_api(item, node) for item in self.reader.get("nodes", node, "lxc")}
 
     def _each(self, guests: Iterable[Guest], read: Callable[[str, int], T]) -> dict[int, T]:
         """read(node, vmid) for many containers, `parallel` at a time (those that vanished left out)."""

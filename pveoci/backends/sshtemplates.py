@@ -4,13 +4,16 @@ streamed while packing), deltas rebuilt on the node, claims, and the sweep of wh
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pveoci import errors
 from pveoci.backends.base import Claim, TemplateUpload
 from pveoci.models import Destination
 from pveoci.ssh import SshConnector
-from pveoci.template.delta import Delta
-from pveoci.template.pack import Packed
+
+if TYPE_CHECKING:  # types only: a command that sends no template does not load the packer
+    from pveoci.template.delta import Delta
+    from pveoci.template.pack import Packed
 
 
 class SshTemplates:

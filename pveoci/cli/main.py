@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
 import sys
 import traceback
+from collections.abc import Iterator, MutableMapping
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+import typer.core
+import typer.main
 from typer._completion_classes import completion_init
 
 from pveoci import __version__
-from pveoci.cli import config as config_cmd
-from pveoci.cli import doctor as doctor_cmd
-from pveoci.cli import lifecycle
-from pveoci.cli import moves as moves_cmd
-from pveoci.cli import nodes as nodes_cmd
-from pveoci.cli import placement as placement_cmd
-from pveoci.cli import plan as plan_cmd
-from pveoci.cli import spec as spec_cmd
-from pveoci.cli import template as template_cmd
 from pveoci.cli.context import Cli, Output
 
 HELP = """Run OCI runtime bundles as LXC containers on a remote Proxmox VE cluster.
@@ -41,28 +37,94 @@ Examples:
 Shell completion: pveoci --install-completion [bash|zsh|fish] (default: the shell you run).
 """
 
+# The commands: name -> where its function (or its Typer of sub-commands) is, in pveoci.cli. runc's commands
+# first, then pveoci's own; `pveoci --help` lists them in this order.
+COMMANDS = {
+    "spec": "spec:spec", "create": "lifecycle:create", "start": "lifecycle:start", "run": "lifecycle:run",
+    "state": "lifecycle:state_cmd", "list": "lifecycle:list_cmd", "kill": "lifecycle:kill",
+    "delete": "lifecycle:delete", "exec": "lifecycle:exec_cmd", "ps": "lifecycle:ps", "logs": "lifecycle:logs",
+    "pause": "lifecycle:pause", "resume": "lifecycle:resume", "plan": "plan:plan", "place": "placement:place",
+    "migrate": "moves:migrate", "drain": "moves:drain", "rebalance": "moves:rebalance", "doctor": "doctor:doctor",
+    "nodes": "nodes:nodes", "gc": "lifecycle:gc",
+    "template": "template:app", "config": "config:app", "cache": "lifecycle:cache_app",
+}
+# exec: options end at the container id, as runc's and docker's (`exec ID sh -c ...`: -c is sh's).
+COMMAND_SETTINGS: dict[str, dict[str, Any]] = {"exec": {"allow_interspersed_args": False}}
+
+
+def _target(name: str) -> Any:
+    module, attribute = COMMANDS[name].split(":")
+    return getattr(importlib.import_module(f"pveoci.cli.{module}"), attribute)
+
+
+def _build(name: str) -> Any:
+    """The click command of one entry of COMMANDS, built as app.command()/app.add_typer() would build it."""
+    holder = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False, add_completion=False)
+    target = _target(name)
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)
+    else:
+        holder.command(name, context_settings=COMMAND_SETTINGS.get(name, {}))(target)
+    return typer.main.get_group(holder).commands[name]
+
+
+class _Commands(MutableMapping[str, Any]):
+    """The group's command table, each command built on first use: a command's options are turned into click's
+    (every annotation read, every default resolved) only when it runs, not for all of them at every start."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = _build(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from COMMANDS
+        yield from (name for name in self._built if name not in COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS) + sum(name not in COMMANDS for name in self._built)
+
+
+class _LazyGroup(typer.core.TyperGroup):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = _Commands()
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list of `pveoci --help` from the functions' docstrings (as click shortens them), without
+        building every command's options."""
+        names = list(self.list_commands(ctx))
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            target = _target(name)
+            if isinstance(target, typer.Typer):
+                short = self.commands[name].get_short_help_str(limit)
+            else:
+                short = typer.core.TyperCommand(name=name, help=inspect.getdoc(target)).get_short_help_str(limit)
+            rows.append((name, short))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 # typer's own --show-completion/--install-completion are flags: a shell named after them was not read (the
 # detected one won). Ours take the shell as a value, and main() supplies the detected one when none is named.
 app = typer.Typer(
     name="pveoci", help=HELP, no_args_is_help=True, add_completion=False,
-    pretty_exceptions_enable=False, rich_markup_mode=None,
+    pretty_exceptions_enable=False, rich_markup_mode=None, cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# runc's commands first, then pveoci's own; `pveoci --help` lists them in this order.
-for name, command in (("spec", spec_cmd.spec), ("create", lifecycle.create), ("start", lifecycle.start),
-                      ("run", lifecycle.run), ("state", lifecycle.state_cmd), ("list", lifecycle.list_cmd),
-                      ("kill", lifecycle.kill), ("delete", lifecycle.delete), ("exec", lifecycle.exec_cmd),
-                      ("ps", lifecycle.ps), ("logs", lifecycle.logs), ("pause", lifecycle.pause),
-                      ("resume", lifecycle.resume), ("plan", plan_cmd.plan), ("place", placement_cmd.place),
-                      ("migrate", moves_cmd.migrate), ("drain", moves_cmd.drain),
-                      ("rebalance", moves_cmd.rebalance), ("doctor", doctor_cmd.doctor),
-                      ("nodes", nodes_cmd.nodes), ("gc", lifecycle.gc)):
-    # exec: options end at the container id, as runc's and docker's (`exec ID sh -c ...`: -c is sh's).
-    settings = {"allow_interspersed_args": False} if name == "exec" else {}
-    app.command(name, context_settings=settings)(command)
-app.add_typer(template_cmd.app, name="template")
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(lifecycle.cache_app, name="cache")
 completion_init()  # the completion classes of bash, zsh, fish and PowerShell, as add_completion would register
 
 
@@ -150,8 +212,6 @@ def _global(
                                                  "the containers' cgroups on their nodes.")] = False,
     rootless: Annotated[str | None, typer.Option("--rootless", help="runc's flag: false and auto are "
                                                  "accepted (nothing runs rootless here); true is refused.")] = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
     install_completion: Annotated[Optional[Shell], typer.Option(  # noqa: UP045 - read at run time on 3.10
         "--install-completion", metavar="[SHELL]", callback=_install_completion, is_eager=True,
         help="Install completion for SHELL (bash, zsh, fish, powershell, pwsh; default: the shell you "
@@ -159,6 +219,8 @@ def _global(
     show_completion: Annotated[Optional[Shell], typer.Option(  # noqa: UP045
         "--show-completion", metavar="[SHELL]", callback=_show_completion, is_eager=True,
         help="Print the completion script for SHELL (default: the shell you run).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     from pveoci import errors, logs
 

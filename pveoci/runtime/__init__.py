@@ -19,6 +19,7 @@ from pveoci.backends.base import Backend
 from pveoci.cache import Cache
 from pveoci.models import (
     Check,
+    Destination,
     GcReport,
     Guest,
     Migration,
@@ -41,7 +42,9 @@ from pveoci.settings import Settings
 
 if TYPE_CHECKING:
     from pveoci.lxc.mapping import Plan
+    from pveoci.oci.bundle import Bundle
     from pveoci.process import ProcessSpec
+    from pveoci.template import manifest
 
 log = logging.getLogger("pveoci.runtime")
 
@@ -79,24 +82,51 @@ class Templates:
         it would go to (`node`, else the profile's node; `auto` picks one).
         """
         ctx = self._ctx
+        from pveoci.oci.bundle import Bundle
         from pveoci.runtime import create as creating
-        from pveoci.runtime import facts, push, survey
+        from pveoci.runtime import facts, push
 
-        loaded, scanned = creating.checked(ctx, "container", Path(bundle), transport)  # before the cluster is asked
-        plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
+        # Before the cluster is asked: the transport, the bundle and its mapping (the rootfs's size does not
+        # change what a mapping refuses; the walk that measures it runs below, beside the node's lookup).
+        push.check_transport(transport)
+        loaded = Bundle.load(bundle)
+        creating.check_mapping(ctx, loaded, "container", size=0)
         wanted = node or ctx.profile.node
-        if wanted == "auto":  # where a create of it would go: templates land only where containers do
-            target = survey.place(ctx, survey.ask_for(ctx, plan), str(loaded.rootfs)).node
-        else:
-            target = choose_node(facts.nodes(ctx), wanted)
         try:
-            arch = push.node_arch(ctx, target)
-            dest = facts.destination(ctx, target, storage or ctx.profile.template_storage)
-            return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
-                               scanned=scanned)
+            # The stat walk (the packer's scan, a process of its own) runs while the node is looked up and, on a
+            # workstation new to it, logged in to (its architecture): they overlap instead of adding up.
+            with push.scanning(loaded.rootfs) as walk:
+                found = None if wanted == "auto" else self._node_facts(wanted, storage)
+                from pveoci.runtime import create  # noqa: F401 - the mapping's modules load while the walk runs
+                scanned = walk.result()
+            return self._push(loaded, scanned, found, strict=strict, storage=storage, transport=transport,
+                              progress=progress)
         except errors.NodeOffline:
             facts.nodes_changed(ctx)
             raise
+
+    def _node_facts(self, node: str, storage: str | None, *, named: bool = True) -> tuple[str, Destination]:
+        """A node's architecture and template storage (cache, else the cluster): what a push needs of it; `named`:
+        the user's, checked to be an online node of the cluster (placement's choice is one)."""
+        from pveoci.runtime import facts, push
+
+        ctx = self._ctx
+        target = choose_node(facts.nodes(ctx), node) if named else node
+        return push.node_arch(ctx, target), facts.destination(ctx, target, storage or ctx.profile.template_storage)
+
+    def _push(self, loaded: Bundle, scanned: manifest.Scan, found: tuple[str, Destination] | None, *, strict: bool,
+              storage: str | None, transport: str, progress: Progress) -> PushResult:
+        from pveoci.runtime import create as creating
+        from pveoci.runtime import push, survey
+
+        ctx = self._ctx
+        plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
+        if found is None:  # where a create of it would go: templates land only where containers do
+            target = survey.place(ctx, survey.ask_for(ctx, plan), str(loaded.rootfs)).node
+            found = self._node_facts(target, storage, named=False)
+        arch, dest = found
+        return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
+                           scanned=scanned)
 
     def list(self, *, node: str | None = None, storage: str | None = None) -> builtins.list[Template]:
         """pveoci's templates on every online node (or `node`), each with the ids of the containers made from it."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from pveoci import errors, hooks, marker, planning
+from pveoci import card, errors, hooks, marker, planning
 from pveoci.cache import Record
 from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
@@ -68,9 +68,14 @@ def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str) -> tuple[B
     push.check_transport(transport)
     bundle = Bundle.load(bundle_dir)
     scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
-    planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=planning.ASSUMED_VERSION,
-                         size=scanned.size)
+    check_mapping(ctx, bundle, cid, size=scanned.size)
     return bundle, scanned
+
+
+def check_mapping(ctx: Context, bundle: Bundle, cid: str, *, size: int) -> None:
+    """The mapping's refusals (a program not in the rootfs, a resource out of range), as for the cluster's likely
+    version, before the cluster is asked its own."""
+    planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=planning.ASSUMED_VERSION, size=size)
 
 
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
@@ -178,11 +183,12 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
     mark = marker.Marker(id=cid, bundle=str(bundle.path), rootfs=str(bundle.rootfs), template=pushed.volid,
                          spec_digest=bundle.config_digest, created=created, host=socket.gethostname(),
                          annotations=plan.annotations, stop_signal=plan.stop_signal)
-    tags = {marker.TAG, id_tag(cid)}
+    description = marker.render(mark)
+    tags = {marker.TAG, id_tag(cid), *card.for_description(description)}  # the card: `list` reads it (pveoci.card)
     spec_arg = encode_arg(plan.process)
     # PVE >= 9.1: the spec rides on the entrypoint option; before (or when too long), it is placed after the start.
     in_entrypoint = not plan.legacy_init and len(spec_arg) <= ENTRYPOINT_MAX
-    options = {**plan.options, "ostemplate": pushed.volid, "description": marker.render(mark),
+    options = {**plan.options, "ostemplate": pushed.volid, "description": description,
                "tags": tag_list(tags), "arch": arch, "start": 1}
     if not plan.legacy_init:
         options["entrypoint"] = f"{INIT_PATH} --spec={spec_arg}" if in_entrypoint else INIT_PATH

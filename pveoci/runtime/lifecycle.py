@@ -9,6 +9,10 @@ cannot catch, go to the process itself. Containers made by pveoci 0.1 (no init) 
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from pveoci import errors, hooks, signals
@@ -20,6 +24,7 @@ from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED
 from pveoci.runtime.locate import Located, require, to_state
 
 STOP_TIMEOUT = 10
+log = logging.getLogger("pveoci.runtime")
 
 
 def set_tags(ctx: Context, guest: Guest, add: frozenset[str] = frozenset(),
@@ -67,7 +72,8 @@ def kill(ctx: Context, cid: str, sig: str = "SIGTERM", *, all_processes: bool = 
     """Deliver a signal and return at once (runc): to the init while created (it ends as the signal would),
     to the process once started; with all_processes to every process of the container."""
     name = normalise_signal(sig)
-    found = require(ctx, cid)
+    with _reaching(ctx, cid):
+        found = require(ctx, cid)
     status = found.status
     if status not in ("created", "running", "paused"):
         raise errors.NotRunning("container not running", status=status)
@@ -86,6 +92,28 @@ def kill(ctx: Context, cid: str, sig: str = "SIGTERM", *, all_processes: bool = 
         return
     uncatchable = name in ("SIGKILL", "SIGSTOP") and status == "running"
     ctx.backend.signal(g.node, _init_pid(found), name, children=uncatchable)
+
+
+@contextmanager
+def _reaching(ctx: Context, cid: str) -> Iterator[None]:
+    """While the cluster is asked where the container is and what it is doing: log in to the node the cache
+    says it is on (a signal goes over SSH), so the login and the API's answer overlap instead of adding up."""
+    record = ctx.cache.get(cid, ctx.cluster)
+    if record is None or record.status not in ("created", "running", "paused"):
+        yield
+        return
+    def reach() -> None:
+        try:
+            ctx.backend.reach(record.node)
+        except Exception as exc:  # the signal logs in again, and reports what failed as it would have
+            log.debug("logging in to %s ahead of the signal failed: %s", record.node, exc)
+
+    login = threading.Thread(target=reach, name="pveoci-reach", daemon=True)
+    login.start()
+    try:
+        yield
+    finally:
+        login.join()
 
 
 def _kill_all(ctx: Context, found: Located, name: str) -> None:

@@ -19,21 +19,24 @@ log = logging.getLogger("pveoci.runtime")
 def list_containers(ctx: Context) -> list[State]:
     """Every pveoci container; the cache adopts the ones it did not know and forgets the vanished ones.
 
-    One cluster call when the cache knows them all; otherwise the configs (markers) of the unknown ones and
-    the pids of running ones the cache lacks, each in one bulk read (parallel where the backend can).
+    One cluster call (/cluster/resources: status, tags) when the cache knows them all, or when those it does
+    not know carry their card (pveoci.card, in their tags); the descriptions (markers) of the others, and the
+    pids of running ones the cache lacks (one listing per node), each in one bulk read.
     """
     known = {(r.node, r.vmid): r for r in ctx.cache.all(ctx.cluster)}
     by_vmid = {r.vmid: r for r in known.values()}
     guests = [g for g in ctx.backend.guests() if marker.has_tag(" ".join(g.tags))]
     unknown = [g for g in guests if _stale(by_vmid.get(g.vmid), g)]
-    configs = ctx.backend.configs(unknown) if unknown else {}
+    carded = {g.vmid: record for g in unknown if (record := record_from_card(ctx, g)) is not None}
+    unread = [g for g in unknown if g.vmid not in carded]
+    configs = ctx.backend.configs(unread) if unread else {}
     pidless = [g for g in guests if g.status == "running" and not (g.vmid in by_vmid and by_vmid[g.vmid].pid
                                                                   and g not in unknown)]
     pids = {vmid: g.pid or 0 for vmid, g in ctx.backend.statuses(pidless).items()} if pidless else {}
     out = []
     for guest in guests:
-        record = by_vmid.get(guest.vmid)
-        if guest in unknown:
+        record = carded.get(guest.vmid) or by_vmid.get(guest.vmid)
+        if guest in unread:
             record = _adopt(ctx, guest, configs.get(guest.vmid))
         if record is None:
             continue
@@ -55,6 +58,22 @@ def _adopt(ctx: Context, guest: Guest, config: dict[str, Any] | None) -> Record 
     except errors.MarkerUnreadable as exc:
         log.warning("%s", exc.message)
         return None
+
+
+def record_from_card(ctx: Context, guest: Guest) -> Record | None:
+    """The cache's record of a container from its card (None: it has none, or one not of its own id tag)."""
+    from pveoci.card import parse
+    from pveoci.runtime.ids import id_tag
+
+    found = parse(guest.tags)
+    if found is None or id_tag(found.id) not in guest.tags:
+        return None
+    record = Record(id=found.id, cluster=ctx.cluster, node=guest.node, vmid=guest.vmid, bundle=found.bundle,
+                    rootfs=found.rootfs, template=found.template, created=found.created,
+                    status=oci_status(guest, found.version), annotations=dict(found.annotations),
+                    stop_signal=found.stop_signal, marker_version=found.version)
+    ctx.cache.put(record)
+    return record
 
 
 def _stale(record: Record | None, guest: Guest) -> bool:

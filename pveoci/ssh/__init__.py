@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,20 @@ _Owned = TypeVar("_Owned")
 # AES-GCM first: both ends accelerate it, and it is what makes paramiko's uploads match
 # OpenSSH's (docs/performance.md). The rest of paramiko's list follows unchanged.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def _paramiko_without_invoke() -> None:
+    """Import paramiko without invoke, the task runner its config module imports (most of paramiko's import time)
+    for `Match exec` in an ssh_config file: pveoci never has paramiko read one (docs/performance.md)."""
+    if "paramiko" in sys.modules or "invoke" in sys.modules:
+        return
+    sys.modules["invoke"] = None  # type: ignore[assignment]  # None in sys.modules: `import invoke` fails
+    try:
+        import paramiko  # noqa: F401
+    finally:
+        blocked: object = sys.modules.get("invoke", sys)
+        if blocked is None:  # still the stand-in (not a real invoke another thread imported meanwhile)
+            del sys.modules["invoke"]
 
 
 class Unreachable(errors.SshError):
@@ -166,6 +181,7 @@ class SshConnector:
 
     def connect_to(self, target: SshTarget) -> paramiko.SSHClient:
         """A connected, authenticated client for this target, its host key checked; the caller closes it."""
+        _paramiko_without_invoke()
         import paramiko
 
         node = target.node

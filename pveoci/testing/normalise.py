@@ -7,9 +7,9 @@ wherever it comes back: a UPID in a task's path, a container's pid in the `kill`
 
 Made by the workstation (replaced when recording, and in every request of a replay, which maps the
 stand-ins in the answers back to its own values): the ownership marker's creation time, host name
-and bundle paths, and the packed templates: their names, checksums and sizes depend on the bytes
-packed (another busybox, a rebuilt init), not on what pveoci asks, so a template is known by the
-order it was packed in.
+and bundle paths (and the card that repeats them in the tags, pveoci.card), and the packed templates:
+their names, checksums and sizes depend on the bytes packed (another busybox, a rebuilt init), not on
+what pveoci asks, so a template is known by the order it was packed in.
 
 Stand-ins are numbered in order of first appearance, so the same run gives the same cassette.
 """
@@ -170,10 +170,10 @@ class LocalValues:
             text = text.replace(t.name, stand_in.name)
             if t.file_sha256:  # a streamed pack has no whole-file hash ("")
                 text = text.replace(t.file_sha256, stand_in.file_sha256)
-        return _rewrite_markers(text, self._to_stand_in)
+        return _rewrite_cards(_rewrite_markers(text, self._to_stand_in), self._to_stand_in)
 
     def restore(self, text: str) -> str:
-        text = _rewrite_markers(text, self._to_actual)
+        text = _rewrite_cards(_rewrite_markers(text, self._to_actual), self._to_actual)
         for number, t in enumerate(self.templates, 1):
             stand_in = template_stand_in(number)
             text = text.replace(stand_in.name, t.name)
@@ -214,7 +214,7 @@ def sent_stand_ins(requests: list[Any]) -> dict[str, list[str]]:
         return value
 
     for request in requests:
-        transform(request, lambda _k, v: _rewrite_markers(v, note) if isinstance(v, str) else v)
+        transform(request, lambda _k, v: _rewrite_cards(_rewrite_markers(v, note), note) if isinstance(v, str) else v)
     return out
 
 
@@ -237,3 +237,25 @@ def _rewrite_markers(text: str, fn: Callable[[str, str], str]) -> str:
         return "<!-- pveoci " + json.dumps(data, sort_keys=True, separators=(",", ":")) + " -->"
 
     return _MARKER.sub(one, text)
+
+
+_CARD = re.compile(r"pveoci-card\+[a-z0-9_.+-]*")
+
+
+def _rewrite_cards(text: str, fn: Callable[[str, str], str]) -> str:
+    """Each card (pveoci.card) in text with the marker's volatile fields it repeats passed through fn(kind, value)."""
+    if "pveoci-card+" not in text:
+        return text
+    from dataclasses import replace
+
+    from pveoci import card
+
+    def one(found: re.Match[str]) -> str:
+        read = card.parse([found.group(0)])
+        if read is None:
+            return found.group(0)
+        changed = replace(read, created=fn("time", read.created), bundle=fn("path", read.bundle),
+                          rootfs=fn("path", read.rootfs))
+        return card.tag(changed) or found.group(0)
+
+    return _CARD.sub(one, text)

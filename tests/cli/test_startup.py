@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def imported_after(code: str) -> set[str]:
@@ -20,8 +21,8 @@ def test_help_imports_no_network_ssh_or_compression_library() -> None:
 
 
 def test_state_and_list_do_not_load_the_spec_models_or_ssh() -> None:
-    loaded = imported_after("import pveoci.runtime, pveoci.backends.api, pveoci.cache")
-    for heavy in ("pveoci.oci.spec", "pveoci.lxc.mapping", "paramiko", "zstandard"):
+    loaded = imported_after("import pveoci.runtime, pveoci.backends.api, pveoci.backends.auto, pveoci.cache")
+    for heavy in ("pveoci.oci.spec", "pveoci.lxc.mapping", "paramiko", "zstandard", "pveoci.template.pack", "tarfile"):
         assert heavy not in loaded, heavy
 
 
@@ -29,3 +30,74 @@ def test_the_pct_backend_loads_no_http_client() -> None:
     loaded = imported_after("import pveoci.runtime, pveoci.backends.pct, pveoci.backends.auto, pveoci.cache")
     for heavy in ("requests", "proxmoxer", "pveoci.pve.client", "paramiko", "pveoci.oci.spec", "zstandard"):
         assert heavy not in loaded, heavy
+
+
+def imported_by(*argv: str) -> tuple[str, set[str]]:
+    """What a run of the interpreter printed, and every module it imported (-X importtime names them all)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, check=True)
+    modules = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    return done.stdout, modules
+
+
+COMMAND_LINE = ("typer", "click", "rich", "pydantic", "requests", "proxmoxer", "paramiko", "pveoci.cli.main",
+                "pveoci.settings", "pveoci.cache")
+
+
+def test_version_answers_before_the_command_line_is_imported() -> None:
+    import pveoci
+
+    script = "from importlib.metadata import entry_points; " \
+             "entry_points(group='console_scripts')['pveoci'].load()()"
+    for argv in (["-m", "pveoci", "--version"], ["-c", script, "--version"]):  # python -m pveoci, and `pveoci`
+        out, loaded = imported_by(*argv)
+        assert out == f"pveoci version {pveoci.__version__}\n"
+        for heavy in COMMAND_LINE:
+            assert heavy not in loaded, (argv, heavy)
+
+
+def test_a_command_builds_and_imports_only_its_own_module() -> None:
+    out, loaded = imported_by("-m", "pveoci", "nodes", "--help")
+    assert "List the nodes" in out
+    for other in ("pveoci.cli.lifecycle", "pveoci.cli.moves", "pveoci.cli.template", "pveoci.cli.config"):
+        assert other not in loaded, other
+
+
+def test_the_help_lists_every_command_in_order_as_if_all_were_built() -> None:
+    import typer.core
+    import typer.main
+
+    from pveoci.cli.main import COMMANDS, app
+
+    group = typer.main.get_command(app)
+    ctx = group.context_class(group, info_name="pveoci")
+    lazy = group.get_help(ctx)
+    assert list(group.commands) == list(COMMANDS)
+    for name in COMMANDS:  # every command built, then listed as typer lists them
+        assert group.commands[name].name == name
+    formatter = ctx.make_formatter()
+    typer.core.TyperGroup.format_commands(group, ctx, formatter)
+    built = formatter.getvalue().rstrip("\n")
+    assert built.startswith("Commands:")
+    assert lazy.endswith("\n\n" + built)
+
+
+def test_an_ssh_login_loads_paramiko_without_its_task_runner(tmp_path: Path) -> None:
+    """paramiko's config module imports invoke (for `Match exec`, which pveoci never has paramiko read): most of
+    paramiko's import time, kept off every command that logs in to a node."""
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    code = f"""
+from pathlib import Path
+from pveoci import errors
+from pveoci.settings import SshSettings
+from pveoci.ssh import SshConnector
+ssh = SshConnector(SshSettings(agent=False, port=1, known_hosts=Path({str(known)!r}), connect_timeout=5),
+                   {{"pve1": "127.0.0.1"}})
+try:
+    ssh.connect("pve1")
+except errors.SshError:
+    pass   # nothing listens there: the login got as far as paramiko's transport
+"""
+    loaded = imported_after(code)
+    assert "paramiko.transport" in loaded
+    assert "invoke" not in loaded

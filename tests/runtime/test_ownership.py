@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pveoci import errors
+from pveoci import card, errors
 from pveoci.backends.memory import MemoryBackend
 from pveoci.runtime import Runtime
 from tests.runtime.conftest import MakeRuntime, tiny_bundle
@@ -36,9 +36,12 @@ def test_a_container_with_any_annotation_is_seen_and_deleted_from_an_empty_cache
 
 @pytest.fixture
 def broken(rt: Runtime, memory: MemoryBackend, bundle: Path) -> int:
-    """A container whose notes someone edited: the pveoci block is there, but cut short."""
+    """A container whose notes someone edited: the pveoci block is there, but cut short. It has no card (made before
+    cards, or the card did not fit): a card would let `list` show it without reading the notes (pveoci.card)."""
     vmid = rt.create("web", bundle).vmid
-    memory.cts[vmid].config["description"] = memory.cts[vmid].config["description"][:-40]
+    config = memory.cts[vmid].config
+    config["description"] = config["description"][:-40]
+    config["tags"] = ";".join(t for t in config["tags"].split(";") if not t.startswith(card.PREFIX))
     return vmid
 
 

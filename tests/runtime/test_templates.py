@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from pveoci import errors
 from pveoci.backends.memory import MemoryBackend
 from pveoci.runtime import Runtime
+from pveoci.template import manifest
 from tests.runtime.conftest import MakeRuntime, tiny_bundle
 
 
@@ -225,3 +227,41 @@ def test_a_create_that_gets_its_claim_after_another_finished_sends_and_packs_not
     assert len(packs) == 1              # the other's
     assert memory.sent_bytes == pushed.size
     assert len(memory.uploads) == 1
+
+
+class NewNode(MemoryBackend):
+    """A node this workstation has never asked for its architecture (a login, over SSH)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = threading.Event()
+
+    def node_machine(self, node: str) -> str:
+        self.asked.set()
+        return super().node_machine(node)
+
+
+def test_push_walks_the_rootfs_while_it_asks_for_the_node(make_runtime: MakeRuntime, bundle: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = NewNode()
+    walk = manifest.scan
+
+    def scan_once_the_node_is_asked(rootfs: Path) -> manifest.Scan:
+        if not backend.asked.wait(5):
+            raise AssertionError("the rootfs was walked before the node was asked anything")
+        return walk(rootfs)
+
+    monkeypatch.setattr(manifest, "scan", scan_once_the_node_is_asked)
+    pushed = make_runtime(backend).templates.push(bundle, node="pve1")
+    assert pushed.uploaded
+    assert make_runtime(backend).templates.push(bundle, node="pve1").uploaded is False
+
+
+def test_what_stops_the_walk_stops_the_push_as_itself(rt: Runtime, bundle: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(rootfs: Path) -> manifest.Scan:
+        raise errors.BundleError(f"cannot read {rootfs}/etc/shadow: Permission denied")
+
+    monkeypatch.setattr(manifest, "scan", unreadable)   # the walk runs in a thread: its error is the push's
+    with pytest.raises(errors.BundleError, match="Permission denied"):
+        rt.templates.push(bundle, node="pve1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pveoci import marker
+from pveoci import card, marker
 from pveoci.testing.normalise import PID_BASE, ClusterValues, LocalValues, sent_stand_ins
 
 UPID = "UPID:pve2:0001E240:0A2B3C4D:6756A1B2:vzstart:105:root@pam:"
@@ -47,6 +47,25 @@ def test_the_marker_of_a_recording_and_of_its_replay_meet_in_the_same_stand_ins(
     replay = LocalValues(sent_stand_ins([recorded]))
     assert replay.normalise(mine) == recorded
     assert replay.restore(recorded) == mine  # the answer carries the replay's own values
+
+
+def a_create(created: str, host: str, bundle: str) -> dict[str, str]:
+    """What a create sends: the marker in the description, the card (pveoci.card) among the tags."""
+    description = a_marker(created, host, bundle)
+    return {"description": description, "tags": ";".join(sorted({"pveoci", *card.for_description(description)}))}
+
+
+def test_the_card_of_a_recording_and_of_its_replay_meet_in_the_marker_s_stand_ins() -> None:
+    recording = LocalValues()
+    sent = a_create("2024-12-09T10:12:13.123456789Z", "laptop", "/tmp/a/bundle")
+    recorded = {key: recording.normalise(value) for key, value in sent.items()}
+    (tag,) = [t for t in recorded["tags"].split(";") if t.startswith(card.PREFIX)]
+    assert card.parse([tag]) == card.Card(id="web", bundle="/cassette/path-1", created="2000-01-01T00:00:00.000000001Z",
+                                          template="local:x", rootfs="/cassette/path-2", version=2)
+    mine = a_create("2025-01-02T03:04:05.000000006Z", "ci-runner-7", "/home/ci/x/bundle")
+    replay = LocalValues(sent_stand_ins([{"body": recorded}]))
+    assert {key: replay.normalise(value) for key, value in mine.items()} == recorded
+    assert replay.restore(recorded["tags"]) == mine["tags"]  # /cluster/resources answers with the replay's own card
 
 
 def test_a_replay_takes_the_stand_ins_the_recording_sent_whatever_the_answers_held() -> None:
