@@ -203,6 +203,8 @@ class MemoryBackend:
         with self._lock:
             if vmid in self.cts:
                 raise errors.AlreadyExists(f"CT {vmid} already exists on node '{self.cts[vmid].node}'")
+            if not self.nodes_online.get(node, False):
+                raise errors.NodeOffline(f"node '{node}' is offline", node=node)
             volid = str(options.get("ostemplate", ""))
             storage, _, volname = volid.partition(":")
             if volname.split("/", 1)[-1] not in self._files(node, storage):
@@ -246,29 +248,30 @@ class MemoryBackend:
                 raise errors.ApiError(f"CT {vmid} already running")
             self._boot(ct)
 
+    def _running(self, node: str, vmid: int) -> MemoryCt:
+        """As Proxmox: stopping a container that does not run here (stopped, or not on this node at all) is
+        refused before its config is looked at."""
+        ct = self.cts.get(vmid)
+        if ct is None or ct.node != node or ct.status != "running":
+            raise errors.ApiError(f"CT {vmid} not running")
+        return self._ct(node, vmid)
+
     def stop(self, node: str, vmid: int) -> None:
         self._call("stop")
         with self._lock:
-            ct = self._ct(node, vmid)
-            if ct.status != "running":   # as Proxmox: stopping a stopped container is an error
-                raise errors.ApiError(f"CT {vmid} not running")
-            self._halt(ct, 137)
+            self._halt(self._running(node, vmid), 137)
 
     def shutdown(self, node: str, vmid: int, timeout: int) -> None:
         self._call("shutdown")
         with self._lock:
-            ct = self._ct(node, vmid)
-            if ct.status != "running":
-                raise errors.ApiError(f"CT {vmid} not running")
-            self._halt(ct, 143)
+            self._halt(self._running(node, vmid), 143)
 
     def destroy(self, node: str, vmid: int) -> None:
         self._call("destroy")
         with self._lock:
             ct = self._ct(node, vmid)
-            if ct.status == "running":
-                raise errors.TaskFailed(f"unable to destroy CT {vmid} - container is running", upid="UPID:memory",
-                                        exitstatus="error", log_tail=[])
+            if ct.status == "running":  # refused before any task starts
+                raise errors.ApiError(f"unable to destroy CT {vmid} - container is running")
             del self.cts[vmid]
 
     def migrate(self, node: str, vmid: int, target: str, *, restart: bool,
@@ -304,8 +307,8 @@ class MemoryBackend:
         self._call("exec")
         with self._lock:
             ct = self._ct(node, vmid)
-            if ct.status != "running":
-                raise errors.PveociError(f"container '{vmid}' not running!")
+            if ct.status != "running":  # as pct exec says it, and exits
+                return Completed(255, b"", f"container '{vmid}' not running!\n".encode())
             if argv == ["/.pveoci/init", "state"]:
                 state = {"waiting": "created", "running": "running"}.get(ct.phase, "stopped")
                 return Completed(0, f'{{"state": "{state}", "pid": null, "status": null}}\n'.encode(), b"")
@@ -344,7 +347,10 @@ class MemoryBackend:
     def freeze(self, node: str, vmid: int) -> None:
         self._call("freeze")
         with self._lock:
-            self._ct(node, vmid).frozen = True
+            ct = self._ct(node, vmid)
+            if ct.status != "running":  # lxc-freeze finds no running container to freeze
+                raise errors.PveociError(f"cannot freeze CT {vmid} on {node}: {vmid} is not running")
+            ct.frozen = True
 
     def thaw(self, node: str, vmid: int) -> None:
         self._call("thaw")
@@ -359,8 +365,11 @@ class MemoryBackend:
 
     def template_destination(self, node: str, storage: str) -> Destination:
         self._call("template_destination")
-        if storage not in {s.name for s in self._storages() if "vztmpl" in s.content}:
+        found = {s.name: s for s in self.node_storages.get(node, self._storages())}
+        if storage not in found:
             raise errors.NotFound(f"storage '{storage}' is not available on node '{node}'")
+        if "vztmpl" not in found[storage].content:
+            raise errors.ConfigError(f"storage '{storage}' does not hold container templates (content vztmpl)")
         return Destination(node=node, storage=storage, shared=self.shared_templates, directory=None,
                            avail=100 * GIB)
 
@@ -401,13 +410,16 @@ class MemoryBackend:
         self._call("claim_template")
         with self._lock:
             slot = self.claims.setdefault((dest.node, dest.storage, key), {"holder": None, "result": None})
-            claim = MemoryClaim(self, slot)
-            claim.take_over()
-            return claim
+            return MemoryClaim(self, slot)
 
     def sweep_templates(self, dest: Destination) -> list[str]:
+        """Claims that are done go, as on a node (nothing is ever left half-uploaded here)."""
         self._call("sweep_templates")
-        return []
+        with self._lock:
+            done = [k for k, slot in self.claims.items() if k[:2] == (dest.node, dest.storage) and slot["result"]]
+            for k in done:
+                del self.claims[k]
+            return [f".pveoci-claim-{k[2][:32]}" for k in done]
 
     def remove_template(self, dest: Destination, name: str) -> None:
         self._call("remove_template")
@@ -452,18 +464,22 @@ class MemoryUpload:
 
 
 class MemoryClaim:
-    """A claim in a MemoryBackend: held by one thread at a time."""
+    """A claim in a MemoryBackend, kept as a node keeps one: held until released; released with a name it stays,
+    done, so whoever claims next reads the name (until a sweep removes it); given up, it goes."""
 
     def __init__(self, backend: MemoryBackend, slot: dict[str, Any]) -> None:
         self.backend, self.slot = backend, slot
-        self.ours = False
+        with backend._lock:
+            if slot["holder"] is None:
+                slot["holder"], slot["result"] = self, None
+            self.ours = slot["holder"] is self
 
     def take_over(self) -> bool:
+        """The holder went quiet or gave up: its claim is removed, and this one takes it."""
         with self.backend._lock:
-            if self.slot["holder"] is None:
-                self.slot["holder"], self.slot["result"] = self, None
-            self.ours = self.slot["holder"] is self
-            return self.ours
+            self.slot["holder"], self.slot["result"] = self, None
+            self.ours = True
+            return True
 
     def result(self) -> str | None:
         return self.slot["result"] if isinstance(self.slot["result"], str) else None
@@ -474,7 +490,7 @@ class MemoryClaim:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.backend._lock:
-                if self.slot["holder"] is None:
+                if self.slot["holder"] is None or self.slot["result"] is not None:
                     return self.result()
             time.sleep(0.01)
         return None
@@ -484,8 +500,10 @@ class MemoryClaim:
 
     def release(self, name: str | None) -> None:
         with self.backend._lock:
-            if self.ours:
-                self.slot["holder"], self.slot["result"] = None, name
+            if self.ours and name:
+                self.slot["result"] = name
+            elif self.ours:
+                self.slot["holder"], self.slot["result"] = None, None
 
 
 if TYPE_CHECKING:

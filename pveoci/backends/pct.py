@@ -37,7 +37,7 @@ log = logging.getLogger("pveoci.backend")
 TASKS = {"create": "vzcreate", "start": "vzstart", "stop": "vzstop", "shutdown": "vzshutdown",
          "destroy": "vzdestroy", "migrate": "vzmigrate"}
 # How pve-container refuses before a task starts, where the wording names no error class of its own.
-_BEFORE_TASK = ("not running", "already running")
+_BEFORE_TASK = ("not running", "already running", "container is running")
 
 
 class PctLifecycle:
@@ -63,7 +63,9 @@ class PctLifecycle:
 
     def _failure(self, node: str, subcommand: str, args: tuple[object, ...], done: Completed) -> errors.PveociError:
         named = failure("pct", f"node {node}", done)
-        if named is not None:
+        # A create's container is not there yet: what it did not find (a template volume, a storage) failed its
+        # task, as the API reports it (the runtime sends a template again on that TaskFailed).
+        if named is not None and not (subcommand == "create" and isinstance(named, errors.NotFound)):
             return named
         text = reason(done) or f"exit {done.status}"
         what = f"{TASKS.get(subcommand, subcommand)} {args[0] if args else ''}".strip()
