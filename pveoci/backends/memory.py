@@ -201,10 +201,10 @@ class MemoryBackend:
     def create(self, node: str, vmid: int, options: dict[str, Any]) -> None:
         self._call("create")
         with self._lock:
+            if not self.nodes_online.get(node, False):  # the request goes to the node: nothing else is asked
+                raise errors.NodeOffline(f"node '{node}' is offline", node=node)
             if vmid in self.cts:
                 raise errors.AlreadyExists(f"CT {vmid} already exists on node '{self.cts[vmid].node}'")
-            if not self.nodes_online.get(node, False):
-                raise errors.NodeOffline(f"node '{node}' is offline", node=node)
             volid = str(options.get("ostemplate", ""))
             storage, _, volname = volid.partition(":")
             if volname.split("/", 1)[-1] not in self._files(node, storage):

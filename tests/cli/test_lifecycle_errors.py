@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+import pveoci
 from pveoci import errors, settings
 from pveoci.backends.memory import MemoryBackend
 from pveoci.cache import Cache
-from pveoci.connect import connect
 from pveoci.runtime import Runtime
 from pveoci.settings import Profile, Settings
 from tests.runtime.conftest import tiny_bundle
@@ -110,7 +110,7 @@ def test_kill_of_a_created_container_makes_it_stopped(rt: Runtime, bundle: Path)
 def test_unwritable_cache_is_a_config_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    message = refused(lambda: connect(settings=Settings(Profile(name="mem"), tmp_path / "none.toml"),
+    message = refused(lambda: pveoci.connect(settings=Settings(Profile(name="mem"), tmp_path / "none.toml"),
                                       root=blocker / "sub", backend=MemoryBackend()), 3)
     assert message.startswith(f"cannot open the cache in {blocker / 'sub'}")
 
@@ -120,7 +120,7 @@ def test_api_down_is_a_connect_error(tmp_path: Path) -> None:
     config.write_text('default_profile = "x"\n\n[profiles.x]\nhost = "127.0.0.1"\ntoken_id = "pveoci@pve!t"\n')
     loaded = settings.load(config_path=config, env={"PVEOCI_TOKEN_SECRET": "s"},
                            overrides={"port": 1, "retries": 0, "backend": "api"})
-    rt = connect(settings=loaded, root=tmp_path / "cache")
+    rt = pveoci.connect(settings=loaded, root=tmp_path / "cache")
     try:
         assert refused(rt.list, 4).endswith(":1: connection refused")
     finally:

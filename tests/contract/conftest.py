@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import pytest
 from pveoci import settings
 from pveoci.backends.base import Backend
 from pveoci.backends.memory import MemoryBackend
-from pveoci.connect import backend_for
 from pveoci.template.pack import Packed, pack
 from tests.testbed import Testbed
 
@@ -35,7 +34,6 @@ class World:
     backend: Backend
     put_template: Callable[[str, str], None]      # (node, name): a template file appears on the node's `local`
     take_offline: Callable[[str], None]
-    made: list[tuple[str, int]] = field(default_factory=list)
 
     def template(self, node: str = "pve1", name: str = TEMPLATE) -> str:
         """A template on the node's `local` storage: its volume id."""
@@ -76,10 +74,22 @@ def bed_backends(bed: Testbed) -> Iterator[dict[str, Backend]]:
         backend.close()
 
 
+def _backend(kind: str, loaded: settings.Settings) -> Backend:
+    """The backend pveoci.connect() makes for the profile (not imported from there: importing the module
+    pveoci.connect first turns the package's `pveoci.connect` into that module for the rest of the session)."""
+    if kind == "api":
+        from pveoci.backends.api import ApiBackend
+        from pveoci.pve.client import PveClient
+
+        return ApiBackend(PveClient.from_settings(loaded), loaded)
+    from pveoci.backends.pct import PctBackend
+
+    return PctBackend(loaded)
+
+
 def _on_bed(kind: str, bed: Testbed, backends: dict[str, Backend]) -> World:
     if kind not in backends:
-        loaded = settings.load(config_path=bed.config_path, env={}, overrides={"backend": kind})
-        backends[kind] = backend_for(loaded)
+        backends[kind] = _backend(kind, settings.load(config_path=bed.config_path, env={}, overrides={"backend": kind}))
 
     def put(node: str, name: str) -> None:
         path = bed.template_dir(node) / name
