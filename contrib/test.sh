@@ -7,4 +7,4 @@ bash contrib/setup.sh
 if [ "$(id -u)" -eq 0 ]; then export PVEOCI_REQUIRE_BED=${PVEOCI_REQUIRE_BED:-1}; fi
 .venv/bin/ruff check pveoci tests bench
 .venv/bin/mypy --strict pveoci
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q --durations=30 "$@"

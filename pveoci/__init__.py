@@ -8,7 +8,7 @@ The Python API, which the `pveoci` command line is a front end to:
     state = rt.run("web1", "./bundles/web")    # create + start; a typed State
     print(state.status, state.node, state.vmid)
     rt.kill("web1", "TERM")
-    rt.wait("web1")
+    status = rt.wait("web1")                   # its process's exit status (143: TERM ended it)
     rt.delete("web1")
 
 Errors are subclasses of `pveoci.PveociError` (see `pveoci.errors`), each with a stable exit code.
@@ -18,6 +18,8 @@ See docs/python-api.md.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
@@ -25,7 +27,7 @@ __version__ = "0.2.0"
 # Public name -> the module that defines it; imported on first use, so `import pveoci` stays cheap.
 _EXPORTS = {
     "connect": "pveoci.connect",
-    "Runtime": "pveoci.runtime", "Templates": "pveoci.runtime",
+    "Runtime": "pveoci.runtime", "Templates": "pveoci.runtime", "FindingsMode": "pveoci.runtime",
     "State": "pveoci.models", "Node": "pveoci.models", "Storage": "pveoci.models", "Template": "pveoci.models",
     "PushResult": "pveoci.models", "Check": "pveoci.models", "GcReport": "pveoci.models",
     "ProcessTable": "pveoci.models", "Guest": "pveoci.models", "Placement": "pveoci.models",
@@ -45,6 +47,7 @@ _EXPORTS = {
     "NotPaused": "pveoci.errors", "NotStopped": "pveoci.errors", "HookFailed": "pveoci.errors",
     "Unsupported": "pveoci.errors", "InUse": "pveoci.errors", "ChecksFailed": "pveoci.errors",
     "ApiError": "pveoci.errors", "NoSuitableNode": "pveoci.errors", "MoveRefused": "pveoci.errors",
+    "MarkerUnreadable": "pveoci.errors",
 }
 
 __all__ = [
@@ -58,6 +61,7 @@ __all__ = [
     "ConnectError",
     "ContainerStateError",
     "Finding",
+    "FindingsMode",
     "GcReport",
     "Guest",
     "HookFailed",
@@ -66,6 +70,7 @@ __all__ = [
     "InvalidParameter",
     "Locked",
     "MappingError",
+    "MarkerUnreadable",
     "Migration",
     "MigrationCheck",
     "MoveRefused",
@@ -119,6 +124,20 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
+class _Package(types.ModuleType):
+    """`pveoci.connect` stays the function once the module of the same name is imported (`from pveoci.connect
+    import ...`, or the command line): the import system sets the package's attribute to the module, and
+    `pveoci.connect()` would then fail with "'module' object is not callable"."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "connect" and isinstance(value, types.ModuleType):
+            value = value.connect
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from pveoci.connect import connect
     from pveoci.errors import (
@@ -136,6 +155,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         InvalidParameter,
         Locked,
         MappingError,
+        MarkerUnreadable,
         MoveRefused,
         NodeOffline,
         NoQuorum,
@@ -173,5 +193,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         Template,
     )
     from pveoci.progress import Progress
-    from pveoci.runtime import Runtime, Templates
+    from pveoci.runtime import FindingsMode, Runtime, Templates
     from pveoci.settings import Profile, Settings

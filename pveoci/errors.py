@@ -245,6 +245,21 @@ class MoveRefused(PveociError):
         self.checks = list(checks)
 
 
+class MarkerUnreadable(PveociError):
+    """A container carries pveoci's tags but its ownership marker (the block in its notes) cannot be read: it
+    is neither taken for another's nor changed (docs/state.md, "An unreadable marker")."""
+
+    exit_code = 31
+
+    def __init__(self, message: str, *, reason: str = "", node: str | None = None, vmid: int | None = None,
+                 detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        #: what is wrong with the marker, e.g. "its JSON is not valid (...)"
+        self.reason = reason or message
+        self.node = node
+        self.vmid = vmid
+
+
 class ChecksFailed(PveociError):
     """`pveoci doctor` found at least one failing check."""
 

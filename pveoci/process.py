@@ -62,6 +62,8 @@ class ProcessSpec:
                              ("env", self.env)):
             if any("\0" in v for v in values):
                 out.append(f"{what}: a NUL byte cannot be passed to a program")
+            if not all(_encodable(v) for v in values):
+                out.append(f"{what}: not valid Unicode (a lone UTF-16 surrogate)")
         if any("=" not in e or e.startswith("=") for e in self.env):
             out.append("env: every entry must be KEY=VALUE")
         return out + self._range_problems()
@@ -84,6 +86,15 @@ class ProcessSpec:
                 out.append(f"rlimit {rlimit_name(lim.resource)}: soft limit {lim.soft} is above the hard limit "
                            f"{lim.hard}")
         return out
+
+
+def _encodable(text: str) -> bool:
+    """Whether `encode` can carry it: UTF-8, and the bytes a command line held that were not (surrogateescape)."""
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def rlimit_name(resource: int) -> str:

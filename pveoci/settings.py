@@ -6,6 +6,7 @@ from the environment or from a file only its owner can read.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -13,10 +14,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pveoci import userfile
 from pveoci.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -28,7 +30,11 @@ ENV_PREFIX = "PVEOCI_"
 CONFIG_ENV = "PVEOCI_CONFIG"
 PROFILE_ENV = "PVEOCI_PROFILE"
 SECRET_KEYS = ("token_secret", "password")
+MAX_CONFIG_SIZE = userfile.MIB   # a settings file of many profiles is some KiB
+MAX_SECRET_SIZE = 64 * userfile.KIB
 _FINGERPRINT = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){31}$")
+# Labels of letters (any script: requests IDNA-encodes them), digits, `_` and `-`, not at a label's ends.
+_HOST_NAME = re.compile(r"(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?")
 
 
 def default_config_path() -> Path:
@@ -37,12 +43,30 @@ def default_config_path() -> Path:
     return user_config_path("pveoci") / "config.toml"
 
 
+def check_host(value: str | None) -> str | None:
+    """A host name or an IP address (an IPv6 one may be in brackets), or None or "" (not set).
+
+    Anything else would reach a URL (where `a:b:c` made urllib raise) or ssh's command line (where a
+    leading `-` would be an option) as something other than a host.
+    """
+    if not value:
+        return value
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        if bare == value and _HOST_NAME.fullmatch(value):
+            return value
+        raise ValueError("must be a host name or an IP address, e.g. pve1.example.com or 192.0.2.10") from None
+    return value
+
+
 class NodeSsh(BaseModel):
     """How to reach one node over SSH when its cluster address is not the right one."""
 
     model_config = ConfigDict(extra="forbid")
 
-    address: str | None = None
+    address: Annotated[str | None, AfterValidator(check_host)] = None
     port: int | None = Field(default=None, ge=1, le=65535)
     user: str | None = None
 
@@ -83,7 +107,7 @@ class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "default"
-    host: str | None = None
+    host: Annotated[str | None, AfterValidator(check_host)] = None
     port: int = Field(default=8006, ge=1, le=65535)
     user: str = "root@pam"
     token_id: str | None = None
@@ -117,11 +141,30 @@ class Profile(BaseModel):
             raise ValueError("must be a SHA-256 fingerprint: 32 hex bytes, e.g. AB:CD:...")
         return pretty
 
+    @field_validator("vmid_range")
+    @classmethod
+    def _check_vmid_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_vmid_range(value)
+        return value
+
     @field_validator("token_id")
     @classmethod
     def _check_token_id(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[^\s@!]+@[^\s@!]+![A-Za-z][A-Za-z0-9._-]*", value):
             raise ValueError("must look like user@realm!tokenname")
+        return value
+
+    @field_validator("bridge")
+    @classmethod
+    def _check_bridge(cls, value: str) -> str:
+        """It goes into net0's property string: refused here, when the settings load, as well as where net0 is
+        made (pveoci.lxc.properties)."""
+        from pveoci.lxc.properties import shown, why_not_bridge
+
+        problem = why_not_bridge(value)
+        if problem is not None:
+            raise ValueError(f"{shown(value)} cannot go into Proxmox's net0: {problem}")
         return value
 
     @property
@@ -132,6 +175,20 @@ class Profile(BaseModel):
     @property
     def auth_method(self) -> str:
         return "token" if self.token_id else "ticket"
+
+
+VMID_MIN, VMID_MAX = 100, 999_999_999   # PVE's pve-vmid
+
+
+def parse_vmid_range(text: str) -> tuple[int, int]:
+    """`9000-9099` (or one VMID) as (first, last); a ValueError that says what is wrong."""
+    match = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} must look like 9000-9099")
+    first, last = int(match[1]), int(match[2] or match[1])
+    if not VMID_MIN <= first <= last <= VMID_MAX:
+        raise ValueError(f"{text!r} must be FIRST-LAST with FIRST <= LAST, within {VMID_MIN}-{VMID_MAX}")
+    return first, last
 
 
 @dataclass
@@ -179,9 +236,14 @@ def read_secret_file(path: Path) -> str:
             f"secret file {path} is accessible by group or others (mode {mode:04o}); run: chmod 600 {path}"
         )
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read secret file {path}: {exc}") from None
+        # A pipe too (`PVEOCI_TOKEN_SECRET_FILE=<(pass show pve)`); never a device, never without a size limit.
+        text = userfile.read(path, MAX_SECRET_SIZE, pipes=True).decode("utf-8")
+    except userfile.Refused as exc:
+        raise ConfigError(f"cannot read secret file {path}: it {exc}") from None
+    except UnicodeDecodeError as exc:  # not the codec's words: they quote the byte, a secret's
+        raise ConfigError(f"cannot read secret file {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
     secret = text.strip().splitlines()[0].strip() if text.strip() else ""
     if not secret:
         raise ConfigError(f"secret file {path} is empty")
@@ -190,15 +252,40 @@ def read_secret_file(path: Path) -> str:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        # A pipe too (`--config <(...)`); never a device, never without a size limit.
+        raw = userfile.read(path, MAX_CONFIG_SIZE, pipes=True)
     except FileNotFoundError:
         return {}
+    except userfile.Refused as exc:
+        raise ConfigError(f"cannot read {path}: it {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")  # TOML is UTF-8 (toml.io: "A TOML file must be a valid UTF-8 encoded document")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return dict(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return dict(data)
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: nested too deeply") from None
+    except ValueError:  # what else the reader refuses: an integer of thousands of digits
+        raise ConfigError(f"{path} is not valid TOML: a number too long to read") from None
+
+
+def _tables(path: Path, data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The file's profiles and the name of its default one."""
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: [profiles] must be a table of named profiles")
+    unknown_top = set(data) - {"default_profile", "profiles"}
+    if unknown_top:
+        raise ConfigError(f"{path}: unknown top-level setting(s): {', '.join(sorted(unknown_top))}")
+    default = data.get("default_profile")
+    if default is not None and not isinstance(default, str):
+        raise ConfigError(f"{path}: default_profile must be a profile's name, in quotes")
+    return profiles, default
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
@@ -265,14 +352,8 @@ def load(
     """
     env = dict(os.environ if env is None else env)
     path = (config_path or Path(env.get(CONFIG_ENV) or default_config_path())).expanduser()
-    data = _read_config(path)
-    profiles = data.get("profiles", {})
-    if not isinstance(profiles, dict):
-        raise ConfigError(f"{path}: [profiles] must be a table of named profiles")
-    unknown_top = set(data) - {"default_profile", "profiles"}
-    if unknown_top:
-        raise ConfigError(f"{path}: unknown top-level setting(s): {', '.join(sorted(unknown_top))}")
-    name = profile or env.get(PROFILE_ENV) or data.get("default_profile") or "default"
+    profiles, default = _tables(path, _read_config(path))
+    name = profile or env.get(PROFILE_ENV) or default or "default"
     file_layer = profiles.get(name)
     if file_layer is None:
         explicit = profile or env.get(PROFILE_ENV)
@@ -308,28 +389,31 @@ def load(
     return Settings(profile=model, config_path=path, sources=sources, env=ours)
 
 
-EXAMPLE_CONFIG = """\
+EXAMPLE_HEADER = """\
 # pveoci settings: one [profiles.NAME] table per cluster.
 # Pick a profile with --profile NAME or PVEOCI_PROFILE; every key can be
 # overridden by PVEOCI_<KEY> (PVEOCI_SSH_<KEY> for the ssh table).
-default_profile = "{name}"
+default_profile = {name}
 
-[profiles.{name}]
-host = "{host}"                # any node of the cluster (the API proxies to the others)
+"""
+
+EXAMPLE_PROFILE = """\
+[profiles.{key}]
+host = {host}                # any node of the cluster (the API proxies to the others)
 port = 8006
 # API token auth (recommended). The secret comes from PVEOCI_TOKEN_SECRET or from
 # token_secret_file, a file only you can read (chmod 600).
 token_id = "pveoci@pve!cli"
-token_secret_file = "~/.config/pveoci/{name}.token"
+token_secret_file = {token_file}
 # Ticket auth instead: set user and a password_file (or PVEOCI_PASSWORD).
 # user = "root@pam"
-# password_file = "~/.config/pveoci/{name}.password"
+# password_file = {password_file}
 
 # TLS is verified against the system CAs by default. For PVE's own CA, point
 # ca_file at a copy of /etc/pve/pve-root-ca.pem, or pin the certificate with
 # its SHA-256 fingerprint (as `pveoci doctor` or the node's summary shows it).
 verify_tls = true
-# ca_file = "~/.config/pveoci/{name}-ca.pem"
+# ca_file = {ca_file}
 # fingerprint = "AB:CD:..."
 
 timeout = 30                    # seconds for one API request
@@ -343,7 +427,7 @@ backend = "api"                 # api; pct (pct/pvesh on the nodes, as root); au
                                 # when the API cannot be reached)
 # pct_runner = "auto"           # pct backend: local on a node, else ssh (to host, then each node)
 
-[profiles.{name}.ssh]
+[profiles.{key}.ssh]
 user = "root"
 port = 22
 agent = true
@@ -353,11 +437,45 @@ known_hosts = "~/.ssh/known_hosts"  # host keys are checked, never accepted blin
 # config_file = "~/.ssh/config-lab"   # with openssh: another ssh_config (ssh -F)
 
 # A node whose SSH address is not the one the cluster reports:
-# [profiles.{name}.ssh.nodes.pve2]
+# [profiles.{key}.ssh.nodes.pve2]
 # address = "203.0.113.12"
 # port = 2222
 """
 
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
-def example_config(name: str = "default", host: str = "pve1.example.com") -> str:
-    return EXAMPLE_CONFIG.format(name=name, host=host)
+
+def secrets_dir() -> str:
+    """Where `config init` points a profile's secret files: the platform config dir's pveoci/ (on Linux
+    $XDG_CONFIG_HOME/pveoci, else ~/.config/pveoci), written with ~ for the home directory."""
+    from platformdirs import user_config_path
+
+    folder = user_config_path("pveoci")
+    home = Path.home()
+    return f"~/{folder.relative_to(home)}" if folder.is_relative_to(home) else str(folder)
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, so no value can end the string or the line (DEL, which
+    JSON leaves as it is, TOML refuses: escaped too)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def example_profile(name: str = "default", host: str = "pve1.example.com", secrets: str | None = None) -> str:
+    """The commented [profiles.NAME] tables `config init` writes; `secrets`: the directory of its secret files
+    (default: secrets_dir()). ConfigError for a name that cannot be a profile's (a TOML bare key, a file name)."""
+    if not PROFILE_NAME.fullmatch(name):
+        raise ConfigError(f"profile name {name!r}: use letters, digits, '_' and '-' (starting with a letter or "
+                          "digit)")
+    folder = (secrets or secrets_dir()).rstrip("/")
+    return EXAMPLE_PROFILE.format(key=name, host=toml_string(host),
+                                  token_file=toml_string(f"{folder}/{name}.token"),
+                                  password_file=toml_string(f"{folder}/{name}.password"),
+                                  ca_file=toml_string(f"{folder}/{name}-ca.pem"))
+
+
+def example_config(name: str = "default", host: str = "pve1.example.com", secrets: str | None = None) -> str:
+    """A whole commented config.toml with one profile, its default."""
+    return EXAMPLE_HEADER.format(name=toml_string(name)) + example_profile(name, host, secrets)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.init.builds import Builds
 from tests.testbed import Testbed, jump, parts
 from tests.testbed.bundle import make_busybox_bundle
 from tests.testbed.sshd import NodeSshd
@@ -31,6 +35,38 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     need(parts.missing_for_ssh())
     with Testbed(tmp_path_factory.mktemp("bed"), nodes=("pve1", "pve2")) as testbed:
         yield testbed
+
+
+_BUILDS = pytest.StashKey[Builds]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that check the static programs' builds run last: the builds run meanwhile (tests/init/builds.py)."""
+    items.sort(key=lambda item: "static_builds" in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or importlib.util.find_spec("ziglang") is None:
+        return
+    if any("static_builds" in getattr(item, "fixturenames", ()) for item in session.items):
+        session.config.stash[_BUILDS] = Builds(Path(tempfile.mkdtemp(prefix="pveoci-builds-"))).start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    builds = session.config.stash.get(_BUILDS, None)
+    if builds is not None:
+        builds.wait_quietly()
+        shutil.rmtree(builds.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def static_builds(request: pytest.FixtureRequest) -> Builds:
+    """The init and packer builds of this run (started when the run was collected), waited for by each test."""
+    from pveoci.init.build import ZIG_VERSION
+
+    if importlib.util.find_spec("ziglang") is None:
+        need([f"ziglang (pip install ziglang=={ZIG_VERSION}; in the dev extra)"])
+    return request.config.stash[_BUILDS]
 
 
 #: The backends the scenario tests run over: the Proxmox API, and pct/pvesh on the nodes over SSH.

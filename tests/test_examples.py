@@ -47,6 +47,15 @@ def test_run_and_wait(lxc_bed: Testbed, tmp_path: Path) -> None:
     assert lxc_bed.pve.cts == []  # deleted afterwards
 
 
+def test_run_and_wait_exits_with_the_status_of_a_failing_job(lxc_bed: Testbed, tmp_path: Path) -> None:
+    bundle = make_busybox_bundle(tmp_path / "job", ["sh", "-c", "echo failing >&2; exit 3"])
+    result = example(lxc_bed, tmp_path, "run_and_wait.py", str(bundle), "job2", "--timeout", "60")
+    assert result.returncode == 3, result.stderr
+    final = json.loads(result.stdout)
+    assert (final["id"], final["status"], final["exit_status"]) == ("job2", "stopped", 3)
+    assert lxc_bed.pve.cts == []
+
+
 def test_stop_annotated(lxc_bed: Testbed, tmp_path: Path) -> None:
     blue = annotate(make_busybox_bundle(tmp_path / "blue", FOREVER), team="blue")
     red = annotate(make_busybox_bundle(tmp_path / "red", FOREVER), team="red")

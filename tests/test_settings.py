@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from pveoci import settings
 from pveoci.errors import ConfigError
+from tests.guards import fifo_released_after, memory_cap
 
 CONFIG = """
 default_profile = "lab"
@@ -233,3 +236,137 @@ def test_settings_keep_neither_the_environment_nor_a_secret_in_their_repr(tmp_pa
         assert value not in shown
     assert "AWS_SECRET_ACCESS_KEY" not in loaded.env
     assert loaded.secret("token_secret") == "s3cret-value"
+
+
+# --- a settings file made to hurt, and ranges that name nothing ---
+
+
+def test_a_config_toml_that_is_not_utf8_is_a_one_line_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'[profiles.default]\nhost = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as caught:  # 0.2: UnicodeDecodeError, exit 70
+        settings.load(config_path=path, env={})
+    assert caught.value.message == f"{path} is not valid TOML: not UTF-8 text (byte 30)"
+    assert caught.value.exit_code == 3
+
+
+def test_a_config_toml_integer_of_5000_digits_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[profiles.default]\nport = " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"c\.toml is not valid TOML: a number too long to read$"):
+        settings.load(config_path=path, env={})
+
+
+def test_a_config_toml_linked_to_dev_zero_is_refused_without_reading_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.symlink_to("/dev/zero")
+    with memory_cap(), pytest.raises(ConfigError) as caught:  # 0.2 read it until no memory was left
+        settings.load(config_path=path, env={})
+    assert caught.value.message == f"cannot read {path}: it is not a regular file (a character device)"
+
+
+def test_a_config_toml_fifo_nobody_writes_reads_as_empty_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    os.mkfifo(path)
+    began = time.monotonic()
+    with fifo_released_after(path, 10.0):  # 0.2 waited for a writer forever (here: the guard's)
+        loaded = settings.load(config_path=path, env={"PVEOCI_HOST": "h"})
+    assert time.monotonic() - began < 10.0
+    assert loaded.profile.host == "h"
+
+
+def test_a_config_toml_from_a_pipe_is_read_to_its_end(tmp_path: Path) -> None:
+    """`pveoci --config <(generate)`: a pipe, whose writer may still be writing."""
+    read_end, write_end = os.pipe()
+    writer = threading.Thread(target=lambda: (time.sleep(0.2), os.write(write_end, b'[profiles.default]\n'),
+                                              time.sleep(0.2), os.write(write_end, b'host = "piped"\n'),
+                                              os.close(write_end)))
+    writer.start()
+    try:
+        loaded = settings.load(config_path=Path(f"/proc/self/fd/{read_end}"), env={})
+    finally:
+        writer.join()
+        os.close(read_end)
+    assert loaded.profile.host == "piped"
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("abc", "'abc' must look like 9000-9099"),
+    ("9000-", "'9000-' must look like 9000-9099"),
+    ("1-2-3", "'1-2-3' must look like 9000-9099"),
+    ("٩٠٠٠-٩٠٩٩", "'٩٠٠٠-٩٠٩٩' must look like 9000-9099"),
+    ("9999-9000", "'9999-9000' must be FIRST-LAST with FIRST <= LAST, within 100-999999999"),
+    ("99-200", "'99-200' must be FIRST-LAST with FIRST <= LAST, within 100-999999999"),
+])
+def test_a_bad_vmid_range_is_refused_when_the_settings_load(tmp_path: Path, value: str, words: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[profiles.default]\nvmid_range = "{value}"\n')
+    with pytest.raises(ConfigError) as caught:  # 0.2 took it, and failed at the first create, after the network
+        settings.load(config_path=path, env={})
+    assert caught.value.message == f"invalid settings (profile 'default'): vmid_range: {words}"
+    with pytest.raises(ConfigError, match="vmid_range: "):
+        settings.load(config_path=tmp_path / "none.toml", env={"PVEOCI_VMID_RANGE": value})
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("9000-9099", (9000, 9099)), ("100", (100, 100)),
+                                               ("100-999999999", (100, 999_999_999))])
+def test_a_vmid_range_is_first_and_last(value: str, parsed: tuple[int, int]) -> None:
+    assert settings.parse_vmid_range(value) == parsed
+    assert settings.Profile(vmid_range=value).vmid_range == value
+
+
+@pytest.mark.parametrize("host", ["a:b:c", "[::1", "-oProxyCommand=touch /tmp/x", "h/x", "user@h", "a b", "h..x"])
+def test_a_host_that_is_no_host_name_or_address_is_refused(tmp_path: Path, host: str) -> None:
+    # 0.2: "a:b:c" and "[::1" made urllib raise ValueError (exit 70); a leading "-" reached ssh's command line.
+    with pytest.raises(ConfigError) as caught:
+        settings.load(config_path=tmp_path / "none.toml", env={"PVEOCI_HOST": host})
+    assert caught.value.message == ("invalid settings (profile 'default'): host: must be a host name or an IP "
+                                    "address, e.g. pve1.example.com or 192.0.2.10")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[profiles.default.ssh.nodes.pve2]\naddress = "{host}"\n')
+    with pytest.raises(ConfigError, match=r"ssh\.nodes\.pve2\.address: must be a host name or an IP address"):
+        settings.load(config_path=path, env={})
+
+
+@pytest.mark.parametrize("host", ["pve1.example.com", "pve1", "192.0.2.10", "2001:db8::1", "[2001:db8::1]",
+                                  "pvé.example", "node_1.lab.", ""])
+def test_host_names_and_addresses_are_taken(tmp_path: Path, host: str) -> None:
+    assert settings.load(config_path=tmp_path / "none.toml", overrides={"host": host}, env={}).profile.host == host
+
+
+@pytest.mark.parametrize("value", ["[1]", "{a = 1}", "5"])
+def test_a_default_profile_that_is_no_name_is_a_config_error(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"default_profile = {value}\n")
+    with pytest.raises(ConfigError) as caught:  # 0.2: TypeError unhashable type, exit 70
+        settings.load(config_path=path, env={})
+    assert caught.value.message == f"{path}: default_profile must be a profile's name, in quotes"
+
+
+def test_a_secret_file_that_is_a_fifo_nobody_writes_is_empty_at_once(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    os.mkfifo(secret, 0o600)
+    began = time.monotonic()
+    with fifo_released_after(secret, 10.0), pytest.raises(ConfigError) as caught:  # 0.2 waited for a writer
+        settings.read_secret_file(secret)
+    assert time.monotonic() - began < 10.0
+    assert caught.value.message == f"secret file {secret} is empty"
+
+
+def test_a_secret_from_a_pipe_is_read(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"s3cret\n")
+    os.close(write_end)
+    try:
+        assert settings.read_secret_file(Path(f"/proc/self/fd/{read_end}")) == "s3cret"
+    finally:
+        os.close(read_end)
+
+
+def test_a_secret_file_that_is_not_utf8_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_bytes(b"s3\xffcret")
+    secret.chmod(0o600)
+    with pytest.raises(ConfigError) as caught:
+        settings.read_secret_file(secret)
+    assert caught.value.message == f"cannot read secret file {secret}: not UTF-8 text (byte 2)"

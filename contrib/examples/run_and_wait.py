@@ -3,7 +3,8 @@
 
     python run_and_wait.py ./bundles/job job42 [--profile lab] [--node pve2] [--timeout 600] [--keep]
 
-Prints the final state as JSON; exits 0 when the container ran and stopped in time.
+Prints the final state as JSON, with the process's exit status under "exit_status"; exits with that
+status (as `pveoci run` in the foreground does), or with pveoci's error code when something else failed.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def main() -> int:
         with pveoci.connect(args.profile) as rt:
             started = rt.run(args.id, args.bundle, node=args.node)
             print(f"{started.id} runs on {started.node} as CT {started.vmid}", file=sys.stderr)
-            final = rt.wait(args.id, timeout=args.timeout)
-            print(json.dumps(final.to_json(), indent=2))
+            status = rt.wait(args.id, timeout=args.timeout)
+            final = rt.state(args.id).to_json()
+            print(json.dumps({**final, "exit_status": status}, indent=2))
             if not args.keep:
                 rt.delete(args.id, force=True)
     except pveoci.OperationTimeout as exc:
@@ -39,7 +41,7 @@ def main() -> int:
     except pveoci.PveociError as exc:
         print(f"run_and_wait: {exc}", file=sys.stderr)
         return exc.exit_code
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class SshTemplates:
         return sftp_upload(self.ssh, packed, dest, progress)
 
     def begin_upload(self, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> TemplateUpload:
-        from pveoci.template.remote import SftpStream
+        from pveoci.template.stream import SftpStream
 
         return SftpStream(self.ssh, dest, progress)
 
@@ -43,7 +43,7 @@ class SshTemplates:
                      progress: Callable[[int], None]) -> int:
         if dest.directory is None:
             raise errors.Unsupported(f"deltas need SSH to the node's template directory ({dest.storage})")
-        from pveoci.template.remote import send_delta
+        from pveoci.template.node_delta import send_delta
 
         return send_delta(self.ssh, dest, packed, base, delta, progress)
 
@@ -52,11 +52,11 @@ class SshTemplates:
             from pveoci.template.claims import LocalClaim
 
             return LocalClaim(dest, key)
-        from pveoci.template.remote import RemoteClaim
+        from pveoci.template.node_claim import RemoteClaim
 
         return RemoteClaim(self.ssh, dest, key)
 
     def sweep_templates(self, dest: Destination) -> list[str]:
-        from pveoci.template.remote import sweep
+        from pveoci.template.sweep import sweep
 
         return sweep(self.ssh, dest) if dest.directory is not None else []

@@ -34,6 +34,13 @@ class Cli:
         if self._settings is None:
             from pveoci import settings
 
+            # A file named on the command line must be there (a typo would silently fall back to the
+            # environment alone); the default file may be missing (`config show` of a fresh install).
+            if self.config is not None and not self.config.expanduser().exists():
+                from pveoci.errors import ConfigError
+
+                raise ConfigError(f"--config {self.config}: no such file (pveoci --config "
+                                  f"{self.config} config init writes one)")
             self._settings = settings.load(profile=self.profile, config_path=self.config, overrides=self.overrides)
         return self._settings
 

@@ -84,7 +84,7 @@ def create(
                                   progress=shown, exclude=exclude_node or (), on_placement=_explainer(show))
     if pid_file is not None:
         render.write_pid_file(pid_file, made.pid)
-    if output is not None and c.json:
+    if c.json:
         render.emit_json(made.to_json())
 
 
@@ -118,7 +118,7 @@ def start(ctx: typer.Context, container_id: IdArgument, output: OutputOption = N
     """
     c = cli(ctx, output)
     started = c.runtime().start(container_id)
-    if output is not None and c.json:
+    if c.json:
         render.emit_json(started.to_json())
 
 
@@ -172,7 +172,7 @@ def run(
                          **placing)
     if pid_file is not None:
         render.write_pid_file(pid_file, started.pid)
-    if output is not None and c.json:
+    if c.json:
         render.emit_json(started.to_json())
 
 
@@ -211,8 +211,11 @@ def state_cmd(
     container_id: IdArgument,
     cached: Annotated[bool, typer.Option("--cached", help="Answer from the local cache, without asking the "
                                          "cluster.")] = False,
+    output: OutputOption = None,
 ) -> None:
     """Print the container's state as OCI state JSON (pveoci's own fields under "pveoci").
+
+    The state is JSON whatever -o says, as runc prints it.
 
     Examples:
 
@@ -220,7 +223,7 @@ def state_cmd(
       pveoci state hello
       pveoci state hello | jq -r .status
     """
-    render.emit_json(cli(ctx).runtime().state(container_id, cached=cached).to_json())
+    render.emit_json(cli(ctx, output).runtime().state(container_id, cached=cached).to_json())
 
 
 def list_cmd(
@@ -270,6 +273,7 @@ def kill(
                                                 "container.")] = False,
     timeout: Annotated[int, typer.Option("--timeout", help="Containers made by pveoci 0.1 only: seconds "
                                          "their TERM (a shutdown) waits before they are stopped.")] = 10,
+    output: OutputOption = None,
 ) -> None:
     """Send a signal to the container's process, and return at once (as runc).
 
@@ -283,7 +287,7 @@ def kill(
       pveoci kill hello KILL
       pveoci kill --all hello HUP     # every process of the container
     """
-    cli(ctx).runtime().kill(container_id, signal, all_processes=all_processes, timeout=timeout)
+    cli(ctx, output).runtime().kill(container_id, signal, all_processes=all_processes, timeout=timeout)
 
 
 def delete(
@@ -291,6 +295,7 @@ def delete(
     container_id: IdArgument,
     force: Annotated[bool, typer.Option("--force", "-f", help="Stop a running container first; an unknown id "
                                         "is not an error.")] = False,
+    output: OutputOption = None,
 ) -> None:
     """Delete a stopped (or created) container and everything create made for it.
 
@@ -300,10 +305,10 @@ def delete(
       pveoci delete hello
       pveoci delete -f hello
     """
-    cli(ctx).runtime().delete(container_id, force=force)
+    cli(ctx, output).runtime().delete(container_id, force=force)
 
 
-def pause(ctx: typer.Context, container_id: IdArgument) -> None:
+def pause(ctx: typer.Context, container_id: IdArgument, output: OutputOption = None) -> None:
     """Freeze every process of a running container.
 
     Examples:
@@ -311,10 +316,10 @@ def pause(ctx: typer.Context, container_id: IdArgument) -> None:
     \b
       pveoci pause hello
     """
-    cli(ctx).runtime().pause(container_id)
+    cli(ctx, output).runtime().pause(container_id)
 
 
-def resume(ctx: typer.Context, container_id: IdArgument) -> None:
+def resume(ctx: typer.Context, container_id: IdArgument, output: OutputOption = None) -> None:
     """Thaw a paused container.
 
     Examples:
@@ -322,7 +327,7 @@ def resume(ctx: typer.Context, container_id: IdArgument) -> None:
     \b
       pveoci resume hello
     """
-    cli(ctx).runtime().resume(container_id)
+    cli(ctx, output).runtime().resume(container_id)
 
 
 def exec_cmd(
@@ -344,6 +349,7 @@ def exec_cmd(
                                          "return.")] = False,
     pid_file: Annotated[Optional[Path], typer.Option("--pid-file", help="With -d: write its PID (as the "  # noqa: UP045
                                                      "container sees it) here.")] = None,
+    output: OutputOption = None,
 ) -> None:
     """Run a command in a container as its process runs: the bundle's environment, user and working
     directory, unless -e, -u, --cwd or -p say otherwise; exits with the command's status.
@@ -360,7 +366,7 @@ def exec_cmd(
     argv, spec = _exec_command(command, process)
     if pid_file is not None and not detach:
         _refuse("--pid-file", "only with --detach (a command in the foreground has ended when exec returns)")
-    rt = cli(ctx).runtime()
+    rt = cli(ctx, output).runtime()
     if detach:
         pid = rt.exec_detached(container_id, argv, env=env, cwd=cwd, user=user, process=spec)
         if pid_file is not None:
@@ -373,22 +379,17 @@ def exec_cmd(
 
 
 def _exec_command(command: list[str] | None, process: Path | None) -> tuple[list[str], ProcessSpec | None]:
-    from pveoci import errors
-
     if command and command[0] == "--":  # options end at the container id (as runc's): `--` is optional
         command = command[1:]
     if process is None:
         if not command:
             raise typer.BadParameter("a command is needed (or --process FILE)", param_hint="'COMMAND'")
         return list(command), None
-    import json
-
     from pveoci.lxc.mapping import exec_process
+    from pveoci.oci import jsonfile
 
-    try:
-        data = json.loads(process.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.BundleError(f"cannot read {process}: {exc}") from None
+    # A pipe too (runc's `exec -p /dev/stdin`, or `<(jq ...)`); never a device, never without a size limit.
+    data = jsonfile.decode(jsonfile.read(process, pipes=True), process)
     spec = exec_process(data, where=str(process))
     return list(command or spec.args), spec
 
@@ -421,6 +422,7 @@ def logs(
     container_id: IdArgument,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Go on until the process ends, then exit with "
                                          "its status.")] = False,
+    output: OutputOption = None,
 ) -> None:
     """Print what the container's process wrote to stdout and stderr (each to its own), running or stopped.
 
@@ -430,7 +432,7 @@ def logs(
       pveoci logs hello
       pveoci logs -f job42 ; echo "job42 exited $?"
     """
-    status = cli(ctx).runtime().logs(container_id, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+    status = cli(ctx, output).runtime().logs(container_id, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
                                      follow=follow)
     if follow and status is not None:
         raise typer.Exit(status)
@@ -454,7 +456,16 @@ def gc(ctx: typer.Context, output: OutputOption = None) -> None:
         typer.echo("nothing to clean up")
 
 
-cache_app = typer.Typer(help="The local cache of containers.", no_args_is_help=True)
+CACHE_HELP = """The local cache of containers: a mirror of the cluster, which stays the source of truth.
+
+Examples:
+
+\b
+  pveoci cache sync                         # adopt marked containers, drop vanished ones
+  pveoci --root /srv/pveoci cache sync -o json
+"""
+
+cache_app = typer.Typer(help=CACHE_HELP, no_args_is_help=True)
 
 
 @cache_app.command("sync")

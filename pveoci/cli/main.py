@@ -7,9 +7,10 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
+from typer._completion_classes import completion_init
 
 from pveoci import __version__
 from pveoci.cli import config as config_cmd
@@ -37,11 +38,13 @@ Examples:
   pveoci state hello                           # OCI state JSON
   pveoci -p lab list -o json                   # another profile, JSON for scripts
 
-Shell completion: pveoci --install-completion (bash, zsh, fish).
+Shell completion: pveoci --install-completion [bash|zsh|fish] (default: the shell you run).
 """
 
+# typer's own --show-completion/--install-completion are flags: a shell named after them was not read (the
+# detected one won). Ours take the shell as a value, and main() supplies the detected one when none is named.
 app = typer.Typer(
-    name="pveoci", help=HELP, no_args_is_help=True, add_completion=True,
+    name="pveoci", help=HELP, no_args_is_help=True, add_completion=False,
     pretty_exceptions_enable=False, rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -60,6 +63,19 @@ for name, command in (("spec", spec_cmd.spec), ("create", lifecycle.create), ("s
 app.add_typer(template_cmd.app, name="template")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(lifecycle.cache_app, name="cache")
+completion_init()  # the completion classes of bash, zsh, fish and PowerShell, as add_completion would register
+
+
+class Shell(str, Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+    powershell = "powershell"
+    pwsh = "pwsh"
+
+
+COMPLETE_VAR = "_PVEOCI_COMPLETE"  # what the completion scripts set to ask pveoci for completions
+COMPLETION_FLAGS = ("--show-completion", "--install-completion")
 
 
 class LogFormat(str, Enum):
@@ -77,6 +93,30 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"pveoci version {__version__}")
         raise typer.Exit()
+
+
+def _show_completion(ctx: typer.Context, value: Shell | None) -> None:
+    if value is None or ctx.resilient_parsing:
+        return
+    from typer._completion_shared import get_completion_script
+
+    typer.echo(get_completion_script(prog_name="pveoci", complete_var=COMPLETE_VAR, shell=value.value))
+    raise typer.Exit()
+
+
+def _install_completion(ctx: typer.Context, value: Shell | None) -> None:
+    if value is None or ctx.resilient_parsing:
+        return
+    from typer._completion_shared import install
+
+    from pveoci import errors
+
+    try:
+        shell, path = install(shell=value.value, prog_name="pveoci", complete_var=COMPLETE_VAR)
+    except OSError as exc:
+        raise errors.PveociError(f"cannot install the {value.value} completion: {exc.strerror or exc}") from None
+    typer.echo(f"{shell} completion installed in {path}; it works in shells started from now on")
+    raise typer.Exit()
 
 
 @app.callback()
@@ -112,6 +152,13 @@ def _global(
                                                  "accepted (nothing runs rootless here); true is refused.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    install_completion: Annotated[Optional[Shell], typer.Option(  # noqa: UP045 - read at run time on 3.10
+        "--install-completion", metavar="[SHELL]", callback=_install_completion, is_eager=True,
+        help="Install completion for SHELL (bash, zsh, fish, powershell, pwsh; default: the shell you "
+             "run).")] = None,
+    show_completion: Annotated[Optional[Shell], typer.Option(  # noqa: UP045
+        "--show-completion", metavar="[SHELL]", callback=_show_completion, is_eager=True,
+        help="Print the completion script for SHELL (default: the shell you run).")] = None,
 ) -> None:
     from pveoci import errors, logs
 
@@ -144,11 +191,39 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _with_shell(args: list[str]) -> list[str]:
+    """`--show-completion` or `--install-completion` among the global options without a shell after it: the shell
+    pveoci runs in (shellingham, else $SHELL). Left as it is when that cannot be told (typer then asks for one)."""
+    if not any(a in COMPLETION_FLAGS for a in args):
+        return args
+    takes_value = {opt for p in typer.main.get_command(app).params if getattr(p, "is_flag", True) is False
+                   for opt in p.opts}
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        if args[i] in COMPLETION_FLAGS and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            shell = _current_shell()
+            return [*args[: i + 1], shell, *args[i + 1 :]] if shell else args
+        i += 2 if args[i] in takes_value else 1
+    return args
+
+
+def _current_shell() -> str | None:
+    import os
+
+    import shellingham  # type: ignore[import-untyped,unused-ignore]  # typer's dependency, untyped
+
+    try:
+        name = str(shellingham.detect_shell()[0])
+    except shellingham.ShellDetectionFailure:
+        name = os.path.basename(os.environ.get("SHELL", ""))
+    return name if name in Shell.__members__ else None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; never lets a traceback reach the user unless --debug asks for it."""
     from pveoci import errors
 
-    args = sys.argv[1:] if argv is None else argv
+    args = _with_shell(sys.argv[1:] if argv is None else list(argv))
     debug = "--debug" in args
     try:
         code = app(args=args, prog_name="pveoci", standalone_mode=False)

@@ -38,14 +38,19 @@ def plan(
     """
     from pveoci import planning
     from pveoci.oci.bundle import Bundle
+    from pveoci.template.pack import rootfs_size
 
     c = cli(ctx, output)
     loaded = Bundle.load(bundle)
     settings = c.settings()
+    size = rootfs_size(loaded.rootfs)
+    # A bundle that cannot run fails before the cluster is asked its version (a dead host costs seconds).
+    planning.plan_bundle(loaded, settings.profile, container_id=container_id, pve_version=planning.ASSUMED_VERSION,
+                         size=size)
     version, why_not = planning.cluster_version(lambda: c.runtime().backend.version())
     root_pam = None if why_not else c.runtime().backend.privileged()
     result = planning.plan_bundle(loaded, settings.profile, container_id=container_id, pve_version=version,
-                                  root_pam=root_pam)
+                                  size=size, root_pam=root_pam)
     findings = sorted(result.findings, key=lambda f: _ORDER[f.status])
     if c.json:
         process = result.process

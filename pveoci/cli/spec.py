@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from pveoci.cli.context import OutputOption, cli
+
 
 def spec(
     ctx: typer.Context,
@@ -19,6 +21,7 @@ def spec(
         Optional[list[str]],  # noqa: UP045 - typer reads this annotation at run time, also on Python 3.10
         typer.Argument(metavar="ARGS", help="The command to run in the container (default: sh)."),
     ] = None,
+    output: OutputOption = None,
 ) -> None:
     """Write a starter config.json for the bundle: ARGS (default sh) in /, as root, with a terminal.
 
@@ -39,6 +42,7 @@ def spec(
     from pveoci.oci.defaults import default_spec
     from pveoci.oci.spec import parse_spec
 
+    cli(ctx, output)  # -o is taken as everywhere; spec prints nothing either way
     document = default_spec(args, rootless=rootless)
     # A default that does not load would be a bug; better to say so than to write it.
     parse_spec(document, where="default config.json")

@@ -12,7 +12,21 @@ from pveoci.cli import render
 from pveoci.cli.context import OutputOption, cli
 from pveoci.cli.lifecycle import BundleOption, NodeOption, StrictOption
 
-app = typer.Typer(help="Push, list and remove pveoci's templates.", no_args_is_help=True)
+HELP = """Push, list and remove pveoci's templates.
+
+A template is a bundle's rootfs (and pveoci's init), packed deterministically and named by its
+content (pveoci-<sha256 prefix>.tar.zst): a storage that has it is never sent it again.
+
+Examples:
+
+\b
+  pveoci template push -b ./hello           # what `create -b ./hello` would upload
+  pveoci template ls -o json                # every node's, with the containers made from each
+  pveoci template rm pveoci-0123456789abcdef.tar.zst --node pve1
+  pveoci template gc --dry-run              # what no container uses
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True)
 
 StorageOption = Annotated[Optional[str],  # noqa: UP045 - typer reads the annotation at run time on 3.10
                           typer.Option("--storage", "-s", help="Template storage (default: the profile's "

@@ -134,10 +134,11 @@ class Program:
     pins: str                                    # what the bytes depend on, for the messages
 
 
-def compare(program: Program, bin_dir: Path) -> list[str]:
-    """Builds afresh and compares with the binaries in bin_dir: one line per difference."""
-    with tempfile.TemporaryDirectory(prefix=f"pveoci-{program.name}-check-") as tmp:
-        built = program.build(Path(tmp))
+def compare(program: Program, bin_dir: Path, built: dict[str, bytes] | None = None) -> list[str]:
+    """Compares a fresh build (made here unless given) with the binaries in bin_dir: one line per difference."""
+    if built is None:
+        with tempfile.TemporaryDirectory(prefix=f"pveoci-{program.name}-check-") as tmp:
+            built = program.build(Path(tmp))
     problems = []
     for arch, data in built.items():
         path = bin_dir / f"{program.name}-{arch}"

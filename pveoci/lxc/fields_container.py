@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 
-from pveoci.lxc.plan import Draft
+from pveoci.lxc import properties
+from pveoci.lxc.plan import Draft, profile_property
 
 
 def dns_hostname(name: str) -> str:
@@ -29,7 +31,7 @@ def hostname(d: Draft) -> None:
     else:
         host = dns_hostname(d.container_id)
         d.note("hostname", "applied", f"none in the spec: '{host}', from the container id")
-    d.options["hostname"] = host
+    d.options["hostname"] = d.property_value("hostname", partial(properties.hostname, host))
 
 
 def domainname(d: Draft) -> None:
@@ -39,8 +41,8 @@ def domainname(d: Draft) -> None:
 
 def root(d: Draft) -> None:
     """The root disk: a new volume of the profile's storage, the template unpacked into it."""
-    rootfs = f"{d.target.rootfs_storage}:{d.target.disk_gib}"
-    if d.spec.root and d.spec.root.readonly:
-        rootfs += ",ro=1"
+    readonly = bool(d.spec.root and d.spec.root.readonly)
+    d.options["rootfs"] = profile_property(partial(properties.rootfs, d.target.rootfs_storage, d.target.disk_gib,
+                                                   readonly=readonly))
+    if readonly:
         d.note("root.readonly", "applied", "the root disk is mounted read-only")
-    d.options["rootfs"] = rootfs

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+from pveoci.lxc import properties
 from pveoci.lxc.plan import Draft
 
 # Device nodes LXC creates in every container.
@@ -26,11 +29,11 @@ def devices(d: Draft) -> None:
             d.note(path, "provided", f"LXC creates {dev.path}")
         elif not d.target.root_pam:
             d.note(path, "unsupported", f"passing {dev.path} through needs dev[n], which only root@pam may set")
+        elif not dev.path.startswith("/dev/"):
+            d.note(path, "unsupported", f"Proxmox passes through devices under /dev/ only, not {dev.path}")
         else:
-            mode = f",mode={dev.file_mode:04o}" if dev.file_mode is not None else ""
-            ids = (f",uid={dev.uid}" if dev.uid is not None else "") + (f",gid={dev.gid}" if dev.gid is not None
-                                                                        else "")
-            d.options[f"dev{n}"] = f"{dev.path}{mode}{ids}"
+            d.options[f"dev{n}"] = d.property_value(path, partial(properties.device, f"dev{n}", dev.path,
+                                                                  mode=dev.file_mode, uid=dev.uid, gid=dev.gid))
             d.note(path, "applied", f"dev{n}")
             n += 1
 

@@ -6,7 +6,7 @@ import signal
 from dataclasses import replace
 
 from pveoci import errors, signals
-from pveoci.lxc.plan import Draft
+from pveoci.lxc.plan import Draft, shown
 
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
 
@@ -15,7 +15,7 @@ def signal_name(value: str) -> str:
     """SIGTERM, TERM, term or 15 -> SIGTERM; a MappingError for anything else."""
     name = signals.parse(value)
     if name is None:
-        raise errors.MappingError(f"annotations[\"{STOP_SIGNAL_ANNOTATION}\"]: unknown signal '{value}'")
+        raise errors.MappingError(f"annotations[\"{STOP_SIGNAL_ANNOTATION}\"]: unknown signal {shown(value)}")
     return name
 
 

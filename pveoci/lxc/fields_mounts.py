@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+from pveoci.lxc import properties
 from pveoci.lxc.plan import Draft
 from pveoci.oci.spec import Mount
 
@@ -50,7 +53,7 @@ def _bind_mount_point(d: Draft, path: str, mount: Mount, n: int) -> bool:
     if not mount.source or not mount.source.startswith("/"):
         d.note(path, "unsupported", "a bind mount needs an absolute source path on the node")
         return False
-    ro = ",ro=1" if "ro" in (mount.options or []) else ""
-    d.options[f"mp{n}"] = f"{mount.source},mp={mount.destination}{ro}"
+    d.options[f"mp{n}"] = d.property_value(path, partial(properties.mount_point, f"mp{n}", mount.source,
+                                                         mount.destination, readonly="ro" in (mount.options or [])))
     d.note(path, "applied", f"mp{n}: {mount.source} on the node, at {mount.destination}")
     return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pveoci import errors
-from pveoci.lxc.plan import Draft
+from pveoci.lxc.plan import Draft, shown
 from pveoci.process import RLIMITS, Rlimit
 
 
@@ -15,11 +15,16 @@ def args(d: Draft) -> None:
     path_env = next((e.split("=", 1)[1] for e in proc.env or () if e.startswith("PATH=")), None)
     program = d.find_program(proc.args[0], path_env, proc.cwd)
     if program is None:
-        where = f"PATH {path_env}" if path_env is not None else "the default PATH"
-        raise errors.MappingError(f"process.args[0]: '{proc.args[0]}' is not an executable file in the rootfs "
+        where = "the default PATH" if path_env is None else f"PATH {_path_shown(path_env)}"
+        raise errors.MappingError(f"process.args[0]: {shown(proc.args[0])} is not an executable file in the rootfs "
                                   f"({where})")
     d.process = replace(d.process, path=program, args=tuple(proc.args))
     d.note("process.args", "applied", f"run by pveoci's init as PID 1: {program}")
+
+
+def _path_shown(path_env: str) -> str:
+    """A PATH as it is, unless it would not read as one line (control characters, a great length)."""
+    return path_env if path_env.isprintable() and len(path_env) <= 200 else shown(path_env)
 
 
 def env(d: Draft) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import math
+import re
 
 from pveoci import errors
-from pveoci.lxc.plan import Draft
+from pveoci.lxc.plan import Draft, shown
 from pveoci.oci.spec import Cpu, Memory, Resources
 
 MIB = 1024 * 1024
+MEMORY_MIN = 16     # MiB: PVE's least
+CPU_MAX = 8192      # PVE's most cores, and Linux's largest NR_CPUS: CPUs are numbered 0-8191 at most
+CPULIMIT_MAX = 8192  # PVE's cpulimit: 0 (none) to 8192 CPUs' time
+_CPU_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
 
 def cpu_weight(shares: int) -> int:
@@ -19,16 +23,24 @@ def cpu_weight(shares: int) -> int:
 
 
 def count_cpus(cpus: str) -> int:
-    total = 0
+    """How many CPUs a cpuset list such as `0-3,6` names (each once); a MappingError for what is not one."""
+    named: set[int] = set()
     for part in cpus.split(","):
         part = part.strip()
         if not part:
             continue
-        low, _, high = part.partition("-")
-        if not low.isdecimal() or (high and not high.isdecimal()) or (high and int(high) < int(low)):
-            raise errors.MappingError(f"linux.resources.cpu.cpus: '{cpus}' is not a CPU list such as 0-3,6")
-        total += (int(high) - int(low) + 1) if high else 1
-    return total
+        match = _CPU_RANGE.fullmatch(part)
+        if match is None:
+            raise errors.MappingError(f"linux.resources.cpu.cpus: {shown(cpus)} is not a CPU list such as 0-3,6")
+        # A number longer than a CPU's can be is not read in full: it is out of range either way.
+        low, high = (int(n) if len(n) <= 6 else CPU_MAX for n in (match[1], match[2] or match[1]))
+        if high < low:
+            raise errors.MappingError(f"linux.resources.cpu.cpus: {shown(cpus)} is not a CPU list such as 0-3,6")
+        if high >= CPU_MAX:
+            raise errors.MappingError(f"linux.resources.cpu.cpus: {shown(cpus)} names a CPU above {CPU_MAX - 1}: "
+                                      f"Linux numbers at most {CPU_MAX} CPUs (and PVE's cores at most {CPU_MAX})")
+        named.update(range(low, high + 1))
+    return len(named)
 
 
 def _resources(d: Draft) -> Resources | None:
@@ -46,14 +58,19 @@ def _cpu(d: Draft) -> Cpu | None:
 
 
 def memory(d: Draft) -> None:
-    """PVE needs a memory limit: without one in the spec, the target's default."""
+    """PVE needs a memory limit: without one in the spec (or -1, unlimited), the target's default."""
     mem = _memory(d)
-    if mem is None or mem.limit is None or mem.limit <= 0:
+    for name in ("limit", "swap"):
+        value = getattr(mem, name, None)
+        if value is not None and value < -1:  # runc writes it to memory.max, which refuses it
+            raise errors.MappingError(f"linux.resources.memory.{name}: {value} is not a number of bytes "
+                                      "(-1 is unlimited, 0 unset)")
+    if mem is None or not mem.limit or mem.limit == -1:
         d.options["memory"], d.options["swap"] = d.target.memory_mib, d.target.swap_mib
         d.note("linux.resources.memory.limit", "approximated", f"no memory limit in the spec; PVE needs one: "
                f"{d.target.memory_mib} MiB (+{d.target.swap_mib} MiB swap)")
         return
-    mib = max(16, math.ceil(mem.limit / MIB))
+    mib = max(MEMORY_MIN, -(-mem.limit // MIB))  # whole MiB, rounded up
     d.options["memory"] = mib
     d.note("linux.resources.memory.limit", "applied" if mib * MIB == mem.limit else "approximated",
            f"memory={mib} MiB")
@@ -74,7 +91,7 @@ def _swap(d: Draft, limit: int, swap: int | None, mib: int) -> None:
         raise errors.MappingError("linux.resources.memory.swap: must be at least memory.limit "
                                   "(it counts memory plus swap)")
     else:
-        d.options["swap"] = math.ceil((swap - limit) / MIB)
+        d.options["swap"] = -(-(swap - limit) // MIB)
         d.note("linux.resources.memory.swap", "applied", f"swap={d.options['swap']} MiB (swap minus limit)")
 
 
@@ -87,12 +104,17 @@ def memory_other(d: Draft) -> None:
 
 
 def cpu_quota(d: Draft) -> None:
-    """A quota of -1 (unlimited) sets no limit."""
+    """A quota of -1 (unlimited; to runc, any quota up to 0) sets no limit. PVE's cpulimit goes in steps of 0.01
+    CPUs up to 8192: a smaller one is its smallest step, a larger one is as many CPUs as PVE allows."""
     cpu = _cpu(d)
     if cpu is not None and cpu.quota is not None and cpu.quota > 0:
-        limit = round(cpu.quota / (cpu.period or 100000), 2)
-        d.options["cpulimit"] = min(max(limit, 0.01), 8192)
-        d.note("linux.resources.cpu.quota", "applied", f"cpulimit={d.options['cpulimit']} (quota/period)")
+        wanted = round(cpu.quota / (cpu.period or 100000), 2)
+        d.options["cpulimit"] = min(max(wanted, 0.01), CPULIMIT_MAX)
+        if wanted <= CPULIMIT_MAX:
+            d.note("linux.resources.cpu.quota", "applied", f"cpulimit={d.options['cpulimit']} (quota/period)")
+        else:
+            d.note("linux.resources.cpu.quota", "approximated", f"cpulimit={CPULIMIT_MAX}: quota/period is "
+                   f"{wanted:g} CPUs, PVE's most is {CPULIMIT_MAX}")
 
 
 def cpu_shares(d: Draft) -> None:

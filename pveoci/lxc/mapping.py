@@ -11,6 +11,7 @@ and the reason. docs/mapping.md is the same table for people; keep them in step.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from pveoci import errors
 from pveoci.lxc import (
@@ -22,11 +23,12 @@ from pveoci.lxc import (
     fields_process,
     fields_resources,
     fields_security,
+    properties,
 )
 from pveoci.lxc.fields_container import dns_hostname
 from pveoci.lxc.fields_lifecycle import STOP_SIGNAL_ANNOTATION, signal_name
 from pveoci.lxc.fields_resources import cpu_weight
-from pveoci.lxc.plan import Draft, Finding, FindProgram, Options, Plan, Status, Target
+from pveoci.lxc.plan import Draft, Finding, FindProgram, Options, Plan, Status, Target, profile_property
 from pveoci.oci.spec import Spec
 from pveoci.process import ProcessSpec
 
@@ -88,7 +90,7 @@ def always(target: Target) -> Options:
         "arch": "amd64",
         "cmode": "console",     # the process's stdio is the container console
         "onboot": 0,
-        "net0": f"name=eth0,bridge={target.bridge},ip=dhcp,ip6=auto",
+        "net0": profile_property(partial(properties.net, target.bridge)),
     }
 
 
@@ -109,15 +111,10 @@ def exec_process(data: object, *, where: str = "process.json") -> ProcessSpec:
 
     The program is not looked up here: `init exec` does it in the container, in the resulting PATH.
     """
-    from pydantic import ValidationError
-
-    from pveoci.oci.spec import Process, format_errors
+    from pveoci.oci.spec import parse_process
     from pveoci.process import RLIMITS, Rlimit
 
-    try:
-        proc = Process.model_validate(data)
-    except ValidationError as exc:
-        raise errors.BundleError(f"invalid {where}: {format_errors(exc)}") from None
+    proc = parse_process(data, where=where)
     user = proc.user
     limits = tuple(Rlimit(RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or () if r.type in RLIMITS)
     # `init exec` runs its own argv (looked up there): the spec's path is not used, but must be absolute.

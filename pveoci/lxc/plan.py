@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pveoci import errors
+from pveoci.lxc import properties
 from pveoci.oci.spec import Namespace, Process, Spec
 from pveoci.process import ProcessSpec
 
@@ -18,6 +19,12 @@ Options = dict[str, str | int | float]
 # find_program(name, PATH or None, cwd): the program's absolute path in the rootfs, None if there is none.
 FindProgram = Callable[[str, str | None, str], str | None]
 NO_OPTION = "no PVE container option for it"
+
+
+def shown(value: str) -> str:
+    """A value of the spec in a message: quoted as Python does (a newline is `\\n`: the error stays one line), and
+    cut short (the spec may hold megabytes)."""
+    return repr(value if len(value) <= 60 else value[:60] + "...")
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,14 @@ class Plan:
                                       "(pveoci plan shows why)")
 
 
+def profile_property(make: Callable[[], str]) -> str:
+    """An option made of the profile's values by pveoci.lxc.properties; one it refuses is a ConfigError."""
+    try:
+        return make()
+    except properties.Refused as exc:
+        raise errors.ConfigError(f"the profile's {exc.message}") from None
+
+
 @dataclass
 class Draft:
     """A plan being made: the spec and target it comes from, and what the field functions have made of it so far."""
@@ -92,6 +107,14 @@ class Draft:
 
     def note(self, path: str, status: Status, detail: str) -> None:
         self.findings.append(Finding(path, status, detail))
+
+    def property_value(self, path: str, make: Callable[[], str]) -> str:
+        """An option made of the bundle's values by pveoci.lxc.properties; one it refuses is a MappingError that
+        names the spec's field, before anything changes."""
+        try:
+            return make()
+        except properties.Refused as exc:
+            raise errors.MappingError(f"{path}: {exc.message}") from None
 
     def unsupported_if_set(self, prefix: str, values: Mapping[str, object], detail: str = NO_OPTION, *,
                            even_empty: bool = True) -> None:

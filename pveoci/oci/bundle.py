@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from pveoci.errors import BundleError
+from pveoci.oci import jsonfile
 from pveoci.oci.spec import Spec, parse_spec
 
 CONFIG_NAME = "config.json"
@@ -36,32 +37,54 @@ class Bundle:
         """
         # abspath, not resolve(): messages and state keep the name the user gave, symlinks included.
         bundle = Path(os.path.abspath(path))
-        if not bundle.is_dir():
-            what = "is not a directory" if bundle.exists() else "does not exist"
-            raise BundleError(f"bundle {bundle} {what}")
+        problem = _not_a_directory(bundle)
+        if problem is not None:
+            raise BundleError(f"bundle {_named(bundle)} {problem}")
         config = bundle / CONFIG_NAME
-        try:
-            raw = config.read_bytes()
-        except FileNotFoundError:
-            raise BundleError(f"no {CONFIG_NAME} in {bundle}") from None
-        except OSError as exc:
-            raise BundleError(f"cannot read {config}: {exc.strerror or exc}") from None
-        try:
-            # Go's encoding/json, which runc uses, reads UTF-8 only; json.loads(bytes) would guess UTF-16/32.
-            data = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise BundleError(f"{config}: not valid JSON: not UTF-8 text (byte {exc.start})") from None
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{config}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-        except RecursionError:
-            raise BundleError(f"{config}: not valid JSON: nested too deeply") from None
-        where = f"{CONFIG_NAME} in {bundle}"
-        spec = parse_spec(data, where=where)
-        if spec.process is None:
-            raise BundleError(f"invalid {where}: process: required by pveoci (a bundle must say what to run)")
-        if spec.root is None:
-            raise BundleError(f"invalid {where}: root: required (config.md: REQUIRED on Linux)")
+        # Only a regular file: config.json as a FIFO would wait for a writer, as /dev/zero would never end.
+        raw = jsonfile.read(config, missing=f"no {CONFIG_NAME} in {_named(bundle)}")
+        return cls.parse(bundle, raw)
+
+    @classmethod
+    def parse(cls, bundle: Path, raw: bytes) -> Bundle:
+        """The bundle in directory `bundle` whose config.json holds `raw` (read once, by `load`)."""
+        spec = parse_config(raw, bundle / CONFIG_NAME)
+        assert spec.root is not None
         rootfs = Path(os.path.normpath(bundle / spec.root.path))
-        if not rootfs.is_dir():
-            raise BundleError(f"rootfs {rootfs} (root.path) is not a directory")
+        problem = _not_a_directory(rootfs)
+        if problem is not None:
+            raise BundleError(f"rootfs {_named(rootfs)} (root.path) "
+                              f"{'is not a directory' if problem == 'does not exist' else problem}")
         return cls(path=bundle, spec=spec, rootfs=rootfs, config_digest=hashlib.sha256(raw).hexdigest())
+
+
+def _not_a_directory(path: Path) -> str | None:
+    """None for a directory; else why not, for a message. A stat fails in many ways (a name too long, a loop of
+    links, no permission): each is said, none is raised."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    except ValueError:  # a NUL in the name
+        return "cannot be read: the name holds a NUL byte"
+    return None if stat.S_ISDIR(mode) else "is not a directory"
+
+
+def _named(path: Path) -> str:
+    """A path in a message: as it is, unless it would not read as one line (a newline, a great length)."""
+    text = str(path)
+    return text if text.isprintable() and len(text) <= 300 else repr(text[:300] + ("..." if len(text) > 300 else ""))
+
+
+def parse_config(raw: bytes, config: Path) -> Spec:
+    """The bytes of a bundle's config.json (at `config`, which errors name) as a spec pveoci can run: valid, with
+    `process` and `root`; a one-line BundleError if not."""
+    where = f"{CONFIG_NAME} in {config.parent}"
+    spec = parse_spec(jsonfile.decode(raw, config), where=where)
+    if spec.process is None:
+        raise BundleError(f"invalid {where}: process: required by pveoci (a bundle must say what to run)")
+    if spec.root is None:
+        raise BundleError(f"invalid {where}: root: required (config.md: REQUIRED on Linux)")
+    return spec

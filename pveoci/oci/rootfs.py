@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from pathlib import Path
 
 MAX_LINKS = 40
@@ -13,11 +14,12 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def resolve_in_root(rootfs: Path, path: str) -> Path | None:
     """The host path of `path` inside rootfs, following links as the container would (an absolute link
     is relative to the rootfs, `..` stops at its top); None if it does not exist."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
+    # A deque: a path of many `..` (or a link's target put in front) costs no copy per part.
+    parts = deque(p for p in path.split("/") if p not in ("", "."))
     resolved: list[str] = []
     hops = 0
     while parts:
-        part = parts.pop(0)
+        part = parts.popleft()
         if part == "..":
             if resolved:
                 resolved.pop()
@@ -34,7 +36,7 @@ def resolve_in_root(rootfs: Path, path: str) -> Path | None:
             target = os.readlink(candidate)
             if target.startswith("/"):
                 resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            parts.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
             continue
         resolved.append(part)
     return rootfs.joinpath(*resolved)
@@ -47,7 +49,8 @@ def find_executable(rootfs: Path, name: str, path_env: str | None, cwd: str = "/
         full = name if name.startswith("/") else f"{cwd.rstrip('/')}/{name}"
         found = resolve_in_root(rootfs, full)
         return full if found is not None and _executable(found) else None
-    for folder in (path_env if path_env is not None else DEFAULT_PATH).split(":"):
+    # Each folder once: a PATH that names one many times is looked in once.
+    for folder in dict.fromkeys((path_env if path_env is not None else DEFAULT_PATH).split(":")):
         candidate = f"{(folder or cwd).rstrip('/')}/{name}"
         found = resolve_in_root(rootfs, candidate)
         if found is not None and _executable(found):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
@@ -14,6 +14,9 @@ from pydantic_core import ErrorDetails
 from pveoci.errors import BundleError
 
 MAX_ERRORS = 5
+MAX_ARG_STRLEN = 32 * 4096   # bytes of one argument or environment string, its NUL included
+PATH_MAX = 4096              # bytes of a path, its NUL included
+M = TypeVar("M", bound="_Model")
 
 # The SemVer 2.0.0 grammar (semver.org), ASCII digits only.
 _SEMVER = re.compile(
@@ -53,6 +56,24 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _utf8_size(value: str) -> int:
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def _arg_size(value: str) -> str:
+    # execve(2) refuses a longer argument or environment string (E2BIG): no program can be given it.
+    if len(value) >= MAX_ARG_STRLEN or _utf8_size(value) >= MAX_ARG_STRLEN:
+        raise ValueError(f"must be shorter than {MAX_ARG_STRLEN} bytes (Linux's MAX_ARG_STRLEN)")
+    return value
+
+
+def _path_size(value: str) -> str:
+    # No system call takes a longer path (ENAMETOOLONG).
+    if len(value) >= PATH_MAX or _utf8_size(value) >= PATH_MAX:
+        raise ValueError(f"must be shorter than {PATH_MAX} bytes (Linux's PATH_MAX)")
+    return value
+
+
 def _env_entry(value: str) -> str:
     # The entry is not echoed: environment values are often secrets.
     key, sep, _ = value.partition("=")
@@ -74,9 +95,9 @@ UInt16 = Annotated[int, Field(ge=0, le=2**16 - 1)]
 UInt32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 UInt64 = Annotated[int, Field(ge=0, le=2**64 - 1)]
 FileMode = Annotated[int, Field(ge=0, le=0o777)]
-AbsPath = Annotated[str, AfterValidator(_absolute), AfterValidator(_no_nul)]
-EnvEntry = Annotated[str, AfterValidator(_env_entry), AfterValidator(_no_nul)]
-Arg = Annotated[str, AfterValidator(_no_nul)]
+AbsPath = Annotated[str, AfterValidator(_absolute), AfterValidator(_no_nul), AfterValidator(_path_size)]
+EnvEntry = Annotated[str, AfterValidator(_env_entry), AfterValidator(_no_nul), AfterValidator(_arg_size)]
+Arg = Annotated[str, AfterValidator(_no_nul), AfterValidator(_arg_size)]
 
 NamespaceType = Literal["mount", "pid", "network", "uts", "ipc", "user", "cgroup", "time"]
 SeccompAction = Literal[
@@ -527,10 +548,49 @@ def format_errors(exc: ValidationError, limit: int = MAX_ERRORS) -> str:
     return text
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(data: object) -> str | None:
+    """The JSON path of the first string (or key) with a lone surrogate ("\\ud800" in JSON): no valid UTF-8 has
+    one, so no program, environment or Proxmox option can be given it. None when there is none."""
+    try:  # the document as text, at C speed: most have none, and need no walk
+        if not _SURROGATE.search(json.dumps(data, ensure_ascii=False, check_circular=False)):
+            return None
+    except (TypeError, ValueError, RecursionError):
+        pass  # not a JSON document (a caller's own objects): walked as it is
+    stack: list[tuple[tuple[int | str, ...], object]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str) and _SURROGATE.search(value):
+            return json_path(loc) or "top level"
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if _SURROGATE.search(key):  # the key itself cannot be named in the path: its object is
+                    return json_path(loc) or "top level"
+                stack.append(((*loc, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*loc, i), item) for i, item in reversed(list(enumerate(value))))
+    return None
+
+
 def parse_spec(data: object, *, where: str = "config.json") -> Spec:
     """Validate decoded config.json data; a one-line BundleError `invalid <where>: <path>: <problem>` if not valid."""
+    return _validate(Spec, data, where)
+
+
+def parse_process(data: object, *, where: str = "process.json") -> Process:
+    """Validate a decoded runtime-spec `process` object (runc's exec --process) as parse_spec does a config."""
+    return _validate(Process, data, where)
+
+
+def _validate(model: type[M], data: object, where: str) -> M:
+    bad = lone_surrogate(data)
+    if bad is not None:
+        # Not the value: it may be a secret (an environment variable's).
+        raise BundleError(f"invalid {where}: {bad}: not valid Unicode (a lone UTF-16 surrogate such as \\ud800)")
     try:
-        return Spec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         # No detail with the raw error: pydantic would print the input, and env values can be secrets.
         raise BundleError(f"invalid {where}: {format_errors(exc)}") from None

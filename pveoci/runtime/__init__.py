@@ -12,7 +12,7 @@ import builtins
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Literal
 
 from pveoci import errors
 from pveoci.backends.base import Backend
@@ -47,6 +47,17 @@ log = logging.getLogger("pveoci.runtime")
 
 _WAIT = Backoff(first=0.2, factor=1.5, cap=2.0)
 
+#: What a create does with the bundle's findings (what Proxmox cannot honour, or only approximately): log them to
+#: the `pveoci.findings` logger (unsupported fields as one warning, each approximation at info), or not at all.
+FindingsMode = Literal["log", "quiet"]
+FINDINGS: tuple[FindingsMode, ...] = ("log", "quiet")
+
+
+def _findings(value: str) -> FindingsMode:
+    if value not in FINDINGS:
+        raise errors.InvalidParameter(f"findings={value!r}: one of 'log', 'quiet'")
+    return "log" if value == "log" else "quiet"
+
 
 def _names(value: str | Iterable[str] | None) -> builtins.list[str]:
     if value is None:
@@ -68,13 +79,10 @@ class Templates:
         it would go to (`node`, else the profile's node; `auto` picks one).
         """
         ctx = self._ctx
-        from pveoci.oci.bundle import Bundle
         from pveoci.runtime import create as creating
         from pveoci.runtime import facts, push, survey
-        from pveoci.template import manifest
 
-        loaded = Bundle.load(bundle)
-        scanned = manifest.scan(loaded.rootfs)
+        loaded, scanned = creating.checked(ctx, "container", Path(bundle), transport)  # before the cluster is asked
         plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
         wanted = node or ctx.profile.node
         if wanted == "auto":  # where a create of it would go: templates land only where containers do
@@ -123,12 +131,28 @@ class Runtime:
 
     Methods raise subclasses of `pveoci.errors.PveociError` (each with its exit code); they
     return the typed values of `pveoci.models`. One Runtime may be shared by several threads.
+
+    `findings`: what create and run do with what the bundle asks and Proxmox cannot honour ("log": to
+    the `pveoci.findings` logger; "quiet": nothing); each call may say otherwise (`findings=`).
     """
 
-    def __init__(self, backend: Backend, cache: Cache, settings: Settings) -> None:
+    def __init__(self, backend: Backend, cache: Cache, settings: Settings, *, findings: FindingsMode = "log") -> None:
         self._ctx = Context(backend=backend, cache=cache, settings=settings)
+        self._findings = _findings(findings)
         #: The templates on the cluster: push, list, remove, gc.
         self.templates = Templates(self._ctx)
+
+    @property
+    def findings(self) -> FindingsMode:
+        """This runtime's default for create's and run's findings: "log" or "quiet" (settable)."""
+        return self._findings
+
+    @findings.setter
+    def findings(self, value: FindingsMode) -> None:
+        self._findings = _findings(value)
+
+    def _warn(self, findings: FindingsMode | None) -> bool:
+        return (self._findings if findings is None else _findings(findings)) == "log"
 
     @property
     def settings(self) -> Settings:
@@ -155,7 +179,7 @@ class Runtime:
 
     def create(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
                transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
-               on_placement: Callable[[Placement], None] | None = None) -> State:
+               on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None) -> State:
         """Create a container from a bundle without starting it (OCI `create`); its state (`created`).
 
         Packs the rootfs into a content-addressed template, uploads it unless the node has it,
@@ -163,12 +187,14 @@ class Runtime:
         node's name or `auto`: the best scored node that can take it, never one in `exclude` (see
         `place`); `on_placement` is given every node's score. AlreadyExists if the id is taken,
         BundleError for a bad bundle, MappingError (strict) for what Proxmox cannot do, NoSuitableNode
-        when no node can take it; on any failure nothing is left behind.
+        when no node can take it; on any failure nothing is left behind. What Proxmox cannot honour is
+        logged to `pveoci.findings` unless `findings="quiet"` (default: the runtime's `findings`).
         """
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
-                               progress=progress, exclude=exclude, on_placement=on_placement)
+                               progress=progress, exclude=exclude, on_placement=on_placement,
+                               warn=self._warn(findings))
         return to_state(self._ctx, made)
 
     def start(self, id: str) -> State:
@@ -178,12 +204,14 @@ class Runtime:
 
     def run(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
             transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
-            on_placement: Callable[[Placement], None] | None = None) -> State:
-        """Create and start (runc `run --detach`); a container that cannot start is deleted again."""
+            on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None) -> State:
+        """Create and start (runc `run --detach`); a container that cannot start is deleted again. The arguments
+        are create's."""
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
-                               progress=progress, exclude=exclude, on_placement=on_placement)
+                               progress=progress, exclude=exclude, on_placement=on_placement,
+                               warn=self._warn(findings))
         try:
             return lifecycle.start(self._ctx, id, made)  # what the create just learnt: not asked again
         except errors.PveociError:
@@ -192,11 +220,14 @@ class Runtime:
 
     def run_attached(self, id: str, bundle: Path | str = ".", *, stdout: IO[bytes] | None = None,
                      stderr: IO[bytes] | None = None, keep: bool = False, node: str | None = None,
-                     strict: bool = False, transport: str = "sftp", progress: Progress = SILENT) -> int:
+                     strict: bool = False, transport: str = "sftp", progress: Progress = SILENT,
+                     exclude: Iterable[str] = (), on_placement: Callable[[Placement], None] | None = None,
+                     findings: FindingsMode | None = None) -> int:
         """runc's `run` in the foreground: create, start once attached, stream the process's stdout and stderr
         to these binary streams until it ends, delete the container (unless `keep`); the process's exit status
-        (128+N when a signal N ended it)."""
-        self.create(id, bundle, node=node, strict=strict, transport=transport, progress=progress)
+        (128+N when a signal N ended it). The other arguments are create's."""
+        self.create(id, bundle, node=node, strict=strict, transport=transport, progress=progress, exclude=exclude,
+                    on_placement=on_placement, findings=findings)
         try:
             return self.attach(id, stdout=stdout, stderr=stderr, start=True)
         finally:
@@ -216,17 +247,25 @@ class Runtime:
         `follow`, until it ends. Its exit status once it ended (None while it runs, or if none was kept)."""
         return inside.logs(self._ctx, id, stdout=stdout, stderr=stderr, follow=follow)
 
-    def wait(self, id: str, *, timeout: float | None = None) -> State:
-        """Wait until the container is no longer running (or paused); its final state.
+    def wait(self, id: str, *, timeout: float | None = None) -> int:
+        """Wait until the container's process has ended; its exit status (128+N when a signal N ended it), as
+        `run` in the foreground and `logs -f` exit with it.
 
-        OperationTimeout after `timeout` seconds (None: wait as long as it runs).
+        A created container is waited for too: until it is started and its process ends (or a signal ends its
+        init). OperationTimeout after `timeout` seconds (None: as long as it takes); NotFound for an unknown
+        id; Unsupported for a container made by pveoci 0.1 (it kept no status); PveociError for one stopped
+        from outside pveoci (`pct stop`), which ends it with no status. `state(id)` then gives its final state.
         """
-        def stopped() -> State | None:
-            current = self.state(id)
-            return None if current.status in ("running", "paused", "creating") else current
+        check_id(id)
 
-        return poll(stopped, timeout=float("inf") if timeout is None else timeout, what=f"container {id}",
-                    backoff=_WAIT)
+        def ended() -> State | None:
+            current = self.state(id)
+            # The cache's answer (the cluster unreachable) cannot tell that the process ended: ask again.
+            return current if current.status == "stopped" and not current.cached else None
+
+        final = poll(ended, timeout=float("inf") if timeout is None else timeout, what=f"container {id}",
+                     backoff=_WAIT)
+        return inside.exit_status(self._ctx, final)
 
     def state(self, id: str, *, cached: bool = False) -> State:
         """The container's OCI state. NotFound ("container does not exist") for an unknown id.

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from pveoci import errors
+from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest
 from pveoci.retry import Backoff, poll
 from pveoci.runtime.context import Context
@@ -63,7 +64,7 @@ def claim(ctx: Context, cid: str, node: str, vmid: int, tags: set[str],
         return True
     mine = 1 + max((t for t in map(_ticket_of, others) if t is not None), default=0)
     wait_unlocked(ctx, node, vmid)  # a config change waits for `lock: create` to clear
-    ctx.backend.set_options(node, vmid, {"tags": ";".join(sorted(tags | {f"{TAG_TICKET}{mine}"}))})
+    ctx.backend.set_options(node, vmid, {"tags": tag_list(tags | {f"{TAG_TICKET}{mine}"})})
     log.info("%s: %d other create(s) raced for this id; ticket %d", cid, len(others), mine)
 
     def settled() -> list[Guest] | None:

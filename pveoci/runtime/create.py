@@ -17,6 +17,7 @@ from pveoci import errors, hooks, marker, planning
 from pveoci.cache import Record
 from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
+from pveoci.lxc.properties import tag_list
 from pveoci.models import Placement, PushResult
 from pveoci.oci.bundle import Bundle
 from pveoci.process import encode, encode_arg
@@ -32,6 +33,9 @@ from pveoci.runtime.vmids import create_with_fresh_vmid
 from pveoci.template import manifest
 
 log = logging.getLogger("pveoci.runtime")
+#: What a create cannot honour in the bundle (the mapping's findings): a logger of its own, so that scripts
+#: can silence it (`logging.getLogger("pveoci.findings").setLevel(logging.ERROR)`) and keep the others.
+findings_log = logging.getLogger("pveoci.findings")
 
 ENTRYPOINT_MAX = 32 * 1024   # a longer spec is placed with `init set-spec` instead of riding on the entrypoint
 
@@ -44,28 +48,39 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
     """
     plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version(),
                                 size=size, root_pam=ctx.backend.privileged())
+    marker.check_fits(cid, str(bundle.path), str(bundle.rootfs))  # the container's notes can hold its marker
     plan.check(strict)
     if not warn:
         return plan
     unsupported = sorted({f.field for f in plan.unsupported})
     if unsupported:
-        log.warning("%s: not supported by Proxmox, ignored (pveoci plan -b %s shows why)",
+        findings_log.warning("%s: not supported by Proxmox, ignored (pveoci plan -b %s shows why)",
                     ", ".join(unsupported), bundle.path)
     for finding in plan.warnings():
-        log.info("%s: %s (%s)", finding.field, finding.detail, finding.status)
+        findings_log.info("%s: %s (%s)", finding.field, finding.detail, finding.status)
     return plan
+
+
+def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str) -> tuple[Bundle, manifest.Scan]:
+    """What a create can check before it asks the cluster anything: the id, the transport, the bundle, and the
+    mapping (as for the cluster's likely version: a program not in the rootfs, a resource out of range)."""
+    check_id(cid)
+    push.check_transport(transport)
+    bundle = Bundle.load(bundle_dir)
+    scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
+    planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=planning.ASSUMED_VERSION,
+                         size=scanned.size)
+    return bundle, scanned
 
 
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
            progress: Progress, exclude: Iterable[str] = (),
-           on_placement: Callable[[Placement], None] | None = None) -> Located:
-    check_id(cid)
+           on_placement: Callable[[Placement], None] | None = None, warn: bool = True) -> Located:
+    bundle, scanned = checked(ctx, cid, bundle_dir, transport)
     recover(ctx, cid)
     if locate(ctx, cid) is not None:
         raise errors.AlreadyExists("container with given ID already exists")
-    bundle = Bundle.load(bundle_dir)
-    scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
-    plan = plan_for(ctx, bundle, cid, strict=strict, size=scanned.size)
+    plan = plan_for(ctx, bundle, cid, strict=strict, warn=warn, size=scanned.size)
     target, op = _place(ctx, cid, bundle, plan, scanned, node or ctx.profile.node, exclude, on_placement)
     try:
         arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
@@ -168,7 +183,7 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
     # PVE >= 9.1: the spec rides on the entrypoint option; before (or when too long), it is placed after the start.
     in_entrypoint = not plan.legacy_init and len(spec_arg) <= ENTRYPOINT_MAX
     options = {**plan.options, "ostemplate": pushed.volid, "description": marker.render(mark),
-               "tags": ";".join(sorted(tags)), "arch": arch, "start": 1}
+               "tags": tag_list(tags), "arch": arch, "start": 1}
     if not plan.legacy_init:
         options["entrypoint"] = f"{INIT_PATH} --spec={spec_arg}" if in_entrypoint else INIT_PATH
     target = pushed.node

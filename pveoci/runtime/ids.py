@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from pveoci import errors
 
-ID_RE = re.compile(r"^[A-Za-z0-9_+.-]+$")
+ID_RE = re.compile(r"[A-Za-z0-9_+.-]+")  # whole ids only: "$" would let a final newline through
 ID_MAX = 1024
 TAG_STARTED = "pveoci-started"
 TAG_PAUSED = "pveoci-paused"
@@ -20,7 +20,7 @@ def check_id(cid: str) -> None:
     """runc's id rules, with runc's words for a bad one."""
     if not cid:
         raise errors.InvalidParameter("container id cannot be empty")
-    if len(cid) > ID_MAX or not ID_RE.match(cid) or cid in (".", ".."):
+    if len(cid) > ID_MAX or not ID_RE.fullmatch(cid) or cid in (".", ".."):
         raise errors.InvalidParameter("invalid container ID format")
 
 

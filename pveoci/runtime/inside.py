@@ -14,9 +14,10 @@ from typing import IO
 
 from pveoci import errors
 from pveoci.init import INIT_PATH, LOG_PATH, STATUS_PATH, parse_log
+from pveoci.models import State
 from pveoci.process import ProcessSpec, encode_arg
 from pveoci.runtime.context import Context
-from pveoci.runtime.locate import Located, require
+from pveoci.runtime.locate import INIT_MARKER, Located, require
 
 READY_TIMEOUT = 60.0
 
@@ -129,6 +130,19 @@ def logs(ctx: Context, cid: str, *, stdout: IO[bytes] | None, stderr: IO[bytes] 
             target.write(chunk)
     status = ctx.backend.read_file(g.node, g.vmid, STATUS_PATH)
     return int(status) if status and status.strip().isdigit() else None
+
+
+def exit_status(ctx: Context, state: State) -> int:
+    """The exit status the init recorded for a stopped container's process (128+N when signal N ended it)."""
+    record = ctx.cache.get(state.id, ctx.cluster)
+    if record is not None and record.marker_version < INIT_MARKER:
+        raise errors.Unsupported("wait: this container was made by pveoci 0.1, which kept no exit status; "
+                                 "recreate it")
+    status = ctx.backend.read_file(state.node, state.vmid, STATUS_PATH)
+    if not status or not status.strip().isdigit():
+        raise errors.PveociError(f"container {state.id} stopped without an exit status: it was stopped from "
+                                 "outside pveoci (pct stop, a node's reboot), which ends its init at once")
+    return int(status)
 
 
 @dataclass

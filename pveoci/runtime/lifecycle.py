@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from pveoci import errors, hooks, signals
 from pveoci.init import INIT_PATH, START_SIGNAL
+from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest, State
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED
@@ -25,7 +26,7 @@ def set_tags(ctx: Context, guest: Guest, add: frozenset[str] = frozenset(),
              remove: frozenset[str] = frozenset()) -> None:
     tags = (set(guest.tags) | set(add)) - set(remove)
     if tags != set(guest.tags):
-        ctx.backend.set_options(guest.node, guest.vmid, {"tags": ";".join(sorted(tags))})
+        ctx.backend.set_options(guest.node, guest.vmid, {"tags": tag_list(tags)})
 
 
 def _init_pid(found: Located) -> int:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pveoci import errors, marker
 from pveoci.cache import Record
 from pveoci.models import Guest, State
 from pveoci.runtime.context import Context
-from pveoci.runtime.locate import oci_status, record_from_marker
+from pveoci.runtime.locate import oci_status, read_marker, record_from_marker
+
+log = logging.getLogger("pveoci.runtime")
 
 
 def list_containers(ctx: Context) -> list[State]:
@@ -30,8 +34,7 @@ def list_containers(ctx: Context) -> list[State]:
     for guest in guests:
         record = by_vmid.get(guest.vmid)
         if guest in unknown:
-            record = record_from_marker(ctx, guest, marker.parse(configs.get(guest.vmid, {}).get("description")),
-                                        None)
+            record = _adopt(ctx, guest, configs.get(guest.vmid))
         if record is None:
             continue
         out.append(_state(ctx, guest, record, pids.get(guest.vmid)))
@@ -40,6 +43,18 @@ def list_containers(ctx: Context) -> list[State]:
         if record.id not in seen:
             ctx.cache.drop(record.id, ctx.cluster)
     return sorted(out, key=lambda s: s.id)
+
+
+def _adopt(ctx: Context, guest: Guest, config: dict[str, Any] | None) -> Record | None:
+    """The record of a container the cache did not know; one whose marker cannot be read is left out of the list
+    with a warning that names it (`state` and `delete` of its id say the same, as an error)."""
+    if config is None:
+        return None  # gone since the listing
+    try:
+        return record_from_marker(ctx, guest, read_marker(guest, config), None)
+    except errors.MarkerUnreadable as exc:
+        log.warning("%s", exc.message)
+        return None
 
 
 def _stale(record: Record | None, guest: Guest) -> bool:

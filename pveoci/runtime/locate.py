@@ -1,12 +1,15 @@
 """Finding a container by its OCI id: the cache's guess confirmed by one status call, else one cluster scan.
 
 A container is pveoci's when it carries the ownership marker (pveoci.marker); the tag derived
-from its id finds it in /cluster/resources, the marker in its description confirms it.
+from its id finds it in /cluster/resources, the marker in its description confirms it. One with the
+tag whose marker is missing or cannot be read is reported (MarkerUnreadable), never passed over as
+someone else's: `state` would say "does not exist" and `delete -f` succeed while it stays.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pveoci import errors, marker
 from pveoci.cache import Record
@@ -70,13 +73,38 @@ def contenders(guests: list[Guest], cid: str) -> list[Guest]:
 
 
 def adopt(ctx: Context, guest: Guest, cid: str | None = None) -> Record | None:
-    """Read the marker of a pveoci container and mirror it into the cache (None: not ours, or not that id)."""
-    found = marker.parse(ctx.backend.config(guest.node, guest.vmid).get("description"))
-    return record_from_marker(ctx, guest, found, cid)
+    """Read the marker of a container that carries pveoci's tags and mirror it into the cache (None: its marker
+    names another id). MarkerUnreadable when it has no marker, or one that cannot be read."""
+    config = ctx.backend.config(guest.node, guest.vmid)
+    return record_from_marker(ctx, guest, read_marker(guest, config, cid), cid)
 
 
-def record_from_marker(ctx: Context, guest: Guest, found: marker.Marker | None, cid: str | None) -> Record | None:
-    if found is None or (cid is not None and found.id != cid):
+def read_marker(guest: Guest, config: dict[str, Any], cid: str | None = None) -> marker.Marker:
+    """The marker in the config of a container that carries pveoci's tags (`cid`: the id it is looked up by).
+
+    Its tags say it is pveoci's: a marker missing or broken is reported (MarkerUnreadable, naming the CT and
+    what to do), never taken to mean the container is someone else's (docs/state.md, "An unreadable marker").
+    """
+    try:
+        found = marker.parse(config.get("description"))
+    except errors.MarkerUnreadable as exc:
+        raise unreadable(guest, exc.reason, cid) from None
+    if found is None:
+        raise unreadable(guest, "its notes hold no pveoci block", cid)
+    return found
+
+
+def unreadable(guest: Guest, reason: str, cid: str | None = None) -> errors.MarkerUnreadable:
+    who = f"container {cid} (CT {guest.vmid} on {guest.node})" if cid else f"CT {guest.vmid} on {guest.node}"
+    return errors.MarkerUnreadable(
+        f"{who} carries pveoci's tags but its ownership marker cannot be read ({reason}); pveoci leaves it as it "
+        "is: restore the marker in its notes, or remove the container or its pveoci tags in Proxmox",
+        reason=reason, node=guest.node, vmid=guest.vmid)
+
+
+def record_from_marker(ctx: Context, guest: Guest, found: marker.Marker, cid: str | None) -> Record | None:
+    """The cache's record of a marker just read (None: it names another id than `cid`)."""
+    if cid is not None and found.id != cid:
         return None
     record = Record(id=found.id, cluster=ctx.cluster, node=guest.node, vmid=guest.vmid, bundle=found.bundle,
                     rootfs=found.rootfs, template=found.template, created=found.created,

@@ -188,7 +188,11 @@ def finish_all(ctx: Context) -> list[str]:
             continue
         cid = known.get(g.vmid)
         if cid is None:
-            record = adopt(ctx, g)
+            try:
+                record = adopt(ctx, g)
+            except errors.MarkerUnreadable as exc:
+                log.warning("%s", exc.message)  # which container it is cannot be told: its move is not finished
+                continue
             cid = record.id if record is not None else None
         if cid is not None and finish(ctx, cid) is not None:
             done.append(cid)

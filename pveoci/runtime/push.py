@@ -133,12 +133,17 @@ class _Job:
                           delta=via_delta)
 
 
+def check_transport(transport: str) -> None:
+    """Before anything is asked of the cluster: a transport that does not exist."""
+    if transport not in TRANSPORTS:
+        raise errors.ConfigError(f"unknown transport '{transport}' (one of: {', '.join(TRANSPORTS)})")
+
+
 def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch: str, transport: str,
            progress: Progress, scanned: manifest.Scan | None = None) -> PushResult:
     """The bundle's template on dest: found there (nothing packed when the rootfs is unchanged), or packed and
     sent by this call, or by another that held the claim meanwhile."""
-    if transport not in TRANSPORTS:
-        raise errors.ConfigError(f"unknown transport '{transport}' (one of: {', '.join(TRANSPORTS)})")
+    check_transport(transport)
     started = time.monotonic()
     progress.note(f"looking at {bundle.rootfs}")
     job = _Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs))
@@ -160,13 +165,24 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
                 break
             claim.take_over()
         else:
-            pushed = _pack_and_send(job, claim, transport, progress)
+            meanwhile = _packed_meanwhile(job) if known is None else None
+            pushed = meanwhile or _pack_and_send(job, claim, transport, progress)
             claim.release(pushed.name)
     except BaseException:
         claim.release(None)
         raise
     facts.template_seen(ctx, job.dest, pushed.volid.split("/", 1)[1])
     return _timed(pushed, started)
+
+
+def _packed_meanwhile(job: _Job) -> PushResult | None:
+    """What another create of this rootfs that shares this cache finished while this one got its claim: a claim
+    goes once its waiters have read its result, so a create that comes to it later takes a new one, and learns
+    the template from the pack remembered before that claim went."""
+    known = job.remembered(f"pack:{job.key}")
+    if known is None or job.on_storage(known.name) is None:
+        return None
+    return job.result(known.name, uploaded=False, sent=0, packed=known)
 
 
 def _timed(result: PushResult, started: float) -> PushResult:
@@ -218,13 +234,13 @@ def _streamed(job: _Job, claim: Claim, extras: list[ExtraFile], packing: Callabl
         # Proxmox's upload API checks the whole file's SHA-256; an upload over SSH is checked by its size.
         packed = pack(job.rootfs, None, extras=extras, progress=packing, stream=upload.write,
                       file_sha=transport == "api", entries=job.entries)
+        job.remember(packed)   # before the claim goes (finish may remove it): see _packed_meanwhile
         landed = upload.finish(packed, claim)
     except BaseException:
         upload.abort()
         raise
     finally:
         progress.done("uploading")
-    job.remember(packed)
     if not landed:
         log.info("%s reached %s meanwhile from elsewhere; this copy was dropped", packed.name, job.dest.node)
     return job.result(packed.name, uploaded=landed, sent=upload.sent, packed=packed)

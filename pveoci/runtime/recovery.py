@@ -29,7 +29,13 @@ def _remove_if_ours(ctx: Context, node: str, vmid: int, cid: str) -> None:
         config = ctx.backend.config(node, vmid)
     except errors.NotFound:
         return
-    found = marker.parse(config.get("description"))
+    try:
+        found = marker.parse(config.get("description"))
+    except errors.MarkerUnreadable as exc:
+        # Not provably this create's: left alone, and said, rather than destroyed or passed over in silence.
+        log.warning("CT %s on %s, left by an unfinished create of %s, is left as it is: %s", vmid, node, cid,
+                    exc.reason)
+        return
     if found is None or found.id != cid:
         return
     if ctx.backend.status(node, vmid).status == "running":

@@ -52,7 +52,8 @@ def listing(ctx: Context, node: str | None, storage: str | None) -> list[Templat
 
 
 def sweep(ctx: Context, storage: str | None = None) -> list[str]:
-    """Remove what killed uploads left (hidden partial files, claims done or gone quiet) on every online node."""
+    """Remove what killed pushes left (hidden partial files, claims of dead or quiet holders, finished claims whose
+    waiters died) on every online node."""
     removed = []
     for place in places(ctx, None, storage):
         dest = ctx.backend.template_destination(place.node, place.storage)

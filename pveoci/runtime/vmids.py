@@ -6,6 +6,7 @@ loses sees one of PVE's "taken" errors and tries again with a new one.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pveoci import errors
 from pveoci.retry import Backoff, attempts
 from pveoci.runtime.context import Context
+from pveoci.settings import parse_vmid_range
 
 log = logging.getLogger("pveoci.runtime")
 
@@ -32,14 +34,10 @@ def is_race(exc: errors.PveociError) -> bool:
 
 
 def parse_range(text: str) -> tuple[int, int]:
-    low, _, high = text.partition("-")
     try:
-        first, last = int(low), int(high or low)
-    except ValueError:
-        raise errors.ConfigError(f"vmid_range {text!r} must look like 9000-9099") from None
-    if not 100 <= first <= last <= 999_999_999:
-        raise errors.ConfigError(f"vmid_range {text!r} must be FIRST-LAST within 100-999999999")
-    return first, last
+        return parse_vmid_range(text)  # the profile's validation: a bad range never gets this far from settings
+    except ValueError as exc:
+        raise errors.ConfigError(f"vmid_range {exc}") from None
 
 
 def pick(ctx: Context) -> int:
@@ -49,11 +47,12 @@ def pick(ctx: Context) -> int:
         return ctx.backend.next_vmid()
     first, last = parse_range(str(rng))
     used = {g.vmid for g in ctx.backend.guests()}
-    free = [v for v in range(first, last + 1) if v not in used]
+    # The lowest 64 free ones only: a range may hold most of PVE's billion VMIDs.
+    free = list(itertools.islice((v for v in range(first, last + 1) if v not in used), 64))
     if not free:
         raise errors.ConfigError(f"no free VMID left in vmid_range {rng}")
     # Racing creates that all took the lowest free id would collide on every try.
-    return random.choice(free[:64])
+    return random.choice(free)
 
 
 def create_with_fresh_vmid(ctx: Context, node: str, options: Mapping[str, object],

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pveoci import errors
 from pveoci.settings import SshSettings
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from pveoci.ssh.session import Session
 
 log = logging.getLogger("pveoci.ssh")
+
+_Owned = TypeVar("_Owned")
 
 # AES-GCM first: both ends accelerate it, and it is what makes paramiko's uploads match
 # OpenSSH's (docs/performance.md). The rest of paramiko's list follows unchanged.
@@ -64,7 +66,17 @@ class SshConnector:
         self._resolved: dict[str, str] | None = None
         self._shared: dict[str, paramiko.SSHClient] = {}
         self._sessions: dict[str, Session] = {}
+        self._owned: dict[type, object] = {}
         self._lock = threading.RLock()  # a connect may look up an address over another connection (pct)
+
+    def own(self, kind: type[_Owned]) -> _Owned:
+        """This connector's one `kind()`, made on first use: what its users keep about its connections lives as
+        long as they do (another connector's node of the same name is another machine)."""
+        with self._lock:
+            found = self._owned.get(kind)
+            if found is None:
+                found = self._owned[kind] = kind()
+            return cast(_Owned, found)
 
     def shared(self, node: str) -> paramiko.SSHClient:
         """A connection to the node that stays open for the next caller (many channels share it; do not close

@@ -3,7 +3,8 @@
 Templates are sequences of zstd frames cut where the content says (template/frames.py), so after
 a small change most frames of the new template are byte-identical to frames of the old one. The
 node rebuilds the new file by copying those from the old template and the rest from what was
-sent; the result is byte-for-byte the file a full upload gives, and is checked by its SHA-256.
+sent (node_delta.py); the result is byte-for-byte the file a full upload gives, and is checked by
+its SHA-256.
 """
 
 from __future__ import annotations
@@ -53,16 +54,3 @@ def plan(frames: tuple[Frame, ...], base: tuple[Frame, ...]) -> Delta:
 def worth_it(delta: Delta, size: int) -> bool:
     return delta.new_bytes <= WORTH * size
 
-
-#: Run by `sh -c` on the node: base data out [b|n OFFSET SIZE]... -> out, the pieces in order (GNU dd).
-APPLY = r"""
-base=$1 data=$2 out=$3
-shift 3
-umask 022
-: > "$out" || exit 1
-while [ $# -ge 3 ]; do
-    case $1 in b) src=$base ;; n) src=$data ;; *) echo "bad piece $1" >&2; exit 2 ;; esac
-    dd if="$src" bs=1M iflag=skip_bytes,count_bytes skip="$2" count="$3" status=none >> "$out" || exit 1
-    shift 3
-done
-"""

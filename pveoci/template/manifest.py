@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pveoci import errors
-from pveoci.template import tree
 from pveoci.template.frames import FORMAT, LEVEL, Frame
-from pveoci.template.pack import Entries, Packed
+from pveoci.template.pack import Entries, Packed, walk
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ def scan(rootfs: Path) -> Scan:
     root = os.fsencode(os.path.realpath(rootfs))
     if not os.path.isdir(root):
         raise errors.BundleError(f"rootfs {rootfs} is not a directory")
-    walked = tree.walk(root)
+    walked = walk(root)
     return Scan(hashlib.sha256(walked.records).hexdigest(), walked.size, walked.records)
 
 

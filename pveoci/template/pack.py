@@ -273,7 +273,15 @@ def _records(root: bytes, rootfs: Path, extras: Sequence[ExtraFile], entries: En
     """The walk to pack (made now if not given); a rootfs with pveoci's reserved directory is refused."""
     if extras and os.path.lexists(root + b"/" + os.fsencode(RESERVED)):
         raise errors.BundleError(f"rootfs {rootfs} has /{RESERVED}, which pveoci reserves for its own files")
-    return tree.walk(root).records if entries is None else entries
+    return walk(root).records if entries is None else entries
+
+
+def walk(root: bytes) -> tree.Walk:
+    """The stat walk of root (a real path, as bytes): by the packer in C where it runs, else in Python."""
+    from pveoci.template import native
+
+    program = native.binary()
+    return native.scan(program, root) if program is not None else tree.walk_python(root)
 
 
 def write_tar(rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (), progress: Progress | None = None,

@@ -17,8 +17,9 @@ from pveoci import errors
 from pveoci.models import Destination
 from pveoci.ssh import SshConnector
 from pveoci.ssh.session import Session
+from pveoci.template import scripts
+from pveoci.template.node_dir import RemoteDir
 from pveoci.template.pack import Packed, Progress
-from pveoci.template.remote import RemoteDir
 
 log = logging.getLogger("pveoci.template")
 
@@ -35,7 +36,7 @@ def upload(connector: SshConnector, packed: Packed, dest: Destination, progress:
     try:
         if remote.sudo:
             with packed.path.open("rb") as src:
-                status = remote.session.stream(["sh", "-c", 'umask 022 && cat > "$1"', "sh", partial],
+                status = remote.session.stream(["sh", "-c", scripts.CAT, "sh", partial],
                                                stdin=cast(IO[bytes], _Reporting(src, progress)), stdout=None,
                                                stderr=None)
             if status != 0:

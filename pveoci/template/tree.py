@@ -6,7 +6,8 @@ followed). Each entry is one record, in the machine's byte order:
     b"F" crc name_len mode uid gid mtime_ns ctime_ns size dev ino nlink rdev, then the relative path
 
 (crc: CRC-32 of the path, which chooses where frames end). The packer in C (native.py) makes the
-same records, much faster; here is the same walk in Python, for where it does not run.
+same records, much faster; here is the same walk in Python, for where it does not run (pack.walk
+chooses).
 """
 
 from __future__ import annotations
@@ -55,16 +56,6 @@ class Walk:
 def record(rel: bytes, st: os.stat_result) -> bytes:
     return RECORD.pack(b"F", zlib.crc32(rel), len(rel), st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns,
                        st.st_ctime_ns, st.st_size, st.st_dev, st.st_ino, st.st_nlink, st.st_rdev) + rel
-
-
-def walk(root: bytes) -> Walk:
-    """The stat walk of root (a real path, as bytes): by the packer in C where it runs, else in Python."""
-    from pveoci.template import native
-
-    program = native.binary()
-    if program is not None:
-        return native.scan(program, root)
-    return walk_python(root)
 
 
 def walk_python(root: bytes) -> Walk:

@@ -1,11 +1,12 @@
 """A node's template storage on the tape: claims, sweeps and uploads (streamed, whole file, delta).
 
-What pveoci does over SSH in a node's template directory (pveoci.template.remote) is kept as what it
-meant, not as the commands it ran there: a claim taken (ours or not), waited for and released with the
-template's name; a sweep and what it removed; an upload by the template's name (its stand-in in the
-cassette) and how it was sent. Heartbeats are not kept (how many there are depends on time), nor the
-bytes (a template is known by the order it was packed in). A replay answers from the entries alone; a
-stream that broke off (kept without a name: none was packed yet) fails there as soon as it begins.
+What pveoci does over SSH in a node's template directory (pveoci.template.node_claim, .sweep, .stream,
+.node_delta) is kept as what it meant, not as the commands it ran there: a claim taken (ours or not),
+waited for and released with the template's name; a sweep and what it removed; an upload by the
+template's name (its stand-in in the cassette) and how it was sent. Heartbeats are not kept (how many
+there are depends on time), nor the bytes (a template is known by the order it was packed in). A replay
+answers from the entries alone; a stream that broke off (kept without a name: none was packed yet) fails
+there as soon as it begins.
 
     {"node", "directory", "claim": 1, "step": "take", "ours": true}          # take, take_over: "ours"
     {"node", "directory", "claim": 1, "step": "release", "name": "pveoci-...tar.zst"}

@@ -29,11 +29,11 @@ def test_init_writes_a_private_example_that_loads(tmp_path: Path) -> None:
 
 def test_init_does_not_overwrite_without_force(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    path.write_text("# mine\n")
+    path.write_text('# mine\n[profiles.default]\nhost = "pve1"\n')
     result = run("--config", str(path), "config", "init", env={})
     assert result.returncode == 3
-    assert result.stderr == f"pveoci: error: {path} exists already; use --force to replace it\n"
-    assert path.read_text() == "# mine\n"
+    assert result.stderr == f"pveoci: error: {path} has a profile 'default' already; use --force to replace it\n"
+    assert path.read_text() == '# mine\n[profiles.default]\nhost = "pve1"\n'
     assert run("--config", str(path), "config", "init", "--force", env={}).returncode == 0
 
 

@@ -1,9 +1,10 @@
-"""The committed binaries are what init.c builds to, byte for byte, for both architectures."""
+"""The committed static programs (the init, the packer) are what their sources build to, byte for byte, for both
+architectures; each program is built as few times as its checks need."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import importlib.util
 import shutil
 import struct
 import subprocess
@@ -14,63 +15,91 @@ import pytest
 
 from pveoci import init as pinit
 from pveoci.init import build
-from tests.conftest import need
+from tests.init.builds import Builds
 
 ROOT = Path(__file__).resolve().parents[2]
 ELF_MACHINES = {"amd64": 62, "arm64": 183}       # EM_X86_64, EM_AARCH64
 PT_DYNAMIC, PT_INTERP = 2, 3
 
 
-@pytest.fixture
-def zig() -> None:
-    if importlib.util.find_spec("ziglang") is None:
-        need([f"ziglang (pip install ziglang=={build.ZIG_VERSION}; in the dev extra)"])
+def built(folder: Path, name: str = "init") -> dict[str, bytes]:
+    return {arch: (folder / f"{name}-{arch}").read_bytes() for arch in pinit.ARCHES}
 
 
 def committed() -> dict[str, bytes]:
-    return {arch: (build.BIN_DIR / f"init-{arch}").read_bytes() for arch in pinit.ARCHES}
+    return built(build.BIN_DIR)
 
 
-def test_two_builds_are_identical_and_equal_to_the_committed_binaries(zig: None, tmp_path: Path) -> None:
-    first = build.build(tmp_path / "a")
-    second = build.build(tmp_path / "b")
-    assert first == second
-    assert first == committed()
-    assert (tmp_path / "a" / "SHA256SUMS").read_bytes() == (build.BIN_DIR / "SHA256SUMS").read_bytes()
+# The build tests wait for the builds of the run, which take minutes on a busy machine.
+BUILD_WAIT = pytest.mark.timeout(3600)
+
+
+@pytest.fixture
+def init_builds(static_builds: Builds) -> tuple[Path, Path]:
+    """The init's two builds of this run: with an empty zig cache, then with the cache the first one filled."""
+    for name in ("init-a", "init-b"):
+        result = static_builds.wait(name)
+        assert result.returncode == 0, result.stderr
+    return static_builds.folder("init-a"), static_builds.folder("init-b")
+
+
+@BUILD_WAIT
+def test_two_builds_are_identical_and_equal_to_the_committed_binaries(init_builds: tuple[Path, Path],
+                                                                      static_builds: Builds) -> None:
+    """One build with an empty zig cache (zig builds musl for the target into it first), one with the warm cache:
+    the same bytes, the committed ones."""
+    assert static_builds.cache_filled_by_first_build       # the empty cache was used
+    first, second = init_builds
+    assert built(first) == built(second)
+    assert built(first) == committed()
+    assert (first / "SHA256SUMS").read_bytes() == (build.BIN_DIR / "SHA256SUMS").read_bytes()
     for arch in pinit.ARCHES:
-        assert (tmp_path / "a" / f"init-{arch}").stat().st_mode & 0o777 == 0o755
+        assert (first / f"init-{arch}").stat().st_mode & 0o777 == 0o755
 
 
-@pytest.mark.slow
-def test_a_build_with_an_empty_zig_cache_is_identical(zig: None, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """zig builds musl for the target into its cache the first time: that must give the same bytes too."""
-    monkeypatch.setenv("ZIG_GLOBAL_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("ZIG_LOCAL_CACHE_DIR", str(tmp_path / "cache"))
-    assert build.build(tmp_path / "out") == committed()
-    assert (tmp_path / "cache").is_dir()          # the empty cache was used
+def check_cli(program: build.Program, made: Path, argv: list[str],
+              capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`python -m <program> --check ...` run in-process, its fresh build being the one this session made."""
+    def reuse(out_dir: Path) -> dict[str, bytes]:
+        return built(made, program.name)
+
+    code = build.cli(dataclasses.replace(program, build=reuse), argv, "check")
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_check_passes_on_the_committed_binaries(zig: None) -> None:
-    result = subprocess.run([sys.executable, "-m", "pveoci.init.build", "--check"], capture_output=True, text=True,
-                            check=False, cwd=ROOT, timeout=600)
-    assert result.returncode == 0, result.stderr
+@BUILD_WAIT
+def test_check_passes_on_the_committed_binaries(init_builds: tuple[Path, Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = check_cli(build.INIT, init_builds[1], ["--check"], capsys)
+    assert (code, err) == (0, "")
+    assert out == f"init binaries match a fresh build (zig {build.ZIG_VERSION})\n"
 
 
-def test_check_names_the_arch_and_both_digests(zig: None, tmp_path: Path) -> None:
+@BUILD_WAIT
+def test_check_names_the_arch_and_both_digests(init_builds: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     for path in build.BIN_DIR.iterdir():
         shutil.copy2(path, tmp_path / path.name)
     changed = bytearray((tmp_path / "init-arm64").read_bytes())
     changed[-1] ^= 1
     (tmp_path / "init-arm64").write_bytes(changed)
-    result = subprocess.run([sys.executable, "-m", "pveoci.init.build", "--check", "--out", str(tmp_path)],
-                            capture_output=True, text=True, check=False, timeout=600)
-    assert result.returncode == 1
-    assert "init-arm64" in result.stderr
-    assert "init-amd64" not in result.stderr
-    assert hashlib.sha256(changed).hexdigest() in result.stderr
-    assert pinit.digest("arm64") in result.stderr
+    code, _, err = check_cli(build.INIT, init_builds[1], ["--check", "--out", str(tmp_path)], capsys)
+    assert code == 1
+    assert "init-arm64" in err
+    assert "init-amd64" not in err
+    assert hashlib.sha256(changed).hexdigest() in err
+    assert pinit.digest("arm64") in err
     assert (tmp_path / "init-arm64").read_bytes() == bytes(changed)      # --check writes nothing
+
+
+@BUILD_WAIT
+def test_the_packer_check_command_passes(static_builds: Builds) -> None:
+    """`python -m pveoci.template.packer_build --check`, as the README gives it: the packer built afresh (no other
+    test builds it) is the committed binaries, byte for byte."""
+    result = static_builds.wait("packer-check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("packer binaries match a fresh build (zig ")
 
 
 def test_the_pinned_zig_is_the_dev_extra_s() -> None:

@@ -133,7 +133,7 @@ def test_unreadable_config(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path)
     (bundle / "config.json").unlink()
     (bundle / "config.json").mkdir()
-    assert load_error(bundle) == f"cannot read {bundle}/config.json: Is a directory"
+    assert load_error(bundle) == f"cannot read {bundle}/config.json: it is a directory"
 
 
 def test_missing_rootfs(tmp_path: Path) -> None:
@@ -192,4 +192,4 @@ def test_unreadable_config_is_a_bundle_error(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path)
     (bundle / "config.json").unlink()
     (bundle / "config.json").mkdir()
-    assert load_error(bundle) == f"cannot read {bundle}/config.json: Is a directory"
+    assert load_error(bundle) == f"cannot read {bundle}/config.json: it is a directory"

@@ -195,3 +195,33 @@ def test_a_create_that_fails_otherwise_is_not_retried(rt: Runtime, memory: Memor
         rt.create("web", bundle)
     assert len(memory.uploads) == 1
     assert rt.list() == []
+
+
+def test_a_create_that_gets_its_claim_after_another_finished_sends_and_packs_nothing(make_runtime: MakeRuntime,
+                                                                          memory: MemoryBackend, bundle: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim goes once its waiters have read its result: a create that reaches the storage after that takes a
+    new claim, and finds the other's pack in the cache they share: it neither sends the template nor packs the
+    rootfs again."""
+    from pveoci.runtime import push
+
+    other, late = make_runtime(), make_runtime()   # two commands of one user: one cache
+    claim, pack = memory.claim_template, push.pack
+    packs: list[object] = []
+
+    def claimed_after_the_other_finished(*args: object) -> object:
+        monkeypatch.setattr(memory, "claim_template", claim)
+        other.templates.push(bundle)   # start to end, while the late one was on its way to its claim
+        return claim(*args)            # type: ignore[arg-type]
+
+    def counted(*args: object, **kwargs: object) -> object:
+        packs.append(args)
+        return pack(*args, **kwargs)   # type: ignore[arg-type]
+
+    monkeypatch.setattr(push, "pack", counted)
+    monkeypatch.setattr(memory, "claim_template", claimed_after_the_other_finished)
+    pushed = late.templates.push(bundle)
+    assert (pushed.uploaded, pushed.bytes_sent) == (False, 0)
+    assert len(packs) == 1              # the other's
+    assert memory.sent_bytes == pushed.size
+    assert len(memory.uploads) == 1

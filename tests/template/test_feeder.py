@@ -7,13 +7,14 @@ import os
 import threading
 from typing import Any
 
-from pveoci.template.remote import _Feeder, _SudoCat
+from pveoci.template.feeder import Feeder
+from pveoci.template.stream import SudoCat
 
 
 def test_bytes_wait_in_the_buffer_until_the_reader_comes_and_all_arrive() -> None:
     read_end, write_end = os.pipe()
     pipe = os.fdopen(write_end, "wb")
-    feeder = _Feeder(pipe)
+    feeder = Feeder(pipe)
     for _ in range(64):
         feeder.put(b"x" * 65536)   # 4 MiB into a 64 KiB pipe nobody reads yet: each put returns at once
     got = bytearray()
@@ -34,13 +35,13 @@ def test_bytes_wait_in_the_buffer_until_the_reader_comes_and_all_arrive() -> Non
 def test_a_reader_that_went_away_is_reported() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)
-    feeder = _Feeder(os.fdopen(write_end, "wb", buffering=0))
+    feeder = Feeder(os.fdopen(write_end, "wb", buffering=0))
     feeder.put(b"y")
     assert feeder.close() is False
 
 
 class _Session:
-    """What _SudoCat uses of a session: stream() with stdin, as `cat` through sudo would read it."""
+    """What SudoCat uses of a session: stream() with stdin, as `cat` through sudo would read it."""
 
     def __init__(self, status: int) -> None:
         self.status, self.argv, self.got = status, [""], b""
@@ -58,7 +59,7 @@ class _Remote:
 
 def test_through_sudo_the_bytes_go_to_cat_on_the_node() -> None:
     remote = _Remote(0)
-    feeder = _Feeder(_SudoCat(remote, "/dir/.pveoci-upload.x.partial"))  # type: ignore[arg-type]
+    feeder = Feeder(SudoCat(remote, "/dir/.pveoci-upload.x.partial"))  # type: ignore[arg-type]
     for _ in range(40):
         feeder.put(b"z" * 100_000)
     assert feeder.close()
@@ -67,23 +68,7 @@ def test_through_sudo_the_bytes_go_to_cat_on_the_node() -> None:
 
 
 def test_cat_failing_through_sudo_fails_the_upload_with_its_status() -> None:
-    feeder = _Feeder(_SudoCat(_Remote(1), "/dir/f"))  # type: ignore[arg-type]
+    feeder = Feeder(SudoCat(_Remote(1), "/dir/f"))  # type: ignore[arg-type]
     feeder.put(b"data")
     assert feeder.close() is False
     assert str(feeder.error) == "cat through sudo exited 1"
-
-
-def test_a_claims_listing_serves_only_the_sweep_of_the_same_connection() -> None:
-    """Two profiles may name a node and a storage alike: what one cluster's claim listed is not another's."""
-    from pveoci.models import Destination
-    from pveoci.template import remote
-
-    class Connector:   # stands in for SshConnector: only its identity counts here
-        pass
-
-    mine, theirs = Connector(), Connector()
-    dest = Destination(node="pve1", storage="local", shared=False, directory="/var/lib/vz/template/cache")
-    remote._listed(mine, dest, ".pveoci-claim-x\t0\tdone\t\n")  # type: ignore[arg-type]
-    assert remote._recent(theirs, dest) is None  # type: ignore[arg-type]
-    assert remote._recent(mine, dest) == ".pveoci-claim-x\t0\tdone\t\n"  # type: ignore[arg-type]
-    assert remote._recent(mine, dest) is None  # type: ignore[arg-type]  # once

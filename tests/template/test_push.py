@@ -1,5 +1,7 @@
 """Getting templates onto the bed's nodes as a user's creates do: once per node whatever the concurrency, as a
-delta after a small change, never leaving a partial file, refused up front when the storage is full."""
+delta after a small change, refused up front when the storage is full, and leaving nothing but templates in
+the node's template directory (no partial file, no claim) whether the push sent something, sent nothing,
+failed or was killed."""
 
 from __future__ import annotations
 
@@ -21,6 +23,11 @@ from tests.testbed.jump import forwarded_to
 pytestmark = pytest.mark.bed
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def leftovers(bed: Testbed, node: str = "pve1") -> list[str]:
+    """What is in the node's template directory besides templates (hidden names: Proxmox never lists them)."""
+    return sorted(p.name for p in bed.template_dir(node).iterdir() if p.name.startswith("."))
 
 
 def sftp_sessions(bed: Testbed, node: str) -> int:
@@ -71,10 +78,12 @@ print(st.template)
 def test_eight_concurrent_creates_of_a_new_bundle_upload_it_once(cluster: Testbed,
                                                                  transport: dict[str, str], busybox_bundle: Path,
                                                                  tmp_path: Path) -> None:
+    """As one user's commands run at once: those that come while the upload is under way wait in its claim on the
+    node; one that comes once the claim is gone (all its waiters have read it) finds the pack in the cache."""
     bundle = big_bundle(tmp_path, busybox_bundle)
     before = sftp_sessions(cluster, "pve1")
     procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(CREATE), str(cluster.config_path),
-                               str(tmp_path / f"cache{i}"), f"c{i}", str(bundle)], env=cluster.env(**transport),
+                               str(tmp_path / "cache"), f"c{i}", str(bundle)], env=cluster.env(**transport),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for i in range(8)]
     outcomes = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outcomes
@@ -82,6 +91,7 @@ def test_eight_concurrent_creates_of_a_new_bundle_upload_it_once(cluster: Testbe
     assert sftp_sessions(cluster, "pve1") - before == 1
     templates = [p.name for p in cluster.template_dir("pve1").iterdir() if p.name.endswith(".tar.zst")]
     assert len(templates) == 1
+    assert leftovers(cluster) == []   # the claim went once every waiter had read its result
 
 
 KILLED = """
@@ -91,12 +101,11 @@ pveoci.connect(config=sys.argv[1], root=sys.argv[2]).templates.push(Path(sys.arg
 """
 
 
-def test_a_killed_upload_leaves_nothing_after_gc_and_the_next_push_succeeds(
-        cluster: Testbed, transport: dict[str, str], busybox_bundle: Path, tmp_path: Path) -> None:
-    bundle = big_bundle(tmp_path, busybox_bundle, files=60, size=4 << 20)  # incompressible: a long upload
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED), str(cluster.config_path),
-                             str(tmp_path / "cache"), str(bundle)], env=cluster.env(**transport), cwd=ROOT)
-    folder = cluster.template_dir("pve1")
+def killed_mid_upload(bed: Testbed, bundle: Path, cache: Path, transport: dict[str, str]) -> None:
+    """A push SIGKILLed while its upload is under way (what it leaves is asserted to be there)."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED), str(bed.config_path), str(cache),
+                             str(bundle)], env=bed.env(**transport), cwd=ROOT)
+    folder = bed.template_dir("pve1")
     deadline = time.monotonic() + 120
     while not any(p.name.endswith(".partial") and p.stat().st_size > (8 << 20) for p in folder.iterdir()):
         assert time.monotonic() < deadline, "the upload never started"
@@ -104,12 +113,52 @@ def test_a_killed_upload_leaves_nothing_after_gc_and_the_next_push_succeeds(
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
-    assert any(p.name.startswith(".pveoci-") for p in folder.iterdir())  # it did leave something
+    assert any(p.name.startswith(".pveoci-claim-") for p in folder.iterdir())  # it did leave its claim
+    assert any(p.name.endswith(".partial") for p in folder.iterdir())           # and its partial file
+
+
+def test_a_killed_upload_leaves_nothing_after_gc_and_the_next_push_succeeds(
+        cluster: Testbed, transport: dict[str, str], busybox_bundle: Path, tmp_path: Path) -> None:
+    bundle = big_bundle(tmp_path, busybox_bundle, files=60, size=4 << 20)  # incompressible: a long upload
+    killed_mid_upload(cluster, bundle, tmp_path / "cache", transport)
     gc = pveoci(cluster, "gc", "-o", "json", root=tmp_path / "cache", **transport)
     assert gc.returncode == 0, gc.stderr
-    assert [p.name for p in folder.iterdir()] == []
+    assert [p.name for p in cluster.template_dir("pve1").iterdir()] == []
     assert json.loads(gc.stdout)["swept"]
     assert push_json(cluster, bundle, tmp_path / "cache", transport)["uploaded"]
+    assert leftovers(cluster) == []
+
+
+def test_the_push_after_a_killed_one_sweeps_what_it_left_and_leaves_nothing_itself(
+        cluster: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+    bundle = big_bundle(tmp_path, busybox_bundle, files=60, size=4 << 20)
+    killed_mid_upload(cluster, bundle, tmp_path / "cache", {})
+    assert push_json(cluster, bundle, tmp_path / "cache", {})["uploaded"]
+    assert leftovers(cluster) == []
+
+
+FAILING = """
+import sys, pveoci
+from pathlib import Path
+import pveoci.runtime.push as push
+from pveoci import errors
+def pack(*args, stream, **kwargs):   # a pack that fails once its upload is under way
+    stream(b"x" * (1 << 20))
+    raise errors.BundleError("rootfs changed while it was packed")
+push.pack = pack
+pveoci.connect(config=sys.argv[1], root=sys.argv[2]).templates.push(Path(sys.argv[3]), node="pve1")
+"""
+
+
+def test_a_failed_push_leaves_nothing(cluster: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
+    before = sftp_sessions(cluster, "pve1")
+    failed = subprocess.run([sys.executable, "-c", textwrap.dedent(FAILING), str(cluster.config_path),
+                             str(tmp_path / "cache"), str(busybox_bundle)], env=cluster.env(),
+                            capture_output=True, text=True, check=False, timeout=300, cwd=ROOT)
+    assert failed.returncode != 0
+    assert "rootfs changed while it was packed" in failed.stderr
+    assert sftp_sessions(cluster, "pve1") > before   # its upload had begun
+    assert list(cluster.template_dir("pve1").iterdir()) == []
 
 
 def test_a_full_storage_is_refused_before_any_byte_is_sent(cluster: Testbed, busybox_bundle: Path,
@@ -151,9 +200,11 @@ def test_after_a_small_change_the_node_gets_a_delta_that_makes_the_same_bytes(cl
     first = push_json(cluster, bundle, tmp_path / "cache", transport)
     assert first["uploaded"]
     assert not first["delta"]
+    assert leftovers(cluster) == []
     (bundle / "rootfs" / "data" / "f0200").write_bytes(os.urandom(4096))
     second = push_json(cluster, bundle, tmp_path / "cache", transport)
     assert second["delta"]
+    assert leftovers(cluster) == []
     assert second["volid"] != first["volid"]
     assert second["bytes_sent"] <= 0.15 * second["size"]  # a frame or two (bench: <= 1% of a 550 MiB tree)
     delta_made = (cluster.template_dir("pve1") / second["volid"].split("/")[1]).read_bytes()
@@ -163,6 +214,7 @@ def test_after_a_small_change_the_node_gets_a_delta_that_makes_the_same_bytes(cl
     assert full.returncode == 0, full.stderr
     assert not json.loads(full.stdout)["delta"]
     assert (cluster.template_dir("pve2") / second["volid"].split("/")[1]).read_bytes() == delta_made
+    assert leftovers(cluster, "pve2") == []
 
 
 def test_a_push_through_the_upload_api_lands_under_the_templates_name(cluster: Testbed, busybox_bundle: Path,
@@ -181,6 +233,7 @@ def test_a_push_through_the_upload_api_lands_under_the_templates_name(cluster: T
 def test_an_unchanged_rootfs_is_not_packed_again(cluster: Testbed, transport: dict[str, str], busybox_bundle: Path,
                                                  tmp_path: Path) -> None:
     first = push_json(cluster, busybox_bundle, tmp_path / "cache", transport)
+    assert leftovers(cluster) == []
     probe = """
 import sys, pveoci
 from pathlib import Path
@@ -202,3 +255,13 @@ print(pveoci.connect(config=sys.argv[1], root=sys.argv[2]).templates.push(Path(s
                              cwd=ROOT)
     assert changed.returncode != 0
     assert "packed again" in changed.stderr
+
+
+def test_a_push_that_finds_its_template_there_sends_nothing_and_leaves_nothing(
+        cluster: Testbed, transport: dict[str, str], busybox_bundle: Path, tmp_path: Path) -> None:
+    first = push_json(cluster, busybox_bundle, tmp_path / "cache", transport)
+    passwd = busybox_bundle / "rootfs" / "etc" / "passwd"
+    os.chmod(passwd, passwd.stat().st_mode)   # a new ctime: walked as changed, packed the same
+    again = push_json(cluster, busybox_bundle, tmp_path / "cache", transport)
+    assert (again["volid"], again["uploaded"], again["bytes_sent"]) == (first["volid"], False, 0)
+    assert leftovers(cluster) == []

@@ -291,7 +291,7 @@ class Testbed:
         for folder in [self.template_dir(n) for n in self.node_names] + [self.pve.template_dir("", "shared")]:
             for entry in folder.iterdir():
                 if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)  # a claim of an upload (template/remote.py)
+                    shutil.rmtree(entry)  # a claim of an upload (template/node_claim.py)
                 else:
                     entry.unlink()
 
