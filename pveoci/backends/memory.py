@@ -408,18 +408,11 @@ class MemoryBackend:
 
     def claim_template(self, dest: Destination, key: str) -> MemoryClaim:
         self._call("claim_template")
-        with self._lock:
-            slot = self.claims.setdefault((dest.node, dest.storage, key), {"holder": None, "result": None})
-            return MemoryClaim(self, slot)
+        return MemoryClaim(self, (dest.node, dest.storage, key))
 
     def sweep_templates(self, dest: Destination) -> list[str]:
-        """Claims that are done go, as on a node (nothing is ever left half-uploaded here)."""
         self._call("sweep_templates")
-        with self._lock:
-            done = [k for k, slot in self.claims.items() if k[:2] == (dest.node, dest.storage) and slot["result"]]
-            for k in done:
-                del self.claims[k]
-            return [f".pveoci-claim-{k[2][:32]}" for k in done]
+        return []   # nothing here is ever left half-made by a killed process
 
     def remove_template(self, dest: Destination, name: str) -> None:
         self._call("remove_template")
@@ -464,25 +457,48 @@ class MemoryUpload:
 
 
 class MemoryClaim:
-    """A claim in a MemoryBackend, kept as a node keeps one: held until released; released with a name it stays,
-    done, so whoever claims next reads the name (until a sweep removes it); given up, it goes."""
+    """A claim in a MemoryBackend, kept as a node keeps one (pveoci.template.node_claim): who claims first holds
+    it, the others wait in it; the holder's result is read by each waiter, and the claim goes once it has its
+    result and no waiter is left in it (a finished claim leaves nothing); a holder that gives up removes it, and
+    its waiters find it gone and take over."""
 
-    def __init__(self, backend: MemoryBackend, slot: dict[str, Any]) -> None:
-        self.backend, self.slot = backend, slot
+    def __init__(self, backend: MemoryBackend, key: tuple[str, str, str]) -> None:
+        self.backend, self.key = backend, key
+        self._result: str | None = None
         with backend._lock:
-            if slot["holder"] is None:
-                slot["holder"], slot["result"] = self, None
-            self.ours = slot["holder"] is self
+            self.slot = backend.claims.setdefault(key, {"holder": None, "result": None, "waiters": set()})
+            if self.slot["holder"] is None:
+                self.slot["holder"] = self
+            else:
+                self.slot["waiters"].add(self)
+            self.ours = self.slot["holder"] is self
 
-    def take_over(self) -> bool:
-        """The holder went quiet or gave up: its claim is removed, and this one takes it."""
-        with self.backend._lock:
-            self.slot["holder"], self.slot["result"] = self, None
-            self.ours = True
-            return True
+    def _leave(self) -> None:
+        """Out of the claim (lock held); the claim goes when it has its result and nobody waits in it."""
+        self.slot["waiters"].discard(self)
+        if self.slot["result"] is not None and not self.slot["waiters"]:
+            self._gone()
+
+    def _gone(self) -> None:
+        if self.backend.claims.get(self.key) is self.slot:
+            del self.backend.claims[self.key]
+        self.slot["holder"] = None
+
+    def _poll(self) -> tuple[bool, str | None]:
+        """(still held, its result), this waiter leaving once it has read the result (lock held)."""
+        if self.backend.claims.get(self.key) is not self.slot or self not in self.slot["waiters"]:
+            return False, None
+        if self.slot["result"] is not None:
+            self._result = self.slot["result"]
+            self._leave()
+            return False, self._result
+        return True, None
 
     def result(self) -> str | None:
-        return self.slot["result"] if isinstance(self.slot["result"], str) else None
+        if self._result is None and not self.ours:
+            with self.backend._lock:
+                self._poll()
+        return self._result
 
     def wait(self, timeout: float) -> str | None:
         import time
@@ -490,20 +506,41 @@ class MemoryClaim:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.backend._lock:
-                if self.slot["holder"] is None or self.slot["result"] is not None:
-                    return self.result()
+                held, result = self._poll()
+            if not held:
+                return result
             time.sleep(0.01)
         return None
+
+    def take_over(self) -> bool:
+        """The holder gave up (or went quiet): remove the claim this one waited in, and take it anew."""
+        with self.backend._lock:
+            if self.backend.claims.get(self.key) is self.slot and self in self.slot["waiters"]:
+                self._gone()
+            self._result = None
+            self.slot = self.backend.claims.setdefault(self.key, {"holder": None, "result": None, "waiters": set()})
+            if self.slot["holder"] is None:
+                self.slot["holder"] = self
+            else:
+                self.slot["waiters"].add(self)
+            self.ours = self.slot["holder"] is self
+            return self.ours
 
     def heartbeat(self) -> None:
         return None
 
     def release(self, name: str | None) -> None:
+        """Done (the name, for the waiters), or given up (None: the claim goes); a waiter that stops waiting
+        leaves it."""
         with self.backend._lock:
-            if self.ours and name:
-                self.slot["result"] = name
-            elif self.ours:
-                self.slot["holder"], self.slot["result"] = None, None
+            if self.ours and self.slot["holder"] is self:
+                if name:
+                    self.slot["result"] = name
+                    self._leave()
+                else:
+                    self._gone()
+            elif not self.ours and self._result is None:
+                self._leave()
 
 
 if TYPE_CHECKING:

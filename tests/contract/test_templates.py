@@ -77,12 +77,13 @@ def test_one_claim_holds_and_the_others_wait_for_its_result(backend: Backend, tm
         assert second.wait(30) == "pveoci-done.tar.zst"
     finally:
         releaser.join()
-    done = backend.claim_template(dest, key)
-    assert not done.ours  # released with a name, the claim stays (until swept): whoever comes next reads it
-    assert done.result() == "pveoci-done.tar.zst"
+    assert second.result() == "pveoci-done.tar.zst"
+    again = backend.claim_template(dest, key)
+    assert again.ours  # its result read by every waiter, a finished claim leaves nothing
+    again.release(None)
 
 
-def test_a_claim_given_up_goes(backend: Backend, tmp_path: Path) -> None:
+def test_a_claim_given_up_goes_and_its_waiter_takes_over(backend: Backend, tmp_path: Path) -> None:
     dest = backend.template_destination("pve1", "local")
     key = packed_again(tmp_path).name.removesuffix(".tar.zst")
     first = backend.claim_template(dest, key)
@@ -90,8 +91,10 @@ def test_a_claim_given_up_goes(backend: Backend, tmp_path: Path) -> None:
     first.release(None)
     assert waiter.wait(30) is None
     assert waiter.take_over()
-    assert not backend.claim_template(dest, key).ours
-    waiter.release(None)
+    late = backend.claim_template(dest, key)
+    assert not late.ours
+    waiter.release("pveoci-done.tar.zst")
+    assert late.wait(30) == "pveoci-done.tar.zst"
     assert backend.claim_template(dest, key).ours
 
 
