@@ -1,4 +1,5 @@
-"""Acceptance, end to end on the bed with real LXC: a new user's journey, and a second run that uploads nothing."""
+"""Acceptance, end to end on the bed with real LXC over the API: a new user's journey, and a second run that uploads
+nothing. (pct with real LXC: tests/backends/test_pct_on_bed.py; what each backend does: tests/contract.)"""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ from tests.testbed import Testbed
 pytestmark = pytest.mark.bed
 
 
-def test_run_exec_state_kill_delete(lxc_bed: Testbed, busybox_bundle: Path, tmp_path: Path,
-                                    backend_name: str) -> None:
+def test_run_exec_state_kill_delete(lxc_bed: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
     def pveoci(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
-                              env=lxc_bed.env(PVEOCI_BACKEND=backend_name), capture_output=True, text=True,
+                              env=lxc_bed.env(), capture_output=True, text=True,
                               check=False, timeout=180)
 
     run = pveoci("run", "-d", "hello", "-b", str(busybox_bundle))
@@ -63,7 +63,7 @@ def test_run_exec_state_kill_delete(lxc_bed: Testbed, busybox_bundle: Path, tmp_
 
 
 def test_pause_resume_and_other_signals_reach_the_real_container(lxc_bed: Testbed, busybox_bundle: Path,
-                                                                 tmp_path: Path, backend_name: str) -> None:
+                                                                 tmp_path: Path) -> None:
     config = json.loads((busybox_bundle / "config.json").read_text())
     # A process that reports the signals it gets, and stays PID 1.
     config["process"]["args"] = ["sh", "-c", "trap 'echo got HUP >> /tmp/signals' HUP; "
@@ -72,7 +72,7 @@ def test_pause_resume_and_other_signals_reach_the_real_container(lxc_bed: Testbe
 
     def pveoci(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
-                              env=lxc_bed.env(PVEOCI_BACKEND=backend_name), capture_output=True, text=True,
+                              env=lxc_bed.env(), capture_output=True, text=True,
                               check=False, timeout=180)
 
     assert pveoci("run", "-d", "-b", str(busybox_bundle), "sig").returncode == 0

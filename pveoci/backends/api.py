@@ -1,6 +1,8 @@
 """The API backend: containers through the Proxmox HTTP API (proxmoxer); in-container work over SSH.
 
-Templates go to a node over SFTP (template.sftp) or through the API's upload (template.api_upload).
+Its parts (backends.assembled): the cluster read through the API's paths (backends.reads), changes as
+the API's tasks (ApiLifecycle), programs, signals and freezing over SSH (backends.onnode), and templates
+sent over SFTP (template.sftp) or through the API's upload (template.api_upload).
 """
 
 from __future__ import annotations
@@ -8,16 +10,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from pveoci.backends.assembled import Assembled
 from pveoci.backends.base import Facts, NoFacts, TemplateUpload
-from pveoci.backends.onnode import SshNode
-from pveoci.backends.reads import PathReads
+from pveoci.backends.onnode import NodeCommands
+from pveoci.backends.reads import FACT_AGE, PathReads, remembered
+from pveoci.backends.sshrunner import SshRunner
 from pveoci.backends.sshtemplates import SshTemplates
 from pveoci.models import Check, Destination
 from pveoci.pve import cluster
 from pveoci.pve.client import PveClient
-from pveoci.pve.version import parse_version
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
 
@@ -26,58 +29,16 @@ if TYPE_CHECKING:  # types only: a command that sends no template does not load 
 
 log = logging.getLogger("pveoci.backend")
 
-FACT_AGE = 600.0          # seconds the cluster's version, node addresses and storage paths are trusted
 TASK_MEMORY = 7 * 86400.0 # how long a task kind's last duration guides the first wait for the next one
-T = TypeVar("T")
 
 
-class ApiBackend(PathReads, SshTemplates, SshNode):
-    name = "api"
-    parallel = 16             # requests in flight at once for many containers' configs or statuses
+class ApiLifecycle:
+    """Lifecycle (pveoci.backends.base) as the API's tasks, each waited for."""
 
-    def __init__(self, client: PveClient, settings: Settings, facts: Facts | None = None) -> None:
-        # SSH goes where the cluster says each node is, asked only when a node is first reached.
-        super().__init__(SshConnector(settings.profile.ssh, self._addresses, refresh=self._fresh_addresses))
+    def __init__(self, client: PveClient, facts: Facts) -> None:
+        """`facts`: where how long each kind of task took is kept, to size the first wait for the next."""
         self.client = client
-        self.reader = client
-        self.settings = settings
-        self.facts: Facts = facts or NoFacts()
-
-    def _fact(self, key: str, max_age: float, ask: Callable[[], T]) -> T:
-        """A fact from the cache while it is young enough, else from the cluster (and then kept)."""
-        found = self.facts.recall(key, max_age)
-        if found is None:
-            found = ask()
-            self.facts.remember(key, found)
-        return found
-
-    def _addresses(self) -> dict[str, str]:
-        return self._fact("addresses", FACT_AGE, lambda: cluster.quorum(self.client).addresses)
-
-    def _fresh_addresses(self) -> dict[str, str]:
-        found = cluster.quorum(self.client).addresses
-        self.facts.remember("addresses", found)
-        return found
-
-    def close(self) -> None:
-        self.client.session.close()
-        self.ssh.close_all()
-
-    # ------------------------------------------------------------------ reads
-
-    def version(self) -> tuple[int, int]:
-        text = self._fact("version", FACT_AGE, lambda: str(self.client.version().get("version", "")))
-        return parse_version(text)
-
-    def node_machine(self, node: str) -> str:
-        """From the node's status (PVE 8+ reports its kernel's machine); asked over SSH where it does not."""
-        return cluster.machine(self.client, node) or self.machine(node)
-
-    def privileged(self) -> bool:
-        profile = self.settings.profile
-        return profile.auth_method == "ticket" and profile.user == "root@pam"
-
-    # ----------------------------------------------------------------- writes
+        self.facts = facts
 
     def _wait(self, upid: str, on_log: Callable[[str], None] | None = None) -> None:
         """Wait for a task, first for about as long as the last of its kind took on this cluster: most tasks
@@ -120,11 +81,19 @@ class ApiBackend(PathReads, SshTemplates, SshNode):
             params["restart"] = 1
         self._wait(self.client.post("nodes", node, "lxc", vmid, "migrate", **params), on_log=on_log)
 
-    # -------------------------------------------------------------- templates
+
+class ApiTemplates(SshTemplates):
+    """TemplateStorage over SSH, with the API's own upload (`--transport api`) and removal."""
+
+    def __init__(self, client: PveClient, ssh: SshConnector, facts: Facts) -> None:
+        """`facts`: where each storage's configuration (its path) is kept."""
+        super().__init__(ssh, client)
+        self.client = client
+        self.facts = facts
 
     def template_destination(self, node: str, storage: str) -> Destination:
-        return cluster.template_destination(self.client, node, storage, lambda: self._fact(
-            f"storage:{storage}", FACT_AGE, lambda: dict(self.client.get("storage", storage))))
+        return cluster.template_destination(self.client, node, storage, lambda: remembered(
+            self.facts, f"storage:{storage}", FACT_AGE, lambda: dict(self.client.get("storage", storage))))
 
     def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
         if transport == "api":
@@ -144,10 +113,44 @@ class ApiBackend(PathReads, SshTemplates, SshNode):
         self.client.wait(self.client.delete("nodes", dest.node, "storage", dest.storage, "content",
                                             dest.volid(name)))
 
-    # -------------------------------------------------------------- diagnosis
+
+class ApiBackend(Assembled):
+    name = "api"
+    #: Requests in flight at once for many containers' configs or statuses.
+    parallel = 16
+
+    def __init__(self, client: PveClient, settings: Settings, facts: Facts | None = None, *,
+                 ssh: SshConnector | None = None) -> None:
+        """`facts`: where what rarely changes is kept between commands (the local cache); `ssh`: the connections
+        to the nodes (by default to where the cluster says each node is, asked when a node is first reached)."""
+        self.client = client
+        self.settings = settings
+        self.facts: Facts = facts or NoFacts()
+        self.ssh = ssh or SshConnector(settings.profile.ssh, self._addresses, refresh=self._fresh_addresses)
+        self.node: NodeCommands = NodeCommands(SshRunner(self.ssh))
+        profile = settings.profile
+        self.reads = PathReads(client, machine=self._machine, parallel=self.parallel, facts=self.facts,
+                               privileged=profile.auth_method == "ticket" and profile.user == "root@pam")
+        self.lifecycle = ApiLifecycle(client, self.facts)
+        self.storage = ApiTemplates(client, self.ssh, self.facts)
+
+    def _addresses(self) -> dict[str, str]:
+        return remembered(self.facts, "addresses", FACT_AGE, lambda: cluster.quorum(self.client).addresses)
+
+    def _fresh_addresses(self) -> dict[str, str]:
+        found = cluster.quorum(self.client).addresses
+        self.facts.remember("addresses", found)
+        return found
+
+    def _machine(self, node: str) -> str:
+        """A node's machine asked over SSH (`uname -m`), by whatever node part the backend has then."""
+        return self.node.machine(node)
 
     def checks(self) -> Iterator[Check]:
         from pveoci import doctor
 
         return doctor.diagnose(self.settings, self.client)
 
+    def close(self) -> None:
+        self.client.session.close()
+        self.ssh.close_all()

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from pveoci import errors
-from pveoci.backends.base import Backend, Claim, TemplateUpload
-from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Template
+from pveoci.backends.base import Backend, operations
+from pveoci.models import Check
 
 if TYPE_CHECKING:
     from pveoci.backends.pct import PctBackend
-    from pveoci.template.delta import Delta
-    from pveoci.template.pack import Packed
 
 log = logging.getLogger("pveoci.backend")
+
+#: What auto hands to the backend it chose, by name: every operation but those it writes itself.
+OPERATIONS = frozenset(operations(Backend)) - {"checks", "close"}
 
 
 class AutoBackend:
@@ -59,111 +60,11 @@ class AutoBackend:
     def fell_back(self) -> bool:
         return self.chosen.name != "api"
 
-    # Everything else is the chosen backend's.
-    def version(self) -> tuple[int, int]:
-        return self.chosen.version()
-
-    def nodes(self) -> list[Node]:
-        return self.chosen.nodes()
-
-    def overview(self) -> tuple[list[Node], list[Guest]]:
-        return self.chosen.overview()
-
-    def guests(self) -> list[Guest]:
-        return self.chosen.guests()
-
-    def status(self, node: str, vmid: int) -> Guest:
-        return self.chosen.status(node, vmid)
-
-    def config(self, node: str, vmid: int) -> dict[str, Any]:
-        return self.chosen.config(node, vmid)
-
-    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
-        return self.chosen.configs(guests)
-
-    def statuses(self, guests: Iterable[Guest]) -> dict[int, Guest]:
-        return self.chosen.statuses(guests)
-
-    def next_vmid(self) -> int:
-        return self.chosen.next_vmid()
-
-    def node_machine(self, node: str) -> str:
-        return self.chosen.node_machine(node)
-
-    def privileged(self) -> bool:
-        return self.chosen.privileged()
-
-    def create(self, node: str, vmid: int, options: dict[str, Any]) -> None:
-        self.chosen.create(node, vmid, options)
-
-    def set_options(self, node: str, vmid: int, options: dict[str, Any]) -> None:
-        self.chosen.set_options(node, vmid, options)
-
-    def start(self, node: str, vmid: int) -> None:
-        self.chosen.start(node, vmid)
-
-    def stop(self, node: str, vmid: int) -> None:
-        self.chosen.stop(node, vmid)
-
-    def shutdown(self, node: str, vmid: int, timeout: int) -> None:
-        self.chosen.shutdown(node, vmid, timeout)
-
-    def destroy(self, node: str, vmid: int) -> None:
-        self.chosen.destroy(node, vmid)
-
-    def migrate(self, node: str, vmid: int, target: str, *, restart: bool,
-                on_log: Callable[[str], None] | None = None) -> None:
-        self.chosen.migrate(node, vmid, target, restart=restart, on_log=on_log)
-
-    def migrate_check(self, node: str, vmid: int, target: str) -> MigrationCheck:
-        return self.chosen.migrate_check(node, vmid, target)
-
-    def exec(self, node: str, vmid: int, argv: list[str], *, stdin: IO[bytes] | None, stdout: IO[bytes] | None,
-             stderr: IO[bytes] | None, tty: bool = False) -> int:
-        return self.chosen.exec(node, vmid, argv, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty)
-
-    def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
-        return self.chosen.capture(node, vmid, argv, stdin=stdin)
-
-    def signal(self, node: str, pid: int, signame: str, *, children: bool = False) -> None:
-        self.chosen.signal(node, pid, signame, children=children)
-
-    def read_file(self, node: str, vmid: int, path: str) -> bytes | None:
-        return self.chosen.read_file(node, vmid, path)
-
-    def reach(self, node: str) -> None:
-        self.chosen.reach(node)
-
-    def freeze(self, node: str, vmid: int) -> None:
-        self.chosen.freeze(node, vmid)
-
-    def thaw(self, node: str, vmid: int) -> None:
-        self.chosen.thaw(node, vmid)
-
-    def template_destination(self, node: str, storage: str) -> Destination:
-        return self.chosen.template_destination(node, storage)
-
-    def templates(self, dest: Destination) -> list[Template]:
-        return self.chosen.templates(dest)
-
-    def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
-        return self.chosen.upload(packed, dest, transport=transport, progress=progress)
-
-    def begin_upload(self, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> TemplateUpload:
-        return self.chosen.begin_upload(dest, transport=transport, progress=progress)
-
-    def upload_delta(self, packed: Packed, base: str, delta: Delta, dest: Destination, *,
-                     progress: Callable[[int], None]) -> int:
-        return self.chosen.upload_delta(packed, base, delta, dest, progress=progress)
-
-    def claim_template(self, dest: Destination, key: str) -> Claim:
-        return self.chosen.claim_template(dest, key)
-
-    def sweep_templates(self, dest: Destination) -> list[str]:
-        return self.chosen.sweep_templates(dest)
-
-    def remove_template(self, dest: Destination, name: str) -> None:
-        self.chosen.remove_template(dest, name)
+    def __getattr__(self, name: str) -> Any:
+        """Every operation of the protocols (backends.base) but checks and close: the chosen backend's."""
+        if name not in OPERATIONS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.chosen, name)
 
     def checks(self) -> Iterator[Check]:
         """The API's checks, then the pct path's (what auto falls back to): a down API is a warning here."""

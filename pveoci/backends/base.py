@@ -8,6 +8,7 @@ is one thing Proxmox does; policy (OCI states, retries of races, rollback) stays
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -211,3 +212,11 @@ class Backend(ClusterReads, Lifecycle, OnNode, TemplateStorage, Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def operations(protocol: type) -> tuple[str, ...]:
+    """The methods a protocol of this module declares (its bases' too), by name: what a backend that delegates
+    routes, so that an operation added to a protocol needs no line in any delegation."""
+    names = {name for cls in protocol.__mro__ if cls.__module__ == __name__
+             for name, value in vars(cls).items() if not name.startswith("_") and inspect.isfunction(value)}
+    return tuple(sorted(names))

@@ -201,6 +201,8 @@ class MemoryBackend:
     def create(self, node: str, vmid: int, options: dict[str, Any]) -> None:
         self._call("create")
         with self._lock:
+            if not self.nodes_online.get(node, False):  # the request goes to the node: nothing else is asked
+                raise errors.NodeOffline(f"node '{node}' is offline", node=node)
             if vmid in self.cts:
                 raise errors.AlreadyExists(f"CT {vmid} already exists on node '{self.cts[vmid].node}'")
             volid = str(options.get("ostemplate", ""))
@@ -246,29 +248,30 @@ class MemoryBackend:
                 raise errors.ApiError(f"CT {vmid} already running")
             self._boot(ct)
 
+    def _running(self, node: str, vmid: int) -> MemoryCt:
+        """As Proxmox: stopping a container that does not run here (stopped, or not on this node at all) is
+        refused before its config is looked at."""
+        ct = self.cts.get(vmid)
+        if ct is None or ct.node != node or ct.status != "running":
+            raise errors.ApiError(f"CT {vmid} not running")
+        return self._ct(node, vmid)
+
     def stop(self, node: str, vmid: int) -> None:
         self._call("stop")
         with self._lock:
-            ct = self._ct(node, vmid)
-            if ct.status != "running":   # as Proxmox: stopping a stopped container is an error
-                raise errors.ApiError(f"CT {vmid} not running")
-            self._halt(ct, 137)
+            self._halt(self._running(node, vmid), 137)
 
     def shutdown(self, node: str, vmid: int, timeout: int) -> None:
         self._call("shutdown")
         with self._lock:
-            ct = self._ct(node, vmid)
-            if ct.status != "running":
-                raise errors.ApiError(f"CT {vmid} not running")
-            self._halt(ct, 143)
+            self._halt(self._running(node, vmid), 143)
 
     def destroy(self, node: str, vmid: int) -> None:
         self._call("destroy")
         with self._lock:
             ct = self._ct(node, vmid)
-            if ct.status == "running":
-                raise errors.TaskFailed(f"unable to destroy CT {vmid} - container is running", upid="UPID:memory",
-                                        exitstatus="error", log_tail=[])
+            if ct.status == "running":  # refused before any task starts
+                raise errors.ApiError(f"unable to destroy CT {vmid} - container is running")
             del self.cts[vmid]
 
     def migrate(self, node: str, vmid: int, target: str, *, restart: bool,
@@ -304,8 +307,8 @@ class MemoryBackend:
         self._call("exec")
         with self._lock:
             ct = self._ct(node, vmid)
-            if ct.status != "running":
-                raise errors.PveociError(f"container '{vmid}' not running!")
+            if ct.status != "running":  # as pct exec says it, and exits
+                return Completed(255, b"", f"container '{vmid}' not running!\n".encode())
             if argv == ["/.pveoci/init", "state"]:
                 state = {"waiting": "created", "running": "running"}.get(ct.phase, "stopped")
                 return Completed(0, f'{{"state": "{state}", "pid": null, "status": null}}\n'.encode(), b"")
@@ -347,7 +350,10 @@ class MemoryBackend:
     def freeze(self, node: str, vmid: int) -> None:
         self._call("freeze")
         with self._lock:
-            self._ct(node, vmid).frozen = True
+            ct = self._ct(node, vmid)
+            if ct.status != "running":  # lxc-freeze finds no running container to freeze
+                raise errors.PveociError(f"cannot freeze CT {vmid} on {node}: {vmid} is not running")
+            ct.frozen = True
 
     def thaw(self, node: str, vmid: int) -> None:
         self._call("thaw")
@@ -362,8 +368,11 @@ class MemoryBackend:
 
     def template_destination(self, node: str, storage: str) -> Destination:
         self._call("template_destination")
-        if storage not in {s.name for s in self._storages() if "vztmpl" in s.content}:
+        found = {s.name: s for s in self.node_storages.get(node, self._storages())}
+        if storage not in found:
             raise errors.NotFound(f"storage '{storage}' is not available on node '{node}'")
+        if "vztmpl" not in found[storage].content:
+            raise errors.ConfigError(f"storage '{storage}' does not hold container templates (content vztmpl)")
         return Destination(node=node, storage=storage, shared=self.shared_templates, directory=None,
                            avail=100 * GIB)
 
@@ -402,15 +411,11 @@ class MemoryBackend:
 
     def claim_template(self, dest: Destination, key: str) -> MemoryClaim:
         self._call("claim_template")
-        with self._lock:
-            slot = self.claims.setdefault((dest.node, dest.storage, key), {"holder": None, "result": None})
-            claim = MemoryClaim(self, slot)
-            claim.take_over()
-            return claim
+        return MemoryClaim(self, (dest.node, dest.storage, key))
 
     def sweep_templates(self, dest: Destination) -> list[str]:
         self._call("sweep_templates")
-        return []
+        return []   # nothing here is ever left half-made by a killed process
 
     def remove_template(self, dest: Destination, name: str) -> None:
         self._call("remove_template")
@@ -455,21 +460,48 @@ class MemoryUpload:
 
 
 class MemoryClaim:
-    """A claim in a MemoryBackend: held by one thread at a time."""
+    """A claim in a MemoryBackend, kept as a node keeps one (pveoci.template.node_claim): who claims first holds
+    it, the others wait in it; the holder's result is read by each waiter, and the claim goes once it has its
+    result and no waiter is left in it (a finished claim leaves nothing); a holder that gives up removes it, and
+    its waiters find it gone and take over."""
 
-    def __init__(self, backend: MemoryBackend, slot: dict[str, Any]) -> None:
-        self.backend, self.slot = backend, slot
-        self.ours = False
-
-    def take_over(self) -> bool:
-        with self.backend._lock:
+    def __init__(self, backend: MemoryBackend, key: tuple[str, str, str]) -> None:
+        self.backend, self.key = backend, key
+        self._result: str | None = None
+        with backend._lock:
+            self.slot = backend.claims.setdefault(key, {"holder": None, "result": None, "waiters": set()})
             if self.slot["holder"] is None:
-                self.slot["holder"], self.slot["result"] = self, None
+                self.slot["holder"] = self
+            else:
+                self.slot["waiters"].add(self)
             self.ours = self.slot["holder"] is self
-            return self.ours
+
+    def _leave(self) -> None:
+        """Out of the claim (lock held); the claim goes when it has its result and nobody waits in it."""
+        self.slot["waiters"].discard(self)
+        if self.slot["result"] is not None and not self.slot["waiters"]:
+            self._gone()
+
+    def _gone(self) -> None:
+        if self.backend.claims.get(self.key) is self.slot:
+            del self.backend.claims[self.key]
+        self.slot["holder"] = None
+
+    def _poll(self) -> tuple[bool, str | None]:
+        """(still held, its result), this waiter leaving once it has read the result (lock held)."""
+        if self.backend.claims.get(self.key) is not self.slot or self not in self.slot["waiters"]:
+            return False, None
+        if self.slot["result"] is not None:
+            self._result = self.slot["result"]
+            self._leave()
+            return False, self._result
+        return True, None
 
     def result(self) -> str | None:
-        return self.slot["result"] if isinstance(self.slot["result"], str) else None
+        if self._result is None and not self.ours:
+            with self.backend._lock:
+                self._poll()
+        return self._result
 
     def wait(self, timeout: float) -> str | None:
         import time
@@ -477,18 +509,41 @@ class MemoryClaim:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.backend._lock:
-                if self.slot["holder"] is None:
-                    return self.result()
+                held, result = self._poll()
+            if not held:
+                return result
             time.sleep(0.01)
         return None
+
+    def take_over(self) -> bool:
+        """The holder gave up (or went quiet): remove the claim this one waited in, and take it anew."""
+        with self.backend._lock:
+            if self.backend.claims.get(self.key) is self.slot and self in self.slot["waiters"]:
+                self._gone()
+            self._result = None
+            self.slot = self.backend.claims.setdefault(self.key, {"holder": None, "result": None, "waiters": set()})
+            if self.slot["holder"] is None:
+                self.slot["holder"] = self
+            else:
+                self.slot["waiters"].add(self)
+            self.ours = self.slot["holder"] is self
+            return self.ours
 
     def heartbeat(self) -> None:
         return None
 
     def release(self, name: str | None) -> None:
+        """Done (the name, for the waiters), or given up (None: the claim goes); a waiter that stops waiting
+        leaves it."""
         with self.backend._lock:
-            if self.ours:
-                self.slot["holder"], self.slot["result"] = None, name
+            if self.ours and self.slot["holder"] is self:
+                if name:
+                    self.slot["result"] = name
+                    self._leave()
+                else:
+                    self._gone()
+            elif not self.ours and self._result is None:
+                self._leave()
 
 
 if TYPE_CHECKING:

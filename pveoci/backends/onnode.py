@@ -13,7 +13,6 @@ from pveoci import errors
 from pveoci.backends.runner import Runner
 from pveoci.backends.sshrunner import SshRunner
 from pveoci.models import Completed
-from pveoci.ssh import SshConnector
 
 # `sh -c` program (arguments: vmid, path) run on the node to read a file of a stopped container: pct pull
 # needs a running one. Exit 3: no such file.
@@ -27,7 +26,8 @@ exit $status
 
 
 class NodeCommands:
-    """The OnNode protocol (pveoci.backends.base) over a runner."""
+    """The OnNode protocol (pveoci.backends.base) over a runner: SSH to the node (backends.sshrunner), or this
+    machine when pveoci runs on the node (backends.runner.LocalRunner)."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
@@ -89,10 +89,3 @@ class NodeCommands:
     def thaw(self, node: str, vmid: int) -> None:
         self._must(node, ["lxc-unfreeze", "-n", str(vmid)], f"thaw CT {vmid}")
 
-
-class SshNode(NodeCommands):
-    """NodeCommands over SSH connections from one connector, a new one per command."""
-
-    def __init__(self, ssh: SshConnector) -> None:
-        super().__init__(SshRunner(ssh))
-        self.ssh = ssh

@@ -4,8 +4,9 @@ Reads go through `pvesh get ... --output-format json` on the node the cluster is
 reaches the others itself); changes to a container go through `pct` on the node that owns it (pct
 acts on its own node only), and a container found elsewhere is followed there. Over SSH (the
 profile's host is the entry; the other nodes' addresses come from /cluster/status) or, when pveoci
-runs on a node, right there (backends.runner). Templates go over SFTP; programs in containers,
-signals and freezing are backends.onnode's, over the same runner. No API credentials are needed.
+runs on a node, right there (backends.runner). Its parts (backends.assembled): the cluster read through
+pvesh (backends.reads), changes through pct (PctLifecycle), programs in containers, signals and freezing
+over the same runner (backends.onnode), templates over SFTP (PctTemplates). No API credentials are needed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pveoci import errors
+from pveoci.backends.assembled import Assembled
 from pveoci.backends.base import TemplateUpload
 from pveoci.backends.onnode import NodeCommands
 from pveoci.backends.pvesh import Pvesh, failure, options, reason
@@ -37,76 +39,23 @@ log = logging.getLogger("pveoci.backend")
 TASKS = {"create": "vzcreate", "start": "vzstart", "stop": "vzstop", "shutdown": "vzshutdown",
          "destroy": "vzdestroy", "migrate": "vzmigrate"}
 # How pve-container refuses before a task starts, where the wording names no error class of its own.
-_BEFORE_TASK = ("not running", "already running")
+_BEFORE_TASK = ("not running", "already running", "container is running")
 
 
-class PctBackend(PathReads, SshTemplates, NodeCommands):
-    name = "pct"
+class PctLifecycle:
+    """Lifecycle (pveoci.backends.base) as pct on the node that owns the container, each waited for by pct."""
 
-    def __init__(self, settings: Settings, runner: Runner | None = None) -> None:
-        """Over `runner`, or the one the profile says (pct_runner: local on a node, else SSH to its host)."""
-        profile = settings.profile
-        self.settings = settings
-        self._lock = threading.Lock()
-        self._quorum: cluster.Quorum | None = None
-        # SSH goes where /cluster/status (asked through the entry node) says each node is.
-        self.ssh = SshConnector(profile.ssh, lambda: self.cluster_status().addresses)
-        super().__init__(runner or self._runner())
-        entry = "this node" if self.local else str(self._entry() or "the entry node")
-        #: How the way into the cluster is named in messages.
-        self.entry_label = entry if self.local else f"SSH to {entry}"
-        self.pvesh = Pvesh(self.runner, task_timeout=profile.task_timeout, label=entry)
-        self.reader = self.pvesh
-
-    def _entry(self) -> str | None:
-        """The host the cluster is entered by over SSH: the profile's host, else the first node address it gives."""
-        profile = self.settings.profile
-        return profile.host or next((n.address for n in profile.ssh.nodes.values() if n.address), None)
-
-    def _runner(self) -> Runner:
-        profile = self.settings.profile
-        remote = SshRunner(self.ssh, entry=self._entry())
-        local = profile.pct_runner == "local" or (profile.pct_runner == "auto" and tools_here())
-        return LocalRunner(self.here, remote) if local else remote
-
-    @property
-    def local(self) -> bool:
-        return isinstance(self.runner, LocalRunner)
-
-    def cluster_status(self) -> cluster.Quorum:
-        """Quorum, node addresses and the entry node's name, asked once."""
-        with self._lock:
-            if self._quorum is None:
-                self._quorum = cluster.quorum(self.pvesh)
-                if isinstance(self.runner, SshRunner):
-                    self.runner.entry_node = self._quorum.local  # one connection to the node entered by
-            return self._quorum
-
-    def here(self) -> str:
-        """The node pveoci runs on (the local runner's), as the cluster names it."""
-        name = self.cluster_status().local
-        if not name:
-            raise errors.ApiError("pvesh did not say which node it runs on (/cluster/status has no local node)")
-        return name
-
-    def close(self) -> None:
-        self.runner.close()
-
-    # ------------------------------------------------------------------ reads
-
-    def node_machine(self, node: str) -> str:
-        return cluster.machine(self.pvesh, node) or self.machine(node)
-
-    def privileged(self) -> bool:
-        return True  # pct runs as root on the node: root@pam's options (bind mounts, devices) are open
-
-    # ----------------------------------------------------------------- writes
+    def __init__(self, runner: Runner, *, task_timeout: float, owner: Callable[[int], str | None]) -> None:
+        """`owner`: the node the cluster says a container lives on (None: nowhere)."""
+        self.runner = runner
+        self.task_timeout = task_timeout
+        self.owner = owner
 
     def pct(self, node: str, subcommand: str, *args: object, params: Mapping[str, object] | None = None) -> Completed:
         """`pct SUBCOMMAND ARGS --key=value...` on the node; a typed error when it fails."""
         argv = ["pct", subcommand, *(str(a) for a in args), *options(params or {})]
         # pct waits for its task: as long as a task may take, and a little more.
-        done = self.runner.run(node, argv, timeout=self.settings.profile.task_timeout + 60)
+        done = self.runner.run(node, argv, timeout=self.task_timeout + 60)
         if done.status != 0:
             raise self._failure(node, subcommand, args, done)
         for line in done.stderr.decode(errors="replace").splitlines():
@@ -116,7 +65,9 @@ class PctBackend(PathReads, SshTemplates, NodeCommands):
 
     def _failure(self, node: str, subcommand: str, args: tuple[object, ...], done: Completed) -> errors.PveociError:
         named = failure("pct", f"node {node}", done)
-        if named is not None:
+        # A create's container is not there yet: what it did not find (a template volume, a storage) failed its
+        # task, as the API reports it (the runtime sends a template again on that TaskFailed).
+        if named is not None and not (subcommand == "create" and isinstance(named, errors.NotFound)):
             return named
         text = reason(done) or f"exit {done.status}"
         what = f"{TASKS.get(subcommand, subcommand)} {args[0] if args else ''}".strip()
@@ -136,7 +87,7 @@ class PctBackend(PathReads, SshTemplates, NodeCommands):
         except errors.PveociError as exc:
             if f"lxc/{vmid}.conf' does not exist" not in exc.message and f"CT {vmid} not running" not in exc.message:
                 raise
-            owner = next((g.node for g in self.guests() if g.vmid == vmid), None)
+            owner = self.owner(vmid)
             if owner is None or owner == node:
                 raise
             log.info("CT %s lives on %s, not %s: pct %s runs there", vmid, owner, node, subcommand)
@@ -174,7 +125,13 @@ class PctBackend(PathReads, SshTemplates, NodeCommands):
             for line in done.stdout.decode(errors="replace").splitlines():
                 on_log(line)
 
-    # -------------------------------------------------------------- templates
+
+class PctTemplates(SshTemplates):
+    """TemplateStorage over SSH (SFTP only: `--transport api` is the API's), removed through pvesh."""
+
+    def __init__(self, ssh: SshConnector, pvesh: Pvesh) -> None:
+        super().__init__(ssh, pvesh)
+        self.pvesh = pvesh
 
     def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
         _sftp_only(transport)
@@ -187,12 +144,70 @@ class PctBackend(PathReads, SshTemplates, NodeCommands):
     def remove_template(self, dest: Destination, name: str) -> None:
         self.pvesh.task("delete", "nodes", dest.node, "storage", dest.storage, "content", dest.volid(name))
 
-    # -------------------------------------------------------------- diagnosis
+
+class PctBackend(Assembled):
+    name = "pct"
+
+    def __init__(self, settings: Settings, runner: Runner | None = None) -> None:
+        """Over `runner`, or the one the profile says (pct_runner: local on a node, else SSH to its host)."""
+        profile = settings.profile
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._quorum: cluster.Quorum | None = None
+        # SSH goes where /cluster/status (asked through the entry node) says each node is.
+        self.ssh = SshConnector(profile.ssh, lambda: self.cluster_status().addresses)
+        self.runner = runner or self._runner()
+        entry = "this node" if self.local else str(self._entry() or "the entry node")
+        #: How the way into the cluster is named in messages.
+        self.entry_label = entry if self.local else f"SSH to {entry}"
+        self.pvesh = Pvesh(self.runner, task_timeout=profile.task_timeout, label=entry)
+        self.node: NodeCommands = NodeCommands(self.runner)
+        # pct runs as root on the node: root@pam's options (bind mounts, devices) are open.
+        self.reads = PathReads(self.pvesh, machine=self.node.machine, privileged=True)
+        self.lifecycle = PctLifecycle(self.runner, task_timeout=profile.task_timeout, owner=self._owner)
+        self.storage = PctTemplates(self.ssh, self.pvesh)
+
+    def _entry(self) -> str | None:
+        """The host the cluster is entered by over SSH: the profile's host, else the first node address it gives."""
+        profile = self.settings.profile
+        return profile.host or next((n.address for n in profile.ssh.nodes.values() if n.address), None)
+
+    def _runner(self) -> Runner:
+        profile = self.settings.profile
+        remote = SshRunner(self.ssh, entry=self._entry())
+        local = profile.pct_runner == "local" or (profile.pct_runner == "auto" and tools_here())
+        return LocalRunner(self.here, remote) if local else remote
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.runner, LocalRunner)
+
+    def cluster_status(self) -> cluster.Quorum:
+        """Quorum, node addresses and the entry node's name, asked once."""
+        with self._lock:
+            if self._quorum is None:
+                self._quorum = cluster.quorum(self.pvesh)
+                if isinstance(self.runner, SshRunner):
+                    self.runner.entry_node = self._quorum.local  # one connection to the node entered by
+            return self._quorum
+
+    def here(self) -> str:
+        """The node pveoci runs on (the local runner's), as the cluster names it."""
+        name = self.cluster_status().local
+        if not name:
+            raise errors.ApiError("pvesh did not say which node it runs on (/cluster/status has no local node)")
+        return name
+
+    def _owner(self, vmid: int) -> str | None:
+        return next((g.node for g in self.reads.guests() if g.vmid == vmid), None)
 
     def checks(self) -> Iterator[Check]:
         from pveoci.backends.pct_checks import diagnose_pct
 
         return diagnose_pct(self)
+
+    def close(self) -> None:
+        self.runner.close()
 
 
 def _sftp_only(transport: str) -> None:

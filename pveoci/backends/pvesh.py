@@ -111,6 +111,8 @@ def _coded(tool: str, where: str, status: int, message: str, rest: list[str]) ->
         return wording.invalid_parameter(params)
     if status == 403:
         return wording.permission_denied(message, "root@pam", f"{tool} on {where}")
+    if status in (595, 596):  # PVE's proxy: the node a path or a task is for is unreachable
+        return errors.NodeOffline(f"a node is offline or unreachable from {where} ({message})")
     named = wording.by_reason(message)
     if named is not None:
         return named

@@ -1,6 +1,6 @@
 """Reading the cluster through its API paths, whatever carries them: the HTTP API or pvesh on a node.
 
-Both answer the same JSON for the same path, so both backends read the cluster with this one code.
+Both answer the same JSON for the same path, so both backends read the cluster with this one part.
 """
 
 from __future__ import annotations
@@ -10,22 +10,42 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pveoci import errors
-from pveoci.models import Destination, Guest, MigrationCheck, Node, Template
+from pveoci.backends.base import Facts, NoFacts
+from pveoci.models import Guest, MigrationCheck, Node
 from pveoci.pve import cluster
 from pveoci.pve.version import parse_version
 
 T = TypeVar("T")
 
+FACT_AGE = 600.0          # seconds the cluster's version, node addresses and storage paths are trusted
+
+
+def remembered(facts: Facts, key: str, max_age: float, ask: Callable[[], T]) -> T:
+    """A fact from `facts` while it is young enough, else from the cluster (and then kept)."""
+    found = facts.recall(key, max_age)
+    if found is None:
+        found = ask()
+        facts.remember(key, found)
+    return found
+
 
 class PathReads:
-    """ClusterReads (but node_machine and privileged) and the template listings, over `self.reader`."""
+    """ClusterReads (pveoci.backends.base) over the API's paths."""
 
-    reader: cluster.Reader
-    #: Reads of many containers in flight at once (each is a request, or a command on a node's SSH connection).
-    parallel: int = 4
+    def __init__(self, reader: cluster.Reader, *, machine: Callable[[str], str], privileged: bool,
+                 parallel: int = 4, facts: Facts | None = None) -> None:
+        """`machine`: a node's machine asked of the node itself, where its status does not say; `privileged`:
+        whether root@pam acts (backends.base.ClusterReads.privileged); `parallel`: reads of many containers in
+        flight at once (1: one after another, in order); `facts`: where the cluster's version is kept."""
+        self.reader = reader
+        self._machine = machine
+        self._privileged = privileged
+        self.parallel = parallel
+        self.facts: Facts = facts or NoFacts()
 
     def version(self) -> tuple[int, int]:
-        return parse_version(str(self.reader.get("version").get("version", "")))
+        return parse_version(remembered(self.facts, "version", FACT_AGE,
+                                        lambda: str(self.reader.get("version").get("version", ""))))
 
     def nodes(self) -> list[Node]:
         return cluster.nodes(self.reader)
@@ -82,10 +102,11 @@ class PathReads:
             except (errors.NotFound, errors.NodeOffline):
                 return g.vmid, None
 
-        if not wanted:
-            return {}
+        if self.parallel <= 1 or len(wanted) <= 1:
+            found = map(one, wanted)
+            return {vmid: value for vmid, value in found if value is not None}
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(wanted))) as pool:
-            return {vmid: found for vmid, found in pool.map(one, wanted) if found is not None}
+            return {vmid: value for vmid, value in pool.map(one, wanted) if value is not None}
 
     def migrate_check(self, node: str, vmid: int, target: str) -> MigrationCheck:
         return cluster.migration_check(self.reader.get("nodes", node, "lxc", vmid, "migrate", target=target))
@@ -93,8 +114,9 @@ class PathReads:
     def next_vmid(self) -> int:
         return int(self.reader.get("cluster", "nextid"))
 
-    def template_destination(self, node: str, storage: str) -> Destination:
-        return cluster.template_destination(self.reader, node, storage)
+    def node_machine(self, node: str) -> str:
+        """From the node's status (PVE 8+ reports its kernel's machine); asked of the node where it does not."""
+        return cluster.machine(self.reader, node) or self._machine(node)
 
-    def templates(self, dest: Destination) -> list[Template]:
-        return cluster.templates(self.reader, dest)
+    def privileged(self) -> bool:
+        return self._privileged

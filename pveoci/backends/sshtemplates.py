@@ -1,5 +1,6 @@
-"""Templates on a node's storage over SSH, for every backend that reaches nodes so: SFTP uploads (from a file or
-streamed while packing), deltas rebuilt on the node, claims, and the sweep of what killed uploads left."""
+"""Templates on a node's storage, for every backend that reaches the nodes over SSH: listed through the API's
+paths, sent over SFTP (from a file, or streamed while packing), deltas rebuilt on the node, claims, and the
+sweep of what killed uploads left. Each backend adds how a template is removed (and the API's own upload)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from pveoci import errors
 from pveoci.backends.base import Claim, TemplateUpload
-from pveoci.models import Destination
+from pveoci.models import Destination, Template
+from pveoci.pve import cluster
 from pveoci.ssh import SshConnector
 
 if TYPE_CHECKING:  # types only: a command that sends no template does not load the packer
@@ -17,9 +19,18 @@ if TYPE_CHECKING:  # types only: a command that sends no template does not load 
 
 
 class SshTemplates:
-    """The SSH half of TemplateStorage (pveoci.backends.base), over `self.ssh`."""
+    """TemplateStorage (pveoci.backends.base) but remove_template, which each backend's own part adds."""
 
-    ssh: SshConnector
+    def __init__(self, ssh: SshConnector, reader: cluster.Reader) -> None:
+        """`ssh`: the connections to the nodes; `reader`: the API's paths (HTTP, or pvesh on a node)."""
+        self.ssh = ssh
+        self.reader = reader
+
+    def template_destination(self, node: str, storage: str) -> Destination:
+        return cluster.template_destination(self.reader, node, storage)
+
+    def templates(self, dest: Destination) -> list[Template]:
+        return cluster.templates(self.reader, dest)
 
     def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
         from pveoci.template.sftp import upload as sftp_upload

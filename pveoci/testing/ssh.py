@@ -9,13 +9,16 @@ needs no node, no sshd and no network (its connector refuses to make a connectio
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, TypeVar, cast
+from collections.abc import Callable, Iterator
+from typing import IO, Any, cast
 
 from pveoci import errors
-from pveoci.backends.api import ApiBackend
-from pveoci.backends.base import Claim, TemplateUpload
-from pveoci.models import Check, Completed, Destination, Guest
+from pveoci.backends.api import ApiBackend, ApiTemplates
+from pveoci.backends.base import Claim, Facts, TemplateUpload
+from pveoci.backends.onnode import NodeCommands
+from pveoci.backends.runner import Runner
+from pveoci.backends.sshrunner import SshRunner
+from pveoci.models import Check, Completed, Destination
 from pveoci.pve.client import PveClient
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
@@ -26,8 +29,6 @@ from pveoci.testing.normalise import LocalValues
 from pveoci.testing.scrub import mask_key_fingerprints
 from pveoci.testing.sshtape import NoNodes, ReplayTape, SshTape, raise_recorded
 from pveoci.testing.templates import TapedClaim, TapedStream, play, record_failure, where
-
-T = TypeVar("T")
 
 
 def show_ssh(key: dict[str, Any]) -> str:
@@ -72,21 +73,13 @@ class _Tee(io.RawIOBase):
             self.target.flush()
 
 
-class CassetteBackend(ApiBackend):
-    """The API backend (its HTTP recorded or replayed elsewhere) with its SSH seams on a tape.
+class TapedNode(NodeCommands):
+    """What runs on a node (backends.onnode) on the tape: commands with their exit status and output, and
+    programs run in containers with what they printed."""
 
-    It keeps no facts between commands (no cache of the cluster's version or addresses, no waits sized by the
-    last task): what it asks, and when, must be the same at every recording and replay.
-    """
-
-    name = "api"
-
-    def __init__(self, client: PveClient, settings: Settings, tape: SshTape, local: LocalValues) -> None:
-        super().__init__(client, settings)
+    def __init__(self, runner: Runner, tape: SshTape) -> None:
+        super().__init__(runner)
         self.tape = tape
-        self.local = local
-        if isinstance(tape, ReplayTape):
-            self.ssh = NoNodes(settings.profile.ssh, tape)
 
     def reach(self, node: str) -> None:
         """A login ahead of a command is no step of a scenario: the command that follows is on the tape."""
@@ -124,7 +117,14 @@ class CassetteBackend(ApiBackend):
             _Tee(stderr).write(decode_bytes(result["stderr"]) or b"")
         return int(result["status"])
 
-    # ---------------------------------------------------- the template storage (pveoci.testing.templates)
+
+class TapedTemplates(ApiTemplates):
+    """The API backend's template storage with what it does over SSH on the tape (pveoci.testing.templates)."""
+
+    def __init__(self, client: PveClient, ssh: SshConnector, facts: Facts, tape: SshTape, local: LocalValues) -> None:
+        super().__init__(client, ssh, facts)
+        self.tape = tape
+        self.local = local
 
     def upload(self, packed: Packed, dest: Destination, *, transport: str, progress: Callable[[int], None]) -> int:
         if transport == "api":  # HTTP only: recorded and replayed as such
@@ -185,13 +185,26 @@ class CassetteBackend(ApiBackend):
         return [str(name) for name in play(self.tape, {**where(dest), "sweep": True},
                                            lambda: {"removed": real_sweep(dest)})["removed"]]
 
-    # ------------------------------------------------------------------- reads
 
-    def configs(self, guests: Iterable[Guest]) -> dict[int, dict[str, Any]]:
-        return _one_by_one(guests, self.config)
+class CassetteBackend(ApiBackend):
+    """The API backend (its HTTP recorded or replayed elsewhere) with its SSH seams on a tape: its node and
+    template storage parts are taped ones, and it reads many containers one at a time, in order (the API
+    backend reads in parallel: a recording would keep the requests in whatever order they finished).
 
-    def statuses(self, guests: Iterable[Guest]) -> dict[int, Guest]:
-        return _one_by_one(guests, self.status)
+    It keeps no facts between commands (no cache of the cluster's version or addresses, no waits sized by the
+    last task): what it asks, and when, must be the same at every recording and replay.
+    """
+
+    name = "api"
+    parallel = 1
+
+    def __init__(self, client: PveClient, settings: Settings, tape: SshTape, local: LocalValues) -> None:
+        super().__init__(client, settings, ssh=NoNodes(settings.profile.ssh, tape)
+                         if isinstance(tape, ReplayTape) else None)
+        self.tape = tape
+        self.local = local
+        self.node = TapedNode(SshRunner(self.ssh), tape)
+        self.storage = TapedTemplates(client, self.ssh, self.facts, tape, local)
 
     def checks(self) -> Iterator[Check]:
         from pveoci import doctor
@@ -214,15 +227,3 @@ class CassetteBackend(ApiBackend):
 
         result = self.tape.play({"node": node, "check": "ssh"}, real)
         return Check(f"ssh {node}", result["status"], str(result["detail"]))
-
-
-def _one_by_one(guests: Iterable[Guest], read: Callable[[str, int], T]) -> dict[int, T]:
-    """read(node, vmid) for each container in order (the API backend reads in parallel: a recording would keep
-    the requests in whatever order they finished); those that vanished left out."""
-    out = {}
-    for g in guests:
-        try:
-            out[g.vmid] = read(g.node, g.vmid)
-        except (errors.NotFound, errors.NodeOffline):
-            continue
-    return out

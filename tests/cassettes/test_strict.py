@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import pveoci
-from pveoci.backends.api import ApiBackend
+from pveoci.backends.api import ApiLifecycle
 from pveoci.testing import Cassette, CassetteMismatch, CassetteUnused, Player
 from tests.cassettes.bundle import make_cassette_bundle
 from tests.cassettes.scenarios import BY_NAME, NoFaults, Scenario
@@ -48,12 +48,12 @@ def replay(replay_dirs: Path) -> Callable[..., None]:
 
 def test_a_renamed_parameter_fails_the_replay_naming_it(replay: Callable[..., None],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    # As if someone renamed `purge` in ApiBackend.destroy.
-    def destroy(self: ApiBackend, node: str, vmid: int) -> None:
+    # As if someone renamed `purge` in the API backend's destroy.
+    def destroy(self: ApiLifecycle, node: str, vmid: int) -> None:
         self.client.wait(self.client.delete("nodes", node, "lxc", vmid, purged=1,
                                             **{"destroy-unreferenced-disks": 1}))
 
-    monkeypatch.setattr(ApiBackend, "destroy", destroy)
+    monkeypatch.setattr(ApiLifecycle, "destroy", destroy)
     with pytest.raises(CassetteMismatch) as err:
         replay(LIFECYCLE)
     message = str(err.value)

@@ -1,29 +1,141 @@
-"""Every lifecycle error path: one line on stderr, its documented exit code, and nothing half-made."""
+"""Every lifecycle error path: one line on stderr, its documented exit code, and nothing half-made.
+
+The runtime's refusals run once, in this process on the in-memory backend: each is the typed error the command
+line prints as `pveoci: error: <message>` with its exit code (pveoci.cli.main). What needs the real thing (a
+cluster without quorum, an API token's privileges, SSH that fails after the API worked) runs on the bed through
+the real command line. How each backend refuses is the contract suite's (tests/contract)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import pveoci
+from pveoci import errors, settings
+from pveoci.backends.memory import MemoryBackend
+from pveoci.cache import Cache
+from pveoci.runtime import Runtime
+from pveoci.settings import Profile, Settings
+from tests.runtime.conftest import tiny_bundle
 from tests.testbed import Testbed
 
-pytestmark = pytest.mark.bed
+# ------------------------------------------------------------------------------------------ in memory
 
 
 @pytest.fixture
-def oci(lxc_bed: Testbed, tmp_path: Path, backend_name: str):  # type: ignore[no-untyped-def]
-    """The command line over each backend (a test about one backend's own path narrows backend_name)."""
-    cluster = lxc_bed
+def memory() -> MemoryBackend:
+    return MemoryBackend(nodes=("pve1", "pve2"))
 
+
+@pytest.fixture
+def rt(memory: MemoryBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    runtime = Runtime(memory, Cache(tmp_path / "cache"), Settings(Profile(name="mem"), tmp_path / "none.toml"))
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return tiny_bundle(tmp_path / "bundle")
+
+
+def refused(call: Callable[[], object], code: int, message: str | None = None) -> str:
+    """The call fails as the command line says it: `pveoci: error: MESSAGE`, exit CODE; the message."""
+    with pytest.raises(errors.PveociError) as err:
+        call()
+    assert err.value.exit_code == code, err.value.message
+    if message is not None:
+        assert err.value.message == message
+    return err.value.message
+
+
+#: What changes a cluster (the in-memory backend's calls of these never happen before a refusal).
+CHANGES = {"create", "set_options", "start", "stop", "shutdown", "destroy", "migrate", "upload", "begin_upload",
+           "upload_delta", "remove_template", "signal", "freeze", "thaw"}
+
+
+def test_create_from_a_missing_bundle(rt: Runtime, memory: MemoryBackend, tmp_path: Path) -> None:
+    refused(lambda: rt.create("x", tmp_path / "nowhere"), 18, f"bundle {tmp_path / 'nowhere'} does not exist")
+    assert memory.cts == {}
+
+
+def test_strict_create_refuses_before_any_change(rt: Runtime, memory: MemoryBackend, tmp_path: Path) -> None:
+    bundle = tiny_bundle(tmp_path / "caps", capabilities={"bounding": ["CAP_SYS_ADMIN"]})
+    assert "process.capabilities" in refused(lambda: rt.create("x", bundle, strict=True), 19)
+    assert CHANGES.isdisjoint(memory.calls)
+
+
+def test_create_on_an_offline_node(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    memory.nodes_online["pve2"] = False
+    refused(lambda: rt.create("x", bundle, node="pve2"), 12, "node 'pve2' is offline")
+    assert memory.cts == {}
+
+
+def test_create_with_an_unknown_transport(rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
+    refused(lambda: rt.create("x", bundle, transport="ftp"), 3, "unknown transport 'ftp' (one of: sftp, api)")
+    assert memory.cts == {}
+
+
+@pytest.mark.parametrize("operation", [
+    lambda rt: rt.start("ghost"), lambda rt: rt.kill("ghost"), lambda rt: rt.delete("ghost"),
+    lambda rt: rt.pause("ghost"), lambda rt: rt.resume("ghost"), lambda rt: rt.exec("ghost", ["true"]),
+    lambda rt: rt.state("ghost"), lambda rt: rt.exec("ghost", ["sh", "-c", "exit 3"], env=["A=1"]),
+], ids=["start", "kill", "delete", "pause", "resume", "exec", "state", "exec-env"])
+def test_operations_on_unknown_ids(rt: Runtime, operation: Callable[[Runtime], object]) -> None:
+    refused(lambda: operation(rt), 8, "container does not exist")
+
+
+def test_operations_in_the_wrong_state(rt: Runtime, bundle: Path) -> None:
+    rt.create("w", bundle)
+    refused(lambda: rt.pause("w"), 21, "container not running")
+    refused(lambda: rt.resume("w"), 24, "container not paused")
+    assert rt.exec("w", ["true"]) == 0  # as runc: exec works in a created container (its init runs)
+    rt.kill("w", "KILL")
+    assert rt.state("w").status == "stopped"
+    refused(lambda: rt.exec("w", ["true"]), 21, "cannot exec in a stopped container")
+
+
+def test_kill_of_a_created_container_makes_it_stopped(rt: Runtime, bundle: Path) -> None:
+    rt.create("kc", bundle)
+    rt.kill("kc")
+    assert rt.state("kc").status == "stopped"
+    refused(lambda: rt.start("kc"), 22, "cannot start a container that is not created (it is stopped)")
+
+
+def test_unwritable_cache_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    message = refused(lambda: pveoci.connect(settings=Settings(Profile(name="mem"), tmp_path / "none.toml"),
+                                      root=blocker / "sub", backend=MemoryBackend()), 3)
+    assert message.startswith(f"cannot open the cache in {blocker / 'sub'}")
+
+
+def test_api_down_is_a_connect_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('default_profile = "x"\n\n[profiles.x]\nhost = "127.0.0.1"\ntoken_id = "pveoci@pve!t"\n')
+    loaded = settings.load(config_path=config, env={"PVEOCI_TOKEN_SECRET": "s"},
+                           overrides={"port": 1, "retries": 0, "backend": "api"})
+    rt = pveoci.connect(settings=loaded, root=tmp_path / "cache")
+    try:
+        assert refused(rt.list, 4).endswith(":1: connection refused")
+    finally:
+        rt.close()
+
+
+# ------------------------------------------------------------------------------------------- on the bed
+
+@pytest.fixture
+def oci(cluster: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The command line against the bed, over the API."""
     def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         proc = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
-                              env=cluster.env(PVEOCI_BACKEND=backend_name, **(env or {})), capture_output=True,
-                              text=True, check=False, timeout=180)
+                              env=cluster.env(**(env or {})), capture_output=True, text=True, check=False,
+                              timeout=180)
         assert "Traceback" not in proc.stderr
         return proc.returncode, proc.stdout, proc.stderr
     return run
@@ -36,44 +148,17 @@ def error_line(err: str) -> str:
     return lines[-1][len("pveoci: error: "):]
 
 
-def test_create_from_a_missing_bundle(oci, tmp_path: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = oci("create", "-b", str(tmp_path / "nowhere"), "x")
-    assert code == 18
-    assert error_line(err) == f"bundle {tmp_path / 'nowhere'} does not exist"
-    assert cluster.pve.cts == []
-
-
-def test_strict_create_refuses_before_any_change(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = oci("create", "--strict", "-b", str(busybox_bundle), "x")
-    assert code == 19
-    assert "process.capabilities" in error_line(err)
-    assert [r for r in cluster.pve.requests if r[0] != "GET"] == []
-
-
-def test_create_on_an_offline_node(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
-    cluster.pve.set_node_offline("pve2")
-    code, _, err = oci("create", "--node", "pve2", "-b", str(busybox_bundle), "x")
-    assert code == 12
-    assert error_line(err) == "node 'pve2' is offline"
-
-
+@pytest.mark.bed
 def test_create_without_quorum(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     cluster.pve.lose_quorum()
     code, _, err = oci("create", "-b", str(busybox_bundle), "x")
     assert code == 11
     assert error_line(err).startswith("the cluster has no quorum")
     assert cluster.pve.cts == []
-    assert json.loads(oci("list", "-f", "json")[1]) == []
+    assert oci("list", "-f", "json")[1] == "[]\n"
 
 
-@pytest.mark.parametrize("backend_name", ["api"])  # refused before any backend is asked
-def test_create_with_an_unknown_transport(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = oci("create", "--transport", "ftp", "-b", str(busybox_bundle), "x")
-    assert code == 3
-    assert error_line(err) == "unknown transport 'ftp' (one of: sftp, api)"
-
-
-@pytest.mark.parametrize("backend_name", ["api"])  # tokens and privileges are the API's; pct runs as root
+@pytest.mark.bed
 def test_create_without_the_privilege_to_allocate(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     from tests.testbed import PVEOCI_PRIVILEGES
 
@@ -85,61 +170,12 @@ def test_create_without_the_privilege_to_allocate(oci, busybox_bundle: Path, clu
     assert cluster.pve.cts == []
 
 
-def test_operations_on_unknown_ids(oci) -> None:  # type: ignore[no-untyped-def]
-    for args in (["start", "ghost"], ["kill", "ghost"], ["delete", "ghost"], ["pause", "ghost"],
-                 ["resume", "ghost"], ["exec", "ghost", "--", "true"], ["state", "ghost"],
-                 ["exec", "ghost", "sh", "-c", "exit 3"], ["exec", "-e", "A=1", "ghost", "ls", "-l", "--", "x"]):
-        code, _, err = oci(*args)
-        assert (code, error_line(err)) == (8, "container does not exist"), args
-
-
-def wait_status(oci, cid: str, status: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 30
-    while json.loads(oci("state", cid)[1])["status"] != status:
-        assert time.monotonic() < deadline, f"{cid} never became {status}"
-        time.sleep(0.1)
-
-
-def test_operations_in_the_wrong_state(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
-    oci("create", "-b", str(busybox_bundle), "w")
-    assert error_line(oci("pause", "w")[2]) == "container not running"
-    assert error_line(oci("resume", "w")[2]) == "container not paused"
-    assert oci("exec", "w", "--", "true")[0] == 0  # as runc: exec works in a created container (its init runs)
-    assert oci("kill", "w", "KILL")[0] == 0
-    wait_status(oci, "w", "stopped")
-    code, _, err = oci("exec", "w", "--", "true")
-    assert (code, error_line(err)) == (21, "cannot exec in a stopped container")
-
-
-def test_kill_of_a_created_container_makes_it_stopped(oci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
-    oci("create", "-b", str(busybox_bundle), "kc")
-    assert oci("kill", "kc")[0] == 0
-    wait_status(oci, "kc", "stopped")
-    assert error_line(oci("start", "kc")[2]) == "cannot start a container that is not created (it is stopped)"
-
-
-@pytest.mark.parametrize("backend_name", ["api"])  # the pct backend without SSH: tests/cli/test_backends.py
-def test_run_whose_start_fails_leaves_nothing(oci, busybox_bundle: Path, lxc_bed: Testbed) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.bed  # the pct backend without SSH: tests/cli/test_backends.py
+def test_run_whose_start_fails_leaves_nothing(oci, busybox_bundle: Path, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     assert oci("template", "push", "-b", str(busybox_bundle), "--node", "pve1")[0] == 0
     # The API works, SSH to the node does not: the start signal cannot be sent.
     code, _, err = oci("run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "rf", env={"PVEOCI_SSH_PORT": "1"})
     assert code == 16
     assert error_line(err).startswith("cannot reach node 'pve1' over SSH")
-    assert lxc_bed.pve.cts == []
+    assert cluster.pve.cts == []
     assert oci("state", "rf")[0] == 8
-
-
-@pytest.mark.parametrize("backend_name", ["api"])  # refused before any backend is asked
-def test_unwritable_cache_is_a_config_error(oci, busybox_bundle: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    code, _, err = oci("--root", str(blocker / "sub"), "list")
-    assert code == 3
-    assert error_line(err).startswith(f"cannot open the cache in {blocker / 'sub'}")
-
-
-@pytest.mark.parametrize("backend_name", ["api"])
-def test_api_down_is_a_connect_error(oci) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = oci("--port", "1", "list", env={"PVEOCI_RETRIES": "0"})
-    assert code == 4
-    assert error_line(err).endswith(":1: connection refused")

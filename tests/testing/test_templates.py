@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pveoci import errors
-from pveoci.backends.api import ApiBackend
+from pveoci.backends.api import ApiBackend, ApiTemplates
 from pveoci.backends.base import Backend, Claim
 from pveoci.models import Destination
 from pveoci.runtime import push
@@ -79,19 +79,19 @@ class Node:
         self.aborted = False
 
         def reach(what: str, answer: Callable[..., Any]) -> Callable[..., Any]:
-            def method(_backend: ApiBackend, *args: Any, **kwargs: Any) -> Any:
+            def method(_storage: ApiTemplates, *args: Any, **kwargs: Any) -> Any:
                 if not reachable:
                     raise AssertionError(f"a replay reached the node: {what}")
                 return answer(*args, **kwargs)
             return method
 
-        monkeypatch.setattr(ApiBackend, "claim_template", reach("claim", lambda dest, key: FakeClaim(self)))
-        monkeypatch.setattr(ApiBackend, "sweep_templates", reach("sweep", lambda dest: [".pveoci-upload.x.partial"]))
-        monkeypatch.setattr(ApiBackend, "begin_upload",
+        monkeypatch.setattr(ApiTemplates, "claim_template", reach("claim", lambda dest, key: FakeClaim(self)))
+        monkeypatch.setattr(ApiTemplates, "sweep_templates", reach("sweep", lambda dest: [".pveoci-upload.x.partial"]))
+        monkeypatch.setattr(ApiTemplates, "begin_upload",
                             reach("stream", lambda dest, *, transport, progress: FakeUpload(self, progress)))
-        monkeypatch.setattr(ApiBackend, "upload", reach("upload", lambda packed, dest, *, transport, progress:
+        monkeypatch.setattr(ApiTemplates, "upload", reach("upload", lambda packed, dest, *, transport, progress:
                                                         packed.size))
-        monkeypatch.setattr(ApiBackend, "upload_delta", reach("delta", lambda packed, base, change, dest, *, progress:
+        monkeypatch.setattr(ApiTemplates, "upload_delta", reach("delta", lambda packed, base, change, dest, *, progress:
                                                               change.new_bytes))
 
 
