@@ -6,6 +6,8 @@ import contextlib
 import os
 import select
 import threading
+import time
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from pveoci import errors
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     import paramiko
 
 CHUNK = 65536
+DRAIN_QUIET = 1.0   # seconds of silence after the exit status that end the output when no EOF comes
 
 
 class ParamikoSession:
@@ -60,16 +63,32 @@ class ParamikoSession:
         return None  # shared: the connector closes it
 
 
-def _pump(channel: Any, stdout: IO[bytes] | None, stderr: IO[bytes] | None) -> None:
-    """Copy the channel's stdout and stderr to the streams (or drop them) until the program ends."""
+def _pump(channel: Any, stdout: IO[bytes] | None, stderr: IO[bytes] | None,
+          clock: Callable[[], float] = time.monotonic) -> None:
+    """Copy the channel's stdout and stderr to the streams (or drop them) until the program's output ends.
+
+    sshd may send the exit status before the last of the output: once the status is in, the output is read on
+    to its end (EOF), or, where a process the program left behind holds the output open (no EOF comes), until
+    it has been quiet for DRAIN_QUIET seconds."""
+    quiet_since: float | None = None
     while True:
         # The channel's fileno() becomes readable when stdout or stderr data (or the end) arrives.
-        select.select([channel], [], [], 1.0)
+        select.select([channel], [], [], 0.1 if quiet_since is not None else 1.0)
+        got = False
         while channel.recv_ready():
             _write(stdout, channel.recv(CHUNK))
+            got = True
         while channel.recv_stderr_ready():
             _write(stderr, channel.recv_stderr(CHUNK))
-        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+            got = True
+        if not channel.exit_status_ready():
+            continue
+        if channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready():
+            return
+        now = clock()
+        if got or quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= DRAIN_QUIET:
             return
 
 
