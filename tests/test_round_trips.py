@@ -4,24 +4,21 @@ what the cache remembers is checked by the cluster when it turns out wrong."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.harness import Result, invoke
 from tests.testbed import Testbed
 
 pytestmark = pytest.mark.bed
 
-ROOT = Path(__file__).resolve().parents[1]
 MINIMUM = 6   # nextid, create, its task, start, its task: what any client of the API needs (issue 9)
 
 
-def pveoci(bed: Testbed, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), *args], env=bed.env(),
-                          capture_output=True, text=True, check=False, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
+def pveoci(bed: Testbed, root: Path, *args: str) -> Result:
+    done = invoke(["--root", str(root), *args], env=bed.env())
+    assert done.code == 0, done.err
     return done
 
 
@@ -41,7 +38,7 @@ def test_run_detached_with_the_template_present_is_within_three_requests_of_the_
     assert sum(c == "GET /cluster/nextid" for c in calls) == 1
     assert sum(c == "POST /nodes/pve1/lxc" for c in calls) == 1
     assert not any("/storage" in c or c in ("GET /version", "GET /nodes", "GET /cluster/status") for c in calls), calls
-    state = pveoci(lxc_bed, root, "state", "second").stdout
+    state = pveoci(lxc_bed, root, "state", "second").out
     assert '"status": "running"' in state
 
 
@@ -59,11 +56,9 @@ def test_run_detached_placed_by_score_is_within_three_requests_of_the_minimum_to
     assert not any(c.endswith("/storage") or c in ("GET /version", "GET /nodes", "GET /cluster/status")
                    for c in calls), calls
     lxc_bed.pve.maintenance = {"pve1", "pve2"}
-    refused = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), "run", "-d", "-b",
-                              str(busybox_bundle), "third"], env=lxc_bed.env(), capture_output=True, text=True,
-                             check=False, timeout=300, cwd=ROOT)
-    assert refused.returncode == 29, refused.stderr   # no node can take it
-    assert refused.stderr.splitlines()[-1] == ("pveoci: error: no node can take it (pve1: in maintenance; "
+    refused = invoke(["--root", str(root), "run", "-d", "-b", str(busybox_bundle), "third"], env=lxc_bed.env())
+    assert refused.code == 29, refused.err   # no node can take it
+    assert refused.err.splitlines()[-1] == ("pveoci: error: no node can take it (pve1: in maintenance; "
                                                "pve2: in maintenance)")
 
 
@@ -73,7 +68,7 @@ def test_list_with_an_empty_cache_asks_as_much_for_30_containers_as_for_3(cluste
 
     def listed_by_a_new_workstation(root: Path) -> tuple[list[str], list[str]]:
         cluster.pve.requests.clear()
-        return pveoci(cluster, root, "list", "-q").stdout.split(), api_calls(cluster)
+        return pveoci(cluster, root, "list", "-q").out.split(), api_calls(cluster)
 
     rt = api.connect(config=cluster.config_path, root=tmp_path / "maker")
     try:
@@ -91,7 +86,7 @@ def test_list_with_an_empty_cache_asks_as_much_for_30_containers_as_for_3(cluste
     # containers (their init waits) come from their node's listing: the same two requests for 3 and for 30.
     assert asked_many == asked_few == ["GET /cluster/resources", "GET /nodes/pve1/lxc"], asked_many
     cluster.pve.requests.clear()
-    assert len(pveoci(cluster, tmp_path / "empty30", "list", "-q").stdout.split()) == 30
+    assert len(pveoci(cluster, tmp_path / "empty30", "list", "-q").out.split()) == 30
     assert api_calls(cluster) == ["GET /cluster/resources"]   # the cache knows them all now
 
 
@@ -107,5 +102,5 @@ def test_a_template_removed_on_the_node_behind_pveocis_back_is_sent_again(lxc_be
     pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "two")
     assert templates[0].is_file()
     assert sum(c.endswith("sftp-server") for c in lxc_bed.sshd("pve1").commands()) == sftp_before + 1
-    assert '"status": "running"' in pveoci(lxc_bed, root, "state", "two").stdout
-    assert pveoci(lxc_bed, root, "list", "-q").stdout.split() == ["two"]
+    assert '"status": "running"' in pveoci(lxc_bed, root, "state", "two").out
+    assert pveoci(lxc_bed, root, "list", "-q").out.split() == ["two"]
