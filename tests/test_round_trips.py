@@ -4,6 +4,8 @@ what the cache remembers is checked by the cluster when it turns out wrong."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from tests.testbed import Testbed
 
 pytestmark = pytest.mark.bed
 
+ROOT = Path(__file__).resolve().parents[1]
 MINIMUM = 6   # nextid, create, its task, start, its task: what any client of the API needs (issue 9)
 
 
@@ -22,6 +25,17 @@ def pveoci(bed: Testbed, root: Path, *args: str) -> Result:
     return done
 
 
+def process(bed: Testbed, root: Path, *args: str) -> Result:
+    """`pveoci` in a process of its own, for the runs whose requests are counted: the count includes a task's
+    status polls, and how many there are depends on timing (pveoci first waits about as long as the last task
+    of the kind took, measured by the run before). A client in the bed's own process, sharing its interpreter,
+    times the tasks differently and then often asks once more."""
+    done = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), *args], env=bed.env(),
+                          capture_output=True, text=True, check=False, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
 def api_calls(bed: Testbed) -> list[str]:
     return [f"{method} {path.removeprefix('/api2/json')}" for method, path, _body in bed.pve.requests]
 
@@ -29,10 +43,10 @@ def api_calls(bed: Testbed) -> list[str]:
 def test_run_detached_with_the_template_present_is_within_three_requests_of_the_minimum(
         lxc_bed: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
     root = tmp_path / "cache"
-    pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "first")  # sends the template
+    process(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "first")  # sends the template
     pveoci(lxc_bed, root, "delete", "-f", "first")
     lxc_bed.pve.requests.clear()
-    pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "second")
+    process(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "--node", "pve1", "second")
     calls = api_calls(lxc_bed)
     assert len(calls) <= MINIMUM + 3, calls
     assert sum(c == "GET /cluster/nextid" for c in calls) == 1
@@ -45,10 +59,10 @@ def test_run_detached_with_the_template_present_is_within_three_requests_of_the_
 def test_run_detached_placed_by_score_is_within_three_requests_of_the_minimum_too(
         lxc_bed: Testbed, busybox_bundle: Path, tmp_path: Path) -> None:
     root = tmp_path / "cache"   # the profile's node is auto: placement by score, the user's default
-    pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "first")
+    process(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "first")
     pveoci(lxc_bed, root, "delete", "-f", "first")
     lxc_bed.pve.requests.clear()
-    pveoci(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "second")
+    process(lxc_bed, root, "run", "-d", "-b", str(busybox_bundle), "second")
     calls = api_calls(lxc_bed)
     assert len(calls) <= MINIMUM + 3, "\n".join(calls)
     # The nodes' status and load are read as they are now, with the containers, in one request (a node put in
