@@ -71,14 +71,11 @@ PROCESS_STATE = (("pveoci.logs", "_secrets"), ("pveoci.cache", "_RUNNING"), ("pv
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH, signal.SIGPIPE)
 
 
-class CallTimeout(BaseException):
-    """A call ran past its timeout (not an Exception: main() would turn one into an exit code)."""
-
-
 def invoke(args: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None, stdin: bytes = b"",
-           open_runtime: OpenRuntime | None = None, timeout: float = 300) -> Result:
+           open_runtime: OpenRuntime | None = None) -> Result:
     """Run `pveoci ARGS` in this process, as `subprocess.run([python, -m, pveoci, *args], env=env, cwd=cwd,
-    input=stdin, capture_output=True, text=True, timeout=timeout)` would; CallTimeout for TimeoutExpired."""
+    input=stdin, capture_output=True, text=True)` would. A call that hangs fails its test at pytest-timeout's
+    limit, with its stack (pyproject.toml)."""
     from pveoci.cli import context
     from pveoci.cli.main import main
 
@@ -104,8 +101,7 @@ def invoke(args: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = No
         stack.enter_context(_fresh_process_state())
         stack.enter_context(_signal_handlers())
         try:
-            with _deadline(timeout):
-                main(list(args))
+            main(list(args))
             code = 0
         except SystemExit as exc:
             code = _exit_code(exc)
@@ -164,22 +160,6 @@ def _exit_code(exc: SystemExit) -> int:
         return exc.code
     sys.stderr.write(f"{exc.code}\n")
     return 1
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """CallTimeout raised in the call once `seconds` have passed (SIGALRM: tests run in the main thread)."""
-
-    def expire(_signum: int, _frame: object) -> None:
-        raise CallTimeout(f"pveoci did not end within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @contextlib.contextmanager

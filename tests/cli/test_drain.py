@@ -23,7 +23,7 @@ FOREVER = ["sh", "-c", "while true; do sleep 1; done"]
 
 
 def pveoci(bed: Testbed, root: Path, *args: str) -> Result:
-    return invoke(["--root", str(root), *args], env=bed.env(), timeout=600)
+    return invoke(["--root", str(root), *args], env=bed.env())
 
 
 def six_on_pve1(bed: Testbed, root: Path, tmp_path: Path) -> None:
