@@ -17,7 +17,10 @@ A subprocess costs about 0.6 s of imports before any work; a call here costs wha
 - the Runtime each command opens (pveoci.cli.context.open_runtime) closed after it, as a process's exit would.
 
 One thing is not made afresh: typer's click command, built from `pveoci.cli.main.app` on every start (about
-0.15 s), is built once and reused (the app is not changed after import).
+0.15 s), is built once and reused (the app is not changed after import). Two things differ by nature: every call
+has the test's pid (the cache's journal tells this process's creates from abandoned ones by pid: a test of a
+killed command needs a process), and the command shares its interpreter with the bed's servers, so what depends
+on timing between them (how many times a task's status is polled) may come out otherwise.
 
 `open_runtime` replaces how the commands connect: `memory_runtime(backend)` runs them on the in-memory backend.
 
