@@ -1,5 +1,6 @@
-"""The command line in-process: `pveoci.cli.main.main([...])` called as a function, with what a fresh `pveoci`
-process would have had of its own made fresh for the call and put back afterwards.
+"""The command line in-process: `pveoci.__main__.main([...])` (what `pveoci` and `python -m pveoci` run) called
+as a function, with what a fresh `pveoci` process would have had of its own made fresh for the call and put back
+afterwards.
 
 A subprocess costs about 0.6 s of imports before any work; a call here costs what the command does. The call gets:
 
@@ -8,7 +9,7 @@ A subprocess costs about 0.6 s of imports before any work; a call here costs wha
 - exactly the environment given (nothing else of the test's), COLUMNS=80 unless given (what click and rich fall
   back to without a terminal, so help texts and tables do not depend on the terminal pytest runs in), and the
   working directory given;
-- its exit code from SystemExit (main() ends with sys.exit), 0 when it returns;
+- its exit code from SystemExit (pveoci.cli.main.main ends with sys.exit), 0 when it returns;
 - logging as a new process has it: the `pveoci` logger unconfigured (what --debug and --log add is removed and
   the log file closed afterwards), and a record no handler would take printed on stderr as logging.lastResort
   prints it; Python's default warning filters, warnings printed on stderr;
@@ -79,8 +80,8 @@ def invoke(args: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = No
     """Run `pveoci ARGS` in this process, as `subprocess.run([python, -m, pveoci, *args], env=env, cwd=cwd,
     input=stdin, capture_output=True, text=True)` would. A call that hangs fails its test at pytest-timeout's
     limit, with its stack (pyproject.toml)."""
+    from pveoci.__main__ import main
     from pveoci.cli import context
-    from pveoci.cli.main import main
 
     connect = open_runtime or context.open_runtime
     opened: list[Runtime] = []

@@ -21,7 +21,7 @@ from tests.runtime.conftest import tiny_bundle
 PLAIN = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["list", "--bogus"], ["template"]])
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["list", "--bogus"], ["template"], ["--version"]])
 def test_a_call_prints_and_exits_as_the_process_does(args: list[str], tmp_path: Path) -> None:
     env = {**PLAIN, "PVEOCI_CONFIG": str(tmp_path / "none.toml")}
     proc = subprocess.run([sys.executable, "-m", "pveoci", *args], env=env, capture_output=True, text=True,
