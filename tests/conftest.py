@@ -8,11 +8,12 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests import harness
+from tests.harness import Result
 from tests.init.builds import Builds
 from tests.testbed import Testbed, jump, parts
 from tests.testbed.bundle import make_busybox_bundle
@@ -111,16 +112,13 @@ def cluster(bed: Testbed) -> Iterator[Testbed]:
     bed.reset()
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
+__all__ = ["Result"]  # tests import it from here too
 
 
 @pytest.fixture
 def pveoci(cluster: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Run the real `pveoci` command line (a subprocess) against the bed, with a local cache of this test's own."""
+    """Run the real `pveoci` command line (a subprocess) against the bed, with a local cache of this test's own.
+    For a test about the process itself; `cli` runs the same command line in this process."""
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
         environment = cluster.env(**{"XDG_STATE_HOME": str(tmp_path / "state"), **(env or {})})
@@ -129,6 +127,23 @@ def pveoci(cluster: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def cli(cluster: Testbed, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """`pveoci` against the bed as the `pveoci` fixture runs it, but in this process (tests/harness.py)."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        return harness.invoke(args, env=cluster.env(**{"XDG_STATE_HOME": str(tmp_path / "state"), **(env or {})}))
+
+    return run
+
+
+@pytest.fixture
+def memory_cli(tmp_path: Path) -> harness.MemoryCli:
+    """`pveoci` in this process against an in-memory cluster of two nodes (`memory_cli.backend`), for what needs
+    no node: usage, bundles, ids, output formats, exit codes."""
+    return harness.MemoryCli(tmp_path / "memory-cli")
 
 
 @pytest.fixture

@@ -47,14 +47,21 @@ class Cli:
     def runtime(self) -> Runtime:
         """The one Runtime of this command (pveoci.connect: the composition root)."""
         if self._runtime is None:
-            from pveoci.connect import connect
-
-            self._runtime = connect(settings=self.settings(), root=self.root)
+            self._runtime = open_runtime(self.settings(), self.root)
         return self._runtime
 
     @property
     def json(self) -> bool:
         return self.output is Output.json
+
+
+def open_runtime(settings: Settings, root: Path | None) -> Runtime:
+    """Connect a command to the cluster: pveoci.connect, the composition root. Looked up when a command first
+    needs it, so that the in-process test harness (tests/harness.py) can hand the commands another backend and
+    close what they opened."""
+    from pveoci.connect import connect
+
+    return connect(settings=settings, root=root)
 
 
 OutputOption = Annotated[

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result
+from tests.harness import Result, invoke
 from tests.testbed import Testbed
 
 pytestmark = pytest.mark.bed
@@ -29,28 +29,26 @@ def one_line(result: Result, code: int) -> str:
     return result.err.removeprefix("pveoci: error: ").rstrip("\n")
 
 
-def test_template_ls_rm_and_gc_know_which_templates_are_in_use(pveoci, busybox_bundle: Path,  # type: ignore[no-untyped-def]
+def test_template_ls_rm_and_gc_know_which_templates_are_in_use(cli, busybox_bundle: Path,  # type: ignore[no-untyped-def]
                                                               cluster: Testbed) -> None:
-    made = json.loads(ok(pveoci("create", "-o", "json", "-b", str(busybox_bundle), "--node", "pve1", "user1")))
+    made = json.loads(ok(cli("create", "-o", "json", "-b", str(busybox_bundle), "--node", "pve1", "user1")))
     name = made["pveoci"]["template"].split("/")[1]
-    listed = json.loads(ok(pveoci("template", "ls", "-o", "json")))
+    listed = json.loads(ok(cli("template", "ls", "-o", "json")))
     assert [(t["node"], t["name"], t["used_by"]) for t in listed] == [("pve1", name, ["user1"])]
-    assert "user1" in ok(pveoci("template", "ls"))
-    assert json.loads(ok(pveoci("template", "gc", "-o", "json")))["removed"] == []
-    message = one_line(pveoci("template", "rm", name, "--node", "pve1"), 28)
+    assert "user1" in ok(cli("template", "ls"))
+    assert json.loads(ok(cli("template", "gc", "-o", "json")))["removed"] == []
+    message = one_line(cli("template", "rm", name, "--node", "pve1"), 28)
     assert message == f"template {name} is used by user1; --force removes it anyway"
     assert (cluster.template_dir("pve1") / name).exists()
-    ok(pveoci("delete", "user1"))
-    assert [t["name"] for t in json.loads(ok(pveoci("template", "gc", "-o", "json")))["removed"]] == [name]
+    ok(cli("delete", "user1"))
+    assert [t["name"] for t in json.loads(ok(cli("template", "gc", "-o", "json")))["removed"]] == [name]
     assert not (cluster.template_dir("pve1") / name).exists()
 
 
 def test_a_failed_start_leaves_the_container_created_and_startable(lxc_bed: Testbed, busybox_bundle: Path,
                                                                    tmp_path: Path) -> None:
     def pveoci(*args: str, **env: str) -> Result:
-        proc = subprocess.run([sys.executable, "-m", "pveoci", "--root", str(tmp_path / "cache"), *args],
-                              env=lxc_bed.env(**env), capture_output=True, text=True, check=False, timeout=180)
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return invoke(["--root", str(tmp_path / "cache"), *args], env=lxc_bed.env(**env))
 
     ok(pveoci("create", "-b", str(busybox_bundle), "flaky"))
     # The start cannot reach the node (SSH is down there): it fails, and nothing changes.
@@ -61,30 +59,30 @@ def test_a_failed_start_leaves_the_container_created_and_startable(lxc_bed: Test
     ok(pveoci("delete", "-f", "flaky"))
 
 
-def test_a_rootfs_that_is_a_symlink_is_packed_as_the_tree_it_names(pveoci, busybox_bundle: Path,  # type: ignore[no-untyped-def]
+def test_a_rootfs_that_is_a_symlink_is_packed_as_the_tree_it_names(cli, busybox_bundle: Path,  # type: ignore[no-untyped-def]
                                                                    cluster: Testbed, tmp_path: Path) -> None:
     real = tmp_path / "images" / "busybox-root"
     real.parent.mkdir()
     shutil.move(str(busybox_bundle / "rootfs"), real)
     (busybox_bundle / "rootfs").symlink_to(real)
-    made = json.loads(ok(pveoci("create", "-o", "json", "-b", str(busybox_bundle), "--node", "pve1", "linked")))
+    made = json.loads(ok(cli("create", "-o", "json", "-b", str(busybox_bundle), "--node", "pve1", "linked")))
     template = cluster.template_dir("pve1") / made["pveoci"]["template"].split("/")[1]
     names = subprocess.run(["tar", "-tf", str(template)], capture_output=True, text=True, check=True).stdout.split()
     assert "./bin/busybox" in names
     assert len(names) > 10
-    ok(pveoci("delete", "linked"))
+    ok(cli("delete", "linked"))
 
 
-def test_state_names_the_rootfs_the_bundle_names(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+def test_state_names_the_rootfs_the_bundle_names(cli, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
     config = json.loads((busybox_bundle / "config.json").read_text())
     config["root"]["path"] = "image/root"
     (busybox_bundle / "image").mkdir()
     shutil.move(str(busybox_bundle / "rootfs"), busybox_bundle / "image" / "root")
     (busybox_bundle / "config.json").write_text(json.dumps(config))
-    ok(pveoci("create", "-b", str(busybox_bundle), "rooted"))
-    state = json.loads(ok(pveoci("state", "rooted")))
+    ok(cli("create", "-b", str(busybox_bundle), "rooted"))
+    state = json.loads(ok(cli("state", "rooted")))
     assert state["rootfs"] == str(busybox_bundle / "image" / "root")
-    ok(pveoci("delete", "rooted"))
+    ok(cli("delete", "rooted"))
 
 
 SAME_ID = """
@@ -102,10 +100,9 @@ except pveoci.AlreadyExists as exc:
 def test_eight_concurrent_creates_of_one_id_make_one_container(cluster: Testbed, busybox_bundle: Path,
                                                                tmp_path: Path, round_: int) -> None:
     # The template is there first, so every create is quick and they truly overlap.
-    subprocess.run([sys.executable, "-m", "pveoci", "template", "push", "-b", str(busybox_bundle), "--node", "pve1"],
-                   env=cluster.env(), check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "pveoci", "template", "push", "-b", str(busybox_bundle), "--node", "pve2"],
-                   env=cluster.env(), check=True, capture_output=True)
+    for node in ("pve1", "pve2"):
+        ok(invoke(["template", "push", "-b", str(busybox_bundle), "--node", node], env=cluster.env()))
+    # Eight processes, each with its own cache: the race is between processes, as between users' commands.
     procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(SAME_ID), str(cluster.config_path),
                                str(tmp_path / f"cache{i}"), str(busybox_bundle), ("pve1", "pve2")[i % 2]],
                               env=cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -141,6 +138,7 @@ def test_creates_with_a_vmid_range_spread_and_all_succeed(cluster: Testbed, busy
     ranged = cluster.root / "ranged.toml"
     ranged.write_text(cluster.config_path.read_text().replace(
         'rootfs_storage = "local-lvm"', 'rootfs_storage = "local-lvm"\nvmid_range = "9000-9099"'))
+    # Four processes of eight threads each: threads share a cache, processes do not.
     procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(RANGED), str(ranged), str(tmp_path / f"c{p}"),
                                str(busybox_bundle), f"r{p}"], env=cluster.env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
@@ -155,10 +153,17 @@ def test_creates_with_a_vmid_range_spread_and_all_succeed(cluster: Testbed, busy
     assert all(9000 <= v <= 9099 for v in vmids)
 
 
-def test_settings_in_a_script_do_not_carry_the_environment(cluster: Testbed) -> None:
-    code = "import pveoci; rt = pveoci.connect(); print(repr(rt.settings))"
+def test_settings_in_a_script_do_not_carry_the_environment(cluster: Testbed,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     env = cluster.env(PVEOCI_TOKEN_SECRET="t0ps3cret-token", SOME_OTHER_SECRET="other-value")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    for name in os.environ.keys() - env.keys():
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    import pveoci as api
+
+    with api.connect() as rt:
+        out = repr(rt.settings)
     assert "t0ps3cret-token" not in out
     assert "other-value" not in out
     assert os.environ.get("HOME", "/nonexistent-home") not in out or not os.environ.get("HOME")

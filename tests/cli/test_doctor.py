@@ -22,8 +22,8 @@ def lines(out: str) -> dict[str, tuple[str, str]]:
     return parsed
 
 
-def test_every_check_passes_on_the_bed(pveoci) -> None:  # type: ignore[no-untyped-def]
-    result = pveoci("doctor")
+def test_every_check_passes_on_the_bed(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("doctor")
     assert result.code == 0, result.err
     checks = lines(result.out)
     assert set(checks) == {"api", "auth", "privileges", "quorum", "node pve1", "node pve2", "ssh pve1", "ssh pve2",
@@ -36,18 +36,18 @@ def test_every_check_passes_on_the_bed(pveoci) -> None:  # type: ignore[no-untyp
     assert result.err == ""
 
 
-def test_json_output_lists_the_checks(pveoci) -> None:  # type: ignore[no-untyped-def]
-    result = pveoci("doctor", "-o", "json")
+def test_json_output_lists_the_checks(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("doctor", "-o", "json")
     assert result.code == 0
     data = json.loads(result.out)
     assert [c["status"] for c in data] == ["pass"] * 9
     assert {"check", "status", "detail"} == set(data[0])
 
 
-def test_token_without_vm_allocate_is_named(pveoci, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+def test_token_without_vm_allocate_is_named(cli, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     privs = [p for p in PVEOCI_PRIVILEGES if p != "VM.Allocate"]
     secret = cluster.add_token("limited@pve!ci", privs)
-    result = pveoci("--token-id", "limited@pve!ci", "doctor", env={"PVEOCI_TOKEN_SECRET": secret})
+    result = cli("--token-id", "limited@pve!ci", "doctor", env={"PVEOCI_TOKEN_SECRET": secret})
     assert result.code == 1
     mark, detail = lines(result.out)["privileges"]
     assert mark == "FAIL"
@@ -56,8 +56,8 @@ def test_token_without_vm_allocate_is_named(pveoci, cluster: Testbed) -> None:  
     assert secret not in result.out + result.err
 
 
-def test_wrong_fingerprint_pin_refuses_tls(pveoci) -> None:  # type: ignore[no-untyped-def]
-    result = pveoci("--fingerprint", "00" * 32, "doctor")
+def test_wrong_fingerprint_pin_refuses_tls(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--fingerprint", "00" * 32, "doctor")
     assert result.code == 1
     checks = lines(result.out)
     assert checks["api"][0] == "FAIL"
@@ -66,16 +66,16 @@ def test_wrong_fingerprint_pin_refuses_tls(pveoci) -> None:  # type: ignore[no-u
     assert "auth" not in checks  # nothing was sent past a refused TLS handshake
 
 
-def test_right_fingerprint_pin_passes(pveoci, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
-    result = pveoci("--fingerprint", cluster.fingerprint, "doctor")
+def test_right_fingerprint_pin_passes(cli, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--fingerprint", cluster.fingerprint, "doctor")
     assert result.code == 0, result.out
     assert "TLS pinned to fingerprint" in lines(result.out)["api"][1]
 
 
-def test_unknown_ssh_host_key_refuses_ssh(pveoci, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_ssh_host_key_refuses_ssh(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    result = pveoci("doctor", env={"PVEOCI_SSH_KNOWN_HOSTS": str(empty)})
+    result = cli("doctor", env={"PVEOCI_SSH_KNOWN_HOSTS": str(empty)})
     assert result.code == 1
     checks = lines(result.out)
     for node in ("pve1", "pve2"):
@@ -86,16 +86,16 @@ def test_unknown_ssh_host_key_refuses_ssh(pveoci, tmp_path: Path) -> None:  # ty
     assert empty.read_text() == ""
 
 
-def test_lost_quorum_fails_the_quorum_check(pveoci, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+def test_lost_quorum_fails_the_quorum_check(cli, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     cluster.pve.lose_quorum()
-    result = pveoci("doctor")
+    result = cli("doctor")
     assert result.code == 1
     assert lines(result.out)["quorum"] == ("FAIL", "cluster fakecluster has NO quorum: nothing can be changed")
 
 
-def test_offline_node_fails_its_check_and_skips_its_ssh(pveoci, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+def test_offline_node_fails_its_check_and_skips_its_ssh(cli, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     cluster.pve.set_node_offline("pve2")
-    result = pveoci("doctor")
+    result = cli("doctor")
     assert result.code == 1
     checks = lines(result.out)
     assert checks["node pve2"] == ("FAIL", "offline")
@@ -104,16 +104,16 @@ def test_offline_node_fails_its_check_and_skips_its_ssh(pveoci, cluster: Testbed
     assert "Traceback" not in result.err
 
 
-def test_missing_template_storage_is_named(pveoci) -> None:  # type: ignore[no-untyped-def]
-    result = pveoci("doctor", env={"PVEOCI_TEMPLATE_STORAGE": "nfs-templates"})
+def test_missing_template_storage_is_named(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("doctor", env={"PVEOCI_TEMPLATE_STORAGE": "nfs-templates"})
     assert result.code == 1
     mark, detail = lines(result.out)["node pve1"]
     assert mark == "FAIL"
     assert detail.startswith("template storage 'nfs-templates' is not usable here")
 
 
-def test_bad_token_secret_fails_auth_but_api_is_reachable(pveoci) -> None:  # type: ignore[no-untyped-def]
-    result = pveoci("doctor", env={"PVEOCI_TOKEN_SECRET": "wrong-secret"})
+def test_bad_token_secret_fails_auth_but_api_is_reachable(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("doctor", env={"PVEOCI_TOKEN_SECRET": "wrong-secret"})
     assert result.code == 1
     checks = lines(result.out)
     assert checks["api"][0] == "ok"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import Result, invoke
 from tests.testbed import Testbed
 from tests.testbed.bundle import make_busybox_bundle
 
@@ -21,9 +22,8 @@ pytestmark = pytest.mark.bed
 FOREVER = ["sh", "-c", "while true; do sleep 1; done"]
 
 
-def pveoci(bed: Testbed, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), *args], env=bed.env(),
-                          capture_output=True, text=True, check=False, timeout=600)
+def pveoci(bed: Testbed, root: Path, *args: str) -> Result:
+    return invoke(["--root", str(root), *args], env=bed.env())
 
 
 def six_on_pve1(bed: Testbed, root: Path, tmp_path: Path) -> None:
@@ -32,13 +32,13 @@ def six_on_pve1(bed: Testbed, root: Path, tmp_path: Path) -> None:
     for i in range(6):
         made = pveoci(bed, root, "run" if i < 4 else "create", *(["-d"] if i < 4 else []), "-b", str(bundle),
                       "--node", "pve1", f"c{i}")
-        assert made.returncode == 0, made.stderr
+        assert made.code == 0, made.err
 
 
 def listed(bed: Testbed, root: Path) -> list[dict]:  # type: ignore[type-arg]
     done = pveoci(bed, root, "list", "-o", "json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    assert done.code == 0, done.err
+    return json.loads(done.out)  # type: ignore[no-any-return]
 
 
 def assert_all_there_once(bed: Testbed, root: Path) -> list[dict]:  # type: ignore[type-arg]
@@ -50,7 +50,7 @@ def assert_all_there_once(bed: Testbed, root: Path) -> list[dict]:  # type: igno
     assert {s["id"]: s["status"] for s in states} == {f"c{i}": "running" if i < 4 else "created" for i in range(6)}
     for cid in ("c0", "c3"):
         inside = pveoci(bed, root, "exec", cid, "--", "cat", "/.pveoci/run/state")
-        assert (inside.returncode, inside.stdout) == (0, "running"), inside.stderr
+        assert (inside.code, inside.out) == (0, "running"), inside.err
     assert all("pveoci-moving" not in str(ct.config.get("tags")) for ct in bed.pve.cts)
     return states
 
@@ -59,13 +59,13 @@ def test_draining_a_node_of_six_moves_them_all(lxc_bed3: Testbed, tmp_path: Path
     bed, root = lxc_bed3, tmp_path / "cache"
     six_on_pve1(bed, root, tmp_path)
     dry = pveoci(bed, root, "drain", "pve1", "--dry-run")
-    assert dry.returncode == 0, dry.stderr
-    assert len(dry.stdout.splitlines()) == 6
-    assert all("would move" in line for line in dry.stdout.splitlines())
+    assert dry.code == 0, dry.err
+    assert len(dry.out.splitlines()) == 6
+    assert all("would move" in line for line in dry.out.splitlines())
     assert Counter(s["pveoci"]["node"] for s in listed(bed, root)) == {"pve1": 6}
     drained = pveoci(bed, root, "drain", "pve1", "--parallel", "3", "-o", "json")
-    assert drained.returncode == 0, drained.stderr
-    lines = [json.loads(line) for line in drained.stdout.splitlines()]
+    assert drained.code == 0, drained.err
+    lines = [json.loads(line) for line in drained.out.splitlines()]
     assert sorted(x["id"] for x in lines) == [f"c{i}" for i in range(6)]
     assert {x["result"] for x in lines} == {"moved"}
     assert {x["id"]: x["mode"] for x in lines} == {f"c{i}": "restart" for i in range(6)}
@@ -76,6 +76,7 @@ def test_draining_a_node_of_six_moves_them_all(lxc_bed3: Testbed, tmp_path: Path
 def test_a_drain_killed_midway_finishes_when_run_again(lxc_bed3: Testbed, tmp_path: Path) -> None:
     bed, root = lxc_bed3, tmp_path / "cache"
     six_on_pve1(bed, root, tmp_path)
+    # A process: it is killed (SIGKILL) midway, with nothing of its own left to finish.
     first = subprocess.Popen([sys.executable, "-m", "pveoci", "--root", str(root), "drain", "pve1", "--parallel",
                               "2", "-o", "json"], env=bed.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
@@ -87,8 +88,8 @@ def test_a_drain_killed_midway_finishes_when_run_again(lxc_bed3: Testbed, tmp_pa
     left = Counter(s["pveoci"]["node"] for s in listed(bed, root))
     assert 0 < left["pve1"] < 6  # it was killed midway
     again = pveoci(bed, root, "drain", "pve1", "--parallel", "2", "-o", "json")
-    assert again.returncode == 0, again.stderr
-    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    assert again.code == 0, again.err
+    lines = [json.loads(line) for line in again.out.splitlines()]
     assert done_first["id"] not in {x["id"] for x in lines}
     assert {x["result"] for x in lines} <= {"moved"}
     assert_all_there_once(bed, root)
@@ -98,15 +99,15 @@ def test_rebalance_evens_out_within_its_budget(lxc_bed3: Testbed, tmp_path: Path
     bed, root = lxc_bed3, tmp_path / "cache"
     six_on_pve1(bed, root, tmp_path)
     dry = pveoci(bed, root, "rebalance", "--dry-run")
-    assert dry.returncode == 0, dry.stderr
-    assert len(dry.stdout.splitlines()) == 4
-    assert "(planned); 4 move(s)" in dry.stderr
+    assert dry.code == 0, dry.err
+    assert len(dry.out.splitlines()) == 4
+    assert "(planned); 4 move(s)" in dry.err
     one = pveoci(bed, root, "rebalance", "--max-moves", "1", "-o", "json")
-    assert one.returncode == 0, one.stderr
-    assert len(one.stdout.splitlines()) == 1
+    assert one.code == 0, one.err
+    assert len(one.out.splitlines()) == 1
     assert Counter(s["pveoci"]["node"] for s in listed(bed, root))["pve1"] == 5
     rest = pveoci(bed, root, "rebalance")
-    assert rest.returncode == 0, rest.stderr
+    assert rest.code == 0, rest.err
     states = listed(bed, root)
     assert Counter(s["pveoci"]["node"] for s in states) == {"pve1": 2, "pve2": 2, "pve3": 2}
     assert {s["id"]: s["status"] for s in states} == {f"c{i}": "running" if i < 4 else "created" for i in range(6)}

@@ -5,13 +5,12 @@ anything changes."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.harness import Result, invoke
 from tests.testbed import Testbed
 from tests.testbed.bundle import make_busybox_bundle
 
@@ -20,15 +19,14 @@ pytestmark = pytest.mark.bed
 CHATTY = ["sh", "-c", "echo started on $(hostname); while true; do sleep 1; done"]
 
 
-def pveoci(bed: Testbed, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(root), *args], env=bed.env(),
-                          capture_output=True, text=True, check=False, timeout=300)
+def pveoci(bed: Testbed, root: Path, *args: str) -> Result:
+    return invoke(["--root", str(root), *args], env=bed.env())
 
 
 def state(bed: Testbed, root: Path, cid: str) -> dict:  # type: ignore[type-arg]
     done = pveoci(bed, root, "state", cid)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    assert done.code == 0, done.err
+    return json.loads(done.out)  # type: ignore[no-any-return]
 
 
 def changes(bed: Testbed) -> list[str]:
@@ -40,7 +38,7 @@ def changes(bed: Testbed) -> list[str]:
 def running(lxc_bed3: Testbed, tmp_path: Path) -> Path:
     bundle = make_busybox_bundle(tmp_path / "b", CHATTY)
     made = pveoci(lxc_bed3, tmp_path, "run", "-d", "-b", str(bundle), "--node", "pve1", "web")
-    assert made.returncode == 0, made.stderr
+    assert made.code == 0, made.err
     return tmp_path
 
 
@@ -56,8 +54,8 @@ def test_a_running_container_moves_in_restart_mode_and_runs_there(lxc_bed3: Test
     vmid = state(bed, root, "web")["pveoci"]["vmid"]
     wait_for("started on", bed.console_log("pve1", vmid))
     moved = pveoci(bed, root, "migrate", "web", "--to", "pve2", "-o", "json")
-    assert moved.returncode == 0, moved.stderr
-    result = json.loads(moved.stdout)
+    assert moved.code == 0, moved.err
+    result = json.loads(moved.out)
     assert (result["from"], result["to"], result["mode"], result["result"], result["status"]) == (
         "pve1", "pve2", "restart", "moved", "running")
     after = state(bed, root, "web")
@@ -67,9 +65,9 @@ def test_a_running_container_moves_in_restart_mode_and_runs_there(lxc_bed3: Test
     # The process runs again on pve2 (the console log came along with the container's files).
     wait_for("started on", bed.console_log("pve2", vmid), count=2)
     inside = pveoci(bed, root, "exec", "web", "--", "cat", "/.pveoci/run/state")
-    assert (inside.returncode, inside.stdout) == (0, "running"), inside.stderr
+    assert (inside.code, inside.out) == (0, "running"), inside.err
     assert "pveoci-moving" not in str(ct.config.get("tags"))
-    assert json.loads(pveoci(bed, root, "state", "--cached", "web").stdout)["pveoci"]["node"] == "pve2"
+    assert json.loads(pveoci(bed, root, "state", "--cached", "web").out)["pveoci"]["node"] == "pve2"
 
 
 def test_an_offline_or_disallowed_target_is_refused_before_any_change(lxc_bed3: Testbed, running: Path) -> None:
@@ -77,14 +75,14 @@ def test_an_offline_or_disallowed_target_is_refused_before_any_change(lxc_bed3: 
     bed.pve.set_node_offline("pve3")
     before = changes(bed)
     offline = pveoci(bed, root, "migrate", "web", "--to", "pve3")
-    assert offline.returncode == 12
-    assert offline.stderr.splitlines()[-1] == "pveoci: error: node 'pve3' is offline: web stays where it is"
+    assert offline.code == 12
+    assert offline.err.splitlines()[-1] == "pveoci: error: node 'pve3' is offline: web stays where it is"
     bed.pve.maintenance = {"pve2"}
     maintained = pveoci(bed, root, "migrate", "web", "--to", "pve2")
-    assert maintained.returncode == 30
-    assert maintained.stderr.splitlines()[-1] == "pveoci: error: cannot move web to pve2: pve2 is in maintenance"
+    assert maintained.code == 30
+    assert maintained.err.splitlines()[-1] == "pveoci: error: cannot move web to pve2: pve2 is in maintenance"
     nowhere = pveoci(bed, root, "migrate", "web")  # auto: pve2 in maintenance, pve3 offline
-    assert nowhere.returncode == 29
+    assert nowhere.code == 29
     assert changes(bed) == before  # nothing was asked to change
     assert state(bed, root, "web")["pveoci"]["node"] == "pve1"
 
@@ -93,10 +91,10 @@ def test_a_dry_run_prints_the_checks(lxc_bed3: Testbed, running: Path) -> None:
     bed, root = lxc_bed3, running
     before = changes(bed)
     dry = pveoci(bed, root, "migrate", "web", "--to", "pve3", "--dry-run")
-    assert dry.returncode == 0, dry.stderr
-    lines = dry.stdout.splitlines()
+    assert dry.code == 0, dry.err
+    lines = dry.out.splitlines()
     assert lines[0].split() == ["CHECK", "STATUS", "DETAIL"]
-    assert "proxmox    pass    Proxmox allows pve3" in dry.stdout
+    assert "proxmox    pass    Proxmox allows pve3" in dry.out
     assert lines[-1] == "web  pve1 -> pve3  would move (restart)"
     assert changes(bed) == before
 
@@ -107,13 +105,13 @@ def test_an_ha_managed_container_moves_through_ha(lxc_bed3: Testbed, running: Pa
     ct.ha_state = "started"
     bed.pve.ha_move_delay = 1.0  # the HA task ends at once; the container moves a second later
     moved = pveoci(bed, root, "migrate", "web", "--to", "pve3", "-o", "json")
-    assert moved.returncode == 0, moved.stderr
-    assert json.loads(moved.stdout)["mode"] == "ha"
+    assert moved.code == 0, moved.err
+    assert json.loads(moved.out)["mode"] == "ha"
     assert any("/lxc/" in c and c.endswith("/migrate") for c in changes(bed))
     after = state(bed, root, "web")
     assert (after["status"], after["pveoci"]["node"]) == ("running", "pve3")
     inside = pveoci(bed, root, "exec", "web", "--", "cat", "/.pveoci/run/state")
-    assert (inside.returncode, inside.stdout) == (0, "running"), inside.stderr
+    assert (inside.code, inside.out) == (0, "running"), inside.err
 
 
 def test_the_task_log_is_the_progress(lxc_bed3: Testbed, running: Path) -> None:

@@ -11,8 +11,8 @@ from tests.testbed import Testbed
 pytestmark = pytest.mark.bed
 
 
-def test_table_lists_every_node_with_its_storages(pveoci) -> None:  # type: ignore[no-untyped-def]
-    result = pveoci("nodes")
+def test_table_lists_every_node_with_its_storages(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("nodes")
     assert result.code == 0, result.err
     header, *rows = result.out.splitlines()
     assert header.split() == ["NODE", "STATUS", "CPU", "MEM", "FREE", "TEMPLATE", "STORAGES", "ROOTFS", "STORAGES"]
@@ -20,8 +20,8 @@ def test_table_lists_every_node_with_its_storages(pveoci) -> None:  # type: igno
     assert all("online" in r and "local (" in r and "local-lvm (" in r for r in rows)
 
 
-def test_json_output(pveoci) -> None:  # type: ignore[no-untyped-def]
-    result = pveoci("nodes", "-o", "json")
+def test_json_output(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("nodes", "-o", "json")
     assert result.code == 0
     data = json.loads(result.out)
     assert [n["node"] for n in data] == ["pve1", "pve2"]
@@ -32,23 +32,23 @@ def test_json_output(pveoci) -> None:  # type: ignore[no-untyped-def]
     assert [s["storage"] for s in first["rootfs_storages"]] == ["local-lvm"]
 
 
-def test_global_output_option_works_too(pveoci) -> None:  # type: ignore[no-untyped-def]
-    assert json.loads(pveoci("-o", "json", "nodes").out)[0]["node"] == "pve1"
+def test_global_output_option_works_too(cli) -> None:  # type: ignore[no-untyped-def]
+    assert json.loads(cli("-o", "json", "nodes").out)[0]["node"] == "pve1"
 
 
-def test_offline_node_is_listed_as_offline(pveoci, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+def test_offline_node_is_listed_as_offline(cli, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     cluster.pve.set_node_offline("pve2")
-    result = pveoci("nodes", "-o", "json")
+    result = cli("nodes", "-o", "json")
     assert result.code == 0
     pve2 = json.loads(result.out)[1]
     assert pve2["status"] == "offline"
     assert pve2["template_storages"] == []
-    table = pveoci("nodes").out.splitlines()
+    table = cli("nodes").out.splitlines()
     assert table[2].split()[:2] == ["pve2", "offline"]
 
 
-def test_a_node_in_maintenance_says_so(pveoci, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
+def test_a_node_in_maintenance_says_so(cli, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     cluster.pve.maintenance = {"pve1"}
-    table = pveoci("nodes").out.splitlines()
+    table = cli("nodes").out.splitlines()
     assert [r.split()[:2] for r in table[1:]] == [["pve1", "maintenance"], ["pve2", "online"]]
-    assert [n["maintenance"] for n in json.loads(pveoci("nodes", "-o", "json").out)] == [True, False]
+    assert [n["maintenance"] for n in json.loads(cli("nodes", "-o", "json").out)] == [True, False]

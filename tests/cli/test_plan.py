@@ -7,21 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import MemoryCli, invoke
 from tests.testbed import Testbed
 
 pytestmark = pytest.mark.bed
 
 
-def test_plan_lists_options_and_warnings(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
-    result = pveoci("plan", "-b", str(busybox_bundle))
+def test_plan_lists_options_and_warnings(cli, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("plan", "-b", str(busybox_bundle))
     assert result.code == 0, result.err
     assert "  cmode=console\n" in result.out
     assert "  ostype=unmanaged\n" in result.out
     assert "unsupported   process.capabilities" in result.out
 
 
-def test_plan_json(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
-    data = json.loads(pveoci("plan", "-b", str(busybox_bundle), "-o", "json").out)
+def test_plan_json(cli, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    data = json.loads(cli("plan", "-b", str(busybox_bundle), "-o", "json").out)
     assert data["pve_version"] == "9.1"
     assert data["assumed"] is False
     assert data["options"]["hostname"] == "busybox"
@@ -29,9 +30,9 @@ def test_plan_json(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-unt
     assert {"field": "process.capabilities", "status": "unsupported"}.items() <= data["findings"][0].items()
 
 
-def test_strict_refuses_naming_each_unsupported_field(pveoci, busybox_bundle: Path,  # type: ignore[no-untyped-def]
+def test_strict_refuses_naming_each_unsupported_field(cli, busybox_bundle: Path,  # type: ignore[no-untyped-def]
                                                       cluster: Testbed) -> None:
-    result = pveoci("plan", "-b", str(busybox_bundle), "--strict")
+    result = cli("plan", "-b", str(busybox_bundle), "--strict")
     assert result.code == 19
     assert result.err == ("pveoci: error: --strict: this bundle asks for what Proxmox cannot do: "
                           "process.capabilities (pveoci plan shows why)\n")
@@ -39,21 +40,17 @@ def test_strict_refuses_naming_each_unsupported_field(pveoci, busybox_bundle: Pa
 
 
 def test_plan_without_a_cluster_assumes_pve_9_1(busybox_bundle: Path, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     env = {"PVEOCI_CONFIG": str(tmp_path / "none.toml"), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "pveoci", "plan", "-b", str(busybox_bundle)], env=env,
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("(cluster not asked: no API host for profile 'default'")
+    proc = invoke(["plan", "-b", str(busybox_bundle)], env=env)
+    assert proc.code == 0, proc.err
+    assert proc.out.startswith("(cluster not asked: no API host for profile 'default'")
 
 
-def test_missing_program_is_a_mapping_error(pveoci, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_program_is_a_mapping_error(cli, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
     config = json.loads((busybox_bundle / "config.json").read_text())
     config["process"]["args"] = ["nginx", "-g", "daemon off;"]
     (busybox_bundle / "config.json").write_text(json.dumps(config))
-    result = pveoci("plan", "-b", str(busybox_bundle))
+    result = cli("plan", "-b", str(busybox_bundle))
     assert result.code == 19
     assert "process.args[0]: 'nginx' is not an executable file in the rootfs" in result.err
 
@@ -69,18 +66,19 @@ def with_process(bundle: Path, key: str, value: object) -> None:
 
 
 @pytest.mark.parametrize(("key", "value", "where"), NUL_CASES, ids=[case[0] for case in NUL_CASES])
-def test_a_nul_byte_in_the_process_is_an_invalid_bundle(pveoci, busybox_bundle: Path,  # type: ignore[no-untyped-def]
+def test_a_nul_byte_in_the_process_is_an_invalid_bundle(memory_cli: MemoryCli, busybox_bundle: Path,
                                                         key: str, value: object, where: str) -> None:
+    # The bundle is refused as it is read, before the cluster is asked anything: the in-memory one does.
     with_process(busybox_bundle, key, value)
-    result = pveoci("plan", "-b", str(busybox_bundle))
+    result = memory_cli("plan", "-b", str(busybox_bundle))
     assert (result.code, result.err) == (
         18, f"pveoci: error: invalid config.json in {busybox_bundle}: {where}: must not contain a NUL byte\n")
 
 
-def test_create_refuses_a_nul_byte_in_the_env_before_any_change(pveoci, busybox_bundle: Path,  # type: ignore[no-untyped-def]
+def test_create_refuses_a_nul_byte_in_the_env_before_any_change(cli, busybox_bundle: Path,  # type: ignore[no-untyped-def]
                                                                 cluster: Testbed, tmp_path: Path) -> None:
     with_process(busybox_bundle, "env", ["A=x\0y"])
-    result = pveoci("--root", str(tmp_path / "cache"), "create", "-b", str(busybox_bundle), "nul")
+    result = cli("--root", str(tmp_path / "cache"), "create", "-b", str(busybox_bundle), "nul")
     assert (result.code, result.err) == (
         18, f"pveoci: error: invalid config.json in {busybox_bundle}: process.env[0]: must not contain a NUL byte\n")
     assert not [r for r in cluster.pve.requests if r[0] != "GET"]

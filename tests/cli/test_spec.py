@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from pveoci.oci import Bundle
 from pveoci.oci.defaults import default_spec
+from tests.harness import Result, invoke
 from tests.oci import config_schema
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path | None = None) -> Result:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PVEOCI_")}
-    return subprocess.run([sys.executable, "-m", "pveoci", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, check=False)
+    return invoke(args, env=env, cwd=cwd)
 
 
 def test_writes_runcs_default_into_the_current_directory(tmp_path: Path) -> None:
     result = run("spec", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == result.stderr == ""
+    assert result.code == 0, result.err
+    assert result.out == result.err == ""
     text = (tmp_path / "config.json").read_text(encoding="utf-8")
     assert text == json.dumps(default_spec(), indent="\t") + "\n"
     config_schema().validate(json.loads(text))
@@ -30,7 +28,7 @@ def test_writes_runcs_default_into_the_current_directory(tmp_path: Path) -> None
 
 def test_args_and_bundle(tmp_path: Path) -> None:
     result = run("spec", "-b", str(tmp_path), "--", "/hello", "--greeting", "hi")
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     doc = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
     assert doc["process"]["args"] == ["/hello", "--greeting", "hi"]
     (tmp_path / "rootfs").mkdir()
@@ -42,7 +40,7 @@ def test_args_and_bundle(tmp_path: Path) -> None:
 
 def test_rootless(tmp_path: Path) -> None:
     result = run("spec", "--rootless", "--bundle", str(tmp_path))
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     doc = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
     config_schema().validate(doc)
     assert doc == default_spec(rootless=True)
@@ -54,20 +52,20 @@ def test_rootless(tmp_path: Path) -> None:
 def test_refuses_to_replace_a_config(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}\n")
     result = run("spec", "-b", str(tmp_path))
-    assert result.returncode == 18
-    assert result.stderr == "pveoci: error: File config.json exists. Remove it first\n"
+    assert result.code == 18
+    assert result.err == "pveoci: error: File config.json exists. Remove it first\n"
     assert (tmp_path / "config.json").read_text() == "{}\n"
 
 
 def test_missing_bundle_directory(tmp_path: Path) -> None:
     result = run("spec", "-b", str(tmp_path / "nope"))
-    assert result.returncode == 18
-    assert result.stderr == f"pveoci: error: bundle {tmp_path / 'nope'} does not exist\n"
+    assert result.code == 18
+    assert result.err == f"pveoci: error: bundle {tmp_path / 'nope'} does not exist\n"
 
 
 def test_help_shows_examples() -> None:
     result = run("spec", "--help")
-    assert result.returncode == 0
-    assert "Examples:\n\n    pveoci spec " in result.stdout
-    assert "pveoci spec -b /srv/hello -- /hello" in result.stdout
-    assert "--rootless" in result.stdout
+    assert result.code == 0
+    assert "Examples:\n\n    pveoci spec " in result.out
+    assert "pveoci spec -b /srv/hello -- /hello" in result.out
+    assert "--rootless" in result.out

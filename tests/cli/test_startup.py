@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 def imported_after(code: str) -> set[str]:
+    # A fresh interpreter: what a start-up imports can only be seen in a process that has imported nothing yet.
     probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     return set(out.split())

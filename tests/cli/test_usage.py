@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.harness import Result, invoke
 
-def pveoci(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+
+def pveoci(*args: str, config: Path | None = None) -> Result:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
     if config is not None:
         env["PVEOCI_CONFIG"] = str(config)
-    return subprocess.run([sys.executable, "-m", "pveoci", *args], capture_output=True, text=True, env=env,
-                          check=False, timeout=60)
+    return invoke(args, env=env)
 
 
-def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, (result.returncode, result.stderr)
-    assert result.stdout == ""
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("pveoci: error: ")
-    return result.stderr[len("pveoci: error: "):].rstrip("\n")
+def one_line(result: Result, code: int) -> str:
+    assert result.code == code, (result.code, result.err)
+    assert result.out == ""
+    assert result.err.count("\n") == 1, result.err
+    assert result.err.startswith("pveoci: error: ")
+    return result.err[len("pveoci: error: "):].rstrip("\n")
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -37,7 +36,7 @@ def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
 ])
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], words: str) -> None:
     if args == ["template"]:  # a bare group shows its help, as a usage error
-        assert pveoci(*args).returncode == 2
+        assert pveoci(*args).code == 2
         return
     assert words in one_line(pveoci(*args), 2)
 
@@ -61,7 +60,7 @@ def test_flags_pveoci_cannot_honour_are_refused_not_ignored(args: list[str], fla
 def test_rootless_false_and_auto_are_accepted(tmp_path: Path) -> None:
     for value in ("false", "auto"):
         result = pveoci("--rootless", value, "config", "show", config=tmp_path / "none.toml")
-        assert result.returncode == 0, result.stderr
+        assert result.code == 0, result.err
 
 
 def test_backend_pct_without_a_node_to_enter_by_says_what_to_set(tmp_path: Path) -> None:
@@ -73,13 +72,13 @@ def test_backend_pct_without_a_node_to_enter_by_says_what_to_set(tmp_path: Path)
 
 def test_an_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:
     result = pveoci("--backend", "ssh", "list", config=tmp_path / "none.toml")
-    assert result.returncode == 2
-    assert result.stderr == ("pveoci: error: Invalid value for '--backend': 'ssh' is not one of 'api', 'pct', "
+    assert result.code == 2
+    assert result.err == ("pveoci: error: Invalid value for '--backend': 'ssh' is not one of 'api', 'pct', "
                              "'auto' (see 'pveoci --help')\n")
 
 
 def test_shell_completion_is_offered() -> None:
     result = pveoci("--help")
-    assert result.returncode == 0
-    assert "--install-completion" in result.stdout
-    assert "--show-completion" in result.stdout
+    assert result.code == 0
+    assert "--install-completion" in result.out
+    assert "--show-completion" in result.out
