@@ -31,8 +31,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "pveoci.planning": ("pveoci.errors", "pveoci.models", "pveoci.settings", "pveoci.oci", "pveoci.lxc",
                         "pveoci.template.pack"),
     "pveoci.runtime": ("pveoci.backends.base", "pveoci.errors", "pveoci.models", "pveoci.settings", "pveoci.cache",
-                       "pveoci.hooks", "pveoci.marker", "pveoci.card", "pveoci.process", "pveoci.progress", "pveoci.retry",
-                       "pveoci.signals", "pveoci.oci", "pveoci.lxc", "pveoci.planning", "pveoci.init",
+                       "pveoci.hooks", "pveoci.marker", "pveoci.card", "pveoci.process", "pveoci.progress",
+                       "pveoci.retry", "pveoci.signals", "pveoci.oci", "pveoci.lxc", "pveoci.planning", "pveoci.init",
                        "pveoci.template.pack", "pveoci.template.manifest", "pveoci.template.delta",
                        "pveoci.template.frames", "pveoci.template.tree", "pveoci.template.native"),
 }
