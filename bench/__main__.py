@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,20 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import synth
+from bench import median_pair, synth
 
 Timing = Callable[[], float]
-
-
-def _median_pair(baseline: Timing, candidate: Timing, rounds: int) -> tuple[float, float]:
-    """Interleaved runs (after one warm-up each) so drift on a noisy machine hits both alike."""
-    baseline()
-    candidate()
-    base, cand = [], []
-    for _ in range(rounds):
-        base.append(baseline())
-        cand.append(candidate())
-    return statistics.median(base), statistics.median(cand)
 
 
 PACK_FLOOR = 0.8
@@ -60,7 +48,7 @@ def bench_pack(workdir: Path, size_mb: int, rounds: int, tree: str = "synthetic"
         packed.path.unlink()
         return elapsed
 
-    base, cand = _median_pair(gnu, ours, rounds)
+    base, cand = median_pair(gnu, ours, rounds)
     files = sum(1 for _ in root.rglob("*"))
     print(f"pack ({tree} tree, {files} entries): tar|zstd {base:.2f} s, pveoci {cand:.2f} s "
           f"(frames hashed, file hashed): ratio {base / cand:.2f}x (floor {PACK_FLOOR}x)")
@@ -110,7 +98,7 @@ def bench_upload(workdir: Path, size_mb: int, rounds: int) -> dict[str, float]:
             connector.close_all()
             return time.perf_counter() - start
 
-        base, cand = _median_pair(openssh, ours, rounds)
+        base, cand = median_pair(openssh, ours, rounds)
     finally:
         sshd.stop()
     print(f"upload: {size_mb} MiB over loopback; OpenSSH sftp {size_mb / base:.0f} MiB/s, "

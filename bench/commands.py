@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import synth
+from bench import median_pair, synth
 from bench.templates import _bundle, _clean_node, _ssh_cat
 
 #: Floors: ratios at least, seconds and requests at most.
@@ -42,20 +41,9 @@ def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return took
 
 
-def _pair(baseline: Any, candidate: Any, rounds: int) -> tuple[float, float]:
-    """Interleaved, after one warm-up each: drift on a noisy machine hits both alike; medians."""
-    baseline()
-    candidate()
-    base, cand = [], []
-    for _ in range(rounds):
-        base.append(baseline())
-        cand.append(candidate())
-    return statistics.median(base), statistics.median(cand)
-
-
 def version(rounds: int) -> dict[str, float]:
     python = PVEOCI.with_name("python") if PVEOCI.with_name("python").exists() else Path(sys.executable)
-    base, cand = _pair(lambda: _timed([str(python), "-c", "pass"]),
+    base, cand = median_pair(lambda: _timed([str(python), "-c", "pass"]),
                        lambda: _timed([str(PVEOCI), "--version"]), max(rounds, 7))
     print(f"  --version: python -c pass {base:.3f} s, pveoci --version {cand:.3f} s: {cand - base:+.3f} s "
           f"(at most +{MAXIMA['cmd_version_extra_s']:.2f} s)")
@@ -106,7 +94,7 @@ def _push(bed: Any, tree: Path, bundle: Path, workdir: Path, rounds: int) -> dic
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
-    new = _pair(baseline_new, push_new, rounds)
+    new = median_pair(baseline_new, push_new, rounds)
     warm = workdir / "cmd-cache-warm"
     shutil.rmtree(warm, ignore_errors=True)
     env = bed.env(XDG_CACHE_HOME=str(warm / "xdg"))
@@ -119,7 +107,7 @@ def _push(bed: Any, tree: Path, bundle: Path, workdir: Path, rounds: int) -> dic
         return _timed([str(PVEOCI), "--root", str(warm), "template", "push", "-b", str(bundle), "--node", "pve1"],
                       env=env)
 
-    same = _pair(walk, push_same, rounds)
+    same = median_pair(walk, push_same, rounds)
     print(f"  template push, new rootfs: tar|zstd|ssh cat {new[0]:.2f} s, pveoci {new[1]:.2f} s: ratio "
           f"{new[0] / new[1]:.2f}x (floor {FLOORS['cmd_push_new_ratio']}x)")
     print(f"  template push, unchanged rootfs: stat walk {same[0]:.3f} s, pveoci {same[1]:.3f} s: ratio "
@@ -145,7 +133,7 @@ def _kill(bed: Any, workdir: Path, rounds: int) -> dict[str, float]:
         requests_before = len(bed.pve.requests)
         _pveoci(bed, root, "kill", "killme", "USR1")
         requests = len(bed.pve.requests) - requests_before
-        by_paramiko, by_openssh = _pair(
+        by_paramiko, by_openssh = median_pair(
             lambda: _pveoci(bed, root, "kill", "killme", "USR1"),
             lambda: _timed([str(PVEOCI), "--root", str(root), "kill", "killme", "USR1"], env=with_openssh),
             max(rounds, 5))

@@ -68,12 +68,7 @@ def record_from_card(ctx: Context, guest: Guest) -> Record | None:
     found = parse(guest.tags)
     if found is None or id_tag(found.id) not in guest.tags:
         return None
-    record = Record(id=found.id, cluster=ctx.cluster, node=guest.node, vmid=guest.vmid, bundle=found.bundle,
-                    rootfs=found.rootfs, template=found.template, created=found.created,
-                    status=oci_status(guest, found.version), annotations=dict(found.annotations),
-                    stop_signal=found.stop_signal, marker_version=found.version)
-    ctx.cache.put(record)
-    return record
+    return record_from_marker(ctx, guest, found, None)
 
 
 def _stale(record: Record | None, guest: Guest) -> bool:

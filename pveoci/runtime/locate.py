@@ -9,13 +9,17 @@ someone else's: `state` would say "does not exist" and `delete -f` succeed while
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pveoci import errors, marker
 from pveoci.cache import Record
 from pveoci.models import Guest, State, Status
 from pveoci.retry import Backoff, poll
 from pveoci.runtime.context import Context
+
+if TYPE_CHECKING:
+    from pveoci.card import Card
+
 from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED, TAG_TICKET, check_id, id_tag
 
 UNLOCK_WAIT = 30.0
@@ -102,8 +106,9 @@ def unreadable(guest: Guest, reason: str, cid: str | None = None) -> errors.Mark
         reason=reason, node=guest.node, vmid=guest.vmid)
 
 
-def record_from_marker(ctx: Context, guest: Guest, found: marker.Marker, cid: str | None) -> Record | None:
-    """The cache's record of a marker just read (None: it names another id than `cid`)."""
+def record_from_marker(ctx: Context, guest: Guest, found: marker.Marker | Card, cid: str | None) -> Record | None:
+    """The cache's record of a marker just read, or of the card that repeats it (None: it names another id than
+    `cid`)."""
     if cid is not None and found.id != cid:
         return None
     record = Record(id=found.id, cluster=ctx.cluster, node=guest.node, vmid=guest.vmid, bundle=found.bundle,
