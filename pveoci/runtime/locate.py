@@ -16,11 +16,10 @@ from pveoci.cache import Record
 from pveoci.models import Guest, State, Status
 from pveoci.retry import Backoff, poll
 from pveoci.runtime.context import Context
+from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED, TAG_TICKET, check_id, id_tag
 
 if TYPE_CHECKING:
     from pveoci.card import Card
-
-from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED, TAG_TICKET, check_id, id_tag
 
 UNLOCK_WAIT = 30.0
 _UNLOCK_POLL = Backoff(first=0.05, factor=2.0, cap=1.0)
