@@ -22,7 +22,7 @@ from pveoci.models import Destination
 from pveoci.ssh import SshConnector
 from pveoci.template import scripts
 from pveoci.template.node_dir import RemoteDir, host_tag
-from pveoci.template.sweep import QUIET, Listings
+from pveoci.template.sweep import QUIET, Listings, dead_here
 
 HEARTBEAT = 5.0
 POLL = 0.5
@@ -75,8 +75,8 @@ class RemoteClaim:
             if status == 0:
                 self._result = said or None
                 return self._result
-            if status != 1 or _seconds(said) > QUIET:
-                return None   # gone (given up, taken over, swept) or gone quiet
+            if status != 1 or _seconds(said) > QUIET or dead_here(said.split()[1:]):
+                return None   # gone (given up, taken over, swept), gone quiet, or its holder, of this host, killed
             time.sleep(POLL)
         return None
 
@@ -109,6 +109,6 @@ class RemoteClaim:
 def _seconds(said: str) -> float:
     """The seconds a poll printed (negative when the storage's clock is ahead of the node's); unreadable: gone."""
     try:
-        return float(int(said))
-    except ValueError:
+        return float(int(said.split()[0]))
+    except (ValueError, IndexError):
         return float("inf")

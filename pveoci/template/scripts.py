@@ -67,7 +67,8 @@ if [ -d "$1/$3" ] || { [ -n "$4" ] && [ "$(cat -- "$1/result" 2>/dev/null)" = "$
 """ + TAKE
 
 #: A waiter's look at claim $1 it waits in as $2. Exit 0: its result (printed), and the waiter has left it; 1:
-#: still held (the seconds since its holder was last heard of, printed); 3: gone (given up, taken over, swept).
+#: still held (the seconds since its holder was last heard of, then the holder, printed); 3: gone (given up,
+#: taken over, swept).
 POLL = CLAIM_FUNCTIONS + """
 [ -d "$1/$2" ] || exit 3
 if [ -e "$1/result" ]; then
@@ -77,7 +78,7 @@ if [ -e "$1/result" ]; then
     exit 0
 fi
 changed=$(stat -c %Y -- "$1") || exit 3
-echo $(($(date +%s) - changed))
+echo "$(($(date +%s) - changed)) $(cat -- "$1/holder" 2>/dev/null)"
 exit 1
 """
 

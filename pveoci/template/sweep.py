@@ -59,8 +59,8 @@ def _abandoned(name: str, age: float, done: bool, holder: str, waiters: list[str
         if ".gone." in name:
             return True    # renamed away to be removed: its remover was killed
         if done:           # its waiters read the result within a poll or two, unless they were killed
-            return age > QUIET or all(_dead_here(w.removeprefix("w.").split("-")) for w in waiters)
-        return _dead_here(holder.split()) or age > QUIET
+            return age > QUIET or all(dead_here(w.removeprefix("w.").split("-")) for w in waiters)
+        return dead_here(holder.split()) or age > QUIET
     parts = name.split(".")
     maker = parts[-2].split("-") if len(parts) >= 4 else []
     if len(maker) == 3 and maker[0] == host_tag() and maker[1].isdigit():
@@ -68,7 +68,7 @@ def _abandoned(name: str, age: float, done: bool, holder: str, waiters: list[str
     return age > PARTIAL_AGE
 
 
-def _dead_here(maker: list[str]) -> bool:
+def dead_here(maker: list[str]) -> bool:
     """A process of this host ([host tag, pid, ...], as hidden names and holders say it) that is gone."""
     return len(maker) >= 2 and maker[0] == host_tag() and maker[1].isdigit() and not alive(int(maker[1]))
 
