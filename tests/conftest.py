@@ -70,16 +70,6 @@ def static_builds(request: pytest.FixtureRequest) -> Builds:
     return request.config.stash[_BUILDS]
 
 
-#: The backends the scenario tests run over: the Proxmox API, and pct/pvesh on the nodes over SSH.
-BACKENDS = ("api", "pct")
-
-
-@pytest.fixture(params=BACKENDS)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    """Each test that takes it runs once per backend (a test may narrow it: parametrize backend_name itself)."""
-    return str(request.param)
-
-
 @pytest.fixture(scope="session")
 def bed3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """A three-node cluster (pve1, pve2, pve3) for placement, migrations, drains and rebalancing."""
