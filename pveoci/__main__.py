@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.stdout.write(f"pveoci version {__version__}\n")
         return
+    from pveoci.cli import prefetch
+
+    prefetch.start(args)  # a rootfs's stat walk, while the command line below is imported and parsed
     from pveoci.cli.main import main as run
 
     run(args)

@@ -60,6 +60,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(builds.root, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def secrets_of_this_test() -> Iterator[None]:
+    """The secrets a test registers (logs.register_secret: scrubbed from every message) are its own: another
+    test's secret ("nope", say) must not mask a word of this one's messages."""
+    from pveoci import logs
+
+    before = set(logs._secrets)
+    yield
+    logs._secrets.intersection_update(before)
+
+
 @pytest.fixture(scope="session")
 def static_builds(request: pytest.FixtureRequest) -> Builds:
     """The init and packer builds of this run (started when the run was collected), waited for by each test."""

@@ -152,5 +152,5 @@ class ApiBackend(Assembled):
         return doctor.diagnose(self.settings, self.client)
 
     def close(self) -> None:
-        self.client.session.close()
+        self.client.close()
         self.ssh.close_all()

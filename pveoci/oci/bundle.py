@@ -7,10 +7,13 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pveoci.errors import BundleError
 from pveoci.oci import jsonfile
-from pveoci.oci.spec import Spec, parse_spec
+
+if TYPE_CHECKING:
+    from pveoci.oci.spec import Spec
 
 CONFIG_NAME = "config.json"
 
@@ -35,15 +38,7 @@ class Bundle:
         The config is read once: the digest and the spec describe the same bytes, so later edits to
         config.json cannot slip in between (runtime.md: they must not affect a created container).
         """
-        # abspath, not resolve(): messages and state keep the name the user gave, symlinks included.
-        bundle = Path(os.path.abspath(path))
-        problem = _not_a_directory(bundle)
-        if problem is not None:
-            raise BundleError(f"bundle {_named(bundle)} {problem}")
-        config = bundle / CONFIG_NAME
-        # Only a regular file: config.json as a FIFO would wait for a writer, as /dev/zero would never end.
-        raw = jsonfile.read(config, missing=f"no {CONFIG_NAME} in {_named(bundle)}")
-        return cls.parse(bundle, raw)
+        return read(path).parse()
 
     @classmethod
     def parse(cls, bundle: Path, raw: bytes) -> Bundle:
@@ -56,6 +51,46 @@ class Bundle:
             raise BundleError(f"rootfs {_named(rootfs)} (root.path) "
                               f"{'is not a directory' if problem == 'does not exist' else problem}")
         return cls(path=bundle, spec=spec, rootfs=rootfs, config_digest=hashlib.sha256(raw).hexdigest())
+
+
+@dataclass(frozen=True)
+class Unparsed:
+    """A bundle's config.json as read, before it is validated (parse()): `rootfs` is the directory its
+    root.path names when it names one, so a stat walk of it can start while the spec is checked."""
+
+    path: Path
+    raw: bytes
+    rootfs: Path | None
+
+    def parse(self) -> Bundle:
+        return Bundle.parse(self.path, self.raw)
+
+
+def read(path: Path | str) -> Unparsed:
+    """`<path>/config.json`, read once (a one-line BundleError for a missing or unreadable one); not validated."""
+    # abspath, not resolve(): messages and state keep the name the user gave, symlinks included.
+    bundle = Path(os.path.abspath(path))
+    problem = _not_a_directory(bundle)
+    if problem is not None:
+        raise BundleError(f"bundle {_named(bundle)} {problem}")
+    config = bundle / CONFIG_NAME
+    # Only a regular file: config.json as a FIFO would wait for a writer, as /dev/zero would never end.
+    raw = jsonfile.read(config, missing=f"no {CONFIG_NAME} in {_named(bundle)}")
+    return Unparsed(bundle, raw, _rootfs_named(bundle, raw))
+
+
+def _rootfs_named(bundle: Path, raw: bytes) -> Path | None:
+    """The directory root.path names, if the config is JSON that names one (parse() checks all of it later)."""
+    try:
+        document: Any = jsonfile.decode(raw, bundle / CONFIG_NAME)
+    except BundleError:
+        return None
+    root = document.get("root") if isinstance(document, dict) else None
+    where = root.get("path") if isinstance(root, dict) else None
+    if not isinstance(where, str) or not where or "\0" in where:
+        return None
+    rootfs = Path(os.path.normpath(bundle / where))
+    return rootfs if _not_a_directory(rootfs) is None else None
 
 
 def _not_a_directory(path: Path) -> str | None:
@@ -81,6 +116,8 @@ def _named(path: Path) -> str:
 def parse_config(raw: bytes, config: Path) -> Spec:
     """The bytes of a bundle's config.json (at `config`, which errors name) as a spec pveoci can run: valid, with
     `process` and `root`; a one-line BundleError if not."""
+    from pveoci.oci.spec import parse_spec
+
     where = f"{CONFIG_NAME} in {config.parent}"
     spec = parse_spec(jsonfile.decode(raw, config), where=where)
     if spec.process is None:

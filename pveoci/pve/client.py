@@ -1,4 +1,8 @@
-"""PveClient: one Proxmox VE API connection, over proxmoxer, with typed errors and task waits."""
+"""PveClient: one Proxmox VE API connection, over proxmoxer, with typed errors and task waits.
+
+The HTTP stack (requests, urllib3, proxmoxer: about a tenth of a second of imports) loads with the first
+request: a command that asks the API nothing (an unchanged `template push`, `spec`) never pays for it.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import requests
-from proxmoxer import ProxmoxResource, ResourceException
-from proxmoxer.backends.https import JsonSerializer
-
 from pveoci import errors
 from pveoci.logs import register_secret
-from pveoci.pve import tasks, translate
-from pveoci.pve.transport import PveSession, TicketAuth, TokenAuth
+from pveoci.pve import tasks
 
 if TYPE_CHECKING:
+    from proxmoxer import ProxmoxResource
+
+    from pveoci.pve.transport import PveSession
     from pveoci.settings import Settings
 
 
@@ -30,11 +32,47 @@ class PveClient:
     `client.get("nodes", node, "storage", content="vztmpl")` -> GET /nodes/{node}/storage?content=vztmpl
     """
 
-    def __init__(self, session: PveSession, *, endpoint: str, task_timeout: float) -> None:
-        self.session = session
+    def __init__(self, session: PveSession | Callable[[], PveSession], *, endpoint: str, task_timeout: float,
+                 identity: str | None = None) -> None:
+        """`session`: the HTTP session, or what makes it on the first request (then `identity` names who logs
+        in: the token id or the user)."""
+        self._make: Callable[[], PveSession] | None = None
+        self._session: PveSession | None = None
+        if callable(session):
+            self._make = session
+        else:
+            self._session = session
+            identity = str(session.auth.identity)
+        self._identity = identity or ""
         self.endpoint = endpoint
         self.task_timeout = task_timeout
-        self._root = ProxmoxResource(base_url=session.base_url, session=session, serializer=JsonSerializer())
+        self._resource: ProxmoxResource | None = None
+
+    @property
+    def session(self) -> PveSession:
+        if self._session is None:
+            assert self._make is not None
+            self._session = self._make()
+        return self._session
+
+    @property
+    def started(self) -> bool:
+        """Whether a session exists (a request was made, or is being made)."""
+        return self._session is not None
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def _root(self) -> ProxmoxResource:
+        if self._resource is None:
+            from proxmoxer import ProxmoxResource
+            from proxmoxer.backends.https import JsonSerializer
+
+            session = self.session
+            self._resource = ProxmoxResource(base_url=session.base_url, session=session,
+                                             serializer=JsonSerializer())
+        return self._resource
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PveClient:
@@ -57,28 +95,40 @@ class PveClient:
         else:
             verify = profile.verify_tls
         timeout = (min(profile.timeout, 10.0), profile.timeout)
-        auth: TokenAuth | TicketAuth
-        if profile.token_id:
-            secret = settings.secret("token_secret")
-            register_secret(secret)
-            auth = TokenAuth(profile.token_id, secret, verify=verify, timeout=timeout)
-        else:
-            password = settings.secret("password")
-            register_secret(password)
-            auth = TicketAuth(profile.user, password, verify=verify, timeout=timeout)
-        session = PveSession(base_url, auth, retries=profile.retries, fingerprint=profile.fingerprint)
-        return cls(session, endpoint=f"https://{host}:{profile.port}", task_timeout=profile.task_timeout)
+        # The secret is read (and kept out of every log) now: a missing or unsafe one fails before any work.
+        secret = settings.secret("token_secret" if profile.token_id else "password")
+        register_secret(secret)
+        token_id, user, retries, fingerprint = profile.token_id, profile.user, profile.retries, profile.fingerprint
+
+        def session() -> PveSession:
+            from pveoci.pve.transport import PveSession, TicketAuth, TokenAuth
+
+            auth: TokenAuth | TicketAuth
+            if token_id:
+                auth = TokenAuth(token_id, secret, verify=verify, timeout=timeout)
+            else:
+                auth = TicketAuth(user, secret, verify=verify, timeout=timeout)
+            return PveSession(base_url, auth, retries=retries, fingerprint=fingerprint)
+
+        return cls(session, endpoint=f"https://{host}:{profile.port}", task_timeout=profile.task_timeout,
+                   identity=token_id or user)
 
     @property
     def identity(self) -> str:
         """Who the API sees: the token id or the user."""
-        return str(self.session.auth.identity)
+        return self._identity
 
     # ------------------------------------------------------------------ calls
 
     def call(self, method: str, segments: tuple[object, ...], args: dict[str, Any]) -> Any:
+        import requests
+        from proxmoxer import ResourceException
+
+        from pveoci.pve import translate
+
         path = "/" + "/".join(_segment(s) for s in segments)
-        resource = self._root(path.lstrip("/")) if segments else self._root
+        root = self._root()
+        resource = root(path.lstrip("/")) if segments else root
         try:
             if method == "GET":
                 return resource.get(**args)

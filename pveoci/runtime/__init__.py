@@ -82,26 +82,30 @@ class Templates:
         it would go to (`node`, else the profile's node; `auto` picks one).
         """
         ctx = self._ctx
-        from pveoci.oci.bundle import Bundle
-        from pveoci.runtime import create as creating
-        from pveoci.runtime import facts, push
+        from pveoci.oci import bundle as bundles
+        from pveoci.template import manifest
 
-        # Before the cluster is asked: the transport, the bundle and its mapping (the rootfs's size does not
-        # change what a mapping refuses; the walk that measures it runs below, beside the node's lookup).
-        push.check_transport(transport)
-        loaded = Bundle.load(bundle)
-        creating.check_mapping(ctx, loaded, "container", size=0)
+        config = bundles.read(bundle)
         wanted = node or ctx.profile.node
         try:
-            # The stat walk (the packer's scan, a process of its own) runs while the node is looked up and, on a
-            # workstation new to it, logged in to (its architecture): they overlap instead of adding up.
-            with push.scanning(loaded.rootfs) as walk:
+            # The stat walk (the packer's scan, a process of its own) starts as soon as the rootfs is known, and
+            # runs while the rest is checked (the transport, the spec and its mapping: the rootfs's size does not
+            # change what a mapping refuses) and the node looked up and, on a workstation new to it, logged in to
+            # (its architecture): they overlap instead of adding up. A check that fails stops the walk.
+            with manifest.scanning(config.rootfs or config.parse().rootfs) as walk:
+                from pveoci.runtime import create as creating
+                from pveoci.runtime import push
+
+                push.check_transport(transport)
+                loaded = config.parse()
+                creating.check_mapping(ctx, loaded, "container", size=0)
                 found = None if wanted == "auto" else self._node_facts(wanted, storage)
-                from pveoci.runtime import create  # noqa: F401 - the mapping's modules load while the walk runs
                 scanned = walk.result()
             return self._push(loaded, scanned, found, strict=strict, storage=storage, transport=transport,
                               progress=progress)
         except errors.NodeOffline:
+            from pveoci.runtime import facts
+
             facts.nodes_changed(ctx)
             raise
 
@@ -402,13 +406,15 @@ class Runtime:
               strict: bool = False) -> Placement:
         """Where `create` would put a container of this bundle now, and why: every node's score (or why it was
         rejected). Changes nothing. NoSuitableNode (with .placement) when no node can take it."""
-        from pveoci.oci.bundle import Bundle
+        from pveoci.oci import bundle as bundles
         from pveoci.runtime import create as creating
         from pveoci.runtime import survey
         from pveoci.template import manifest
 
-        loaded = Bundle.load(bundle)
-        scanned = manifest.scan(loaded.rootfs)
+        config = bundles.read(bundle)
+        with manifest.scanning(config.rootfs or config.parse().rootfs) as walk:  # while the spec is checked
+            loaded = config.parse()
+            scanned = walk.result()
         plan = creating.plan_for(self._ctx, loaded, id, strict=strict, warn=False, size=scanned.size)
         hint = creating.template_hint(self._ctx, loaded, scanned, plan)
         return survey.place(self._ctx, survey.ask_for(self._ctx, plan, exclude), id, hint)

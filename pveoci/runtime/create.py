@@ -19,6 +19,7 @@ from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
 from pveoci.lxc.properties import tag_list
 from pveoci.models import Placement, PushResult
+from pveoci.oci import bundle as bundles
 from pveoci.oci.bundle import Bundle
 from pveoci.process import encode, encode_arg
 from pveoci.progress import Progress
@@ -66,8 +67,12 @@ def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str) -> tuple[B
     mapping (as for the cluster's likely version: a program not in the rootfs, a resource out of range)."""
     check_id(cid)
     push.check_transport(transport)
-    bundle = Bundle.load(bundle_dir)
-    scanned = manifest.scan(bundle.rootfs)  # one stat walk: the disk's size, and whether it was packed before
+    config = bundles.read(bundle_dir)
+    # One stat walk (the disk's size, and whether it was packed before), from the moment the rootfs is known,
+    # while the spec is checked.
+    with manifest.scanning(config.rootfs or config.parse().rootfs) as walk:
+        bundle = config.parse()
+        scanned = walk.result()
     check_mapping(ctx, bundle, cid, size=scanned.size)
     return bundle, scanned
 

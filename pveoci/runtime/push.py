@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,43 +56,6 @@ def node_arch(ctx: Context, node: str) -> str:
         return init.arch_for(machine)
     except ValueError as exc:
         raise errors.Unsupported(f"node '{node}' is {machine}: {exc}") from None
-
-
-class Walk:
-    """A stat walk under way in a thread (scanning): result() waits for it, and raises what it raised."""
-
-    def __init__(self, rootfs: Path) -> None:
-        self._scan: manifest.Scan | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(rootfs,), name="pveoci-scan", daemon=True)
-        self._thread.start()
-
-    def _run(self, rootfs: Path) -> None:
-        try:
-            self._scan = manifest.scan(rootfs)
-        except BaseException as exc:  # handed to result(), in the caller's thread
-            self._error = exc
-
-    def wait(self) -> None:
-        self._thread.join()
-
-    def result(self) -> manifest.Scan:
-        self.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._scan is not None
-        return self._scan
-
-
-@contextmanager
-def scanning(rootfs: Path) -> Iterator[Walk]:
-    """The rootfs's stat walk (manifest.scan) while the caller asks the cluster what it needs meanwhile; the walk
-    is over when the block is left, whatever happened in it."""
-    walk = Walk(rootfs)
-    try:
-        yield walk
-    finally:
-        walk.wait()
 
 
 def known_template(ctx: Context, scanned: manifest.Scan, arch: str, legacy_init: bool) -> str | None:
@@ -312,5 +273,5 @@ def _as_delta(job: _Job, base: Packed, extras: list[ExtraFile], packing: Callabl
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-__all__ = ["TRANSPORTS", "Walk", "default_work_dir", "ensure", "known_template", "node_arch", "scanning",
+__all__ = ["TRANSPORTS", "default_work_dir", "ensure", "known_template", "node_arch",
            "template_files", "template_name"]

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pveoci import errors
-from pveoci.template.frames import FORMAT, LEVEL, Frame
-from pveoci.template.pack import Entries, Packed, walk
+from pveoci.template import native, tree
+
+if TYPE_CHECKING:
+    from pveoci.template.pack import Entries, Packed
 
 
 @dataclass(frozen=True)
@@ -33,15 +38,88 @@ class Scan:
 def scan(rootfs: Path) -> Scan:
     """A stat walk of rootfs (links not followed) in packing order: the fingerprint, the size that sizes its
     root disk and is the total of packing's progress, and the walk (for the pack that may follow)."""
+    from pveoci.template.pack import walk
+
+    return _scanned(walk(_root(rootfs)))
+
+
+def _root(rootfs: Path) -> bytes:
     root = os.fsencode(os.path.realpath(rootfs))
     if not os.path.isdir(root):
         raise errors.BundleError(f"rootfs {rootfs} is not a directory")
-    walked = walk(root)
+    return root
+
+
+def _scanned(walked: tree.Walk) -> Scan:
     return Scan(hashlib.sha256(walked.records).hexdigest(), walked.size, walked.records)
+
+
+class Scanning:
+    """scan(rootfs) under way while the caller does other work: started when made (the packer's process, its
+    records read by a thread; or the walk in Python, in a thread); result() waits for it and raises what it
+    raised; cancel() stops it (the packer's at once, Python's walk once it is over)."""
+
+    def __init__(self, rootfs: Path) -> None:
+        self.root = root = _root(rootfs)
+        program = native.scanner()
+        self._scanner = native.Scanner(program, root) if program is not None else None
+        self._scan: Scan | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(root,), name="pveoci-scan", daemon=True)
+        self._thread.start()
+
+    def _run(self, root: bytes) -> None:
+        try:
+            self._scan = _scanned(self._scanner.result() if self._scanner is not None else tree.walk_python(root))
+        except BaseException as exc:  # handed to result(), in the caller's thread
+            self._error = exc
+
+    def result(self) -> Scan:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._scan is not None
+        return self._scan
+
+    def cancel(self) -> None:
+        if self._scanner is not None:
+            self._scanner.cancel()
+        self._thread.join()
+
+
+_ahead: dict[bytes, Scanning] = {}
+
+
+def ahead(walk: Scanning) -> None:
+    """A walk started ahead of the command that will want it (pveoci.cli.prefetch): scanning() of the same
+    directory (its real path) takes it instead of walking again."""
+    _ahead[walk.root] = walk
+
+
+def stop_ahead() -> None:
+    """Stops the walks started ahead that nothing took."""
+    while _ahead:
+        _ahead.popitem()[1].cancel()
+
+
+@contextmanager
+def scanning(rootfs: Path) -> Iterator[Scanning]:
+    """The rootfs's stat walk while the caller does the rest of what it must before the walk's result: the walk
+    is over when the block is left, and stopped if the block fails. The walk the command's start began for this
+    rootfs (ahead), if any, is this one."""
+    walk = _ahead.pop(_root(rootfs), None) or Scanning(rootfs)
+    try:
+        yield walk
+    except BaseException:
+        walk.cancel()
+        raise
+    walk.result()
 
 
 def key(fingerprint: str, arch: str, init_digest: str, legacy_init: bool) -> str:
     """What names one packing of a rootfs: the tree, and what pveoci adds to it."""
+    from pveoci.template.frames import FORMAT, LEVEL
+
     parts = f"{fingerprint}:{arch}:{init_digest}:{int(legacy_init)}:{FORMAT.decode()}:{LEVEL}"
     return hashlib.sha256(parts.encode()).hexdigest()
 
@@ -53,6 +131,9 @@ def to_json(packed: Packed) -> dict[str, Any]:
 
 def from_json(data: Any) -> Packed | None:
     """A pack as remembered (no local file); None for anything unreadable."""
+    from pveoci.template.frames import Frame
+    from pveoci.template.pack import Packed
+
     try:
         return Packed(path=None, digest=str(data["digest"]), file_sha256=str(data["file_sha256"]),
                       size=int(data["size"]), tar_size=int(data["tar_size"]), entries=int(data["entries"]),

@@ -50,7 +50,13 @@ def why_not() -> str | None:
     return _find()[1]
 
 
-def _find() -> tuple[Path | None, str | None]:
+def scanner() -> Path | None:
+    """The program for a stat walk (`packer scan`: no zstd in it, so whatever python-zstandard bundles), or
+    None when the walk stays in Python."""
+    return _program()[0]
+
+
+def _program() -> tuple[Path | None, str | None]:
     if os.environ.get("PVEOCI_PACKER", "").lower() == "python":
         return None, "PVEOCI_PACKER=python"
     if not sys.platform.startswith("linux"):
@@ -61,6 +67,13 @@ def _find() -> tuple[Path | None, str | None]:
     path = BIN_DIR / f"packer-{arch}"
     if not os.access(path, os.X_OK):
         return None, f"{path} is missing or not executable"
+    return path, None
+
+
+def _find() -> tuple[Path | None, str | None]:
+    path, why = _program()
+    if path is None:
+        return None, why
     import zstandard
 
     found = tuple(zstandard.ZSTD_VERSION)
@@ -77,15 +90,32 @@ def raw_record(crc: int, data_size: int, parts: Sequence[bytes]) -> bytes:
 
 def scan(program: Path, root: bytes) -> Walk:
     """The stat walk of root (tree.py's records), made by the packer."""
-    proc = subprocess.run([os.fsencode(program), b"scan", root], capture_output=True, check=False)
-    out = proc.stdout
-    if proc.returncode == 0 and len(out) >= _TRAILER.size and out[-_TRAILER.size] == ord("S"):
-        _, size, count = _TRAILER.unpack_from(out, len(out) - _TRAILER.size)
-        return Walk(out[:-_TRAILER.size], size, count)
-    message = _last_line(proc.stderr)
-    if proc.returncode == _EXIT_ROOTFS:
-        raise errors.BundleError(message)
-    raise errors.PveociError(f"the packer failed (exit {proc.returncode}): {message or 'no message'}")
+    return Scanner(program, root).result()
+
+
+class Scanner:
+    """`packer scan` under way (it starts when made): result() reads its records, cancel() stops it."""
+
+    def __init__(self, program: Path, root: bytes) -> None:
+        self._proc = subprocess.Popen([os.fsencode(program), b"scan", root], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def result(self) -> Walk:
+        out, err = self._proc.communicate()
+        if self._proc.returncode == 0 and len(out) >= _TRAILER.size and out[-_TRAILER.size] == ord("S"):
+            _, size, count = _TRAILER.unpack_from(out, len(out) - _TRAILER.size)
+            return Walk(out[:-_TRAILER.size], size, count)
+        message = _last_line(err)
+        if self._proc.returncode == _EXIT_ROOTFS:
+            raise errors.BundleError(message)
+        if self._proc.returncode == -9:
+            raise errors.PveociError("the stat walk was cancelled")
+        raise errors.PveociError(f"the packer failed (exit {self._proc.returncode}): {message or 'no message'}")
+
+    def cancel(self) -> None:
+        """Stops the walk (a result() under way in another thread then raises)."""
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
 
 
 def _last_line(data: bytes) -> str:

@@ -280,7 +280,7 @@ def walk(root: bytes) -> tree.Walk:
     """The stat walk of root (a real path, as bytes): by the packer in C where it runs, else in Python."""
     from pveoci.template import native
 
-    program = native.binary()
+    program = native.scanner()
     return native.scan(program, root) if program is not None else tree.walk_python(root)
 
 

@@ -102,3 +102,30 @@ except errors.SshError:
     loaded = imported_after(code)
     assert "paramiko.transport" in loaded
     assert "invoke" not in loaded
+
+
+def test_connect_loads_no_http_stack_until_the_first_request(tmp_path: Path) -> None:
+    """A command that asks the API nothing (an unchanged `template push`) never imports requests and proxmoxer;
+    the first request does, and fails as it would have (nothing listens there)."""
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    config = tmp_path / "config.toml"
+    config.write_text(f'default_profile = "x"\n[profiles.x]\nhost = "127.0.0.1"\nport = 1\n'
+                      f'token_id = "a@pve!t"\ntoken_secret_file = "{secret}"\nretries = 0\n')
+    connect = f"import pveoci\nrt = pveoci.connect(config={str(config)!r}, root={str(tmp_path / 'cache')!r})\n"
+    loaded = imported_after(connect)
+    for heavy in ("requests", "urllib3", "proxmoxer", "pveoci.pve.transport"):
+        assert heavy not in loaded, heavy
+    asked = imported_after(connect + "try:\n    rt.nodes()\nexcept pveoci.PveociError as exc:\n"
+                           "    assert 'cannot reach' in str(exc), exc\n")
+    assert {"requests", "proxmoxer"} <= asked
+
+
+def test_reading_a_bundle_loads_no_spec_model(tmp_path: Path) -> None:
+    """oci.bundle.read gives the rootfs (where a walk can start) before the spec's models are imported."""
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "config.json").write_text('{"root": {"path": "rootfs"}, "process": {"args": ["sh"]}}')
+    loaded = imported_after(f"from pveoci.oci import bundle\nassert bundle.read({str(tmp_path)!r}).rootfs")
+    assert "pveoci.oci.spec" not in loaded
+    assert "pydantic" not in loaded

@@ -259,9 +259,9 @@ def test_push_walks_the_rootfs_while_it_asks_for_the_node(make_runtime: MakeRunt
 
 def test_what_stops_the_walk_stops_the_push_as_itself(rt: Runtime, bundle: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    def unreadable(rootfs: Path) -> manifest.Scan:
-        raise errors.BundleError(f"cannot read {rootfs}/etc/shadow: Permission denied")
+    def unreadable(walked: object) -> manifest.Scan:
+        raise errors.BundleError("cannot read rootfs/etc/shadow: Permission denied")
 
-    monkeypatch.setattr(manifest, "scan", unreadable)   # the walk runs in a thread: its error is the push's
+    monkeypatch.setattr(manifest, "_scanned", unreadable)   # the walk runs in a thread: its error is the push's
     with pytest.raises(errors.BundleError, match="Permission denied"):
         rt.templates.push(bundle, node="pve1")
