@@ -92,7 +92,7 @@ def test_the_bundle_is_read_off_the_command_line_as_the_command_reads_it(argv: l
 
 
 def _commands() -> Iterator[tuple[tuple[str, ...], Any]]:
-    group = typer.main.get_command(app)
+    group: Any = typer.main.get_command(app)
     for name in COMMANDS:
         command = group.commands[name]
         subcommands = getattr(command, "commands", None)
