@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pveoci.errors import BundleError
 from pveoci.oci import jsonfile
-from pveoci.oci.spec import Spec, parse_spec
+from pveoci.oci.runtime_spec import Spec, parse_spec
 
 CONFIG_NAME = "config.json"
 
