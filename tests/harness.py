@@ -15,7 +15,7 @@ A subprocess costs about 0.6 s of imports before any work; a call here costs wha
   prints it; Python's default warning filters, warnings printed on stderr;
 - module-level state of pveoci that lives as long as a process empty (the secrets to scrub, the creates this
   process is making, polling watchers), and the signal handlers put back;
-- the Runtime each command opens (pveoci.cli.context.open_runtime) closed after it, as a process's exit would.
+- the Runtime each command opens (pveoci.cli.invocation.open_runtime) closed after it, as a process's exit would.
 
 One thing is not made afresh: typer's click command, built from `pveoci.cli.main.app` on every start (about
 0.15 s), is built once and reused (the app is not changed after import). Two things differ by nature: every call
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from pveoci.runtime import Runtime
     from pveoci.settings import Settings
 
-#: How a command gets its Runtime (the signature of pveoci.cli.context.open_runtime).
+#: How a command gets its Runtime (the signature of pveoci.cli.invocation.open_runtime).
 OpenRuntime = Callable[["Settings", "Path | None"], "Runtime"]
 
 
@@ -81,9 +81,9 @@ def invoke(args: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = No
     input=stdin, capture_output=True, text=True)` would. A call that hangs fails its test at pytest-timeout's
     limit, with its stack (pyproject.toml)."""
     from pveoci.__main__ import main
-    from pveoci.cli import context
+    from pveoci.cli import invocation
 
-    connect = open_runtime or context.open_runtime
+    connect = open_runtime or invocation.open_runtime
     opened: list[Runtime] = []
 
     def opening(settings: Settings, root: Path | None) -> Runtime:
@@ -99,7 +99,7 @@ def invoke(args: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = No
         stack.enter_context(mock.patch.multiple(sys, stdin=_stdin(stdin), stdout=out, stderr=err,
                                                 excepthook=sys.excepthook))
         stack.enter_context(mock.patch.object(typer.main, "get_command", _built_once))
-        stack.enter_context(mock.patch.object(context, "open_runtime", opening))
+        stack.enter_context(mock.patch.object(invocation, "open_runtime", opening))
         stack.enter_context(_fresh_logging())
         stack.enter_context(_fresh_warnings())
         stack.enter_context(_fresh_process_state())

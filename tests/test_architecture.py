@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pveoci"
 MAX_LINES = 60
 #: The core, and the only pveoci modules each part of it may import (a package allows its modules). The core
 #: reaches the cluster through pveoci.backends.base alone: no adapter (API client, SSH, pct, a backend, the
-#: template's transports), no front end (connect, the command line, doctor).
+#: template's transports), no front end (connect, the command line, doctor's checks).
 ALLOWED: dict[str, tuple[str, ...]] = {
     "pveoci.errors": ("pveoci.models",),
     "pveoci.models": (),

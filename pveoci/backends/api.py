@@ -147,9 +147,9 @@ class ApiBackend(Assembled):
         return self.node.machine(node)
 
     def checks(self) -> Iterator[Check]:
-        from pveoci import doctor
+        from pveoci.checks import diagnose
 
-        return doctor.diagnose(self.settings, self.client)
+        return diagnose(self.settings, self.client)
 
     def close(self) -> None:
         self.client.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from pveoci import doctor, errors
+from pveoci import checks, errors
 from pveoci.backends.runner import ENTRY
 from pveoci.models import Check
 from pveoci.pve import cluster
@@ -36,7 +36,7 @@ def diagnose_pct(backend: PctBackend, *, with_cluster: bool = True) -> Iterator[
         return
     yield Check("pvesh", "pass", f"Proxmox VE {version.get('version', '?')}, entered at node {status.local or '?'}")
     if with_cluster:
-        yield from doctor.cluster_checks(status, nodes, settings, backend.ssh)
+        yield from checks.cluster_checks(status, nodes, settings, backend.ssh)
     for node in nodes:
         if node.online:
             yield _tools_check(backend, node.name, f"pct {node.name}", f"node {node.name}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.context import OutputOption, cli
+from pveoci.cli.invocation import OutputOption, cli
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.context import OutputOption, cli
+from pveoci.cli.invocation import OutputOption, cli
 
 _MARK = {"pass": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip"}
 

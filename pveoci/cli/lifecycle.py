@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.context import OutputOption, cli
-from pveoci.cli.placement import ExcludeOption, ExplainOption
+from pveoci.cli.invocation import OutputOption, cli
+from pveoci.cli.place import ExcludeOption, ExplainOption
 
 if TYPE_CHECKING:
     from pveoci.models import Placement
@@ -76,10 +76,10 @@ def create(
       pveoci create -b ./hello --explain --exclude-node pve1 hello   # every node's score on stderr
     """
     _refuse_runc_only(console_socket, no_pivot, no_new_keyring, preserve_fds)
-    from pveoci.cli import progress
+    from pveoci.cli.display import display
 
     c = cli(ctx, output)
-    with progress.display() as shown:
+    with display() as shown:
         made = c.runtime().create(container_id, bundle, node=node, strict=strict, transport=transport,
                                   progress=shown, exclude=exclude_node or (), on_placement=_explainer(show))
     if pid_file is not None:
@@ -92,7 +92,7 @@ def _explainer(show: bool) -> Callable[[Placement], None] | None:
     """--explain: every node's score goes to stderr (stdout keeps what scripts read)."""
     if not show:
         return None
-    from pveoci.cli.placement import explain
+    from pveoci.cli.place import explain
 
     return lambda placed: explain(placed, sys.stderr)
 
@@ -157,7 +157,7 @@ def run(
       pveoci run -d --pid-file hello.pid -b ./hello hello
     """
     _refuse_runc_only(console_socket, no_pivot, no_new_keyring, preserve_fds)
-    from pveoci.cli import progress
+    from pveoci.cli.display import display
 
     if not detach and pid_file is not None:
         _refuse("--pid-file", "with run in the foreground; use run -d --pid-file")
@@ -167,7 +167,7 @@ def run(
     if not detach:
         raise typer.Exit(_run_attached(rt, container_id, bundle, keep=keep, node=node, strict=strict,
                                        transport=transport, placing=placing))
-    with progress.display() as shown:
+    with display() as shown:
         started = rt.run(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
                          **placing)
     if pid_file is not None:
@@ -182,12 +182,12 @@ def _run_attached(rt: Runtime, cid: str, bundle: Path, *, keep: bool, node: str 
     import signal
     import threading
 
-    from pveoci.cli import progress
+    from pveoci.cli.display import display
 
     def forward(signum: int, _frame: object) -> None:
         threading.Thread(target=_quietly, args=(rt.kill, cid, signal.Signals(signum).name), daemon=True).start()
 
-    with progress.display() as shown:
+    with display() as shown:
         rt.create(cid, bundle, node=node, strict=strict, transport=transport, progress=shown, **placing)
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:

@@ -18,7 +18,7 @@ import typer.main
 from typer._completion_classes import completion_init
 
 from pveoci import __version__
-from pveoci.cli.context import Cli, Output
+from pveoci.cli.invocation import Cli, Output
 
 HELP = """Run OCI runtime bundles as LXC containers on a remote Proxmox VE cluster.
 
@@ -43,7 +43,7 @@ COMMANDS = {
     "spec": "spec:spec", "create": "lifecycle:create", "start": "lifecycle:start", "run": "lifecycle:run",
     "state": "lifecycle:state_cmd", "list": "lifecycle:list_cmd", "kill": "lifecycle:kill",
     "delete": "lifecycle:delete", "exec": "lifecycle:exec_cmd", "ps": "lifecycle:ps", "logs": "lifecycle:logs",
-    "pause": "lifecycle:pause", "resume": "lifecycle:resume", "plan": "plan:plan", "place": "placement:place",
+    "pause": "lifecycle:pause", "resume": "lifecycle:resume", "plan": "plan:plan", "place": "place:place",
     "migrate": "moves:migrate", "drain": "moves:drain", "rebalance": "moves:rebalance", "doctor": "doctor:doctor",
     "nodes": "nodes:nodes", "gc": "lifecycle:gc",
     "template": "template:app", "config": "config:app", "cache": "lifecycle:cache_app",

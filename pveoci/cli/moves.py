@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.context import OutputOption, cli
+from pveoci.cli.invocation import OutputOption, cli
 from pveoci.cli.lifecycle import IdArgument
-from pveoci.cli.placement import ExcludeOption
+from pveoci.cli.place import ExcludeOption
 
 if TYPE_CHECKING:
     from pveoci.models import Migration, MoveReport
@@ -76,10 +76,10 @@ def migrate(
       pveoci migrate web1 --dry-run          # where auto would put it, and every check
       pveoci migrate web1 -o json | jq .result
     """
-    from pveoci.cli import progress
+    from pveoci.cli.display import display
 
     c = cli(ctx, output)
-    with progress.display() as shown:
+    with display() as shown:
         m = c.runtime().migrate(container_id, to, restart=not no_restart, dry_run=dry_run,
                                 exclude=exclude_node or (), progress=shown)
     if c.json:

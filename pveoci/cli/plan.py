@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.context import OutputOption, cli
+from pveoci.cli.invocation import OutputOption, cli
 from pveoci.cli.lifecycle import BundleOption, StrictOption
 
 _ORDER = {"unsupported": 0, "approximated": 1, "applied": 2, "provided": 3}

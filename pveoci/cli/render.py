@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pveoci.cli.context import Output
+from pveoci.cli.invocation import Output
 
 
 def emit_json(data: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pveoci.cli.context import OutputOption, cli
+from pveoci.cli.invocation import OutputOption, cli
 
 
 def spec(
@@ -40,7 +40,7 @@ def spec(
 
     from pveoci.errors import BundleError
     from pveoci.oci.defaults import default_spec
-    from pveoci.oci.spec import parse_spec
+    from pveoci.oci.runtime_spec import parse_spec
 
     cli(ctx, output)  # -o is taken as everywhere; spec prints nothing either way
     document = default_spec(args, rootless=rootless)

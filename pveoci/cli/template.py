@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.context import OutputOption, cli
+from pveoci.cli.invocation import OutputOption, cli
 from pveoci.cli.lifecycle import BundleOption, NodeOption, StrictOption
 
 HELP = """Push, list and remove pveoci's templates.
@@ -55,10 +55,10 @@ def push(
       pveoci template push -b ./mybundle
       pveoci template push -b ./mybundle --node pve2 --transport api
     """
-    from pveoci.cli import progress
+    from pveoci.cli.display import display
 
     c = cli(ctx, output)
-    with progress.display() as shown:
+    with display() as shown:
         result = c.runtime().templates.push(bundle, node=node, storage=storage, transport=transport,
                                             strict=strict, progress=shown)
     if c.json:

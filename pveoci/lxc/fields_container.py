@@ -6,7 +6,7 @@ import re
 from functools import partial
 
 from pveoci.lxc import properties
-from pveoci.lxc.plan import Draft, profile_property
+from pveoci.lxc.draft import Draft, profile_property
 
 
 def dns_hostname(name: str) -> str:

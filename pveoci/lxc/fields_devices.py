@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from pveoci.lxc import properties
-from pveoci.lxc.plan import Draft
+from pveoci.lxc.draft import Draft
 
 # Device nodes LXC creates in every container.
 LXC_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/console",

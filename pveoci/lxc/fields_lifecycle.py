@@ -6,7 +6,7 @@ import signal
 from dataclasses import replace
 
 from pveoci import errors, signals
-from pveoci.lxc.plan import Draft, shown
+from pveoci.lxc.draft import Draft, shown
 
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 from pveoci.lxc import properties
-from pveoci.lxc.plan import Draft
-from pveoci.oci.spec import Mount
+from pveoci.lxc.draft import Draft
+from pveoci.oci.runtime_spec import Mount
 
 # Mounts LXC sets up in every container: a spec asking for them gets them.
 LXC_MOUNTS = {"/proc": "proc", "/sys": "sysfs", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs",  # noqa: S108 - a mount point, not a temp file

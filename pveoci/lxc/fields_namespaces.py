@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pveoci.lxc.plan import Draft
+from pveoci.lxc.draft import Draft
 
 LXC_NAMESPACES = {"pid", "network", "ipc", "uts", "mount", "cgroup"}
 # The id mapping PVE gives an unprivileged container (see pve-container's LXC::parse_id_maps).

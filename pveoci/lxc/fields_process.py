@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pveoci import errors
-from pveoci.lxc.plan import Draft, shown
+from pveoci.lxc.draft import Draft, shown
 from pveoci.process import RLIMITS, Rlimit
 
 

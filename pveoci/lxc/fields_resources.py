@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from pveoci import errors
-from pveoci.lxc.plan import Draft, shown
-from pveoci.oci.spec import Cpu, Memory, Resources
+from pveoci.lxc.draft import Draft, shown
+from pveoci.oci.runtime_spec import Cpu, Memory, Resources
 
 MIB = 1024 * 1024
 MEMORY_MIN = 16     # MiB: PVE's least

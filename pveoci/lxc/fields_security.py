@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pveoci.lxc.plan import Draft
+from pveoci.lxc.draft import Draft
 
 
 def sysctl(d: Draft) -> None:

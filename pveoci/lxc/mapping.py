@@ -25,11 +25,11 @@ from pveoci.lxc import (
     fields_security,
     properties,
 )
+from pveoci.lxc.draft import Draft, Finding, FindProgram, Options, Plan, Status, Target, profile_property
 from pveoci.lxc.fields_container import dns_hostname
 from pveoci.lxc.fields_lifecycle import STOP_SIGNAL_ANNOTATION, signal_name
 from pveoci.lxc.fields_resources import cpu_weight
-from pveoci.lxc.plan import Draft, Finding, FindProgram, Options, Plan, Status, Target, profile_property
-from pveoci.oci.spec import Spec
+from pveoci.oci.runtime_spec import Spec
 from pveoci.process import ProcessSpec
 
 __all__ = ["FIELDS", "STOP_SIGNAL_ANNOTATION", "Finding", "Plan", "Status", "Target", "cpu_weight", "dns_hostname",
@@ -111,7 +111,7 @@ def exec_process(data: object, *, where: str = "process.json") -> ProcessSpec:
 
     The program is not looked up here: `init exec` does it in the container, in the resulting PATH.
     """
-    from pveoci.oci.spec import parse_process
+    from pveoci.oci.runtime_spec import parse_process
     from pveoci.process import RLIMITS, Rlimit
 
     proc = parse_process(data, where=where)

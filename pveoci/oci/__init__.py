@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pveoci.oci.bundle import Bundle
-    from pveoci.oci.spec import Spec
+    from pveoci.oci.runtime_spec import Spec
 
 __all__ = ["Bundle", "Spec"]
 
@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return Bundle
     if name == "Spec":
-        from pveoci.oci.spec import Spec
+        from pveoci.oci.runtime_spec import Spec
 
         return Spec
     raise AttributeError(f"module 'pveoci.oci' has no attribute {name!r}")

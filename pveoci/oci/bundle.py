@@ -13,7 +13,7 @@ from pveoci.errors import BundleError
 from pveoci.oci import jsonfile
 
 if TYPE_CHECKING:
-    from pveoci.oci.spec import Spec
+    from pveoci.oci.runtime_spec import Spec
 
 CONFIG_NAME = "config.json"
 
@@ -116,7 +116,7 @@ def _named(path: Path) -> str:
 def parse_config(raw: bytes, config: Path) -> Spec:
     """The bytes of a bundle's config.json (at `config`, which errors name) as a spec pveoci can run: valid, with
     `process` and `root`; a one-line BundleError if not."""
-    from pveoci.oci.spec import parse_spec
+    from pveoci.oci.runtime_spec import parse_spec
 
     where = f"{CONFIG_NAME} in {config.parent}"
     spec = parse_spec(jsonfile.decode(raw, config), where=where)

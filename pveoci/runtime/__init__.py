@@ -33,7 +33,7 @@ from pveoci.models import (
 )
 from pveoci.progress import SILENT, Progress
 from pveoci.retry import Backoff, poll
-from pveoci.runtime import inside, lifecycle, listing, recovery
+from pveoci.runtime import listing, processes, recovery, transitions
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id
 from pveoci.runtime.locate import Located, locate, require, to_state
@@ -234,7 +234,7 @@ class Runtime:
     def start(self, id: str) -> State:
         """Start a created container (OCI `start`): its process runs. NotCreated unless it is `created`."""
         recovery.recover(self._ctx, id)
-        return lifecycle.start(self._ctx, id)
+        return transitions.start(self._ctx, id)
 
     def run(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
             transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
@@ -247,7 +247,7 @@ class Runtime:
                                progress=progress, exclude=exclude, on_placement=on_placement,
                                warn=self._warn(findings))
         try:
-            return lifecycle.start(self._ctx, id, made)  # what the create just learnt: not asked again
+            return transitions.start(self._ctx, id, made)  # what the create just learnt: not asked again
         except errors.PveociError:
             self.delete(id, force=True)
             raise
@@ -272,14 +272,14 @@ class Runtime:
                start: bool = False) -> int:
         """Stream the running process's output (from its start) until it ends; its exit status. With `start`,
         a created container is started once the stream is attached, so nothing it writes is missed."""
-        return inside.attach(self._ctx, id, stdout=stdout, stderr=stderr,
+        return processes.attach(self._ctx, id, stdout=stdout, stderr=stderr,
                              start=(lambda: self.start(id)) if start else None)
 
     def logs(self, id: str, *, stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None,
              follow: bool = False) -> int | None:
         """What the container's process wrote, to these binary streams, whether it runs or stopped; with
         `follow`, until it ends. Its exit status once it ended (None while it runs, or if none was kept)."""
-        return inside.logs(self._ctx, id, stdout=stdout, stderr=stderr, follow=follow)
+        return processes.logs(self._ctx, id, stdout=stdout, stderr=stderr, follow=follow)
 
     def wait(self, id: str, *, timeout: float | None = None) -> int:
         """Wait until the container's process has ended; its exit status (128+N when a signal N ended it), as
@@ -299,7 +299,7 @@ class Runtime:
 
         final = poll(ended, timeout=float("inf") if timeout is None else timeout, what=f"container {id}",
                      backoff=_WAIT)
-        return inside.exit_status(self._ctx, final)
+        return processes.exit_status(self._ctx, final)
 
     def state(self, id: str, *, cached: bool = False) -> State:
         """The container's OCI state. NotFound ("container does not exist") for an unknown id.
@@ -335,7 +335,7 @@ class Runtime:
         return [s for s in listing.list_containers(self._ctx) if keep.keep(s)]
 
     def kill(self, id: str, signal: str = "SIGTERM", *, all_processes: bool = False,
-             timeout: int = lifecycle.STOP_TIMEOUT) -> None:
+             timeout: int = transitions.STOP_TIMEOUT) -> None:
         """Send a signal (OCI `kill`): a name with or without SIG, any case, or a number; returns at once.
 
         To the process (TERM runs its handler, KILL ends it), or with `all_processes` to every process of
@@ -343,7 +343,7 @@ class Runtime:
         stopped container. (`timeout`: containers made by pveoci 0.1 only, whose TERM is a shutdown.)
         """
         recovery.recover(self._ctx, id)
-        lifecycle.kill(self._ctx, id, signal, all_processes=all_processes, timeout=timeout)
+        transitions.kill(self._ctx, id, signal, all_processes=all_processes, timeout=timeout)
 
     def delete(self, id: str, *, force: bool = False) -> None:
         """Delete a stopped or created container and what create made for it (OCI `delete`).
@@ -353,15 +353,15 @@ class Runtime:
         """
         check_id(id)
         recovery.recover(self._ctx, id)
-        lifecycle.delete(self._ctx, locate(self._ctx, id), id, force=force)
+        transitions.delete(self._ctx, locate(self._ctx, id), id, force=force)
 
     def pause(self, id: str) -> None:
         """Freeze every process of a running container (runc `pause`)."""
-        lifecycle.pause(self._ctx, id)
+        transitions.pause(self._ctx, id)
 
     def resume(self, id: str) -> None:
         """Thaw a paused container (runc `resume`)."""
-        lifecycle.resume(self._ctx, id)
+        transitions.resume(self._ctx, id)
 
     def exec(self, id: str, argv: builtins.list[str], *, tty: bool = False, stdin: IO[bytes] | None = None,
              stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None, env: builtins.list[str] | None = None,
@@ -373,19 +373,19 @@ class Runtime:
         its args are ignored). Its output goes to the binary streams given (io.BytesIO() captures it;
         None drops it); `stdin` is read to its end and sent (None: no input). `tty` gives it a terminal.
         """
-        options = inside.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
-        return inside.exec_in(self._ctx, id, list(argv), options, tty=tty, stdin=stdin, stdout=stdout,
+        options = processes.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
+        return processes.exec_in(self._ctx, id, list(argv), options, tty=tty, stdin=stdin, stdout=stdout,
                               stderr=stderr)
 
     def exec_detached(self, id: str, argv: builtins.list[str], *, env: builtins.list[str] | None = None,
                       cwd: str | None = None, user: str | None = None, process: ProcessSpec | None = None) -> int:
         """Start a program in the container and return at once (runc's exec --detach): its PID in the container."""
-        options = inside.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
-        return inside.exec_detached(self._ctx, id, list(argv), options)
+        options = processes.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
+        return processes.exec_detached(self._ctx, id, list(argv), options)
 
     def ps(self, id: str, args: builtins.list[str] | None = None) -> ProcessTable:
         """`ps` run in the container (with `args`): its output and the PIDs it lists."""
-        text, pids = inside.ps(self._ctx, id, list(args or []))
+        text, pids = processes.ps(self._ctx, id, list(args or []))
         return ProcessTable(output=text, pids=tuple(pids))
 
     # ---------------------------------------------------------------- cluster

@@ -23,10 +23,10 @@ from pveoci.progress import SILENT, Progress
 from pveoci.retry import Backoff, poll
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import TAG_MOVING, TAG_PAUSED, TAG_STARTED
-from pveoci.runtime.lifecycle import set_tags
 from pveoci.runtime.locate import Located, locate, require, to_state
 from pveoci.runtime.placement import SPREAD_GROUP, Ask
 from pveoci.runtime.preflight import HA_MOVING, mode, preflight, volume
+from pveoci.runtime.transitions import set_tags
 
 log = logging.getLogger("pveoci.runtime")
 

@@ -1,7 +1,7 @@
 """Cassettes: record a session's Proxmox API traffic and SSH commands once, replay them offline in tests.
 
 - `Recorder(path, profile)` / `Player(path)`: sessions whose `connect()` gives Runtimes bound to a cassette
-  (pveoci.testing.session); the format is described in pveoci.testing.cassette.
+  (pveoci.testing.recorder); the format is described in pveoci.testing.cassette.
 - The pytest plugin (pveoci.testing.plugin, registered as a pytest11 entry point): the `pve_cassette`
   fixture and marker, and `pytest --pve-record PROFILE`. See docs/testing.md.
 
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pveoci.testing.cassette import Cassette, CassetteError
     from pveoci.testing.match import CassetteMismatch, CassetteUnused
-    from pveoci.testing.session import Player, Recorder
+    from pveoci.testing.recorder import Player, Recorder
 
 __all__ = ["Cassette", "CassetteError", "CassetteMismatch", "CassetteUnused", "Player", "Recorder"]
 
 _EXPORTS = {"Cassette": "cassette", "CassetteError": "cassette", "CassetteMismatch": "match",
-            "CassetteUnused": "match", "Player": "session", "Recorder": "session"}
+            "CassetteUnused": "match", "Player": "recorder", "Recorder": "recorder"}
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ values replaced by stand-ins before a cassette is written (pveoci.testing.normal
      "ssh": [{"node", "run": argv, "stdin", "status", "stdout", "stderr"},
              {"node", "exec": argv, "vmid", "tty", "stdin", "status", "stdout", "stderr"},
              {"node", "directory", "upload": name, "via", ...},          # the template storage:
-             {"node", "directory", "claim": n, "step", ...},             #   pveoci.testing.templates
+             {"node", "directory", "claim": n, "step", ...},             #   pveoci.testing.storage_tape
              {"node", "directory", "sweep": true, "removed"},
              {"node", "check": "ssh", "status", "detail"}, ...]}        # any of them: "error" instead
 """

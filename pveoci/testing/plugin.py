@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pveoci.testing.session import Session
+    from pveoci.testing.recorder import Session
 
 MARKER = "pve_cassette"
 FOLDER = "cassettes"
@@ -70,7 +70,7 @@ def _need_responses() -> None:
 
 
 def _session(request: pytest.FixtureRequest, tmp_path: Path) -> Session:
-    from pveoci.testing.session import Player, Recorder
+    from pveoci.testing.recorder import Player, Recorder
 
     marker = request.node.get_closest_marker(MARKER)
     args: tuple[Any, ...] = marker.args if marker else ()

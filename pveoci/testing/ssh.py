@@ -1,5 +1,5 @@
 """The SSH side of a cassette: commands run on nodes (with their exit status and output), programs run in
-containers, the template storage (claims, sweeps, uploads: pveoci.testing.templates), SSH checks.
+containers, the template storage (claims, sweeps, uploads: pveoci.testing.storage_tape), SSH checks.
 
 `CassetteBackend` is the API backend with every SSH seam on a tape (pveoci.testing.sshtape): recording
 runs the real thing and writes down what happened; replaying answers from the cassette, so a replay
@@ -28,7 +28,7 @@ from pveoci.testing.cassette import decode_bytes, encode_bytes
 from pveoci.testing.normalise import LocalValues
 from pveoci.testing.scrub import mask_key_fingerprints
 from pveoci.testing.sshtape import NoNodes, ReplayTape, SshTape, raise_recorded
-from pveoci.testing.templates import TapedClaim, TapedStream, play, record_failure, where
+from pveoci.testing.storage_tape import TapedClaim, TapedStream, play, record_failure, where
 
 
 def show_ssh(key: dict[str, Any]) -> str:
@@ -119,7 +119,7 @@ class TapedNode(NodeCommands):
 
 
 class TapedTemplates(ApiTemplates):
-    """The API backend's template storage with what it does over SSH on the tape (pveoci.testing.templates)."""
+    """The API backend's template storage with what it does over SSH on the tape (pveoci.testing.storage_tape)."""
 
     def __init__(self, client: PveClient, ssh: SshConnector, facts: Facts, tape: SshTape, local: LocalValues) -> None:
         super().__init__(client, ssh, facts)
@@ -207,15 +207,15 @@ class CassetteBackend(ApiBackend):
         self.storage = TapedTemplates(client, self.ssh, self.facts, tape, local)
 
     def checks(self) -> Iterator[Check]:
-        from pveoci import doctor
+        from pveoci.checks import diagnose
 
-        return doctor.diagnose(self.settings, self.client, ssh_check=self._check_ssh)
+        return diagnose(self.settings, self.client, ssh_check=self._check_ssh)
 
     def _check_ssh(self, connector: SshConnector, node: str) -> Check:
-        from pveoci import doctor
+        from pveoci.checks import check_ssh
 
         def real() -> dict[str, Any]:
-            done = doctor.check_ssh(connector, node)
+            done = check_ssh(connector, node)
             detail = done.detail
             try:
                 target = connector.target(node)

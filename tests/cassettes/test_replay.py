@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pveoci.testing.session import Session
+from pveoci.testing.recorder import Session
 from tests.cassettes.bundle import make_cassette_bundle
 from tests.cassettes.conftest import NetworkUsed
 from tests.cassettes.scenarios import SCENARIOS, NoFaults, Scenario

@@ -16,7 +16,7 @@ import pytest
 from pveoci import settings
 from pveoci.backends.memory import MemoryBackend
 from pveoci.cache import Cache
-from pveoci.cli import context, main
+from pveoci.cli import invocation, main
 from pveoci.cli.config import tomllib  # tomli on Python 3.10
 from pveoci.runtime import Runtime
 from pveoci.settings import Profile, Settings
@@ -60,7 +60,7 @@ def memory_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Runtime:
     """The command line over a cluster in memory (the Runtime every command gets)."""
     rt = Runtime(MemoryBackend(nodes=("pve1",)), Cache(tmp_path / "rt-cache"),
                  Settings(Profile(name="mem", node="pve1"), tmp_path / "none.toml"))
-    monkeypatch.setattr(context.Cli, "runtime", lambda self: rt)
+    monkeypatch.setattr(invocation.Cli, "runtime", lambda self: rt)
     return rt
 
 

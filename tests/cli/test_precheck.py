@@ -30,7 +30,7 @@ def _imported() -> None:
     import importlib
 
     for name in ("pveoci.connect", "pveoci.runtime.create", "pveoci.backends.api", "pveoci.pve.client",
-                 "pveoci.cache", "pveoci.cli.progress", "pveoci.template.pack", "requests", "proxmoxer"):
+                 "pveoci.cache", "pveoci.cli.display", "pveoci.template.pack", "requests", "proxmoxer"):
         importlib.import_module(name)
 
 

@@ -17,19 +17,20 @@ def imported_after(code: str) -> set[str]:
 
 def test_help_imports_no_network_ssh_or_compression_library() -> None:
     loaded = imported_after("from pveoci.cli.main import app")
-    for heavy in ("requests", "proxmoxer", "paramiko", "zstandard", "rich", "pveoci.oci.spec"):
+    for heavy in ("requests", "proxmoxer", "paramiko", "zstandard", "rich", "pveoci.oci.runtime_spec"):
         assert heavy not in loaded, heavy
 
 
 def test_state_and_list_do_not_load_the_spec_models_or_ssh() -> None:
     loaded = imported_after("import pveoci.runtime, pveoci.backends.api, pveoci.backends.auto, pveoci.cache")
-    for heavy in ("pveoci.oci.spec", "pveoci.lxc.mapping", "paramiko", "zstandard", "pveoci.template.pack", "tarfile"):
+    for heavy in ("pveoci.oci.runtime_spec", "pveoci.lxc.mapping", "paramiko", "zstandard", "pveoci.template.pack",
+                  "tarfile"):
         assert heavy not in loaded, heavy
 
 
 def test_the_pct_backend_loads_no_http_client() -> None:
     loaded = imported_after("import pveoci.runtime, pveoci.backends.pct, pveoci.backends.auto, pveoci.cache")
-    for heavy in ("requests", "proxmoxer", "pveoci.pve.client", "paramiko", "pveoci.oci.spec", "zstandard"):
+    for heavy in ("requests", "proxmoxer", "pveoci.pve.client", "paramiko", "pveoci.oci.runtime_spec", "zstandard"):
         assert heavy not in loaded, heavy
 
 
@@ -127,5 +128,5 @@ def test_reading_a_bundle_loads_no_spec_model(tmp_path: Path) -> None:
     (tmp_path / "rootfs").mkdir()
     (tmp_path / "config.json").write_text('{"root": {"path": "rootfs"}, "process": {"args": ["sh"]}}')
     loaded = imported_after(f"from pveoci.oci import bundle\nassert bundle.read({str(tmp_path)!r}).rootfs")
-    assert "pveoci.oci.spec" not in loaded
+    assert "pveoci.oci.runtime_spec" not in loaded
     assert "pydantic" not in loaded

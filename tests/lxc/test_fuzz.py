@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pveoci import errors, planning
+from pveoci.lxc.draft import Plan
 from pveoci.lxc.mapping import exec_process
-from pveoci.lxc.plan import Plan
 from pveoci.oci.bundle import Bundle
 from pveoci.oci.defaults import default_spec
 from pveoci.process import encode, encode_arg

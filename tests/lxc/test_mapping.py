@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pveoci import errors
 from pveoci.lxc.mapping import Finding, Plan, Target, cpu_weight, map_spec
 from pveoci.oci.defaults import default_spec
-from pveoci.oci.spec import Spec, json_path
+from pveoci.oci.runtime_spec import Spec, json_path
 from pveoci.process import Rlimit
 from tests.oci import RUNTIME_TOOLS_CONFIG
 

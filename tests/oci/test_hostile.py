@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from pveoci import errors
+from pveoci.lxc.draft import Target
 from pveoci.lxc.mapping import map_spec
-from pveoci.lxc.plan import Target
 from pveoci.oci import Bundle
 from pveoci.oci.defaults import default_spec
 from pveoci.oci.rootfs import find_executable, resolve_in_root
-from pveoci.oci.spec import Spec
+from pveoci.oci.runtime_spec import Spec
 from tests.guards import fifo_released_after, memory_cap
 
 

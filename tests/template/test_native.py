@@ -228,7 +228,7 @@ def test_sha256sums_lists_the_packers() -> None:
 def test_doctor_says_which_packer_makes_templates(program: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import zstandard
 
-    from pveoci.doctor import packer_check
+    from pveoci.checks import packer_check
 
     here = packer_check()
     assert (here.status, here.detail) == ("pass", f"templates packed by {program} (zstd 1.5.7)")

@@ -9,7 +9,7 @@ import pytest
 
 # pytester's in-process runs put sys.modules back as it was after each run: what is imported here stays
 # loaded (requests' classes must be the same objects from one run to the next).
-import pveoci.testing.session  # noqa: F401
+import pveoci.testing.recorder  # noqa: F401
 from pveoci.backends import api  # noqa: F401
 from tests.cassettes.scenarios import BY_NAME
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.context import OutputOption, cli
+from pveoci.cli.invocation import OutputOption, cli
 
 if TYPE_CHECKING:
     from pveoci.models import Placement

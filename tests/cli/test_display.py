@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pveoci.cli import progress
+from pveoci.cli.display import TerminalProgress, describe, display
 
 
 class FakeTty(io.StringIO):
@@ -19,7 +19,7 @@ class FakeTty(io.StringIO):
 def test_silent_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    with progress.display() as shown:
+    with display() as shown:
         shown.note("packing")
         shown.transfer("uploading", 100)(50)
         shown.done("uploading")
@@ -29,8 +29,8 @@ def test_silent_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -
 def test_one_display_shows_the_step_and_each_transfer_with_its_total_in_mib(monkeypatch: pytest.MonkeyPatch) -> None:
     tty = FakeTty()
     monkeypatch.setattr(sys, "stderr", tty)
-    with progress.display() as shown:
-        assert isinstance(shown, progress.TerminalProgress)
+    with display() as shown:
+        assert isinstance(shown, TerminalProgress)
         shown.note("template for ./hello on pve1")
         pack = shown.transfer("packing", 6 << 20)
         pack(3 << 20)
@@ -39,9 +39,9 @@ def test_one_display_shows_the_step_and_each_transfer_with_its_total_in_mib(monk
         shown.done("packing")
         upload = shown.transfer("uploading", 4 << 20)
         upload(4 << 20)
-        display = shown._display
-        assert len(display.tasks) == 2  # the step and the one live transfer: no second display, no stale bar
-        upload_text = progress.describe("bytes", 4 << 20, 4 << 20, None)
+        drawing = shown._display
+        assert len(drawing.tasks) == 2  # the step and the one live transfer: no second display, no stale bar
+        upload_text = describe("bytes", 4 << 20, 4 << 20, None)
         shown.done("uploading")
     drawn = tty.getvalue()
     assert "template for ./hello on pve1" in drawn
@@ -50,5 +50,5 @@ def test_one_display_shows_the_step_and_each_transfer_with_its_total_in_mib(monk
 
 
 def test_describe_writes_binary_units() -> None:
-    assert progress.describe("bytes", 1.5 * 1024 ** 2, 10 * 1024 ** 2, 2 * 1024 ** 2) == "1.5/10.0 MiB  2.0 MiB/s"
-    assert progress.describe("step", 1, 2, 3) == ""
+    assert describe("bytes", 1.5 * 1024 ** 2, 10 * 1024 ** 2, 2 * 1024 ** 2) == "1.5/10.0 MiB  2.0 MiB/s"
+    assert describe("step", 1, 2, 3) == ""

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pveoci.errors import BundleError
 from pveoci.oci import Spec
 from pveoci.oci.defaults import default_spec
-from pveoci.oci.spec import Process, parse_spec
+from pveoci.oci.runtime_spec import Process, parse_spec
 from tests.oci import RUNTIME_TOOLS_CONFIG, config_schema
 
 Doc = dict[str, Any]

@@ -1,6 +1,5 @@
-"""What the OCI-to-LXC mapping makes (a Plan: PVE options, the process spec, findings) and what it makes it from.
-
-`Draft` is the plan while the field functions (pveoci/lxc/fields_*.py) fill it in, one field at a time.
+"""The mapping's Draft: the plan while the field functions (pveoci/lxc/fields_*.py) fill it in, one field at a time;
+the Plan it becomes (PVE options, the process spec, findings) and what it is made from (the spec, a Target).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from typing import Literal
 
 from pveoci import errors
 from pveoci.lxc import properties
-from pveoci.oci.spec import Namespace, Process, Spec
+from pveoci.oci.runtime_spec import Namespace, Process, Spec
 from pveoci.process import ProcessSpec
 
 Status = Literal["applied", "approximated", "provided", "unsupported"]
