@@ -168,3 +168,28 @@ def test_an_address_kept_from_before_is_asked_again_when_nothing_answers_there(c
                          refresh=lambda: {"pve1": f"{block}.99"})
     with pytest.raises(errors.SshError, match=r"cannot reach node 'pve1' over SSH at root@.*\.99:"):
         stuck.connect("pve1")
+
+
+def test_requests_and_answers_are_not_held_back_by_nagle(cluster: Testbed) -> None:
+    """Every exchange over a node's connection is a request and its answer: with Nagle's algorithm each would
+    wait for the peer's delayed ACK (40 ms a command on Linux). The connection sends at once, as OpenSSH's does."""
+    import socket
+
+    client = SshConnector(ssh_settings(cluster), cluster.addresses).connect("pve1")
+    try:
+        transport = client.get_transport()
+        assert transport is not None
+        assert transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        client.close()
+
+
+def test_a_node_command_does_not_read_this_machines_shell_startup_files(cluster: Testbed) -> None:
+    """The bed's nodes are Proxmox nodes: root's bash there reads no pyenv init, whatever this machine's root
+    ~/.bashrc holds (sshd runs a command through the user's shell, which Debian's bash makes read ~/.bashrc)."""
+    client = SshConnector(ssh_settings(cluster), cluster.addresses).connect("pve1")
+    try:
+        # What this machine's root ~/.bashrc exports (pyenv's init, here) does not reach a node's commands.
+        assert run(client, "echo ${PYENV_ROOT-none} ${PYENV_SHELL-none}") == "none none\n"
+    finally:
+        client.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -273,6 +274,10 @@ def run(client: paramiko.SSHClient, argv: Sequence[str], *, sudo: bool = False, 
 def _fast_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
     import paramiko
 
+    # Every exchange is a request and its answer (a login's round trips, a channel opened for each command):
+    # with Nagle's algorithm on, each waits for the peer's delayed ACK, 40 ms, as OpenSSH's client never does.
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     transport = paramiko.Transport(sock, **kwargs)
     options = transport.get_security_options()
     offered = tuple(options.ciphers)

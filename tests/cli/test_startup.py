@@ -3,9 +3,13 @@ they use (docs/performance.md). Measured as which modules get imported, not as t
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 
 def imported_after(code: str) -> set[str]:
@@ -130,3 +134,20 @@ def test_reading_a_bundle_loads_no_spec_model(tmp_path: Path) -> None:
     loaded = imported_after(f"from pveoci.oci import bundle\nassert bundle.read({str(tmp_path)!r}).rootfs")
     assert "pveoci.oci.runtime_spec" not in loaded
     assert "pydantic" not in loaded
+
+
+def test_the_command_line_skips_pydantics_plugin_search_unless_told(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """pydantic reads every installed package's metadata for plugins when the first model is built (30 ms of every
+    command); the command line turns that off, unless PYDANTIC_DISABLE_PLUGINS says otherwise."""
+    from pveoci.__main__ import main
+
+    for preset, after in ((None, "__all__"), ("logfire", "logfire")):
+        if preset is None:
+            monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+        else:
+            monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", preset)
+        with contextlib.suppress(SystemExit):
+            main(["nodes", "--help"])
+        assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == after
+    capsys.readouterr()

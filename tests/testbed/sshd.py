@@ -114,6 +114,11 @@ class NodeSshd:
             "PrintMotd no\n"
             "MaxStartups 64:30:128\n"
             "MaxSessions 64\n"
+            # sshd runs ForceCommand with the user's shell; Debian's bash, started by sshd at shell level 1, reads
+            # ~/.bashrc. A Proxmox node's root has Debian's plain one; this machine's may not (pyenv's init: 150 ms
+            # and 100 processes per command). At level 2 bash reads none: each command costs what it would cost
+            # on a node.
+            "SetEnv SHLVL=1\n"
             f"Subsystem sftp {sftp}\n"
             f"ForceCommand {force}\n"
             + self.extra_config
