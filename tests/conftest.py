@@ -19,6 +19,9 @@ from tests.testbed import Testbed, jump, parts
 from tests.testbed.bundle import make_busybox_bundle
 from tests.testbed.sshd import NodeSshd
 
+# The in-memory cluster and its Runtimes (memory, make_runtime, rt), for every test that needs no node.
+pytest_plugins = ("tests.inmemory",)
+
 
 def need(missing: list[str]) -> None:
     """Skip (or, where the bed is required, fail) when a part of the bed is missing."""

@@ -74,30 +74,28 @@ def _why_not_value(value: str, *, unnamed: bool = False) -> str | None:
 
 def why_not_bridge(value: str) -> str | None:
     """Why `value` is not a PVE bridge id (pve-bridge-id), or None."""
-    if not _BRIDGE.fullmatch(value):
-        return "a bridge name is letters, digits, '-', '_' and '.' only"
-    return None
+    return None if _BRIDGE.fullmatch(value) else "a bridge name is letters, digits, '-', '_' and '.' only"
 
 
 def why_not_storage(value: str) -> str | None:
     """Why `value` is not a PVE storage id (pve-storage-id), or None."""
-    if len(value) < 2 or not _STORAGE.fullmatch(value):
-        return "a storage id is a letter, then letters, digits, '-', '_' or '.', ending with a letter or digit"
-    return None
+    if len(value) >= 2 and _STORAGE.fullmatch(value):
+        return None
+    return "a storage id is a letter, then letters, digits, '-', '_' or '.', ending with a letter or digit"
 
 
 def why_not_tag(value: str) -> str | None:
     """Why `value` is not a PVE tag (pve-tag), or None."""
-    if not _TAG.fullmatch(value):
-        return "a tag is letters, digits, '_', '-', '+' and '.', and does not begin with '-', '+' or '.'"
-    return None
+    if _TAG.fullmatch(value):
+        return None
+    return "a tag is letters, digits, '_', '-', '+' and '.', and does not begin with '-', '+' or '.'"
 
 
 def why_not_dns_name(value: str) -> str | None:
     """Why `value` is not a PVE dns-name (the hostname option), or None."""
-    if len(value) > DNS_NAME_MAX or not _DNS_NAME.fullmatch(value):
-        return "a host name is dot-separated labels of letters, digits and inner '-'"
-    return None
+    if len(value) <= DNS_NAME_MAX and _DNS_NAME.fullmatch(value):
+        return None
+    return "a host name is dot-separated labels of letters, digits and inner '-'"
 
 
 def why_not_mp_path(value: str, *, unnamed: bool = False) -> str | None:

@@ -14,49 +14,19 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pveoci import errors
 from pveoci.backends.memory import MemoryBackend
-from pveoci.cache import Cache
 from pveoci.runtime import Runtime
-from pveoci.settings import Profile, Settings
+from tests.inmemory import MakeRuntime, tiny_bundle
 from tests.oci import state_schema
-from tests.runtime.conftest import tiny_bundle
 from tests.testbed import Testbed
 
 # ------------------------------------------------------------------------------------------ in memory
-
-MakeRuntime = Callable[..., Runtime]
-
-
-@pytest.fixture
-def memory() -> MemoryBackend:
-    return MemoryBackend(nodes=("pve1", "pve2"))
-
-
-@pytest.fixture
-def workstation(memory: MemoryBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeRuntime]:
-    """A Runtime on the in-memory cluster with a cache of its own (`root`: another workstation's)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    made: list[Runtime] = []
-
-    def make(root: str = "cache") -> Runtime:
-        made.append(Runtime(memory, Cache(tmp_path / root), Settings(Profile(name="mem"), tmp_path / "none.toml")))
-        return made[-1]
-
-    yield make
-    for rt in made:
-        rt.close()
-
-
-@pytest.fixture
-def rt(workstation: MakeRuntime) -> Runtime:
-    return workstation()
-
 
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
@@ -177,9 +147,9 @@ def test_list(rt: Runtime, bundle: Path) -> None:
         state_schema().validate(item.to_json())
 
 
-def test_any_workstation_finds_containers_by_id_with_an_empty_cache(workstation: MakeRuntime, bundle: Path,
-                                                                    memory: MemoryBackend) -> None:
-    laptop, desktop = workstation("laptop"), workstation("desktop")
+def test_any_workstation_finds_containers_by_id_with_an_empty_cache(make_runtime: MakeRuntime, bundle: Path,
+                                                                    memory: MemoryBackend, tmp_path: Path) -> None:
+    laptop, desktop = make_runtime(root=tmp_path / "laptop"), make_runtime(root=tmp_path / "desktop")
     laptop.create("shared-id", bundle)
     assert desktop.state("shared-id").bundle == str(bundle)
     assert [s.id for s in desktop.list()] == ["shared-id"]

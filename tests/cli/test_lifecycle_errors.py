@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,26 +17,12 @@ import pytest
 import pveoci
 from pveoci import errors, settings
 from pveoci.backends.memory import MemoryBackend
-from pveoci.cache import Cache
 from pveoci.runtime import Runtime
 from pveoci.settings import Profile, Settings
-from tests.runtime.conftest import tiny_bundle
+from tests.inmemory import tiny_bundle
 from tests.testbed import Testbed
 
 # ------------------------------------------------------------------------------------------ in memory
-
-
-@pytest.fixture
-def memory() -> MemoryBackend:
-    return MemoryBackend(nodes=("pve1", "pve2"))
-
-
-@pytest.fixture
-def rt(memory: MemoryBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    runtime = Runtime(memory, Cache(tmp_path / "cache"), Settings(Profile(name="mem"), tmp_path / "none.toml"))
-    yield runtime
-    runtime.close()
 
 
 @pytest.fixture

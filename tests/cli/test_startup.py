@@ -109,16 +109,12 @@ except errors.SshError:
     assert "invoke" not in loaded
 
 
-def test_connect_loads_no_http_stack_until_the_first_request(tmp_path: Path) -> None:
+def test_connect_loads_no_http_stack_until_the_first_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A command that asks the API nothing (an unchanged `template push`) never imports requests and proxmoxer;
     the first request does, and fails as it would have (nothing listens there)."""
-    secret = tmp_path / "secret"
-    secret.write_text("s3cret\n")
-    secret.chmod(0o600)
-    config = tmp_path / "config.toml"
-    config.write_text(f'default_profile = "x"\n[profiles.x]\nhost = "127.0.0.1"\nport = 1\n'
-                      f'token_id = "a@pve!t"\ntoken_secret_file = "{secret}"\nretries = 0\n')
-    connect = f"import pveoci\nrt = pveoci.connect(config={str(config)!r}, root={str(tmp_path / 'cache')!r})\n"
+    monkeypatch.setenv("PVEOCI_TOKEN_SECRET", "s3cret")   # the probe's interpreter inherits it
+    connect = (f"import pveoci\nrt = pveoci.connect(config={str(tmp_path / 'none.toml')!r}, "
+               f"root={str(tmp_path / 'cache')!r}, host='127.0.0.1', port=1, token_id='a@pve!t', retries=0)\n")
     loaded = imported_after(connect)
     for heavy in ("requests", "urllib3", "proxmoxer", "pveoci.pve.transport"):
         assert heavy not in loaded, heavy

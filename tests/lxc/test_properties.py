@@ -172,13 +172,19 @@ def test_device_numbers_out_of_range_are_refused_by_the_builder() -> None:
 # --- net0: the profile's bridge ---
 
 
+def target_refused(target: Target) -> str:
+    """The one line a profile's value that cannot go into a property string is refused with."""
+    with pytest.raises(errors.ConfigError) as caught:
+        plan({}, target)
+    assert "\n" not in caught.value.message
+    return caught.value.message
+
+
 @pytest.mark.parametrize("bridge", ["vmbr0,evil=1", "vmbr0\n", "vmbr 0", "", "vmbr0;x"])
 def test_a_bridge_proxmox_would_misread_is_a_config_error_where_net0_is_made(bridge: str) -> None:
-    with pytest.raises(errors.ConfigError) as caught:
-        plan({}, Target(bridge=bridge))
-    assert caught.value.message.startswith("the profile's bridge '")
-    assert "cannot go into Proxmox's net0" in caught.value.message
-    assert "\n" not in caught.value.message
+    message = target_refused(Target(bridge=bridge))
+    assert message.startswith("the profile's bridge '")
+    assert "cannot go into Proxmox's net0" in message
 
 
 @pytest.mark.parametrize("bridge", ["vmbr0,evil=1", "vmbr0\n", "vmbr0 "])
@@ -203,10 +209,9 @@ def test_bridge_names_proxmox_takes_are_kept(bridge: str) -> None:
 
 @pytest.mark.parametrize("storage", ["local-lvm,ro=0", "local-lvm:9", "x", "local lvm", "-local"])
 def test_a_rootfs_storage_that_is_no_storage_id_is_a_config_error(storage: str) -> None:
-    with pytest.raises(errors.ConfigError) as caught:
-        plan({}, Target(rootfs_storage=storage))
-    assert caught.value.message.startswith("the profile's rootfs_storage '")
-    assert "cannot go into Proxmox's rootfs" in caught.value.message
+    message = target_refused(Target(rootfs_storage=storage))
+    assert message.startswith("the profile's rootfs_storage '")
+    assert "cannot go into Proxmox's rootfs" in message
 
 
 def test_the_rootfs_is_read_back_as_meant() -> None:
