@@ -193,3 +193,17 @@ def test_a_node_command_does_not_read_this_machines_shell_startup_files(cluster:
         assert run(client, "echo ${PYENV_ROOT-none} ${PYENV_SHELL-none}") == "none none\n"
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("address", ["-oProxyCommand=touch /tmp/pwned", "pve 1", "10.0.0.1\n-x", "a;b", ""])
+def test_an_address_the_cluster_reports_is_an_address_or_refused(tmp_path: Path, address: str) -> None:
+    """/cluster/status's addresses go into ssh's command line (OpenSSH) and paramiko's connect: one that is no IP
+    address or host name is refused in one line, never passed on (a leading '-' would be an option)."""
+    settings = SshSettings(agent=False, known_hosts=tmp_path / "known_hosts")
+    connector = SshConnector(settings, {"pve1": address})
+    with pytest.raises(errors.ConfigError) as caught:
+        connector.target("pve1")
+    assert "\n" not in caught.value.message
+    assert "ssh.nodes.pve1.address" in caught.value.message
+    for fine in ("10.0.0.1", "fd00::1", "pve1.example.org"):
+        assert SshConnector(settings, {"pve1": fine}).target("pve1").host == fine

@@ -7,7 +7,9 @@ from the cluster (`/cluster/status` ips) unless the profile overrides them per n
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import shlex
 import socket
 import sys
@@ -148,7 +150,7 @@ class SshConnector:
 
     def target(self, node: str) -> SshTarget:
         override = self.settings.nodes.get(node)
-        host = (override.address if override and override.address else None) or self.addresses.get(node)
+        host = (override.address if override and override.address else None) or _reported(node, self.addresses)
         if not host:
             raise errors.ConfigError(
                 f"no SSH address for node '{node}': the cluster reports none; "
@@ -239,6 +241,26 @@ class SshConnector:
         if transport is not None:
             transport.set_keepalive(30)
         return client
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})")
+
+
+def _reported(node: str, addresses: Mapping[str, str]) -> str | None:
+    """The node's address as the cluster reports it, if it is an IP address or a host name: anything else (a
+    leading '-' would be an option to OpenSSH's ssh; blanks, control characters) is refused with one line."""
+    host = addresses.get(node)
+    if not host:
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        if _HOST_NAME.fullmatch(host):
+            return host
+    shown = repr(host[:80] + ("..." if len(host) > 80 else ""))
+    raise errors.ConfigError(f"the cluster reports the address {shown} for node '{node}', which is no IP address "
+                             f"or host name; set ssh.nodes.{node}.address in the profile")
 
 
 @dataclass(frozen=True)
