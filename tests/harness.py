@@ -14,7 +14,7 @@ A subprocess costs about 0.6 s of imports before any work; a call here costs wha
   the log file closed afterwards), and a record no handler would take printed on stderr as logging.lastResort
   prints it; Python's default warning filters, warnings printed on stderr;
 - module-level state of pveoci that lives as long as a process empty (the secrets to scrub, the creates this
-  process is making, polling watchers), and the signal handlers put back;
+  process is making, polling watchers, the walks its start began), and the signal handlers put back;
 - the Runtime each command opens (pveoci.cli.invocation.open_runtime) closed after it, as a process's exit would.
 
 One thing is not made afresh: typer's click command, built from `pveoci.cli.main.app` on every start (about
@@ -69,7 +69,8 @@ NO_TERMINAL = {"COLUMNS": "80", "LINES": "24"}
 BED_LOGGERS = frozenset({"aiohttp", "asyncio", "fakepve", "tests"})
 
 #: pveoci's module-level state that lives as long as its process: (module, attribute) of a mutable container.
-PROCESS_STATE = (("pveoci.logs", "_secrets"), ("pveoci.cache", "_RUNNING"), ("pveoci.retry", "_watchers"))
+PROCESS_STATE = (("pveoci.logs", "_secrets"), ("pveoci.cache", "_RUNNING"), ("pveoci.retry", "_watchers"),
+                 ("pveoci.template.manifest", "_ahead"))
 
 #: Signal handlers a command may install (and should have put back).
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH, signal.SIGPIPE)
@@ -249,6 +250,9 @@ def _fresh_process_state() -> Iterator[None]:
     try:
         yield
     finally:
+        from pveoci.template import manifest
+
+        manifest.stop_ahead()  # the walks the command's start began and nothing took, stopped as at its exit
         for c, before in zip(containers, saved, strict=True):
             c.clear()
             if isinstance(c, list):

@@ -154,7 +154,7 @@ def test_recreate_on_cluster(lxc_bed: Testbed, lxc_bed3: Testbed, tmp_path: Path
     assert clash.returncode == 1, clash.stderr
     assert [(x["id"], x["result"]) for x in map(json.loads, clash.stdout.splitlines())] == [
         ("j1", "would recreate"), ("j2", "refused")]
-    assert run("-m", "pveoci", "-p", "dst", "delete", "j2").returncode == 0
+    assert run("-m", "pveoci", "-p", "dst", "delete", "-f", "j2").returncode == 0   # created, never started
     dry = run(script, *common, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert {x["id"]: x["to"].split(":")[0] for x in map(json.loads, dry.stdout.splitlines())} == {

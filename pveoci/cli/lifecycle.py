@@ -293,11 +293,14 @@ def kill(
 def delete(
     ctx: typer.Context,
     container_id: IdArgument,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Stop a running container first; an unknown id "
-                                        "is not an error.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Stop a created, running or paused container "
+                                        "first; an unknown id is not an error.")] = False,
     output: OutputOption = None,
 ) -> None:
-    """Delete a stopped (or created) container and everything create made for it.
+    """Delete a stopped container and everything create made for it.
+
+    As the runtime-spec says, a container that is not stopped (created included) is refused
+    unless --force, which stops it first.
 
     Examples:
 

@@ -208,8 +208,9 @@ def _global(
                                                   "format).")] = LogFormat.text,
     root: Annotated[Path | None, typer.Option("--root", help="Where the local cache lives (default: the "
                                                "platform state dir's pveoci/).")] = None,
-    systemd_cgroup: Annotated[bool, typer.Option("--systemd-cgroup", help="Refused: Proxmox VE manages "
-                                                 "the containers' cgroups on their nodes.")] = False,
+    systemd_cgroup: Annotated[bool, typer.Option("--systemd-cgroup", help="Accepted (engines pass it) and "
+                                                 "changes nothing: Proxmox VE manages the containers' cgroups on "
+                                                 "their nodes; the log says so.")] = False,
     rootless: Annotated[str | None, typer.Option("--rootless", help="runc's flag: false and auto are "
                                                  "accepted (nothing runs rootless here); true is refused.")] = None,
     install_completion: Annotated[Optional[Shell], typer.Option(  # noqa: UP045 - read at run time on 3.10
@@ -230,8 +231,9 @@ def _global(
         except OSError as exc:
             raise typer.BadParameter(f"cannot write {log}: {exc.strerror}", param_hint="'--log'") from None
     logs.configure(debug=debug, log_file=log, log_format=log_format.value)
-    if systemd_cgroup:
-        raise errors.Unsupported("--systemd-cgroup: Proxmox VE manages the containers' cgroups on their nodes")
+    if systemd_cgroup:  # podman and containerd pass it whenever their host uses systemd's cgroups
+        logging.getLogger("pveoci.cli").info("--systemd-cgroup: accepted; it changes nothing, Proxmox VE manages "
+                                             "the containers' cgroups on their nodes")
     if rootless is not None and rootless not in ("false", "auto"):
         if rootless != "true":
             raise typer.BadParameter(f"{rootless!r} is not one of 'true', 'false', 'auto'", param_hint="'--rootless'")

@@ -346,10 +346,10 @@ class Runtime:
         transitions.kill(self._ctx, id, signal, all_processes=all_processes, timeout=timeout)
 
     def delete(self, id: str, *, force: bool = False) -> None:
-        """Delete a stopped or created container and what create made for it (OCI `delete`).
+        """Delete a stopped container and what create made for it (OCI `delete`).
 
-        NotStopped for a running one unless `force` (which stops it first); with `force` an
-        unknown id is not an error.
+        NotStopped for one that is not stopped (created, running or paused: the runtime-spec's
+        rule) unless `force`, which stops it first; with `force` an unknown id is not an error.
         """
         check_id(id)
         recovery.recover(self._ctx, id)

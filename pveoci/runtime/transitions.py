@@ -148,7 +148,7 @@ def delete(ctx: Context, found: Located | None, cid: str, *, force: bool) -> Non
         raise errors.NotFound("container does not exist")
     g = found.guest
     status = found.status
-    if status in ("running", "paused") and not force:
+    if status != "stopped" and not force:  # runtime-spec: deleting a container that is not stopped is an error
         raise errors.NotStopped(f"cannot delete container {cid} that is not stopped: {status}", status=status)
     if g.status == "running":  # running, paused, or created (its init waits)
         _stop(ctx, g.node, g.vmid)

@@ -40,7 +40,7 @@ def test_template_ls_rm_and_gc_know_which_templates_are_in_use(cli, busybox_bund
     message = one_line(cli("template", "rm", name, "--node", "pve1"), 28)
     assert message == f"template {name} is used by user1; --force removes it anyway"
     assert (cluster.template_dir("pve1") / name).exists()
-    ok(cli("delete", "user1"))
+    ok(cli("delete", "-f", "user1"))   # created, never started
     assert [t["name"] for t in json.loads(ok(cli("template", "gc", "-o", "json")))["removed"]] == [name]
     assert not (cluster.template_dir("pve1") / name).exists()
 
@@ -70,7 +70,7 @@ def test_a_rootfs_that_is_a_symlink_is_packed_as_the_tree_it_names(cli, busybox_
     names = subprocess.run(["tar", "-tf", str(template)], capture_output=True, text=True, check=True).stdout.split()
     assert "./bin/busybox" in names
     assert len(names) > 10
-    ok(cli("delete", "linked"))
+    ok(cli("delete", "-f", "linked"))   # created, never started
 
 
 def test_state_names_the_rootfs_the_bundle_names(cli, busybox_bundle: Path) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +82,7 @@ def test_state_names_the_rootfs_the_bundle_names(cli, busybox_bundle: Path) -> N
     ok(cli("create", "-b", str(busybox_bundle), "rooted"))
     state = json.loads(ok(cli("state", "rooted")))
     assert state["rootfs"] == str(busybox_bundle / "image" / "root")
-    ok(cli("delete", "rooted"))
+    ok(cli("delete", "-f", "rooted"))   # created, never started
 
 
 SAME_ID = """

@@ -118,8 +118,14 @@ def test_delete_force_stops_a_running_container(rt: Runtime, bundle: Path, memor
 
 
 def test_delete_of_a_created_container(rt: Runtime, bundle: Path, memory: MemoryBackend) -> None:
+    """runtime-spec: deleting a container that is not stopped MUST be an error, `created` included (runc 1.1 deletes
+    one; runtime-tools' `delete` test holds runtimes to the spec); --force deletes it."""
     rt.create("d3", bundle)
-    rt.delete("d3")
+    with pytest.raises(errors.NotStopped, match="cannot delete container d3 that is not stopped: created") as caught:
+        rt.delete("d3")
+    assert caught.value.exit_code == errors.NotStopped.exit_code
+    assert rt.state("d3").status == "created"   # nothing changed
+    rt.delete("d3", force=True)
     assert memory.cts == {}
     assert rt.create("d3", bundle).status == "created"  # the id can be reused
 

@@ -42,7 +42,6 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], words: str) -> No
 
 
 @pytest.mark.parametrize(("args", "flag"), [
-    (["--systemd-cgroup", "list"], "--systemd-cgroup"),
     (["--rootless", "true", "list"], "--rootless true"),
     (["create", "--console-socket", "/tmp/x.sock", "web"], "--console-socket"),
     (["run", "--no-pivot", "web"], "--no-pivot"),
@@ -61,6 +60,18 @@ def test_rootless_false_and_auto_are_accepted(tmp_path: Path) -> None:
     for value in ("false", "auto"):
         result = pveoci("--rootless", value, "config", "show", config=tmp_path / "none.toml")
         assert result.code == 0, result.err
+
+
+def test_systemd_cgroup_is_accepted_and_the_log_says_it_changes_nothing(tmp_path: Path) -> None:
+    """podman and containerd pass --systemd-cgroup whenever their host's cgroups are systemd's: refusing it would
+    keep them from using pveoci at all. It changes nothing (Proxmox manages the cgroups); the log says so."""
+    log = tmp_path / "runtime.log"
+    for global_flags in (["--systemd-cgroup"], ["--systemd-cgroup", "--log-format", "json"]):
+        log.unlink(missing_ok=True)
+        result = pveoci(*global_flags, "--log", str(log), "config", "show", config=tmp_path / "none.toml")
+        assert result.code == 0, result.err
+        assert result.err == ""
+        assert "--systemd-cgroup: accepted; it changes nothing" in log.read_text()
 
 
 def test_backend_pct_without_a_node_to_enter_by_says_what_to_set(tmp_path: Path) -> None:

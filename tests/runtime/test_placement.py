@@ -130,7 +130,7 @@ def test_equal_nodes_are_chosen_by_the_id_not_by_name(rt: Runtime, bundle: Path)
 def test_a_node_with_the_template_wins_among_equals(rt: Runtime, memory: MemoryBackend, tmp_path: Path) -> None:
     bundle = tiny_bundle(tmp_path / "b")
     first = rt.create("first", bundle, node="pve3")
-    rt.delete("first")
+    rt.delete("first", force=True)   # created, never started
     placed = rt.place(bundle, id="second")
     assert placed.node == "pve3"
     assert placed.scores[0].parts["template"] == 10.0

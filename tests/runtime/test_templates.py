@@ -46,7 +46,7 @@ def test_a_template_in_use_is_kept_by_rm_and_gc(rt: Runtime, memory: MemoryBacke
     assert refused.value.users == ["web"]
     assert rt.templates.gc() == []
     assert name in memory.template_files[("pve1", "local")]
-    rt.delete("web")
+    rt.delete("web", force=True)   # created, never started
     assert [t.name for t in rt.templates.gc(dry_run=True)] == [name]
     assert name in memory.template_files[("pve1", "local")]
     assert [t.name for t in rt.templates.gc()] == [name]
@@ -181,7 +181,7 @@ def test_before_pve_91_sbin_init_is_pveocis_init_whatever_the_rootfs_has(tmp_pat
 def test_a_template_removed_behind_pveocis_back_is_sent_again_by_the_next_create(
         rt: Runtime, memory: MemoryBackend, bundle: Path) -> None:
     name = rt.create("one", bundle).template.split("/")[1]
-    rt.delete("one")
+    rt.delete("one", force=True)   # created, never started
     del memory.template_files[("pve1", "local")][name]   # another workstation's gc, say
     assert rt.create("two", bundle).template.endswith(name)  # Proxmox said it is missing: sent, tried again
     assert len(memory.uploads) == 2
