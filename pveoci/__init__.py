@@ -26,13 +26,13 @@ __version__ = "0.2.0"
 
 # Public name -> the module that defines it; imported on first use, so `import pveoci` stays cheap.
 _EXPORTS = {
-    "connect": "pveoci.connect",
+    "connect": "pveoci.connect", "features": "pveoci.features",
     "Runtime": "pveoci.runtime", "Templates": "pveoci.runtime", "FindingsMode": "pveoci.runtime",
     "State": "pveoci.models", "Node": "pveoci.models", "Storage": "pveoci.models", "Template": "pveoci.models",
     "PushResult": "pveoci.models", "Check": "pveoci.models", "GcReport": "pveoci.models",
     "ProcessTable": "pveoci.models", "Guest": "pveoci.models", "Placement": "pveoci.models",
     "NodeScore": "pveoci.models", "Migration": "pveoci.models", "MoveReport": "pveoci.models",
-    "MigrationCheck": "pveoci.models",
+    "MigrationCheck": "pveoci.models", "Stats": "pveoci.models",
     "Plan": "pveoci.lxc.mapping", "Finding": "pveoci.lxc.mapping",
     "Progress": "pveoci.progress",
     "Settings": "pveoci.settings", "Profile": "pveoci.settings",
@@ -99,6 +99,7 @@ __all__ = [
     "Settings",
     "SshError",
     "State",
+    "Stats",
     "Storage",
     "TaskFailed",
     "Template",
@@ -108,6 +109,7 @@ __all__ = [
     "UnsupportedByStrictMapping",
     "__version__",
     "connect",
+    "features",
 ]
 
 
@@ -125,13 +127,13 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """`pveoci.connect` stays the function once the module of the same name is imported (`from pveoci.connect
-    import ...`, or the command line): the import system sets the package's attribute to the module, and
-    `pveoci.connect()` would then fail with "'module' object is not callable"."""
+    """`pveoci.connect` and `pveoci.features` stay the functions once the modules of the same names are imported
+    (`from pveoci.connect import ...`, or the command line): the import system sets the package's attribute to the
+    module, and `pveoci.connect()` would then fail with "'module' object is not callable"."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "connect" and isinstance(value, types.ModuleType):
-            value = value.connect
+        if name in ("connect", "features") and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
         super().__setattr__(name, value)
 
 
@@ -175,6 +177,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         Unsupported,
         UnsupportedByStrictMapping,
     )
+    from pveoci.features import features
     from pveoci.lxc.mapping import Finding, Plan
     from pveoci.models import (
         Check,
@@ -189,6 +192,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         ProcessTable,
         PushResult,
         State,
+        Stats,
         Storage,
         Template,
     )

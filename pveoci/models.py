@@ -29,6 +29,19 @@ class Guest:
     name: str = ""
     maxmem: int = 0                # bytes of memory it may use (its `memory` option)
     ha_state: str | None = None    # its HA resource's state (started, stopped, migrate, error, ...); None: not HA
+    # Its use of resources, as Proxmox reports it (0 when stopped; /cluster/resources has no swap)
+    mem: int = 0                   # bytes of memory in use, without the page cache
+    swap: int = 0                  # bytes of swap in use
+    maxswap: int = 0               # bytes of swap it may use (its `swap` option)
+    cpu: float = 0.0               # the share of its CPUs it kept busy lately (0.5: half of them)
+    cpus: float = 0.0              # how many CPUs it may use
+    disk: int = 0                  # bytes used of its root disk (where the storage can tell)
+    maxdisk: int = 0               # its root disk's size
+    netin: int = 0                 # bytes its network interfaces received since it started
+    netout: int = 0                # and sent
+    diskread: int = 0              # bytes its processes read from block devices since it started
+    diskwrite: int = 0             # and wrote
+    uptime: int = 0                # seconds it has run
 
 
 @dataclass(frozen=True)
@@ -192,6 +205,31 @@ class State:
         if self.cached:
             data["pveoci"]["cached"] = True
         return data
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A container's use of resources at one moment, as Proxmox reports it (its Guest, from its status): one of
+    runc's `events`."""
+
+    id: str
+    guest: Guest
+
+    def to_json(self) -> dict[str, Any]:
+        """runc's event, `{"type": "stats", "id", "data"}`, its data in runc's shape as far as Proxmox's figures go:
+        memory (in use without the page cache; swap as runc counts it, memory plus swap), block I/O in bytes read
+        and written, the bytes of eth0 (pveoci's one interface); pveoci's own under "pveoci". What Proxmox does not
+        report (CPU time, pids, cache, hugetlb, failcnt) is left out, never made up."""
+        g = self.guest
+        data = {
+            "memory": {"usage": {"usage": g.mem, "limit": g.maxmem},
+                       "swap": {"usage": g.mem + g.swap, "limit": g.maxmem + g.maxswap}},
+            "blkio": {"ioServiceBytesRecursive": [{"op": "Read", "value": g.diskread},
+                                                  {"op": "Write", "value": g.diskwrite}]},
+            "network_interfaces": [{"Name": "eth0", "RxBytes": g.netin, "TxBytes": g.netout}],
+            "pveoci": {"node": g.node, "vmid": g.vmid, "cpu": round(g.cpu, 4), "cpus": g.cpus, "uptime": g.uptime},
+        }
+        return {"type": "stats", "id": self.id, "data": data}
 
 
 @dataclass(frozen=True)

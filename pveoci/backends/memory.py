@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,7 @@ from pveoci.template.pack import Packed
 Program = Callable[[str, int, list[str], bytes], tuple[int, bytes, bytes]]
 
 GIB = 1024**3
+MIB = 1024**2
 
 T = TypeVar("T")
 
@@ -53,6 +55,8 @@ class MemoryCt:
     exit_status: int | None = None  # the process's, once it ended
     signals: list[str] = field(default_factory=list)   # what the process was sent
     ha_state: str | None = None     # HA-managed: its HA resource's state (started, stopped, ...)
+    started: float = 0.0            # when it was started (time.time())
+    figures: dict[str, Any] = field(default_factory=dict)  # Guest figures its status reports while it runs (a test's)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -146,7 +150,19 @@ class MemoryBackend:
         online = self.nodes_online.get(ct.node, False)
         return Guest(vmid=ct.vmid, node=ct.node, status=ct.status if online else "unknown", tags=ct.tags,
                      lock=ct.config.get("lock"), pid=ct.pid, name=str(ct.config.get("hostname", "")),
-                     maxmem=int(ct.config.get("memory") or 512) * 1024 * 1024, ha_state=ct.ha_state)
+                     ha_state=ct.ha_state, **self._figures(ct))
+
+    @staticmethod
+    def _figures(ct: MemoryCt) -> dict[str, Any]:
+        """What Proxmox reports of its use of resources: its limits, and while it runs a little memory and CPU
+        (`ct.figures` says otherwise) and the time since its start."""
+        maxmem = int(ct.config.get("memory") or 512) * MIB
+        limits = {"maxmem": maxmem, "maxswap": int(ct.config.get("swap") or 0) * MIB, "maxdisk": 4 * GIB,
+                  "cpus": float(ct.config.get("cores") or 1)}
+        if ct.status != "running":
+            return limits
+        return {**limits, "mem": min(32 * MIB, maxmem), "cpu": 0.01, "disk": 64 * MIB,
+                "uptime": int(time.time() - ct.started), **ct.figures}
 
     def status(self, node: str, vmid: int) -> Guest:
         self._call("status")
@@ -221,6 +237,7 @@ class MemoryBackend:
 
     def _boot(self, ct: MemoryCt) -> None:
         ct.status, ct.pid, ct.phase, ct.exit_status = "running", next(self._pids), "waiting", None
+        ct.started = time.time()
 
     def _halt(self, ct: MemoryCt, status: int | None = None) -> None:
         ct.status, ct.pid, ct.frozen, ct.phase = "stopped", None, False, ""
@@ -289,7 +306,7 @@ class MemoryBackend:
                 else f"starting migration of CT {vmid} to node '{target}'")
             ct.node = target
             if ct.status == "running":
-                ct.pid, ct.phase, ct.frozen = next(self._pids), "waiting", False
+                ct.pid, ct.phase, ct.frozen, ct.started = next(self._pids), "waiting", False, time.time()
             log("migration finished successfully")
 
     # -------------------------------------------------------- on the node

@@ -4,9 +4,11 @@ the Plan it becomes (PVE options, the process spec, findings) and what it is mad
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from pveoci import errors
 from pveoci.lxc import properties
@@ -18,6 +20,12 @@ Options = dict[str, str | int | float]
 # find_program(name, PATH or None, cwd): the program's absolute path in the rootfs, None if there is none.
 FindProgram = Callable[[str, str | None, str], str | None]
 NO_OPTION = "no PVE container option for it"
+
+
+def by_alias(model: BaseModel, names: Iterable[str]) -> dict[str, Any]:
+    """The values of a spec model's fields by their names in config.json (`createRuntime`: create_runtime's)."""
+    attributes = {info.alias or name: name for name, info in type(model).model_fields.items()}
+    return {name: getattr(model, attributes[name]) for name in names}
 
 
 def shown(value: str) -> str:

@@ -6,7 +6,7 @@ import signal
 from dataclasses import replace
 
 from pveoci import errors, signals
-from pveoci.lxc.draft import Draft, shown
+from pveoci.lxc.draft import Draft, by_alias, shown
 
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
 
@@ -19,16 +19,20 @@ def signal_name(value: str) -> str:
     return name
 
 
+#: The hooks pveoci runs, on this machine (the runtime namespace), and those it cannot run: they belong inside the
+#: container's namespaces before start. By their names in config.json; `pveoci features` lists the first.
+HOOKS_RUN = ("prestart", "createRuntime", "poststart", "poststop")
+HOOKS_NOT_RUN = ("createContainer", "startContainer")
+
+
 def hooks(d: Draft) -> None:
     spec_hooks = d.spec.hooks
     if spec_hooks is None:
         return
-    for name, items in (("prestart", spec_hooks.prestart), ("createRuntime", spec_hooks.create_runtime),
-                        ("poststart", spec_hooks.poststart), ("poststop", spec_hooks.poststop)):
+    for name, items in by_alias(spec_hooks, HOOKS_RUN).items():
         if items:
             d.note(f"hooks.{name}", "applied", "run by pveoci on this machine (the runtime namespace)")
-    d.unsupported_if_set("hooks", {"createContainer": spec_hooks.create_container,
-                                   "startContainer": spec_hooks.start_container},
+    d.unsupported_if_set("hooks", by_alias(spec_hooks, HOOKS_NOT_RUN),
                          "cannot run inside the container's namespaces before start", even_empty=False)
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 from functools import partial
 
 from pveoci.lxc import properties
-from pveoci.lxc.draft import Draft
+from pveoci.lxc.draft import Draft, shown
 from pveoci.oci.runtime_spec import Mount
 
 # Mounts LXC sets up in every container: a spec asking for them gets them.
 LXC_MOUNTS = {"/proc": "proc", "/sys": "sysfs", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs",  # noqa: S108 - a mount point, not a temp file
               "/dev/mqueue": "mqueue", "/sys/fs/cgroup": "cgroup"}
 _KERNEL_FS = ("tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", None)
+#: The options of a bind mount that its mount point (mp[n]) honours: `bind`, `ro` (ro=1) and `rw` (the default).
+#: PVE binds with `mount -o bind`, so `rbind` leaves out the mounts under the source. `pveoci features` lists these.
+MOUNT_OPTIONS = ("bind", "ro", "rw")
+#: Whether a mount's uidMappings/gidMappings (an id-mapped mount) are applied: no, PVE's mount points have none
+#: (`pveoci features` says so).
+ID_MAPPED_MOUNTS = False
 
 
 def mounts(d: Draft) -> None:
@@ -55,5 +61,13 @@ def _bind_mount_point(d: Draft, path: str, mount: Mount, n: int) -> bool:
         return False
     d.options[f"mp{n}"] = d.property_value(path, partial(properties.mount_point, f"mp{n}", mount.source,
                                                          mount.destination, readonly="ro" in (mount.options or [])))
-    d.note(path, "applied", f"mp{n}: {mount.source} on the node, at {mount.destination}")
+    shortfalls = []
+    ignored = [shown(option) for option in mount.options or () if option not in MOUNT_OPTIONS]
+    if ignored:
+        shortfalls.append(f"not applied: {', '.join(ignored[:8])} (PVE binds the source alone, without the mounts "
+                          "under it, and with none of these options)")
+    if mount.uid_mappings is not None:
+        shortfalls.append("without its id mapping (PVE's mount points have none)")
+    d.note(path, "approximated" if shortfalls else "applied",
+           "; ".join([f"mp{n}: {mount.source} on the node, at {mount.destination}", *shortfalls]))
     return True

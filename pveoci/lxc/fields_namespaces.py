@@ -5,6 +5,9 @@ from __future__ import annotations
 from pveoci.lxc.draft import Draft
 
 LXC_NAMESPACES = {"pid", "network", "ipc", "uts", "mount", "cgroup"}
+#: The namespaces a spec may ask for: LXC's own, and a user namespace (an unprivileged container). Not `time`, and
+#: no namespace joined by its path. `pveoci features` lists these.
+NAMESPACES = LXC_NAMESPACES | {"user"}
 # The id mapping PVE gives an unprivileged container (see pve-container's LXC::parse_id_maps).
 PVE_ID_MAP = (0, 100000, 65536)
 
@@ -34,7 +37,7 @@ def missing(d: Draft) -> None:
 
 def user(d: Draft) -> None:
     """A user namespace makes an unprivileged container; without one, the profile decides."""
-    if "user" in d.namespaces:
+    if "user" in d.namespaces:  # the one of NAMESPACES LXC does not give every container
         d.options["unprivileged"] = 1
         d.note(f"linux.namespaces[{list(d.namespaces).index('user')}]", "applied",
                "an unprivileged container (ids mapped from 100000)")

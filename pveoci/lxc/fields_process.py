@@ -92,6 +92,14 @@ def console_size(d: Draft) -> None:
         d.note("process.consoleSize", "approximated", "the console's size is set by whoever attaches to it")
 
 
+#: The capabilities a spec may set: none (capabilities() below). A container gets LXC's set for its kind; PVE has
+#: no option for another (lxc.cap.drop and lxc.cap.keep are raw keys). `pveoci features` lists these.
+CAPABILITIES: tuple[str, ...] = ()
+#: Whether process.apparmorProfile and process.selinuxLabel are applied: no, PVE applies its own profile
+#: (security_labels() below). `pveoci features` says so; tests/test_features.py holds these to the functions.
+APPARMOR = SELINUX = False
+
+
 def capabilities(d: Draft) -> None:
     if d.oci_process.capabilities is not None:
         d.note("process.capabilities", "unsupported", "containers get LXC's capability set for "

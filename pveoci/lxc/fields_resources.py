@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from pveoci import errors
-from pveoci.lxc.draft import Draft, shown
+from pveoci.lxc.draft import Draft, by_alias, shown
 from pveoci.oci.runtime_spec import Cpu, Memory, Resources
 
 MIB = 1024 * 1024
@@ -13,6 +13,11 @@ MEMORY_MIN = 16     # MiB: PVE's least
 CPU_MAX = 8192      # PVE's most cores, and Linux's largest NR_CPUS: CPUs are numbered 0-8191 at most
 CPULIMIT_MAX = 8192  # PVE's cpulimit: 0 (none) to 8192 CPUs' time
 _CPU_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+#: The cgroup version the resources are written for: v2 (cpu.shares become cpu.weight), as PVE 8 and 9 run; PVE
+#: writes them on the node. `pveoci features` says so.
+CGROUP_VERSION = 2
+#: The controls of `linux.resources` PVE has no option for (`pveoci features`: no rdma).
+UNSUPPORTED = ("blockIO", "hugepageLimits", "network", "rdma", "unified")
 
 
 def cpu_weight(shares: int) -> int:
@@ -149,6 +154,4 @@ def pids(d: Draft) -> None:
 def resources_other(d: Draft) -> None:
     resources = _resources(d)
     if resources is not None:
-        d.unsupported_if_set("linux.resources", {
-            "blockIO": resources.block_io, "hugepageLimits": resources.hugepage_limits, "network": resources.network,
-            "rdma": resources.rdma, "unified": resources.unified}, even_empty=False)
+        d.unsupported_if_set("linux.resources", by_alias(resources, UNSUPPORTED), even_empty=False)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pveoci.lxc.draft import Draft
+from pveoci.lxc.draft import Draft, by_alias
+
+#: Whether the spec's seccomp profile is applied: no, LXC applies PVE's own (seccomp() below; `pveoci features`
+#: says so).
+SECCOMP = False
+#: The fields of `linux` PVE has no option for (`pveoci features` says intelRdt and netDevices are not supported).
+UNSUPPORTED = ("rootfsPropagation", "mountLabel", "intelRdt", "memoryPolicy", "personality", "timeOffsets",
+               "netDevices")
 
 
 def sysctl(d: Draft) -> None:
@@ -28,10 +35,7 @@ def readonly_paths(d: Draft) -> None:
 def linux_other(d: Draft) -> None:
     linux = d.spec.linux
     if linux is not None:
-        d.unsupported_if_set("linux", {
-            "rootfsPropagation": linux.rootfs_propagation, "mountLabel": linux.mount_label,
-            "intelRdt": linux.intel_rdt, "memoryPolicy": linux.memory_policy, "personality": linux.personality,
-            "timeOffsets": linux.time_offsets, "netDevices": linux.net_devices}, even_empty=False)
+        d.unsupported_if_set("linux", by_alias(linux, UNSUPPORTED), even_empty=False)
 
 
 def cgroups_path(d: Draft) -> None:

@@ -25,6 +25,10 @@ class Reader(Protocol):
     def get(self, *segments: object, **params: Any) -> Any: ...
 
 
+#: A container's figures in bytes or seconds, by their names in its status (and /cluster/resources, but swap).
+FIGURES = ("mem", "swap", "maxswap", "disk", "maxdisk", "netin", "netout", "diskread", "diskwrite", "uptime")
+
+
 def storage_from_api(item: dict[str, Any]) -> Storage:
     return Storage(
         name=str(item["storage"]),
@@ -47,7 +51,18 @@ def guest_from_api(item: dict[str, Any], node: str | None = None) -> Guest:
     return Guest(vmid=int(item["vmid"]), node=str(item.get("node") or node or ""),
                  status=str(item.get("status") or "unknown"), tags=tags, lock=item.get("lock") or None,
                  pid=int(pid) if pid not in (None, "") else None, name=str(item.get("name") or ""),
-                 maxmem=int(item.get("maxmem") or 0), ha_state=str(ha) if ha else None)
+                 maxmem=int(item.get("maxmem") or 0), ha_state=str(ha) if ha else None,
+                 cpu=_figure(item.get("cpu")), cpus=_figure(item.get("cpus") or item.get("maxcpu")),
+                 **{name: int(_figure(item.get(name))) for name in FIGURES})
+
+
+def _figure(value: object) -> float:
+    """A figure of a status as a number; 0 for one that is missing or not a number (it informs, it decides nothing)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return number if 0 <= number < float("inf") else 0.0
 
 
 def migration_check(data: dict[str, Any]) -> MigrationCheck:

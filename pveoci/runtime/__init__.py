@@ -29,6 +29,7 @@ from pveoci.models import (
     ProcessTable,
     PushResult,
     State,
+    Stats,
     Template,
 )
 from pveoci.progress import SILENT, Progress
@@ -382,6 +383,22 @@ class Runtime:
         """Start a program in the container and return at once (runc's exec --detach): its PID in the container."""
         options = processes.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
         return processes.exec_detached(self._ctx, id, list(argv), options)
+
+    def stats(self, id: str) -> Stats:
+        """The container's use of resources now, as Proxmox reports it (runc's `events --stats`): `.guest` holds the
+        figures, `.to_json()` is runc's event. NotRunning unless it is created, running or paused."""
+        from pveoci.runtime import events
+
+        return events.stats(self._ctx, id)
+
+    def events(self, id: str, *, interval: float = 5.0) -> Iterator[Stats]:
+        """The container's figures every `interval` seconds, the first after one interval, until it stops or is
+        deleted (runc's `events`); a round the cluster cannot answer is skipped with a warning. NotRunning at the
+        first `next()` unless it is created, running or paused; leave the loop whenever you like."""
+        from pveoci.runtime import events
+
+        check_id(id)
+        return events.events(self._ctx, id, interval)
 
     def ps(self, id: str, args: builtins.list[str] | None = None) -> ProcessTable:
         """`ps` run in the container (with `args`): its output and the PIDs it lists."""

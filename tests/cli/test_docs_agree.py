@@ -292,6 +292,7 @@ NOT_RUNNABLE = {
     "pip install -e .": "installs into the environment the tests run in",
     "pip install pveoci": "installs from the network",
     "pveoci exec -t hello -- sh": "a terminal, and a person typing in it",
+    "pveoci events --interval 1s hello": "streams until hello stops, and hello runs until it is killed",
     "$EDITOR ~/.config/pveoci/lab.token": "an editor, and a person pasting a secret",
     "install -m 600 /dev/null ~/.config/pveoci/lab.token && $EDITOR ~/.config/pveoci/lab.token":
         "an editor, and a person pasting a secret",
@@ -322,6 +323,7 @@ BED, FRESH, REPO = "bed", "fresh", "repo"
 #: ./job ends by itself, ./web is a service; the bed has three nodes (pve1-pve3).
 RUNS: list[tuple[str, str, int]] = [
     ("pveoci --version", FRESH, 0),
+    ("pveoci features", FRESH, 0),  # before any profile exists
     ("pveoci config init --name lab --host pve1.lab.example", FRESH, 0),
     ("install -m 600 /dev/null ~/.config/pveoci/lab.token", FRESH, 0),
     (".venv/bin/python -m pytest tests/test_settings.py", REPO, 0),
@@ -339,6 +341,7 @@ RUNS: list[tuple[str, str, int]] = [
     ("pveoci --backend pct run -d -b ./hello hello", BED, 0),
     ("pveoci exec hello -- env", BED, 0),
     ("pveoci state hello", BED, 0),
+    ("pveoci events --stats hello", BED, 0),
     ("pveoci list", BED, 0),
     ("pveoci list --filter node=pve2 --filter annotation=team=blue", BED, 0),
     ("pveoci kill hello", BED, 0),

@@ -68,6 +68,23 @@ def test_start_and_stop(world: World, backend: Backend) -> None:
     assert (stopped.status, stopped.pid) == ("stopped", None)
 
 
+def test_a_status_reports_the_containers_figures(world: World, backend: Backend) -> None:
+    mib = 1024 * 1024
+    vmid = world.create(swap=128)
+    stopped = backend.status("pve1", vmid)
+    assert (stopped.maxmem, stopped.maxswap, stopped.mem, stopped.swap, stopped.uptime) == (256 * mib, 128 * mib,
+                                                                                            0, 0, 0)
+    backend.start("pve1", vmid)
+    running = backend.status("pve1", vmid)
+    assert (running.maxmem, running.maxswap) == (256 * mib, 128 * mib)
+    assert 0 < running.mem <= running.maxmem   # what its processes hold: more than nothing, within its limit
+    assert running.cpus >= 1
+    assert running.maxdisk > 0
+    assert running.uptime >= 0
+    assert min(running.netin, running.netout, running.diskread, running.diskwrite, running.swap) >= 0
+    backend.stop("pve1", vmid)
+
+
 def test_start_of_a_running_container_is_refused(world: World, backend: Backend) -> None:
     vmid = world.running()
     with pytest.raises(errors.ApiError, match="already running"):

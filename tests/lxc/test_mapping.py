@@ -502,7 +502,7 @@ def test_other_resources_are_unsupported(key: str, value: object) -> None:
 
 
 def bind(source: str, destination: str, *options: str, kind: str | None = "bind") -> Doc:
-    mount: Doc = {"destination": destination, "source": source, "options": ["rbind", *options]}
+    mount: Doc = {"destination": destination, "source": source, "options": ["bind", *options]}
     if kind is not None:
         mount["type"] = kind
     return mount
@@ -528,6 +528,23 @@ def test_bind_mount_as_root_pam_is_a_mount_point(options: tuple[str, ...], value
     result = plan({"mounts.7": bind("/srv/data", "/data", *options)}, ROOT_PAM)
     assert result.options["mp0"] == value
     assert_finding(result, "mounts[7]", "applied", "mp0: /srv/data on the node, at /data")
+
+
+@pytest.mark.parametrize(("options", "said"), [(("rbind",), "not applied: 'rbind' (PVE binds the source alone"),
+                                               (("bind", "nosuid", "rprivate"), "not applied: 'nosuid', 'rprivate'")])
+def test_bind_mount_options_pve_does_not_apply_make_it_approximated(options: tuple[str, ...], said: str) -> None:
+    mount = {"destination": "/data", "type": "bind", "source": "/srv/data", "options": list(options)}
+    result = plan({"mounts.7": mount}, ROOT_PAM)
+    assert result.options["mp0"] == "/srv/data,mp=/data"
+    assert [f.status for f in found(result, "mounts[7]")] == ["approximated"]
+    assert_finding(result, "mounts[7]", "approximated", f"mp0: /srv/data on the node, at /data; {said}")
+
+
+def test_an_id_mapped_bind_mount_is_made_without_its_mapping() -> None:
+    idmap = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    mount = {"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["bind"],
+             "uidMappings": idmap, "gidMappings": idmap}
+    assert_finding(plan({"mounts.7": mount}, ROOT_PAM), "mounts[7]", "approximated", "without its id mapping")
 
 
 def test_bind_mounts_are_numbered_in_order() -> None:
