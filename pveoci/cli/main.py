@@ -43,9 +43,9 @@ COMMANDS = {
     "spec": "spec:spec", "create": "lifecycle:create", "start": "lifecycle:start", "run": "lifecycle:run",
     "state": "lifecycle:state_cmd", "list": "lifecycle:list_cmd", "kill": "lifecycle:kill",
     "delete": "lifecycle:delete", "exec": "lifecycle:exec_cmd", "ps": "lifecycle:ps", "logs": "lifecycle:logs",
-    "pause": "lifecycle:pause", "resume": "lifecycle:resume", "plan": "plan:plan", "place": "place:place",
-    "migrate": "moves:migrate", "drain": "moves:drain", "rebalance": "moves:rebalance", "doctor": "doctor:doctor",
-    "nodes": "nodes:nodes", "gc": "lifecycle:gc",
+    "pause": "lifecycle:pause", "resume": "lifecycle:resume", "update": "update:update", "plan": "plan:plan",
+    "place": "place:place", "migrate": "moves:migrate", "drain": "moves:drain", "rebalance": "moves:rebalance",
+    "doctor": "doctor:doctor", "nodes": "nodes:nodes", "gc": "lifecycle:gc",
     "template": "template:app", "config": "config:app", "cache": "lifecycle:cache_app",
 }
 # exec: options end at the container id, as runc's and docker's (`exec ID sh -c ...`: -c is sh's).
