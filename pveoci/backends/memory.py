@@ -253,6 +253,9 @@ class MemoryBackend:
         self._call("set_options")
         with self._lock:
             ct = self._ct(node, vmid)
+            options = dict(options)
+            for key in str(options.pop("delete", None) or "").split(","):  # as PVE: back to their defaults
+                ct.config.pop(key, None)
             ct.config.update(options)
             if "tags" in options:
                 ct.config["tags"] = ";".join(sorted({t.lower() for t in str(options["tags"]).split(";") if t}))

@@ -14,8 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pveoci.cli.invocation import OutputOption, cli
-from pveoci.cli.lifecycle import IdArgument
+from pveoci.cli.invocation import IdArgument, OutputOption, cli
 
 # Go's time.ParseDuration: a sequence of decimal numbers, each with a unit, e.g. 300ms, 1.5h or 2h45m; 0 alone.
 _UNITS = {"ns": 1, "us": 10**3, "\u00b5s": 10**3, "\u03bcs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,

@@ -64,6 +64,8 @@ def open_runtime(settings: Settings, root: Path | None) -> Runtime:
     return connect(settings=settings, root=root)
 
 
+IdArgument = Annotated[str, typer.Argument(help="The container id (runc rules: letters, digits, _ + . -).",
+                                           show_default=False)]
 OutputOption = Annotated[
     Optional[Output],  # noqa: UP045 - typer reads this annotation at run time, also on Python 3.10
     typer.Option("--output", "-o", help="table for people, json for scripts (default: the global -o)."),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.invocation import OutputOption, cli
+from pveoci.cli.invocation import IdArgument, OutputOption, cli
 from pveoci.cli.place import ExcludeOption, ExplainOption
 
 if TYPE_CHECKING:
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from pveoci.process import ProcessSpec
     from pveoci.runtime import Runtime
 
-IdArgument = Annotated[str, typer.Argument(help="The container id (runc rules: letters, digits, _ + . -).",
-                                           show_default=False)]
 BundleOption = Annotated[Path, typer.Option("--bundle", "-b", help="The bundle directory (default: the current "
                                             "directory).")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail on any field Proxmox cannot honour.")]

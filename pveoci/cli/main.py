@@ -43,7 +43,7 @@ COMMANDS = {
     "spec": "spec:spec", "create": "lifecycle:create", "start": "lifecycle:start", "run": "lifecycle:run",
     "state": "lifecycle:state_cmd", "list": "lifecycle:list_cmd", "kill": "lifecycle:kill",
     "delete": "lifecycle:delete", "exec": "lifecycle:exec_cmd", "ps": "lifecycle:ps", "logs": "lifecycle:logs",
-    "pause": "lifecycle:pause", "resume": "lifecycle:resume", "events": "events:events",
+    "pause": "lifecycle:pause", "resume": "lifecycle:resume", "update": "update:update", "events": "events:events",
     "features": "features:features", "plan": "plan:plan", "place": "place:place",
     "migrate": "moves:migrate", "drain": "moves:drain", "rebalance": "moves:rebalance", "doctor": "doctor:doctor",
     "nodes": "nodes:nodes", "gc": "lifecycle:gc",

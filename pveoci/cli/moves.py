@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.invocation import OutputOption, cli
-from pveoci.cli.lifecycle import IdArgument
+from pveoci.cli.invocation import IdArgument, OutputOption, cli
 from pveoci.cli.place import ExcludeOption
 
 if TYPE_CHECKING:

@@ -1,11 +1,12 @@
-"""config.json and process.json as files: read within limits, decoded as runc reads them (UTF-8 JSON), every
-way they can be broken a one-line BundleError that names the file.
+"""config.json, process.json and update's resources as files (or stdin): read within limits, decoded as runc reads
+them (UTF-8 JSON), every way they can be broken a one-line BundleError that names the file.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import IO
 
 from pveoci import userfile
 from pveoci.errors import BundleError
@@ -43,6 +44,17 @@ def read(path: Path, *, pipes: bool = False, missing: str | None = None) -> byte
         raise BundleError(f"cannot read {path}: it {exc}") from None
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_stream(stream: IO[bytes], where: str) -> bytes:
+    """A stream's bytes to its end (a pipe's: its writer closes it), at most MAX_SIZE; `where` names it in errors."""
+    try:
+        raw = stream.read(MAX_SIZE + 1)
+    except OSError as exc:
+        raise BundleError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SIZE:
+        raise BundleError(f"cannot read {where}: it is larger than {userfile.describe(MAX_SIZE)}")
+    return raw
 
 
 def decode(raw: bytes, where: Path | str) -> object:

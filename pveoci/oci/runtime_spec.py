@@ -584,6 +584,12 @@ def parse_process(data: object, *, where: str = "process.json") -> Process:
     return _validate(Process, data, where)
 
 
+def parse_resources(data: object, *, where: str = "resources.json") -> Resources:
+    """Validate a decoded runtime-spec `linux.resources` object (runc's update --resources) as parse_spec does a
+    config."""
+    return _validate(Resources, data, where)
+
+
 def _validate(model: type[M], data: object, where: str) -> M:
     bad = lone_surrogate(data)
     if bad is not None:

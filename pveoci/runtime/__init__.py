@@ -43,7 +43,9 @@ from pveoci.settings import Settings
 
 if TYPE_CHECKING:
     from pveoci.lxc.mapping import Plan
+    from pveoci.lxc.resource_update import ResourceUpdate
     from pveoci.oci.bundle import Bundle
+    from pveoci.oci.runtime_spec import Resources
     from pveoci.process import ProcessSpec
     from pveoci.template import manifest
 
@@ -363,6 +365,28 @@ class Runtime:
     def resume(self, id: str) -> None:
         """Thaw a paused container (runc `resume`)."""
         transitions.resume(self._ctx, id)
+
+    def update(self, id: str, resources: Resources | Mapping[str, object], *,
+               findings: FindingsMode | None = None) -> ResourceUpdate:
+        """Change a container's resource limits where it runs (runc `update`); what was asked of Proxmox.
+
+        `resources` is a runtime-spec `linux.resources` document (a dict, as `runc update --resources` reads it)
+        or its model (`pveoci.oci.runtime_spec.Resources`). runc's rules: a value of 0 or none leaves that limit
+        as it is. memory.limit and memory.swap (memory plus swap), cpu.quota/period, cpu.shares and cpu.cpus
+        become the options a create would have made of them (memory, swap, cpulimit, cpuunits, cores), which
+        Proxmox applies to the running container at once; a quota of -1 lifts the CPU limit. BundleError for a
+        document that is not one; Unsupported for what Proxmox has no option for (pids, blockIO, ...), naming each;
+        MappingError for a value it cannot take; NotFound for an unknown id; NotRunning for a stopped container:
+        each before anything changes. Approximations, and what no update changes (devices, ...), are logged to
+        `pveoci.findings` unless `findings="quiet"` (default: the runtime's `findings`).
+        """
+        from pveoci.oci.runtime_spec import Resources, parse_resources
+        from pveoci.runtime import resources as limits
+
+        check_id(id)
+        wanted = resources if isinstance(resources, Resources) else parse_resources(resources, where="resources")
+        recovery.recover(self._ctx, id)
+        return limits.update(self._ctx, id, wanted, warn=self._warn(findings))
 
     def exec(self, id: str, argv: builtins.list[str], *, tty: bool = False, stdin: IO[bytes] | None = None,
              stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None, env: builtins.list[str] | None = None,

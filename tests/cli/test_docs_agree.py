@@ -348,6 +348,9 @@ RUNS: list[tuple[str, str, int]] = [
     ("pveoci logs -f hello", BED, 128 + 15),  # until it ends: TERM ended it
     ("pveoci delete -f hello", BED, 0),
     ("pveoci run -d -b ./hello hello", BED, 0),
+    ("pveoci update --memory 256m --cpuset-cpus 0-1 hello", BED, 0),
+    ("pveoci update --cpu-quota 50000 --cpu-period 100000 hello", BED, 0),
+    ("""echo '{"memory": {"limit": 268435456}, "cpu": {"quota": -1}}' | pveoci update --resources - hello""", BED, 0),
     ("pveoci place -b ./web --explain", BED, 0),
     ("pveoci run -d -b ./web -x pve1 web1", BED, 0),
     ("pveoci migrate web1 --to pve3 --dry-run", BED, 0),

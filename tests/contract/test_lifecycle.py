@@ -34,6 +34,19 @@ def test_set_options_changes_the_config(world: World, backend: Backend) -> None:
     assert (config["tags"], config["description"].rstrip("\n")) == ("a;b", "changed")
 
 
+def test_set_options_changes_a_running_containers_limits_at_once(world: World, backend: Backend) -> None:
+    # `pveoci update`: what Proxmox applies to a running container as its config changes (no pending change).
+    vmid = world.running()
+    backend.set_options("pve1", vmid, {"memory": 300, "swap": 64, "cores": 2, "cpulimit": 1.5, "cpuunits": 79})
+    config = backend.config("pve1", vmid)
+    assert {k: float(config[k]) for k in ("memory", "swap", "cores", "cpulimit", "cpuunits")} == {
+        "memory": 300, "swap": 64, "cores": 2, "cpulimit": 1.5, "cpuunits": 79}
+    backend.set_options("pve1", vmid, {"memory": 256, "delete": "cpulimit,cpuunits"})  # back to PVE's defaults
+    config = backend.config("pve1", vmid)
+    assert (int(config["memory"]), "cpulimit" in config, "cpuunits" in config) == (256, False, False)
+    assert backend.status("pve1", vmid).status == "running"
+
+
 def test_a_vmid_taken_is_the_race_the_runtime_retries(world: World, backend: Backend) -> None:
     vmid = world.create()
     world.template("pve2")

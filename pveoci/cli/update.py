@@ -1,0 +1,166 @@
+"""runc's `update`: a container's resource limits changed while it runs, from a JSON document or runc's flags.
+
+The flags are read as runc 1.1 reads them (memory sizes as docker's units.RAMInBytes: `512m`, `1.5g`, `-1`) into
+the same `linux.resources` document a `--resources` file holds; Runtime.update does the rest.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from pveoci.cli import render
+from pveoci.cli.invocation import IdArgument, OutputOption, cli
+
+if TYPE_CHECKING:
+    from pveoci.oci.runtime_spec import Resources
+
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+# docker/go-units' sizeRegex (what runc's RAMInBytes reads), its prefixes binary; ASCII digits as Go's \d.
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)*) ?([kKmMgGtTpP])?[iI]?[bB]?")
+_PREFIX = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_UINT = re.compile(r"[0-9]+")
+_INT = re.compile(r"[+-]?[0-9]+")
+
+Flag = Optional[str]  # noqa: UP045 - typer reads the annotations at run time, also on Python 3.10
+Number = Optional[int]  # noqa: UP045
+NO_OPTION = "Proxmox VE has no option for it"
+
+
+def _opt(flag: str, metavar: str, text: str, *short: str, hidden: bool = False) -> Any:
+    return typer.Option(flag, *short, metavar=metavar, help=text, hidden=hidden, show_default=False)
+
+
+def _bad(flag: str, message: str) -> typer.BadParameter:
+    return typer.BadParameter(message, param_hint=f"'{flag}'")
+
+
+def ram_in_bytes(flag: str, text: str) -> int:
+    """A memory size as runc reads one: -1 (unlimited), or a number with an optional k, m, g, t, p (binary: 512m is
+    512 MiB) and an optional i and b; a fraction counts (1.5g), what is below a byte is dropped."""
+    if text == "-1":
+        return -1
+    match = _SIZE.fullmatch(text)
+    try:
+        value = float(match[1]) * _PREFIX.get((match[2] or "").lower(), 1) if match else None
+    except ValueError:  # 1.2.3: the pattern takes it, a number it is not
+        value = None
+    if value is None:
+        raise _bad(flag, f"invalid size: {text!r} (bytes, or with a suffix k, m, g, t or p: 512m; -1: unlimited)")
+    if value > INT64_MAX:
+        raise _bad(flag, f"{text!r} is more bytes than a limit can hold (at most {INT64_MAX})")
+    return int(value)
+
+
+def _whole(flag: str, text: str, *, signed: bool) -> int:
+    """A number as Go's strconv reads it in base 10 (ParseInt with its sign, ParseUint without), in 64 bits."""
+    low, high = (-INT64_MAX - 1, INT64_MAX) if signed else (0, UINT64_MAX)
+    if not (_INT if signed else _UINT).fullmatch(text):
+        raise _bad(flag, f"{text!r} is not a whole number" + ("" if signed else " of 0 or more"))
+    value = int(text)
+    if not low <= value <= high:
+        raise _bad(flag, f"{text} is out of range ({low} to {high})")
+    return value
+
+
+def document(flags: dict[str, Any]) -> dict[str, Any]:
+    """runc's update flags (by their names, None when not given) as the `linux.resources` document they ask for;
+    what runc takes for "unset" (0, an empty string) is left out, as runc leaves it unchanged."""
+    memory = {key: ram_in_bytes(f"--{flag}", flags[flag]) for key, flag in (
+        ("limit", "memory"), ("swap", "memory-swap"), ("reservation", "memory-reservation"),
+        ("kernel", "kernel-memory"), ("kernelTCP", "kernel-memory-tcp")) if flags.get(flag) is not None}
+    cpu: dict[str, Any] = {key: _whole(f"--{flag}", flags[flag], signed=signed) for key, flag, signed in (
+        ("period", "cpu-period", False), ("quota", "cpu-quota", True), ("shares", "cpu-share", False),
+        ("realtimePeriod", "cpu-rt-period", False), ("realtimeRuntime", "cpu-rt-runtime", True))
+        if flags.get(flag) is not None}
+    cpu.update({key: flags[flag] for key, flag in (("cpus", "cpuset-cpus"), ("mems", "cpuset-mems"))
+                if flags.get(flag)})
+    doc: dict[str, Any] = {"memory": memory, "cpu": cpu}
+    for key, inner, flag, low, high in (("pids", "limit", "pids-limit", -INT64_MAX - 1, INT64_MAX),
+                                        ("blockIO", "weight", "blkio-weight", 0, 2**16 - 1)):
+        value = flags.get(flag)
+        if value is not None and not low <= value <= high:
+            raise _bad(f"--{flag}", f"{value} is out of range ({low} to {high})")
+        if value:
+            doc[key] = {inner: value}
+    return {key: value for key, value in doc.items() if value}
+
+
+def _resources(path: str, flags: dict[str, Any]) -> Resources:
+    """The document of --resources FILE (or - for stdin): a regular file or a pipe, never a device, at most 4 MiB."""
+    from pveoci.oci import jsonfile
+    from pveoci.oci.runtime_spec import parse_resources
+
+    given = [f"--{name}" for name, value in flags.items() if value is not None]
+    if given:
+        raise _bad(given[0], "not with --resources (runc would ignore it): give every limit in the document")
+    where = "stdin" if path == "-" else path
+    raw = jsonfile.read_stream(sys.stdin.buffer, where) if path == "-" else jsonfile.read(Path(path), pipes=True)
+    return parse_resources(jsonfile.decode(raw, where), where=where)
+
+
+def _refuse_rdt(l3_cache_schema: str | None, mem_bw_schema: str | None) -> None:
+    from pveoci import errors
+
+    for flag, value in (("--l3-cache-schema", l3_cache_schema), ("--mem-bw-schema", mem_bw_schema)):
+        if value:
+            raise errors.Unsupported(f"{flag}: Intel RDT is not available to containers on Proxmox VE")
+
+
+def update(
+    ctx: typer.Context,
+    container_id: IdArgument,
+    resources: Annotated[Flag, _opt("--resources", "FILE", "A runtime-spec linux.resources JSON document (- reads "
+                                    "stdin); no other flag with it.", "-r")] = None,
+    memory: Annotated[Flag, _opt("--memory", "SIZE", "Memory limit: bytes, or 512m, 1g (-> memory).")] = None,
+    memory_swap: Annotated[Flag, _opt("--memory-swap", "SIZE", "Memory plus swap, as --memory (-> swap: this "
+                                      "minus the memory limit).")] = None,
+    memory_reservation: Annotated[Flag, _opt("--memory-reservation", "SIZE", f"Refused: {NO_OPTION}.")] = None,
+    kernel_memory: Annotated[Flag, _opt("--kernel-memory", "SIZE", "", hidden=True)] = None,
+    kernel_memory_tcp: Annotated[Flag, _opt("--kernel-memory-tcp", "SIZE", "", hidden=True)] = None,
+    cpu_period: Annotated[Flag, _opt("--cpu-period", "N", "CFS period in microseconds, with --cpu-quota.")] = None,
+    cpu_quota: Annotated[Flag, _opt("--cpu-quota", "N", "CFS quota in microseconds per period (-> cpulimit = "
+                                    "quota/period; -1: no limit).")] = None,
+    cpu_share: Annotated[Flag, _opt("--cpu-share", "N", "CPU shares (-> cpuunits, the cgroup v2 weight runc "
+                                    "makes of them).")] = None,
+    cpu_rt_period: Annotated[Flag, _opt("--cpu-rt-period", "N", "Refused: no realtime scheduling.")] = None,
+    cpu_rt_runtime: Annotated[Flag, _opt("--cpu-rt-runtime", "N", "Refused: no realtime scheduling.")] = None,
+    cpuset_cpus: Annotated[Flag, _opt("--cpuset-cpus", "LIST", "CPUs such as 0-3 (-> cores: as many, Proxmox VE "
+                                      "picks which).")] = None,
+    cpuset_mems: Annotated[Flag, _opt("--cpuset-mems", "LIST", f"Refused: {NO_OPTION}.")] = None,
+    pids_limit: Annotated[Number, _opt("--pids-limit", "N", f"Refused unless 0: {NO_OPTION}.")] = None,
+    blkio_weight: Annotated[Number, _opt("--blkio-weight", "N", f"Refused unless 0: {NO_OPTION}.")] = None,
+    l3_cache_schema: Annotated[Flag, _opt("--l3-cache-schema", "SCHEMA", "Refused: no Intel RDT.")] = None,
+    mem_bw_schema: Annotated[Flag, _opt("--mem-bw-schema", "SCHEMA", "Refused: no Intel RDT.")] = None,
+    output: OutputOption = None,
+) -> None:
+    """Change the resource limits of a created, running or paused container, while it runs.
+
+    As runc: from a linux.resources JSON document (--resources FILE, or - for stdin) or from the
+    flags; a value of 0 leaves that limit as it is. Proxmox VE applies memory, swap, cpulimit and
+    cpuunits at once, and cores within seconds. What it has no option for (pids, blkio, ...) is
+    refused, naming the field; nothing changes then. With -o json, prints what was asked of Proxmox.
+
+    Examples:
+
+    \b
+      pveoci update --memory 256m --cpuset-cpus 0-1 hello
+      pveoci update --cpu-quota 50000 --cpu-period 100000 hello   # half a CPU
+      echo '{"memory": {"limit": 268435456}}' | pveoci update --resources - hello
+    """
+    _refuse_rdt(l3_cache_schema, mem_bw_schema)
+    flags = {"memory": memory, "memory-swap": memory_swap, "memory-reservation": memory_reservation,
+             "kernel-memory": kernel_memory, "kernel-memory-tcp": kernel_memory_tcp, "cpu-period": cpu_period,
+             "cpu-quota": cpu_quota, "cpu-share": cpu_share, "cpu-rt-period": cpu_rt_period,
+             "cpu-rt-runtime": cpu_rt_runtime, "cpuset-cpus": cpuset_cpus, "cpuset-mems": cpuset_mems,
+             "pids-limit": pids_limit, "blkio-weight": blkio_weight}
+    wanted = _resources(resources, flags) if resources is not None else document(flags)
+    c = cli(ctx, output)
+    change = c.runtime().update(container_id, wanted)
+    if c.json:
+        render.emit_json(change.to_json())
