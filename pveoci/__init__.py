@@ -33,7 +33,7 @@ _EXPORTS = {
     "ProcessTable": "pveoci.models", "Guest": "pveoci.models", "Placement": "pveoci.models",
     "NodeScore": "pveoci.models", "Migration": "pveoci.models", "MoveReport": "pveoci.models",
     "MigrationCheck": "pveoci.models", "Stats": "pveoci.models",
-    "Plan": "pveoci.lxc.mapping", "Finding": "pveoci.lxc.mapping",
+    "Plan": "pveoci.lxc.mapping", "Finding": "pveoci.lxc.mapping", "ResourceUpdate": "pveoci.lxc.resource_update",
     "Progress": "pveoci.progress",
     "Settings": "pveoci.settings", "Profile": "pveoci.settings",
     "PveociError": "pveoci.errors", "ConfigError": "pveoci.errors", "ConnectError": "pveoci.errors",
@@ -95,6 +95,7 @@ __all__ = [
     "Progress",
     "PushResult",
     "PveociError",
+    "ResourceUpdate",
     "Runtime",
     "Settings",
     "SshError",
@@ -179,6 +180,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from pveoci.features import features
     from pveoci.lxc.mapping import Finding, Plan
+    from pveoci.lxc.resource_update import ResourceUpdate
     from pveoci.models import (
         Check,
         GcReport,
