@@ -52,12 +52,13 @@ def user(d: Draft) -> None:
 
 
 def rlimits(d: Draft) -> None:
+    """The runtime-spec: a type that cannot be mapped to a kernel resource MUST be an error, whatever the mode (a
+    limit the process counts on is never dropped); a type given twice is refused with the spec (runtime_spec.py)."""
     limits = []
     for i, rl in enumerate(d.oci_process.rlimits or ()):
         resource = RLIMITS.get(rl.type)
         if resource is None:
-            d.note(f"process.rlimits[{i}]", "unsupported", f"{rl.type} is not a Linux resource limit")
-            continue
+            raise errors.MappingError(f"process.rlimits[{i}].type: {shown(rl.type)} is not a Linux resource limit")
         limits.append(Rlimit(resource, rl.soft, rl.hard))
     d.process = replace(d.process, rlimits=tuple(limits))
     if limits:

@@ -170,11 +170,14 @@ def test_rlimits_are_set_by_the_init() -> None:
     assert_finding(result, "process.rlimits", "applied", "set by pveoci's init")
 
 
-def test_unknown_rlimit_is_unsupported_and_left_out() -> None:
-    result = plan({"process.rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2},
-                                       {"type": "RLIMIT_BOGUS", "soft": 1, "hard": 2}]})
-    assert result.process.rlimits == (Rlimit(7, 1, 2),)
-    assert_finding(result, "process.rlimits[1]", "unsupported", "RLIMIT_BOGUS is not a Linux resource limit")
+def test_an_rlimit_the_kernel_has_not_is_an_error() -> None:
+    """runtime-spec (config.md, rlimits): "The runtime MUST generate an error for any values which cannot be mapped
+    to a relevant kernel interface" (runtime-tools' process_rlimits_fail gives RLIMIT_TEST). Lenient or strict: a
+    limit the process counts on is never dropped with a warning."""
+    with pytest.raises(errors.MappingError) as caught:
+        plan({"process.rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2},
+                                  {"type": "RLIMIT_TEST", "soft": 1, "hard": 2}]})
+    assert caught.value.message == "process.rlimits[1].type: 'RLIMIT_TEST' is not a Linux resource limit"
 
 
 @pytest.mark.parametrize("value", [True, False])
