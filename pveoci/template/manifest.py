@@ -55,9 +55,9 @@ def _scanned(walked: tree.Walk) -> Scan:
 
 
 class Scanning:
-    """scan(rootfs) under way while the caller does other work: started when made (the packer's process, its
-    records read by a thread; or the walk in Python, in a thread); result() waits for it and raises what it
-    raised; cancel() stops it (the packer's at once, Python's walk once it is over)."""
+    """scan(rootfs) under way while the caller does other work: started when made (the packer's process, whose
+    records a thread reads when it ends; or the walk in Python, in a thread); result() waits for it and raises
+    what it raised; cancel() stops it (the packer's at once, Python's walk once it is over)."""
 
     def __init__(self, rootfs: Path) -> None:
         self.root = root = _root(rootfs)

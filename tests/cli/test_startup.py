@@ -147,3 +147,28 @@ def test_the_command_line_skips_pydantics_plugin_search_unless_told(monkeypatch:
             main(["nodes", "--help"])
         assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == after
     capsys.readouterr()
+
+
+def test_a_command_as_a_process_ends_without_the_interpreters_teardown_and_loses_nothing(tmp_path: Path) -> None:
+    """`pveoci` ends with os._exit once its output is flushed and the atexit handlers have run (the teardown of
+    every module cost 0.1 s a command): the whole output arrives, the log file gets its last line, the exit
+    code is the command's."""
+    import json
+
+    from pveoci.features import features
+
+    shown = subprocess.run([sys.executable, "-m", "pveoci", "features"], capture_output=True, text=True, check=True)
+    assert json.loads(shown.stdout) == json.loads(json.dumps(features()))   # written in full, through a pipe
+    log = tmp_path / "pveoci.log"
+    failed = subprocess.run([sys.executable, "-m", "pveoci", "--log", str(log), "--config", str(tmp_path / "no.toml"),
+                             "list"], capture_output=True, text=True, check=False)
+    assert failed.returncode == 3
+    assert failed.stderr.startswith("pveoci: error: --config ")
+    assert "ERROR pveoci: --config " in log.read_text()     # the log handler's flush, at exit
+    probe = ("import atexit, sys\natexit.register(lambda: print('atexit ran', flush=True))\n"
+             "sys.argv = ['pveoci', 'features']\nfrom pveoci.__main__ import main\nmain()\n"
+             "print('not reached')\n")
+    ended = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert ended.returncode == 0
+    assert ended.stdout.rstrip().endswith("atexit ran")
+    assert "not reached" not in ended.stdout
