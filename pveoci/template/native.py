@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import struct
 import subprocess
 import sys
@@ -61,9 +60,10 @@ def _program() -> tuple[Path | None, str | None]:
         return None, "PVEOCI_PACKER=python"
     if not sys.platform.startswith("linux"):
         return None, f"no packer for {sys.platform} (Linux only)"
-    arch = _ARCHES.get(platform.machine().lower())
+    machine = os.uname().machine  # platform.machine() says the same; its module costs a command 2 ms
+    arch = _ARCHES.get(machine.lower())
     if arch is None:
-        return None, f"no packer for {platform.machine()} (amd64 and arm64 only)"
+        return None, f"no packer for {machine} (amd64 and arm64 only)"
     path = BIN_DIR / f"packer-{arch}"
     if not os.access(path, os.X_OK):
         return None, f"{path} is missing or not executable"
