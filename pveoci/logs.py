@@ -54,7 +54,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(*, debug: bool, log_file: Path | None, log_format: str) -> None:
-    """Log to stderr (warnings, or everything with --debug) and, with --log, to a file."""
+    """Log to stderr (warnings, or everything with --debug), or, with --log, to that file instead (as runc: an
+    engine gives `create` the container's own stdout and stderr, where a warning would become the container's
+    output; the final error line is still printed); --debug with --log writes both."""
     root = logging.getLogger("pveoci")
     root.handlers.clear()
     root.setLevel(logging.DEBUG if debug or log_file else logging.WARNING)
@@ -62,12 +64,13 @@ def configure(*, debug: bool, log_file: Path | None, log_format: str) -> None:
     formatter: logging.Formatter = (
         JsonFormatter() if log_format == "json" else ScrubbingFormatter("%(levelname)s %(name)s: %(message)s")
     )
-    console = logging.StreamHandler()
-    # The command line prints its final error line itself; the log file still gets it.
-    console.addFilter(lambda record: not getattr(record, "final", False))
-    console.setLevel(logging.DEBUG if debug else logging.WARNING)
-    console.setFormatter(ConsoleFormatter())
-    root.addHandler(console)
+    if log_file is None or debug:
+        console = logging.StreamHandler()
+        # The command line prints its final error line itself; the log file still gets it.
+        console.addFilter(lambda record: not getattr(record, "final", False))
+        console.setLevel(logging.DEBUG if debug else logging.WARNING)
+        console.setFormatter(ConsoleFormatter())
+        root.addHandler(console)
     if log_file is not None:
         handler = logging.FileHandler(log_file, encoding="utf-8")
         handler.setLevel(logging.DEBUG if debug else logging.INFO)

@@ -93,3 +93,21 @@ def test_shell_completion_is_offered() -> None:
     assert result.code == 0
     assert "--install-completion" in result.out
     assert "--show-completion" in result.out
+
+
+def test_with_log_the_findings_go_to_the_file_not_to_stderr(memory_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """runc writes its log to --log alone. An engine gives `create` the container's own stdout and stderr: a
+    warning printed there would become the container's output (seen with podman: `podman logs` showed it)."""
+    from tests.inmemory import tiny_bundle
+
+    bundle = tiny_bundle(tmp_path / "b", capabilities={"bounding": ["CAP_KILL"]})
+    log = tmp_path / "runtime.log"
+    quiet = memory_cli("--log", str(log), "create", "-b", str(bundle), "web")
+    assert quiet.code == 0, quiet.err
+    assert quiet.err == ""
+    assert "process.capabilities: not supported by Proxmox" in log.read_text()
+    told = memory_cli("create", "-b", str(bundle), "web2")          # without --log: on stderr, as before
+    assert "process.capabilities: not supported by Proxmox" in told.err
+    failed = memory_cli("--log", str(log), "create", "-b", str(tmp_path / "nowhere"), "web3")
+    assert failed.code == 18
+    assert failed.err.startswith("pveoci: error: bundle ")             # the final error line is still printed
