@@ -204,8 +204,7 @@ def _global(
     output: Annotated[Output, typer.Option("--output", "-o", help="table for people, json for "
                                             "scripts.")] = Output.table,
     debug: Annotated[bool, typer.Option("--debug", help="Log requests and show error details.")] = False,
-    log: Annotated[Path | None, typer.Option("--log", help="Write the log (warnings, findings) to this file "
-                                              "instead of stderr, as runc does.")] = None,
+    log: Annotated[Path | None, typer.Option("--log", help="Write the log to this file, not stderr (runc's).")] = None,
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="text or json (runc's "
                                                   "format).")] = LogFormat.text,
     root: Annotated[Path | None, typer.Option("--root", help="Where the local cache lives (default: the "
