@@ -26,7 +26,7 @@ __version__ = "0.2.0"
 
 # Public name -> the module that defines it; imported on first use, so `import pveoci` stays cheap.
 _EXPORTS = {
-    "connect": "pveoci.connect", "features": "pveoci.features",
+    "connect": "pveoci.connect", "features": "pveoci.implemented",
     "Runtime": "pveoci.runtime", "Templates": "pveoci.runtime", "FindingsMode": "pveoci.runtime",
     "State": "pveoci.models", "Node": "pveoci.models", "Storage": "pveoci.models", "Template": "pveoci.models",
     "PushResult": "pveoci.models", "Check": "pveoci.models", "GcReport": "pveoci.models",
@@ -128,12 +128,12 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """`pveoci.connect` and `pveoci.features` stay the functions once the modules of the same names are imported
+    """`pveoci.connect` stays the function once the module of the same name is imported
     (`from pveoci.connect import ...`, or the command line): the import system sets the package's attribute to the
     module, and `pveoci.connect()` would then fail with "'module' object is not callable"."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("connect", "features") and isinstance(value, types.ModuleType):
+        if name == "connect" and isinstance(value, types.ModuleType):
             value = getattr(value, name)
         super().__setattr__(name, value)
 
@@ -178,7 +178,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         Unsupported,
         UnsupportedByStrictMapping,
     )
-    from pveoci.features import features
+    from pveoci.implemented import features
     from pveoci.lxc.mapping import Finding, Plan
     from pveoci.lxc.resource_update import ResourceUpdate
     from pveoci.models import (

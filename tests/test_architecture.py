@@ -178,3 +178,12 @@ def test_no_function_is_longer_than_a_screen() -> None:
 def test_the_package_never_imports_the_test_only_fake_cluster() -> None:
     for path in PACKAGE.rglob("*.py"):
         assert "fakepve" not in path.read_text(), path
+
+
+def test_no_module_name_occurs_twice() -> None:
+    """A module's name says what it holds, once (issue 18): a second `events.py` or `features.py` elsewhere would
+    make a reader ask which one; a cli/ file keeps its command's name and the library's module takes another."""
+    from collections import Counter
+
+    names = Counter(path.name for path in PACKAGE.rglob("*.py") if path.name != "__init__.py")
+    assert [name for name, count in names.items() if count > 1] == []

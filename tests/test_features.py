@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import pveoci
-from pveoci.features import features
+from pveoci.implemented import features
 from pveoci.lxc.mapping import Finding, Target, map_spec
 from pveoci.oci.defaults import default_spec
 from pveoci.oci.runtime_spec import Hooks, NamespaceType, Spec

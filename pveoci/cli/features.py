@@ -21,7 +21,7 @@ def features(ctx: typer.Context, output: OutputOption = None) -> None:
       pveoci features
       pveoci features | jq -r '.linux.namespaces[]'
     """
-    from pveoci.features import features as implemented
+    from pveoci.implemented import features as implemented
 
     cli(ctx, output)  # -o is taken as everywhere; the structure is JSON either way
     render.emit_json(implemented())

@@ -85,22 +85,19 @@ class Templates:
         it would go to (`node`, else the profile's node; `auto` picks one).
         """
         ctx = self._ctx
-        from pveoci.oci import bundle as bundles
-        from pveoci.template import manifest
+        from pveoci.runtime import push
+        from pveoci.runtime.walking import walking
 
-        config = bundles.read(bundle)
+        push.check_transport(transport)
         wanted = node or ctx.profile.node
         try:
             # The stat walk (the packer's scan, a process of its own) starts as soon as the rootfs is known, and
-            # runs while the rest is checked (the transport, the spec and its mapping: the rootfs's size does not
-            # change what a mapping refuses) and the node looked up and, on a workstation new to it, logged in to
-            # (its architecture): they overlap instead of adding up. A check that fails stops the walk.
-            with manifest.scanning(config.rootfs or config.parse().rootfs) as walk:
+            # runs while the rest is checked (the spec and its mapping: the rootfs's size does not change what a
+            # mapping refuses) and the node looked up and, on a workstation new to it, logged in to (its
+            # architecture): they overlap instead of adding up. A check that fails stops the walk.
+            with walking(bundle) as (loaded, walk):
                 from pveoci.runtime import create as creating
-                from pveoci.runtime import push
 
-                push.check_transport(transport)
-                loaded = config.parse()
                 creating.check_mapping(ctx, loaded, "container", size=0)
                 found = None if wanted == "auto" else self._node_facts(wanted, storage)
                 scanned = walk.result()
@@ -411,18 +408,18 @@ class Runtime:
     def stats(self, id: str) -> Stats:
         """The container's use of resources now, as Proxmox reports it (runc's `events --stats`): `.guest` holds the
         figures, `.to_json()` is runc's event. NotRunning unless it is created, running or paused."""
-        from pveoci.runtime import events
+        from pveoci.runtime import figures
 
-        return events.stats(self._ctx, id)
+        return figures.stats(self._ctx, id)
 
     def events(self, id: str, *, interval: float = 5.0) -> Iterator[Stats]:
         """The container's figures every `interval` seconds, the first after one interval, until it stops or is
         deleted (runc's `events`); a round the cluster cannot answer is skipped with a warning. NotRunning at the
         first `next()` unless it is created, running or paused; leave the loop whenever you like."""
-        from pveoci.runtime import events
+        from pveoci.runtime import figures
 
         check_id(id)
-        return events.events(self._ctx, id, interval)
+        return figures.events(self._ctx, id, interval)
 
     def ps(self, id: str, args: builtins.list[str] | None = None) -> ProcessTable:
         """`ps` run in the container (with `args`): its output and the PIDs it lists."""
@@ -447,14 +444,11 @@ class Runtime:
               strict: bool = False) -> Placement:
         """Where `create` would put a container of this bundle now, and why: every node's score (or why it was
         rejected). Changes nothing. NoSuitableNode (with .placement) when no node can take it."""
-        from pveoci.oci import bundle as bundles
         from pveoci.runtime import create as creating
         from pveoci.runtime import survey
-        from pveoci.template import manifest
+        from pveoci.runtime.walking import walking
 
-        config = bundles.read(bundle)
-        with manifest.scanning(config.rootfs or config.parse().rootfs) as walk:  # while the spec is checked
-            loaded = config.parse()
+        with walking(bundle) as (loaded, walk):
             scanned = walk.result()
         plan = creating.plan_for(self._ctx, loaded, id, strict=strict, warn=False, size=scanned.size)
         hint = creating.template_hint(self._ctx, loaded, scanned, plan)

@@ -19,7 +19,6 @@ from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
 from pveoci.lxc.properties import tag_list
 from pveoci.models import Placement, PushResult
-from pveoci.oci import bundle as bundles
 from pveoci.oci.bundle import Bundle
 from pveoci.process import encode, encode_arg
 from pveoci.progress import Progress
@@ -31,6 +30,7 @@ from pveoci.runtime.locate import Located, locate, settled, to_state
 from pveoci.runtime.placement import choose_node
 from pveoci.runtime.recovery import recover, roll_back
 from pveoci.runtime.vmids import create_with_fresh_vmid
+from pveoci.runtime.walking import walking
 from pveoci.template import manifest
 
 log = logging.getLogger("pveoci.runtime")
@@ -67,11 +67,8 @@ def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str) -> tuple[B
     mapping (as for the cluster's likely version: a program not in the rootfs, a resource out of range)."""
     check_id(cid)
     push.check_transport(transport)
-    config = bundles.read(bundle_dir)
-    # One stat walk (the disk's size, and whether it was packed before), from the moment the rootfs is known,
-    # while the spec is checked.
-    with manifest.scanning(config.rootfs or config.parse().rootfs) as walk:
-        bundle = config.parse()
+    # One stat walk (the disk's size, and whether it was packed before), while the spec is checked.
+    with walking(bundle_dir) as (bundle, walk):
         scanned = walk.result()
     check_mapping(ctx, bundle, cid, size=scanned.size)
     return bundle, scanned

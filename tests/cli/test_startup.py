@@ -155,7 +155,7 @@ def test_a_command_as_a_process_ends_without_the_interpreters_teardown_and_loses
     code is the command's."""
     import json
 
-    from pveoci.features import features
+    from pveoci.implemented import features
 
     shown = subprocess.run([sys.executable, "-m", "pveoci", "features"], capture_output=True, text=True, check=True)
     assert json.loads(shown.stdout) == json.loads(json.dumps(features()))   # written in full, through a pipe

@@ -11,7 +11,7 @@ import pytest
 from pveoci import errors
 from pveoci.backends.memory import MemoryBackend
 from pveoci.runtime import Runtime
-from pveoci.runtime import events as events_module
+from pveoci.runtime import figures as events_module
 from tests.inmemory import tiny_bundle
 
 
