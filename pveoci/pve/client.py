@@ -55,11 +55,6 @@ class PveClient:
             self._session = self._make()
         return self._session
 
-    @property
-    def started(self) -> bool:
-        """Whether a session exists (a request was made, or is being made)."""
-        return self._session is not None
-
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
