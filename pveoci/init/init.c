@@ -1006,7 +1006,7 @@ static int pid1(const char *spec_arg)
 static int usage(void)
 {
     say("usage: init [--spec=B64] | exec [-d] [-e K=V]... [--cwd DIR] [--user UID[:GID]] [--spec=B64] -- ARGV... | "
-        "logs [-f] [--framed] | kill [-a] SIGNAL | set-spec | state | version");
+        "logs [-f] [--framed] [--from OFFSET] | kill [-a] SIGNAL | set-spec | state | version");
     return 2;
 }
 
@@ -1198,11 +1198,15 @@ static int frame(int stream, const void *data, size_t len)
 static int cmd_logs(int argc, char **argv)
 {
     int follow = 0, framed = 0;
+    uint64_t from = 0;
     for (int a = 2; a < argc; a++) {
         if (strcmp(argv[a], "-f") == 0)
             follow = 1;
         else if (strcmp(argv[a], "--framed") == 0)
             framed = 1;
+        else if (strcmp(argv[a], "--from") == 0 && a + 1 < argc &&
+                 parse_whole(argv[a + 1], 10, INT64_MAX, &from) == 0)
+            a++;
         else
             return usage();
     }
@@ -1233,6 +1237,13 @@ static int cmd_logs(int argc, char **argv)
             say("logs: %s: %s", LOG_FILE, strerror(errno));
             return 1;
         }
+        /* --from: resume where an earlier reader stopped (a byte offset at a record's start). */
+        if (fd >= 0 && from > 0 && lseek(fd, (off_t)from, SEEK_SET) < 0) {
+            say("logs: %s: %s", LOG_FILE, strerror(errno));
+            return 1;
+        }
+        if (fd >= 0)
+            from = 0;
         while (fd >= 0) {
             ssize_t n = read(fd, buf, sizeof buf);
             if (n < 0 && errno == EINTR)

@@ -175,6 +175,27 @@ def test_logs_framed_says_ready_then_passes_the_records_then_the_status(boot: Bo
     assert ini.wait() == 4
 
 
+def test_logs_from_an_offset_resumes_at_that_record(tmp_path: Path, rootfs: Path) -> None:
+    """A reader that lost its connection after N bytes of records asks again `--from N`: what follows, once."""
+    run = rootfs / ".pveoci" / "run"
+    run.mkdir()
+    records = b"\x01\x00\x00\x00\x03one" + b"\x02\x00\x00\x00\x03two" + b"\x01\x00\x00\x00\x05three"
+    (run / "log").write_bytes(records)
+    (run / "status").write_text("6")
+
+    def logs(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["chroot", str(rootfs), pinit.INIT_PATH, "logs", *args], capture_output=True,
+                              check=False, timeout=15)
+
+    assert logs("--from", "8").stdout == b"three"              # the second record's start: stream 2 -> stderr
+    assert logs("--from", "8").stderr == b"two"
+    framed = logs("-f", "--framed", "--from", "16")
+    ready, status = b"\x00\x00\x00\x00\x05ready", b"\x03\x00\x00\x00\x016"
+    assert (framed.returncode, framed.stdout) == (6, ready + records[16:] + status)
+    assert logs("--from", str(len(records))).stdout == b""     # at the end: nothing more
+    assert logs("--from", "x").returncode == 2                 # not a number: usage
+
+
 def test_logs_refuses_what_is_no_log(tmp_path: Path, rootfs: Path) -> None:
     run = rootfs / ".pveoci" / "run"
     run.mkdir()
