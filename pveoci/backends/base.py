@@ -119,6 +119,15 @@ class OnNode(Protocol):
     def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
         """Run argv in the container and collect what it prints."""
 
+    def exec_command(self, node: str, vmid: int, argv: list[str], *, tty: bool = False) -> list[str] | None:
+        """The command for this machine that runs argv in the container with the streams it is given: for a
+        process of its own that outlives pveoci's (the stand-in). None where no command reaches the cluster."""
+
+    def log_after_command(self, node: str, vmid: int, offset: str) -> list[str] | None:
+        """The command for this machine that says where a container whose log a follower lost is (`running`,
+        `missing`, `stopped STATUS`, `stopped -`, `error WHY`: one line) and, when it is stopped, prints its
+        init's log from the byte offset `offset` (a word the caller replaces) on. None as exec_command."""
+
     def signal(self, node: str, pid: int, signame: str, *, children: bool = False) -> None:
         """Send a signal (a name, or a number as text) to a process of the node, a container's init by its host
         pid; with `children`, to that process's children instead (the init's process, for KILL and STOP)."""

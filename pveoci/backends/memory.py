@@ -322,6 +322,12 @@ class MemoryBackend:
                 stream.write(data)
         return done.status
 
+    def exec_command(self, node: str, vmid: int, argv: list[str], *, tty: bool = False) -> list[str] | None:
+        return None    # a cluster in this process: no command of this machine reaches it
+
+    def log_after_command(self, node: str, vmid: int, offset: str) -> list[str] | None:
+        return None
+
     def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
         """The init's `state` is answered from the model of the init; anything else runs `programs`."""
         self._call("exec")

@@ -24,6 +24,25 @@ pct unmount "$1" || status=1
 exit $status
 """
 
+# `sh -c` program (arguments: vmid, offset) for a stand-in whose follower ended without the process's status:
+# one line saying where the container is (`running`, `missing`, `stopped STATUS`, `stopped -` when it was
+# stopped from outside, `error WHY`), then, when stopped, its log from that byte offset on. Always exit 0:
+# ssh's own 255 then means the node could not be reached.
+_LOG_AFTER = r"""
+if ! st=$(pct status "$1" 2>&1); then
+  case $st in *"does not exist"*) echo missing ;; *) printf 'error %s\n' "$(printf %s "$st" | head -n 1)" ;; esac
+  exit 0
+fi
+case $st in *running*) echo running; exit 0 ;; esac
+where=$(pct mount "$1" 2>&1 | sed -n "s/^mounted CT [0-9]* in '\(.*\)'$/\1/p")
+[ -n "$where" ] || { echo "error pct mount $1 failed"; exit 0; }
+run="$where/.pveoci/run"
+if [ -f "$run/status" ]; then printf 'stopped %s\n' "$(cat "$run/status")"; else echo "stopped -"; fi
+if [ -f "$run/log" ]; then tail -c +"$(($2 + 1))" "$run/log"; fi
+pct unmount "$1" >/dev/null 2>&1
+exit 0
+"""
+
 
 class NodeCommands:
     """The OnNode protocol (pveoci.backends.base) over a runner: SSH to the node (backends.sshrunner), or this
@@ -41,6 +60,12 @@ class NodeCommands:
     def capture(self, node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> Completed:
         """`pct exec VMID -- ARGV` with its output collected."""
         return self.on_node(node, ["pct", "exec", str(vmid), "--", *argv], stdin=stdin, timeout=120)
+
+    def exec_command(self, node: str, vmid: int, argv: list[str], *, tty: bool = False) -> list[str] | None:
+        return self.runner.command(node, ["pct", "exec", str(vmid), "--", *argv], tty=tty)
+
+    def log_after_command(self, node: str, vmid: int, offset: str) -> list[str] | None:
+        return self.runner.command(node, ["sh", "-c", _LOG_AFTER, "sh", str(vmid), offset])
 
     def on_node(self, node: str, argv: list[str], *, stdin: bytes | None = None, timeout: float = 60) -> Completed:
         """argv on the node itself (with sudo when the profile says so)."""

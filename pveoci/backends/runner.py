@@ -33,6 +33,10 @@ class Runner(Protocol):
                stderr: IO[bytes] | None, tty: bool = False) -> int:
         """Run argv on the node with these streams (None: nothing in, output dropped); its exit status."""
 
+    def command(self, node: str, argv: Sequence[str], *, tty: bool = False) -> list[str]:
+        """The command for this machine that runs argv on the node with the streams it is given: for a process
+        that outlives pveoci's (the stand-in). `tty`: the node's side gets a terminal."""
+
     def close(self) -> None: ...
 
 
@@ -88,6 +92,9 @@ class LocalRunner:
         for thread in outputs:
             thread.join()
         return code
+
+    def command(self, node: str, argv: Sequence[str], *, tty: bool = False) -> list[str]:
+        return self._argv(argv) if self.local(node) else self.remote.command(node, argv, tty=tty)
 
     def close(self) -> None:
         self.remote.close()

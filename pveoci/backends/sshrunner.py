@@ -54,5 +54,12 @@ class SshRunner:
                stderr: IO[bytes] | None, tty: bool = False) -> int:
         return self.session(node).stream(list(argv), stdin=stdin, stdout=stdout, stderr=stderr, tty=tty)
 
+    def command(self, node: str, argv: Sequence[str], *, tty: bool = False) -> list[str]:
+        """OpenSSH's client, whatever the transport: a process of its own, with the profile's keys and known_hosts."""
+        from pveoci.ssh.openssh import client_argv
+
+        entry = node == ENTRY or (node and node == self.entry_node)
+        return client_argv(self.connector.settings, self.target(ENTRY if entry else node), list(argv), tty=tty)
+
     def close(self) -> None:
         self.connector.close_all()

@@ -1259,7 +1259,11 @@ static int cmd_logs(int argc, char **argv)
         }
         if (!follow || ended)
             break;
-        nap(FOLLOW_POLL_MS);
+        /* A reader gone (its SSH connection dropped) ends a follower at once: it would hold its lock till the
+           process ends, and the init waits for its followers. A pipe says so by POLLERR, a socket by POLLHUP. */
+        struct pollfd out = {.fd = 1, .events = 0, .revents = 0};
+        if (poll(&out, 1, FOLLOW_POLL_MS) > 0 && (out.revents & (POLLERR | POLLHUP)))
+            return 1;
     }
     if (!follow)
         return 0;

@@ -46,35 +46,53 @@ def control_dir() -> Path:
     return folder
 
 
+def _client() -> str:
+    binary = shutil.which("ssh")
+    if binary is None:
+        raise errors.ConfigError("ssh.transport = openssh needs the OpenSSH client (`ssh`) on PATH")
+    return binary
+
+
+def _options(s: SshSettings, target: SshTarget) -> list[str]:
+    opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={s.known_hosts.expanduser()}",
+            "-o", f"ConnectTimeout={max(1, int(s.connect_timeout))}", "-o", "ServerAliveInterval=30",
+            "-p", str(target.port), "-l", target.user]
+    if s.config_file is not None:
+        opts[:0] = ["-F", str(s.config_file.expanduser())]
+    if not s.agent:
+        opts += ["-o", "IdentityAgent=none"]
+    for key in s.key_files:
+        opts += ["-i", str(key.expanduser())]
+    if s.key_files:
+        opts += ["-o", "IdentitiesOnly=yes"]
+    return opts
+
+
+def _control_path(target: SshTarget, options: list[str]) -> str:
+    """A master is reused only by a command with the very same target and options (known_hosts, keys, config
+    file): one checked under other settings never serves this one."""
+    tag = hashlib.sha256("\0".join([str(target), *options]).encode()).hexdigest()[:20]
+    return f"ControlPath={control_dir() / tag}"
+
+
+def client_argv(settings: SshSettings, target: SshTarget, argv: list[str], *, tty: bool = False) -> list[str]:
+    """The `ssh` command that runs argv on the target, for a process of its own that outlives pveoci's (the
+    stand-in): the profile's keys and known_hosts, a master connection used when one is up, never made
+    (a master would be left behind as a child of whoever waits for the stand-in)."""
+    options = _options(settings, target)
+    return [_client(), *options, "-o", "ControlMaster=no", "-o", _control_path(target, options), target.host,
+            "-tt" if tty else "-T", "--", command_line(argv, sudo=settings.sudo)]
+
+
 class OpenSshSession:
     def __init__(self, settings: SshSettings, target: SshTarget) -> None:
-        binary = shutil.which("ssh")
-        if binary is None:
-            raise errors.ConfigError("ssh.transport = openssh needs the OpenSSH client (`ssh`) on PATH")
+        binary = _client()
         self.settings, self.target, self.node = settings, target, target.node
-        options = self._options()
-        # A master is reused only by a command with the very same target and options (known_hosts, keys,
-        # config file): one checked under other settings never serves this one.
-        tag = hashlib.sha256("\0".join([str(target), *options]).encode()).hexdigest()[:20]
-        control = ["-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir() / tag}",
+        options = _options(settings, target)
+        control = ["-o", "ControlMaster=auto", "-o", _control_path(target, options),
                    "-o", f"ControlPersist={CONTROL_PERSIST}"]
         self._base = [binary, *options, *control, target.host]
-
-    def _options(self) -> list[str]:
-        s = self.settings
-        opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-                "-o", f"UserKnownHostsFile={s.known_hosts.expanduser()}",
-                "-o", f"ConnectTimeout={max(1, int(s.connect_timeout))}", "-o", "ServerAliveInterval=30",
-                "-p", str(self.target.port), "-l", self.target.user]
-        if s.config_file is not None:
-            opts[:0] = ["-F", str(s.config_file.expanduser())]
-        if not s.agent:
-            opts += ["-o", "IdentityAgent=none"]
-        for key in s.key_files:
-            opts += ["-i", str(key.expanduser())]
-        if s.key_files:
-            opts += ["-o", "IdentitiesOnly=yes"]
-        return opts
 
     def _line(self, argv: list[str]) -> str:
         return command_line(argv, sudo=self.settings.sudo)

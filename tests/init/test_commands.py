@@ -196,6 +196,19 @@ def test_logs_from_an_offset_resumes_at_that_record(tmp_path: Path, rootfs: Path
     assert logs("--from", "x").returncode == 2                 # not a number: usage
 
 
+def test_a_follower_whose_reader_went_ends_at_once(boot: Boot) -> None:
+    """A follower's SSH connection dropped: it must not hold its lock (and so the init's end) till the process
+    ends; the stand-in that lost it follows again from where it was."""
+    ini = boot(spec("sleep 60"))
+    follower = ini.popen("logs", "-f", "--framed")
+    assert follower.stdout is not None
+    assert follower.stdout.read(10) == b"\x00\x00\x00\x00\x05ready"
+    ini.start()
+    follower.stdout.close()
+    assert follower.wait(5) == 1                   # at once, though the process runs on
+    assert ini.run("state").returncode == 0
+
+
 def test_logs_refuses_what_is_no_log(tmp_path: Path, rootfs: Path) -> None:
     run = rootfs / ".pveoci" / "run"
     run.mkdir()
