@@ -496,8 +496,18 @@ static char *b64url_decode(const char *in, size_t *outlen)
     return out;
 }
 
-/* The spec from --spec (base64url) or, without one, from run/spec. 0, or -1 with a reason in err. */
-static int load_spec(const char *b64, struct spec *s, char *err, size_t errlen)
+/* An exec spec's name (set-spec --exec NAME, exec --exec-spec=NAME): 1-32 of [A-Za-z0-9_-]. */
+static int exec_spec_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 32 || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+        return -1;
+    return 0;
+}
+
+/* The spec from --spec (base64url) or, without one, from `path` (run/spec, or a stashed exec spec, which is
+   removed once read: it is for one exec). 0, or -1 with a reason in err. */
+static int load_spec(const char *b64, const char *path, struct spec *s, char *err, size_t errlen)
 {
     size_t len;
     char *bytes;
@@ -506,10 +516,12 @@ static int load_spec(const char *b64, struct spec *s, char *err, size_t errlen)
             snprintf(err, errlen, "--spec: not base64url");
             return -1;
         }
-    } else if (!(bytes = read_path(SPEC_FILE, SPEC_MAX, &len))) {
-        snprintf(err, errlen, "%s: %s", SPEC_FILE, strerror(errno));
+    } else if (!(bytes = read_path(path, SPEC_MAX, &len))) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
+    if (!b64 && strcmp(path, SPEC_FILE) != 0)
+        unlink(path);
     char why[256];
     if (parse_spec(bytes, len, s, why, sizeof why) < 0) {
         snprintf(err, errlen, "bad spec: %s", why);
@@ -863,7 +875,7 @@ static int spec_stop_signal(void)
 {
     struct spec s;
     char err[PATH_MAX + 64];
-    if (load_spec(NULL, &s, err, sizeof err) < 0)
+    if (load_spec(NULL, SPEC_FILE, &s, err, sizeof err) < 0)
         return SIGTERM;
     int sig = s.stopsignal;
     free_spec(&s);
@@ -878,7 +890,7 @@ static _Noreturn void run(int sfd)
         say("open %s: %s (the output is not kept)", LOG_FILE, strerror(errno));
     struct spec s;
     char err[PATH_MAX + 64];
-    if (load_spec(NULL, &s, err, sizeof err) < 0) {
+    if (load_spec(NULL, SPEC_FILE, &s, err, sizeof err) < 0) {
         init_error("spec: %s", err);
         finish(126);
     }
@@ -960,7 +972,7 @@ static int pid1(const char *spec_arg)
     if (spec_arg) {
         struct spec s;
         char err[PATH_MAX + 64];
-        if (load_spec(spec_arg, &s, err, sizeof err) < 0) {
+        if (load_spec(spec_arg, SPEC_FILE, &s, err, sizeof err) < 0) {
             say("%s", err);
             finish(126);
         }
@@ -1005,8 +1017,9 @@ static int pid1(const char *spec_arg)
 
 static int usage(void)
 {
-    say("usage: init [--spec=B64] | exec [-d] [-e K=V]... [--cwd DIR] [--user UID[:GID]] [--spec=B64] -- ARGV... | "
-        "logs [-f] [--framed] [--from OFFSET] | kill [-a] SIGNAL | set-spec | state | version");
+    say("usage: init [--spec=B64] | exec [-d] [-e K=V]... [--cwd DIR] [--user UID[:GID]] "
+        "[--spec=B64 | --exec-spec=NAME] -- ARGV... | logs [-f] [--framed] [--from OFFSET] | kill [-a] SIGNAL | "
+        "set-spec [--exec NAME] | state | version");
     return 2;
 }
 
@@ -1063,7 +1076,7 @@ static void detach_self(void)
 
 static int cmd_exec(int argc, char **argv)
 {
-    const char *spec_arg = NULL, *cwd = NULL, *user = NULL, *v;
+    const char *spec_arg = NULL, *exec_spec = NULL, *cwd = NULL, *user = NULL, *v;
     char **sets = calloc((size_t)argc, sizeof *sets);
     size_t nsets = 0;
     int i = 2, detach = 0;
@@ -1088,6 +1101,8 @@ static int cmd_exec(int argc, char **argv)
             user = v;
         } else if (strncmp(argv[i], "--spec=", 7) == 0) {
             spec_arg = argv[i] + 7;
+        } else if (strncmp(argv[i], "--exec-spec=", 12) == 0) {
+            exec_spec = argv[i] + 12;
         } else if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--detach") == 0) {
             detach = 1;
         } else {
@@ -1101,7 +1116,15 @@ static int cmd_exec(int argc, char **argv)
     }
     struct spec s;
     char err[PATH_MAX + 64];
-    if (load_spec(spec_arg, &s, err, sizeof err) < 0) {
+    char stashed[64];
+    if (exec_spec) {
+        if (exec_spec_name(exec_spec) < 0) {
+            say("exec: --exec-spec: not a name of 1-32 letters, digits, _ or -");
+            return 126;
+        }
+        snprintf(stashed, sizeof stashed, RUN_DIR "/exec.%s", exec_spec);
+    }
+    if (load_spec(spec_arg, exec_spec ? stashed : SPEC_FILE, &s, err, sizeof err) < 0) {
         say("exec: %s", err);
         return 126;
     }
@@ -1317,9 +1340,13 @@ static int cmd_kill(int argc, char **argv)
     return 0;
 }
 
-static int cmd_set_spec(int argc)
+static int cmd_set_spec(int argc, char **argv)
 {
-    if (argc != 2)
+    /* set-spec --exec NAME: a spec for one `exec --exec-spec=NAME` (its env may hold secrets: never in argv). */
+    const char *exec_name = NULL;
+    if (argc == 4 && strcmp(argv[2], "--exec") == 0 && exec_spec_name(argv[3]) == 0)
+        exec_name = argv[3];
+    else if (argc != 2)
         return usage();
     size_t len;
     char *bytes = read_all(0, SPEC_MAX, &len);
@@ -1333,6 +1360,19 @@ static int cmd_set_spec(int argc)
     if (parse_spec(bytes, len, &s, err, sizeof err) < 0) {
         say("set-spec: bad spec: %s", err);
         return 2;
+    }
+    if (exec_name) {
+        char name[64];
+        snprintf(name, sizeof name, "exec.%s", exec_name);
+        if (mkdir(RUN_DIR, 0711) < 0 && errno != EEXIST) {
+            say("set-spec: %s: %s", RUN_DIR, strerror(errno));
+            return 1;
+        }
+        if (put_file(name, s.bytes, s.len, 0600) < 0) {
+            say("set-spec: write %s/%s: %s", RUN_DIR, name, strerror(errno));
+            return 1;
+        }
+        return 0;
     }
     /* Once started, run/spec is what the process runs with (and exec's defaults): it stays. */
     char state[32];
@@ -1386,7 +1426,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "kill") == 0)
         return cmd_kill(argc, argv);
     if (strcmp(cmd, "set-spec") == 0)
-        return cmd_set_spec(argc);
+        return cmd_set_spec(argc, argv);
     if (strcmp(cmd, "state") == 0)
         return cmd_state(argc);
     if (strcmp(cmd, "version") == 0 && argc == 2) {

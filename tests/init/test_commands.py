@@ -50,6 +50,25 @@ def test_exec_runs_as_the_spec_says(boot: Boot) -> None:
     assert lines(ini.run("exec", "--", "env")) == ["PATH=/nope:/bin", "FOO=spec", "HOME=/home"]
 
 
+def test_exec_with_a_stashed_spec_reads_it_once(boot: Boot) -> None:
+    """runc's exec --process: the spec (its env may hold a secret) goes on stdin, never into a command line."""
+    ini = boot(EXEC_SPEC)
+    other = ProcessSpec(path="/bin/true", args=("true",), env=("PATH=/bin", "SECRET=s3cr3t"), cwd="/tmp", uid=5,
+                        gid=6)
+    assert ini.run("set-spec", "--exec", "e1", input=encode(other)).returncode == 0
+    stash = ini.run_dir / "exec.e1"
+    assert stash.stat().st_mode & 0o777 == 0o600
+    assert lines(ini.run("exec", "--exec-spec=e1", "--", "sh", "-c", "echo $SECRET; id -u; pwd")) == [
+        "s3cr3t", "5", "/tmp"]
+    assert not stash.exists()                          # for one exec only
+    again = ini.run("exec", "--exec-spec=e1", "--", "true")
+    assert again.returncode == 126
+    assert b"exec.e1: No such file or directory" in again.stderr
+    assert ini.run("set-spec", "--exec", "../x", input=encode(other)).returncode == 2
+    assert ini.run("exec", "--exec-spec=a/b", "--", "true").returncode == 126
+    assert ini.run("set-spec", "--exec", "e2", input=b"junk").returncode == 2
+
+
 def test_exec_overrides(boot: Boot) -> None:
     ini = boot(EXEC_SPEC)
     result = ini.run("exec", "-e", "FOO=cli", "-e", "NEW=x", "--cwd", "/tmp", "--user", "1234:5678", "--", "sh",
