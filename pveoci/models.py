@@ -189,6 +189,7 @@ class State:
     rootfs: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
     cached: bool = False           # answered from the local cache, not the cluster
+    node_pid: int | None = None    # the init's pid on its node, when `pid` is a stand-in's on this machine
 
     def to_json(self) -> dict[str, Any]:
         """The state as `pveoci state` prints it: OCI's fields, runc's extras, then "pveoci"."""
@@ -202,6 +203,8 @@ class State:
         if self.annotations:
             data["annotations"] = dict(sorted(self.annotations.items()))
         data["pveoci"] = {"cluster": self.cluster, "node": self.node, "vmid": self.vmid, "template": self.template}
+        if self.node_pid is not None:
+            data["pveoci"]["node_pid"] = self.node_pid
         if self.cached:
             data["pveoci"]["cached"] = True
         return data

@@ -18,7 +18,7 @@ from pveoci.cli.invocation import IdArgument, OutputOption, cli
 from pveoci.cli.place import ExcludeOption, ExplainOption
 
 if TYPE_CHECKING:
-    from pveoci.models import Placement
+    from pveoci.models import Placement, State
     from pveoci.process import ProcessSpec
     from pveoci.runtime import Runtime
 
@@ -29,7 +29,13 @@ NodeOption = Annotated[Optional[str],  # noqa: UP045 - typer reads the annotatio
                        typer.Option("--node", "-n", help="Node (default: the profile's node; auto: the best "
                                     "scored node that can take it, see `pveoci place`).")]
 PidFileOption = Annotated[Optional[Path],  # noqa: UP045
-                          typer.Option("--pid-file", help="Write the container's init pid (on its node) here.")]
+                          typer.Option("--pid-file", help="Write the stand-in's pid here (with --no-stand-in: "
+                                       "the container's init pid on its node).")]
+StandInOption = Annotated[bool, typer.Option("--stand-in/--no-stand-in", envvar="PVEOCI_STAND_IN",
+                                             help="Leave a local process, as runc leaves its init: it holds "
+                                             "this command's stdin, stdout and stderr, writes the process's "
+                                             "output to them and exits with its status (env PVEOCI_STAND_IN=0: "
+                                             "none; the output stays in `pveoci logs`).")]
 TransportOption = Annotated[str, typer.Option("--transport", help="How the template travels: sftp or api.")]
 FormatOption = Annotated[Optional[str],  # noqa: UP045
                          typer.Option("--format", "-f", help="table or json (runc's flag; same as -o).")]
@@ -58,13 +64,18 @@ def create(
                                               "can cross to a remote node.")] = 0,
     exclude_node: ExcludeOption = None,
     show: ExplainOption = False,
+    stand_in: StandInOption = True,
     output: OutputOption = None,
 ) -> None:
     """Create a container from a bundle, without starting its process.
 
     Packs the rootfs into a content-addressed template, uploads it unless the node has it, takes
-    a VMID from the cluster and creates the container; pveoci's init then waits in it for `start`
-    (its pid on the node is the state's pid, and what --pid-file gets). With -o json, prints its state.
+    a VMID from the cluster and creates the container; pveoci's init then waits in it for `start`.
+    As runc's create leaves its init, it leaves a stand-in: a local process that holds this
+    command's stdin, stdout and stderr, writes the process's output to them once it runs, and exits
+    with its status; its pid is the state's and what --pid-file gets (engines wait for it). A caller
+    that reads this command's output to its end waits for the container's process: use
+    --no-stand-in. With -o json, prints its state.
 
     Examples:
 
@@ -77,13 +88,29 @@ def create(
     from pveoci.cli.display import display
 
     c = cli(ctx, output)
+    rt = c.runtime()
     with display() as shown:
-        made = c.runtime().create(container_id, bundle, node=node, strict=strict, transport=transport,
-                                  progress=shown, exclude=exclude_node or (), on_placement=_explainer(show))
-    if pid_file is not None:
-        render.write_pid_file(pid_file, made.pid)
+        made = rt.create(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
+                         exclude=exclude_node or (), on_placement=_explainer(show))
+    _stood_in(rt, made, stand_in=stand_in, pid_file=pid_file)
     if c.json:
         render.emit_json(made.to_json())
+
+
+def _stood_in(rt: Runtime, made: State, *, stand_in: bool, pid_file: Path | None) -> None:
+    """The stand-in the container gets (its pid then the state's), the pid file; a container whose stand-in
+    cannot be made is deleted again (create made nothing, as it failed)."""
+    if stand_in:
+        try:
+            local = rt.stand_in(made.id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                rt.delete(made.id, force=True)
+            raise
+        if local is not None:
+            made.node_pid, made.pid = made.pid, local
+    if pid_file is not None:
+        render.write_pid_file(pid_file, made.pid)
 
 
 def _explainer(show: bool) -> Callable[[Placement], None] | None:
@@ -97,7 +124,8 @@ def _explainer(show: bool) -> Callable[[Placement], None] | None:
 
 def _refuse_runc_only(console_socket: str | None, no_pivot: bool, no_new_keyring: bool, preserve_fds: int) -> None:
     if console_socket is not None:
-        _refuse("--console-socket", "the container's console is on its Proxmox node (pct console), not here")
+        _refuse("--console-socket", "a terminal for the container's own process is not relayed yet (exec's is); "
+                "its console is on its Proxmox node (pct console)")
     if no_pivot:
         _refuse("--no-pivot", "LXC always uses pivot_root on the node")
     if no_new_keyring:
@@ -139,13 +167,14 @@ def run(
     preserve_fds: Annotated[int, typer.Option("--preserve-fds", help="Refused unless 0.")] = 0,
     exclude_node: ExcludeOption = None,
     show: ExplainOption = False,
+    stand_in: StandInOption = True,
     output: OutputOption = None,
 ) -> None:
     """Create and start a container.
 
     Without -d, as runc: its stdout and stderr stream here live, Ctrl-C sends it SIGINT, and pveoci
     exits with its status (128+N when signal N ended it); the container is deleted afterwards
-    unless --keep. With -d, returns once it runs.
+    unless --keep. With -d, returns once it runs, leaving a stand-in as create does.
 
     Examples:
 
@@ -168,8 +197,7 @@ def run(
     with display() as shown:
         started = rt.run(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
                          **placing)
-    if pid_file is not None:
-        render.write_pid_file(pid_file, started.pid)
+    _stood_in(rt, started, stand_in=stand_in, pid_file=pid_file)
     if c.json:
         render.emit_json(started.to_json())
 
@@ -348,8 +376,13 @@ def exec_cmd(
                                                     "to run instead.")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start it in the background and "
                                          "return.")] = False,
-    pid_file: Annotated[Optional[Path], typer.Option("--pid-file", help="With -d: write its PID (as the "  # noqa: UP045
-                                                     "container sees it) here.")] = None,
+    pid_file: Annotated[Optional[Path], typer.Option("--pid-file", help="With -d: write the stand-in's pid "  # noqa: UP045
+                                                     "here (with --no-stand-in: the command's PID as the "
+                                                     "container sees it).")] = None,
+    console_socket: Annotated[Optional[str], typer.Option("--console-socket", help="With -d: send the master "  # noqa: UP045
+                                                          "of the command's terminal to this unix socket "
+                                                          "(runc's; implies --tty).")] = None,
+    stand_in: StandInOption = True,
     output: OutputOption = None,
 ) -> None:
     """Run a command in a container as its process runs: the bundle's environment, user and working
@@ -363,13 +396,24 @@ def exec_cmd(
       pveoci exec -t hello -- sh
       pveoci exec -d --pid-file side.pid hello -- sleep 600
       pveoci exec hello sh -c 'echo $HOSTNAME'    (options end at the id: -c is sh's)
+
+    With -d, a stand-in runs it (as create's does for the container's process): a local process
+    with this command's streams (or the terminal sent to --console-socket) that exits with the
+    command's status; --pid-file gets its pid.
     """
     argv, spec = _exec_command(command, process)
     if pid_file is not None and not detach:
         _refuse("--pid-file", "only with --detach (a command in the foreground has ended when exec returns)")
+    if console_socket is not None and not (detach and stand_in):
+        _refuse("--console-socket", "only with --detach and a stand-in")
     rt = cli(ctx, output).runtime()
     if detach:
-        pid = rt.exec_detached(container_id, argv, env=env, cwd=cwd, user=user, process=spec)
+        pid = None
+        if stand_in:
+            pid = rt.exec_stand_in(container_id, argv, tty=tty or bool(spec and spec.terminal),
+                                   console_socket=console_socket, env=env, cwd=cwd, user=user, process=spec)
+        if pid is None:
+            pid = rt.exec_detached(container_id, argv, env=env, cwd=cwd, user=user, process=spec)
         if pid_file is not None:
             render.write_pid_file(pid_file, pid)
         return

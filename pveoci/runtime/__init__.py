@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
@@ -311,7 +312,7 @@ class Runtime:
             return self._cached_state(id)
         try:
             recovery.recover(self._ctx, id)
-            return to_state(self._ctx, require(self._ctx, id))
+            return self._standing(to_state(self._ctx, require(self._ctx, id)))
         except (errors.ConnectError, errors.NodeOffline) as exc:
             if self._ctx.cache.get(id, self._ctx.cluster) is None:
                 raise
@@ -384,6 +385,46 @@ class Runtime:
         wanted = resources if isinstance(resources, Resources) else parse_resources(resources, where="resources")
         recovery.recover(self._ctx, id)
         return limits.update(self._ctx, id, wanted, warn=self._warn(findings))
+
+    def _standing(self, state: State) -> State:
+        """The pid of the stand-in this machine left for the container, while it stands (runc: the init's pid, in
+        the caller's namespace); the init's pid on its node stays in the state's "pveoci" part."""
+        from pveoci.runtime import standins
+
+        if state.status in ("created", "running", "paused"):
+            local = standins.local_pid(self._ctx, state.id)
+            if local is not None:
+                state.node_pid, state.pid = state.pid, local
+        return state
+
+    def stand_in(self, id: str) -> int | None:
+        """Leave a stand-in for the container's process on this machine, as runc's `create` leaves its init
+        (docs/engines.md): a process of its own, holding this process's stdin, stdout and stderr, that writes the
+        process's output to them as it comes (across dropped connections) and exits with its status; killing
+        it leaves the container running. Its pid, which `state` then reports; None when no command of this
+        machine reaches the backend's cluster (the in-memory one)."""
+        from pveoci.runtime import standins
+
+        return standins.leave(self._ctx, id)
+
+    def exec_stand_in(self, id: str, argv: builtins.list[str], *, tty: bool = False, console_socket: str | None = None,
+                      env: builtins.list[str] | None = None, cwd: str | None = None, user: str | None = None,
+                      process: ProcessSpec | None = None) -> int | None:
+        """runc's `exec --detach` as engines use it: a stand-in on this machine runs argv in the container (as
+        `exec` does, with these options) with this process's streams, or with a terminal whose master goes to
+        the engine's `console_socket`, and exits with its status. Its pid; None as for stand_in."""
+        from pveoci.runtime import standins
+
+        options = processes.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
+        if console_socket is None:
+            return standins.for_exec(self._ctx, id, list(argv), options, tty=tty)
+        from pveoci.standin.console import open_console
+
+        slave = open_console(console_socket)
+        try:
+            return standins.for_exec(self._ctx, id, list(argv), options, tty=True, streams=(slave, slave, slave))
+        finally:
+            os.close(slave)
 
     def exec(self, id: str, argv: builtins.list[str], *, tty: bool = False, stdin: IO[bytes] | None = None,
              stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None, env: builtins.list[str] | None = None,

@@ -15,7 +15,7 @@ from typing import IO
 from pveoci import errors
 from pveoci.init import INIT_PATH, LOG_PATH, STATUS_PATH, parse_log
 from pveoci.models import State
-from pveoci.process import ProcessSpec, encode_arg
+from pveoci.process import ProcessSpec, encode, encode_arg
 from pveoci.runtime.context import Context
 from pveoci.runtime.locate import INIT_MARKER, Located, require
 
@@ -31,6 +31,7 @@ class ExecOptions:
     user: str | None = None            # UID[:GID]
     process: ProcessSpec | None = None  # runc's exec --process: everything from it (but its args)
     detach: bool = False
+    exec_spec: str | None = None        # the process, once stashed in the container (stashed)
 
     def argv(self, command: list[str]) -> list[str]:
         words = [INIT_PATH, "exec"]
@@ -42,12 +43,30 @@ class ExecOptions:
             words += ["--cwd", self.cwd]
         if self.user is not None:
             words += ["--user", self.user]
-        if self.process is not None:
+        if self.exec_spec is not None:
+            words.append(f"--exec-spec={self.exec_spec}")
+        elif self.process is not None:
             words.append(f"--spec={encode_arg(self.process)}")
         return [*words, "--", *command]
 
 
-def _runnable(ctx: Context, cid: str, *, created_too: bool) -> Located:
+def stashed(ctx: Context, found: Located, options: ExecOptions) -> ExecOptions:
+    """The options with their process spec (if any) left in the container for one `init exec`, sent on stdin:
+    its env may hold secrets, which never go into a command line (the node's or this machine's)."""
+    if options.process is None:
+        return options
+    import secrets
+
+    name = secrets.token_hex(8)
+    g = found.guest
+    done = ctx.backend.capture(g.node, g.vmid, [INIT_PATH, "set-spec", "--exec", name], stdin=encode(options.process))
+    if done.status != 0:
+        raise errors.PveociError(f"exec: cannot pass the process to the container (exit {done.status}): "
+                                 f"{done.stderr.decode(errors='replace').strip()}")
+    return ExecOptions(env=options.env, cwd=options.cwd, user=options.user, detach=options.detach, exec_spec=name)
+
+
+def runnable(ctx: Context, cid: str, *, created_too: bool) -> Located:
     found = require(ctx, cid)
     status = found.status
     if status == "running" or (created_too and status == "created" and found.with_init):
@@ -61,9 +80,9 @@ def exec_in(ctx: Context, cid: str, argv: list[str], options: ExecOptions, *, tt
     """argv in the container (created or running, as runc allows); its exit status."""
     if not argv:
         raise errors.InvalidParameter("exec needs a command")
-    found = _runnable(ctx, cid, created_too=True)
+    found = runnable(ctx, cid, created_too=True)
     if found.with_init:
-        argv = options.argv(argv)
+        argv = stashed(ctx, found, options).argv(argv)
     elif options != ExecOptions():
         raise errors.Unsupported("exec -e/--cwd/--user/--process/--detach: this container was made by pveoci 0.1, "
                                  "without pveoci's init; recreate it")
@@ -73,11 +92,11 @@ def exec_in(ctx: Context, cid: str, argv: list[str], options: ExecOptions, *, tt
 
 def exec_detached(ctx: Context, cid: str, argv: list[str], options: ExecOptions) -> int:
     """argv in the background in the container; its PID as the container sees it."""
-    found = _runnable(ctx, cid, created_too=True)
+    found = runnable(ctx, cid, created_too=True)
     if not found.with_init:
         raise errors.Unsupported("exec --detach: this container was made by pveoci 0.1, without pveoci's init")
     detached = ExecOptions(env=options.env, cwd=options.cwd, user=options.user, process=options.process, detach=True)
-    done = ctx.backend.capture(found.guest.node, found.guest.vmid, detached.argv(argv))
+    done = ctx.backend.capture(found.guest.node, found.guest.vmid, stashed(ctx, found, detached).argv(argv))
     text = done.stdout.decode(errors="replace").strip()
     if done.status != 0 or not text.isdigit():
         raise errors.PveociError(f"exec --detach failed (exit {done.status}): "

@@ -81,8 +81,10 @@ def client_argv(settings: SshSettings, target: SshTarget, argv: list[str], *, tt
     stand-in): the profile's keys and known_hosts, a master connection used when one is up, never made
     (a master would be left behind as a child of whoever waits for the stand-in)."""
     options = _options(settings, target)
-    return [_client(), *options, "-o", "ControlMaster=no", "-o", _control_path(target, options), target.host,
-            "-tt" if tty else "-T", "--", command_line(argv, sudo=settings.sudo)]
+    # LogLevel=ERROR: ssh's own errors still go to stderr, its notes ("Connection to ... closed.") do not: they
+    # would be taken for the process's output.
+    return [_client(), *options, "-o", "ControlMaster=no", "-o", _control_path(target, options),
+            "-o", "LogLevel=ERROR", target.host, "-tt" if tty else "-T", "--", command_line(argv, sudo=settings.sudo)]
 
 
 class OpenSshSession:

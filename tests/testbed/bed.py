@@ -249,9 +249,12 @@ class Testbed:
     # ------------------------------------------------------------------- use
 
     def env(self, **extra: str) -> dict[str, str]:
-        """An environment for running pveoci against the bed (other PVEOCI_* variables removed)."""
+        """An environment for running pveoci against the bed (other PVEOCI_* variables removed). create and run -d
+        leave no stand-in (PVEOCI_STAND_IN=0) unless a test asks for one: a test that reads a command's output
+        to its end would wait for the container's process."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PVEOCI_")}
         env["PVEOCI_CONFIG"] = str(self.config_path)
+        env["PVEOCI_STAND_IN"] = "0"
         env.update(extra)
         return env
 

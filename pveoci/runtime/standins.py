@@ -1,0 +1,65 @@
+"""Stand-ins for containers and exec'd processes (pveoci.standin): what each runs, made from where the container
+is, and the pid that stands for a container on this machine.
+
+runc's `create` leaves the container's init holding its streams, and writes its pid to `--pid-file`; engines
+wait for that pid as subreapers. pveoci's `create` (and `run -d`) leave a stand-in instead: it follows the
+init's log on the node and exits with the process's status. `exec --detach` leaves one that is the exec'd
+process's SSH session. A backend whose cluster no command of this machine reaches (memory) gets none.
+"""
+
+from __future__ import annotations
+
+from pveoci import errors
+from pveoci.init import INIT_PATH
+from pveoci.runtime.context import Context
+from pveoci.runtime.locate import require
+from pveoci.runtime.processes import ExecOptions, runnable, stashed
+from pveoci.standin import OFFSET, Standing, spawn
+
+_KEY = "standin "
+
+
+def leave(ctx: Context, cid: str) -> int | None:
+    """A stand-in for the container's process, holding this process's streams; its pid (None: no stand-in
+    can reach this backend's cluster)."""
+    found = require(ctx, cid)
+    if not found.with_init:
+        raise errors.Unsupported("a stand-in needs pveoci's init: this container was made by pveoci 0.1")
+    g = found.guest
+    follow = ctx.backend.exec_command(g.node, g.vmid, [INIT_PATH, "logs", "-f", "--framed", "--from", OFFSET])
+    after = ctx.backend.log_after_command(g.node, g.vmid, OFFSET)
+    if follow is None or after is None:
+        return None
+    standing = spawn({"follow": follow, "after": after}, cid)
+    ctx.cache.remember(ctx.cluster, _KEY + cid, [standing.pid, standing.since])
+    return standing.pid
+
+
+def for_exec(ctx: Context, cid: str, argv: list[str], options: ExecOptions, *, tty: bool,
+             streams: tuple[int, int, int] = (0, 1, 2)) -> int | None:
+    """A stand-in that runs argv in the container as `exec` would, with these streams (a pty's slave for a
+    terminal), and exits with its status; its pid (None as for leave)."""
+    if not argv:
+        raise errors.InvalidParameter("exec needs a command")
+    found = runnable(ctx, cid, created_too=True)
+    if not found.with_init:
+        raise errors.Unsupported("exec --detach: this container was made by pveoci 0.1, without pveoci's init")
+    g = found.guest
+    if ctx.backend.exec_command(g.node, g.vmid, ["true"]) is None:
+        return None
+    options = stashed(ctx, found, options)
+    command = ctx.backend.exec_command(g.node, g.vmid, options.argv(argv), tty=tty)
+    assert command is not None
+    return spawn({"exec": command}, cid, streams=streams).pid
+
+
+def local_pid(ctx: Context, cid: str) -> int | None:
+    """The pid of the stand-in this machine left for the container, while it stands."""
+    kept = ctx.cache.recall(ctx.cluster, _KEY + cid, max_age=float("inf"))
+    if not isinstance(kept, list) or len(kept) != 2:
+        return None
+    standing = Standing(int(kept[0]), int(kept[1]))
+    if standing.alive():
+        return standing.pid
+    ctx.cache.forget(ctx.cluster, _KEY + cid)
+    return None
