@@ -5,6 +5,7 @@
   python -m bench env      # template bytes re-sent when only the process's env changes (baseline: the template)
   python -m bench templates  # create with a new / unchanged rootfs, and a delta, on a real tree (needs root)
   python -m bench commands  # the same as users run them: `pveoci ...` in a subprocess (needs root)
+  python -m bench engines   # podman through pveoci vs pveoci's own run; the stand-in's relay and memory (root)
   python -m bench all
 """
 
@@ -143,7 +144,8 @@ def bench_env_change(workdir: Path, size_mb: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=("pack", "upload", "env", "templates", "commands", "all"))
+    parser.add_argument("which", choices=("pack", "upload", "env", "templates", "commands", "engines",
+                                                "all"))
     parser.add_argument("--size", type=int, default=500, help="MiB of data (default 500)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="commands: a comma-separated subset of "
@@ -174,6 +176,10 @@ def main() -> int:
             parser.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
         found = commands.run(args.dir, args.rounds, only)
         failed += commands.below_floors(found)
+    if args.which in ("engines", "all"):
+        from bench import engines
+
+        failed += engines.below_floors(engines.run(args.dir, args.rounds))
     if failed:
         print("below the floor: " + ", ".join(failed))
         return 1

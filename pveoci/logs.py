@@ -77,3 +77,8 @@ def configure(*, debug: bool, log_file: Path | None, log_format: str) -> None:
         handler.setFormatter(formatter if log_format == "json" else ScrubbingFormatter(
             "%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
+
+
+def to_console() -> bool:
+    """True when warnings go to stderr (no --log, or --debug with it)."""
+    return any(type(h) is logging.StreamHandler for h in logging.getLogger("pveoci").handlers)

@@ -34,7 +34,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                        "pveoci.hooks", "pveoci.marker", "pveoci.card", "pveoci.process", "pveoci.progress",
                        "pveoci.retry", "pveoci.signals", "pveoci.oci", "pveoci.lxc", "pveoci.planning", "pveoci.init",
                        "pveoci.template.pack", "pveoci.template.manifest", "pveoci.template.delta",
-                       "pveoci.template.frames", "pveoci.template.tree", "pveoci.template.native"),
+                       "pveoci.template.frames", "pveoci.template.tree", "pveoci.template.native",
+                       "pveoci.standin"),
+    # The stand-in: a local process the runtime leaves; its program (relay.py) is the standard library's only.
+    "pveoci.standin": ("pveoci.errors",),
 }
 
 

@@ -20,7 +20,7 @@ from pveoci.cli.place import ExcludeOption, ExplainOption
 if TYPE_CHECKING:
     from pveoci.models import Placement, State
     from pveoci.process import ProcessSpec
-    from pveoci.runtime import Runtime
+    from pveoci.runtime import FindingsMode, Runtime
 
 BundleOption = Annotated[Path, typer.Option("--bundle", "-b", help="The bundle directory (default: the current "
                                             "directory).")]
@@ -91,10 +91,18 @@ def create(
     rt = c.runtime()
     with display() as shown:
         made = rt.create(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
-                         exclude=exclude_node or (), on_placement=_explainer(show))
+                         exclude=exclude_node or (), on_placement=_explainer(show), findings=_findings(stand_in))
     _stood_in(rt, made, stand_in=stand_in, pid_file=pid_file)
     if c.json:
         render.emit_json(made.to_json())
+
+
+def _findings(stand_in: bool) -> FindingsMode | None:
+    """With a stand-in, stderr is the container's: a finding written there would become its output (an engine's
+    `logs`). Findings then go to --log, or to stderr only when it is a terminal; `pveoci plan` shows them."""
+    from pveoci import logs
+
+    return "quiet" if stand_in and logs.to_console() and not sys.stderr.isatty() else None
 
 
 def _stood_in(rt: Runtime, made: State, *, stand_in: bool, pid_file: Path | None) -> None:
@@ -196,7 +204,7 @@ def run(
                                        transport=transport, placing=placing))
     with display() as shown:
         started = rt.run(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
-                         **placing)
+                         findings=_findings(stand_in), **placing)
     _stood_in(rt, started, stand_in=stand_in, pid_file=pid_file)
     if c.json:
         render.emit_json(started.to_json())
@@ -408,12 +416,10 @@ def exec_cmd(
         _refuse("--console-socket", "only with --detach and a stand-in")
     rt = cli(ctx, output).runtime()
     if detach:
-        pid = None
-        if stand_in:
-            pid = rt.exec_stand_in(container_id, argv, tty=tty or bool(spec and spec.terminal),
-                                   console_socket=console_socket, env=env, cwd=cwd, user=user, process=spec)
-        if pid is None:
-            pid = rt.exec_detached(container_id, argv, env=env, cwd=cwd, user=user, process=spec)
+        pid = rt.exec_stand_in(container_id, argv, tty=tty or bool(spec and spec.terminal),
+                               console_socket=console_socket, env=env, cwd=cwd, user=user,
+                               process=spec) if stand_in else None
+        pid = pid or rt.exec_detached(container_id, argv, env=env, cwd=cwd, user=user, process=spec)
         if pid_file is not None:
             render.write_pid_file(pid_file, pid)
         return

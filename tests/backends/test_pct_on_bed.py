@@ -111,8 +111,9 @@ def test_pveoci_on_a_node_runs_pct_and_pvesh_right_there(lxc_bed: Testbed, busyb
 
     def on_pve1(*args: str) -> tuple[int, str, str]:
         """pveoci run inside pve1's own namespace (its storage, its pct and pvesh on PATH), as root."""
+        # No stand-in: it would hold this session's stdout (run waits for its end) till the process ends.
         line = ["env", f"PVEOCI_CONFIG={lxc_bed.config_path}", f"XDG_CACHE_HOME={tmp_path / 'xdg'}",
-                sys.executable, "-m", "pveoci", "--backend", "pct", "--root", str(root), *args]
+                "PVEOCI_STAND_IN=0", sys.executable, "-m", "pveoci", "--backend", "pct", "--root", str(root), *args]
         done = run(client, line, timeout=180)
         return done.status, done.stdout.decode(), done.stderr.decode()
 

@@ -314,6 +314,11 @@ NOT_RUNNABLE = {
     "pytest tests/test_jobs.py --pve-record lab": "the worked example's files and a lab profile "
                                                   "(tests/cassettes/test_record.py runs it on the bed)",
     "git add tests/cassettes/": "the worked example's files (tests/cassettes/test_record.py runs it)",
+    "podman import rootfs.tar localhost/app:1": "podman with a machine's own storage: tests/engines/test_podman.py "
+                                                "does it with storage of its own",
+    "podman run --rm --network none localhost/app:1 echo hi": "as podman import above",
+    "ctr image import app.tar": "a containerd daemon: not in the suite yet (docs/engines.md says so)",
+    "ctr run --rm --runc-binary /usr/local/bin/pveoci-runtime localhost/app:1 c1 echo hi": "as ctr image import",
 }
 
 BED, FRESH, REPO = "bed", "fresh", "repo"

@@ -106,8 +106,11 @@ def test_with_log_the_findings_go_to_the_file_not_to_stderr(memory_cli, tmp_path
     assert quiet.code == 0, quiet.err
     assert quiet.err == ""
     assert "process.capabilities: not supported by Proxmox" in log.read_text()
-    told = memory_cli("create", "-b", str(bundle), "web2")          # without --log: on stderr, as before
+    told = memory_cli("create", "--no-stand-in", "-b", str(bundle), "web2")   # without --log: on stderr
     assert "process.capabilities: not supported by Proxmox" in told.err
+    # With a stand-in (the default), stderr is the container's: not there, unless it is a terminal.
+    held = memory_cli("create", "-b", str(bundle), "web4")
+    assert (held.code, held.err) == (0, "")
     failed = memory_cli("--log", str(log), "create", "-b", str(tmp_path / "nowhere"), "web3")
     assert failed.code == 18
     assert failed.err.startswith("pveoci: error: bundle ")             # the final error line is still printed
