@@ -317,7 +317,8 @@ NOT_RUNNABLE = {
     "podman import rootfs.tar localhost/app:1": "podman with a machine's own storage: tests/engines/test_podman.py "
                                                 "does it with storage of its own",
     "podman run --rm --network none localhost/app:1 echo hi": "as podman import above",
-    "ctr image import app.tar": "a containerd daemon: not in the suite yet (docs/engines.md says so)",
+    "ctr image import app.tar": "a machine's containerd: tests/engines/test_containerd.py runs ctr against a "
+                                "daemon of its own",
     "ctr run --rm --runc-binary /usr/local/bin/pveoci-runtime localhost/app:1 c1 echo hi": "as ctr image import",
 }
 
