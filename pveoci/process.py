@@ -48,6 +48,8 @@ class ProcessSpec:
     oom_score_adj: int | None = None
     terminal: bool = False                  # the process gets the console, not pipes (no log)
     stop_signal: int = 15                   # what the init sends when LXC asks it to halt (SIGPWR)
+    stdin: bool = False                     # its stdin is relayed (`init stdin`, the stand-in), not /dev/null
+    pty: bool = False                       # a pty of its own, logged and relayed (a stand-in's terminal)
 
     def problems(self) -> list[str]:
         """Why the init could not carry this out (empty when it can): one sentence per problem."""
@@ -77,6 +79,8 @@ class ProcessSpec:
             out.append(f"umask out of range: {self.umask:#o}")
         if self.oom_score_adj is not None and not -1000 <= self.oom_score_adj <= 1000:
             out.append(f"oomScoreAdj out of range: {self.oom_score_adj}")
+        if self.pty and self.terminal:
+            out.append("a pty of its own and the console: one or the other")
         if not 1 <= self.stop_signal <= 64:
             out.append(f"stop signal out of range: {self.stop_signal}")
         for lim in self.rlimits:
@@ -118,6 +122,10 @@ def encode(spec: ProcessSpec) -> bytes:
     if spec.terminal:
         records.append(("terminal", "1"))
     records.append(("stopsignal", str(spec.stop_signal)))
+    if spec.stdin:
+        records.append(("stdin", "1"))
+    if spec.pty:
+        records.append(("pty", "1"))
     return MAGIC + b"".join(k.encode() + b"=" + v.encode("utf-8", "surrogateescape") + b"\0" for k, v in records)
 
 

@@ -31,6 +31,10 @@ NodeOption = Annotated[Optional[str],  # noqa: UP045 - typer reads the annotatio
 PidFileOption = Annotated[Optional[Path],  # noqa: UP045
                           typer.Option("--pid-file", help="Write the stand-in's pid here (with --no-stand-in: "
                                        "the container's init pid on its node).")]
+ConsoleSocketOption = Annotated[Optional[str],  # noqa: UP045
+                                typer.Option("--console-socket", help="A terminal for the process: the master of "
+                                             "its pty goes to this unix socket, as runc sends it (the stand-in "
+                                             "relays it; process.terminal must be true).")]
 StandInOption = Annotated[bool, typer.Option("--stand-in/--no-stand-in", envvar="PVEOCI_STAND_IN",
                                              help="Leave a local process, as runc leaves its init: it holds "
                                              "this command's stdin, stdout and stderr, writes the process's "
@@ -55,8 +59,7 @@ def create(
     node: NodeOption = None,
     strict: StrictOption = False,
     transport: TransportOption = "sftp",
-    console_socket: Annotated[Optional[str], typer.Option("--console-socket", help="Refused: a Proxmox "  # noqa: UP045
-                                                          "container's console is on its node.")] = None,
+    console_socket: ConsoleSocketOption = None,
     no_pivot: Annotated[bool, typer.Option("--no-pivot", help="Refused: LXC always pivots.")] = False,
     no_new_keyring: Annotated[bool, typer.Option("--no-new-keyring", help="Refused: LXC gives every "
                                                  "container its own session keyring.")] = False,
@@ -84,17 +87,36 @@ def create(
       pveoci create --bundle ./hello --node pve2 hello
       pveoci create -b ./hello --explain --exclude-node pve1 hello   # every node's score on stderr
     """
-    _refuse_runc_only(console_socket, no_pivot, no_new_keyring, preserve_fds)
+    _refuse_runc_only(no_pivot, no_new_keyring, preserve_fds)
     from pveoci.cli.display import display
 
+    io = _stdio(stand_in, console_socket)
     c = cli(ctx, output)
     rt = c.runtime()
     with display() as shown:
         made = rt.create(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
-                         exclude=exclude_node or (), on_placement=_explainer(show), findings=_findings(stand_in))
-    _stood_in(rt, made, stand_in=stand_in, pid_file=pid_file)
+                         exclude=exclude_node or (), on_placement=_explainer(show), findings=_findings(stand_in),
+                         stdin=io["stdin"], pty=io["pty"])
+    _stood_in(rt, made, stand_in=stand_in, pid_file=pid_file, stdin=io["stdin"], console_socket=console_socket)
     if c.json:
         render.emit_json(made.to_json())
+
+
+def _stdio(stand_in: bool, console_socket: str | None) -> dict[str, bool]:
+    """How the process's input comes: from the stand-in's stdin when that is a pipe, socket or file an engine
+    gave (not a terminal: the shell's user types to the shell, not to a container; not /dev/null), or from a pty
+    of its own with --console-socket."""
+    import os
+    import stat
+
+    if console_socket is not None and not stand_in:
+        _refuse("--console-socket", "the terminal is relayed by the stand-in: not with --no-stand-in")
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        mode = 0
+    piped = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
+    return {"stdin": stand_in and console_socket is None and piped, "pty": console_socket is not None}
 
 
 def _findings(stand_in: bool) -> FindingsMode | None:
@@ -105,12 +127,13 @@ def _findings(stand_in: bool) -> FindingsMode | None:
     return "quiet" if stand_in and logs.to_console() and not sys.stderr.isatty() else None
 
 
-def _stood_in(rt: Runtime, made: State, *, stand_in: bool, pid_file: Path | None) -> None:
+def _stood_in(rt: Runtime, made: State, *, stand_in: bool, pid_file: Path | None, stdin: bool = False,
+              console_socket: str | None = None) -> None:
     """The stand-in the container gets (its pid then the state's), the pid file; a container whose stand-in
     cannot be made is deleted again (create made nothing, as it failed)."""
     if stand_in:
         try:
-            local = rt.stand_in(made.id)
+            local = rt.stand_in(made.id, stdin=stdin, console_socket=console_socket)
         except BaseException:
             with contextlib.suppress(Exception):
                 rt.delete(made.id, force=True)
@@ -130,10 +153,7 @@ def _explainer(show: bool) -> Callable[[Placement], None] | None:
     return lambda placed: explain(placed, sys.stderr)
 
 
-def _refuse_runc_only(console_socket: str | None, no_pivot: bool, no_new_keyring: bool, preserve_fds: int) -> None:
-    if console_socket is not None:
-        _refuse("--console-socket", "a terminal for the container's own process is not relayed yet (exec's is); "
-                "its console is on its Proxmox node (pct console)")
+def _refuse_runc_only(no_pivot: bool, no_new_keyring: bool, preserve_fds: int) -> None:
     if no_pivot:
         _refuse("--no-pivot", "LXC always uses pivot_root on the node")
     if no_new_keyring:
@@ -168,8 +188,7 @@ def run(
     node: NodeOption = None,
     strict: StrictOption = False,
     transport: TransportOption = "sftp",
-    console_socket: Annotated[Optional[str], typer.Option("--console-socket", help="Refused: a Proxmox "  # noqa: UP045
-                                                          "container's console is on its node.")] = None,
+    console_socket: ConsoleSocketOption = None,
     no_pivot: Annotated[bool, typer.Option("--no-pivot", help="Refused: LXC always pivots.")] = False,
     no_new_keyring: Annotated[bool, typer.Option("--no-new-keyring", help="Refused.")] = False,
     preserve_fds: Annotated[int, typer.Option("--preserve-fds", help="Refused unless 0.")] = 0,
@@ -191,21 +210,24 @@ def run(
       pveoci run -d -b ./hello hello
       pveoci run -d --pid-file hello.pid -b ./hello hello
     """
-    _refuse_runc_only(console_socket, no_pivot, no_new_keyring, preserve_fds)
+    _refuse_runc_only(no_pivot, no_new_keyring, preserve_fds)
     from pveoci.cli.display import display
 
     if not detach and pid_file is not None:
         _refuse("--pid-file", "with run in the foreground; use run -d --pid-file")
+    if not detach and console_socket is not None:
+        _refuse("--console-socket", "with run in the foreground (its output comes here); use run -d")
     c = cli(ctx, output)
     rt = c.runtime()
     placing: dict[str, Any] = {"exclude": exclude_node or (), "on_placement": _explainer(show)}
     if not detach:
         raise typer.Exit(_run_attached(rt, container_id, bundle, keep=keep, node=node, strict=strict,
                                        transport=transport, placing=placing))
+    io = _stdio(stand_in, console_socket)
     with display() as shown:
         started = rt.run(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
-                         findings=_findings(stand_in), **placing)
-    _stood_in(rt, started, stand_in=stand_in, pid_file=pid_file)
+                         findings=_findings(stand_in), stdin=io["stdin"], pty=io["pty"], **placing)
+    _stood_in(rt, started, stand_in=stand_in, pid_file=pid_file, stdin=io["stdin"], console_socket=console_socket)
     if c.json:
         render.emit_json(started.to_json())
 

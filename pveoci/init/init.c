@@ -46,6 +46,10 @@
 #define STATUS_FILE RUN_DIR "/status"
 #define LOG_FILE RUN_DIR "/log"
 #define LOCK_FILE RUN_DIR "/follow.lock"
+#define STDIN_FIFO RUN_DIR "/stdin"
+#define RECEIVED_FILE RUN_DIR "/stdin.received"
+#define INPUT_MAX (64u << 10)       /* input held for the process, waiting for it to read */
+#define SIZE_WAIT_MS 2000           /* how long a process with a pty of its own waits for its size */
 
 #define START_SIGNAL 40
 #define MAX_SIGNAL 64
@@ -306,16 +310,17 @@ struct spec {
     mode_t umask;
     struct rlim *rlimits;
     size_t nrlimits;
-    int nnp, has_oom, oom, terminal, stopsignal;
+    int nnp, has_oom, oom, terminal, stopsignal, input, pty;
 };
 
 enum { K_PATH, K_ARG, K_ENV, K_CWD, K_UID, K_GID, K_GROUP, K_UMASK, K_RLIMIT, K_NNP, K_OOM, K_TERMINAL,
-       K_STOPSIGNAL, K_COUNT };
+       K_STOPSIGNAL, K_STDIN, K_PTY, K_COUNT };
 static const char *const KEYS[K_COUNT] = {"path", "arg", "env", "cwd", "uid", "gid", "group", "umask",
-                                          "rlimit", "nnp", "oom", "terminal", "stopsignal"};
+                                          "rlimit", "nnp", "oom", "terminal", "stopsignal", "stdin", "pty"};
 /* How often each key may appear: at least, at most. */
-static const size_t KEY_MIN[K_COUNT] = {1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
-static const size_t KEY_MAX[K_COUNT] = {1, SIZE_MAX, SIZE_MAX, 1, 1, 1, NGROUPS_LIMIT, 1, SIZE_MAX, 1, 1, 1, 1};
+static const size_t KEY_MIN[K_COUNT] = {1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static const size_t KEY_MAX[K_COUNT] = {1, SIZE_MAX, SIZE_MAX, 1, 1, 1, NGROUPS_LIMIT, 1, SIZE_MAX, 1, 1, 1, 1, 1,
+                                        1};
 
 static const char *const RLIMIT_NAMES[] = {"CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE",
                                            "MEMLOCK", "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO",
@@ -373,9 +378,11 @@ static int parse_value(struct spec *s, int k, char *v)
         return 0;
     case K_NNP:
     case K_TERMINAL:
+    case K_STDIN:
+    case K_PTY:
         if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
             return -1;
-        *(k == K_NNP ? &s->nnp : &s->terminal) = v[0] == '1';
+        *(k == K_NNP ? &s->nnp : k == K_TERMINAL ? &s->terminal : k == K_STDIN ? &s->input : &s->pty) = v[0] == '1';
         return 0;
     case K_OOM:
         if (parse_whole(v + (v[0] == '-'), 10, 1000, &n) < 0)
@@ -448,6 +455,10 @@ static int parse_spec(char *bytes, size_t len, struct spec *s, char *err, size_t
             snprintf(err, errlen, "bad value for key %s", KEYS[k]);
             return -1;
         }
+    }
+    if (s->pty && s->terminal) {
+        snprintf(err, errlen, "pty and terminal: one or the other");
+        return -1;
     }
     return 0;
 }
@@ -815,12 +826,21 @@ static void make_run_dir(void)
 }
 
 /* The child of fork: setsid, standard streams, the spec's steps, execve. Never returns. */
-static _Noreturn void become_process(const struct spec *s, int out_w, int err_w)
+static _Noreturn void become_process(const struct spec *s, int out_w, int err_w, int in_r, const char *pty)
 {
     default_handlers();
     if (setsid() < 0)
         fail(126, errno, "setsid");
-    if (s->terminal) {
+    if (s->pty) {
+        /* A pty of its own: the slave is its controlling terminal and its standard streams. */
+        int t = open(pty, O_RDWR | O_CLOEXEC);
+        if (t < 0)
+            fail(126, errno, "open pty");
+        if (ioctl(t, TIOCSCTTY, 0) < 0)
+            fail(126, errno, "ioctl TIOCSCTTY");
+        if (dup2(t, 0) < 0 || dup2(t, 1) < 0 || dup2(t, 2) < 0)
+            fail(126, errno, "dup2");
+    } else if (s->terminal) {
         /* The console, as our own standard streams, is the process's controlling terminal, so that
            ^C and job control reach it; taken from our session if it was ours (arg 1). A console that is
            not a terminal (a pipe, in tests) is used as it is. */
@@ -830,7 +850,7 @@ static _Noreturn void become_process(const struct spec *s, int out_w, int err_w)
         /* stdout/stderr first, so that even /dev/null missing is reported in the log. */
         if (dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
             fail(126, errno, "dup2");
-        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        int null = in_r >= 0 ? in_r : open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (null < 0)
             fail(126, errno, "open /dev/null");
         if (dup2(null, 0) < 0)
@@ -870,6 +890,104 @@ static long pump(struct pipe_in *in)
     return n;
 }
 
+/* The process's input (spec `stdin` or `pty`): records that `init stdin` writes into the FIFO run/stdin, each in
+   one write of at most PIPE_BUF bytes: 'D' + length (2 bytes, big-endian) + the offset of its data in the whole
+   input (8 bytes) + the data; 'E' (the input ended); 'W' + rows and columns (2 bytes each): a new window size.
+   Data below what was already received is dropped, so a writer that lost its connection sends again from
+   what run/stdin.received says and nothing is doubled. */
+struct input {
+    int fifo, target, pty;      /* the FIFO (read), where data goes (the stdin pipe or the pty's master) */
+    unsigned char rec[2 * PIPE_BUF];
+    size_t rec_len;
+    unsigned char buf[INPUT_MAX];
+    size_t buf_len;
+    uint64_t received;
+    int ended, sized;
+};
+
+static uint64_t be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void input_record(struct input *in, int type, const unsigned char *p, size_t len)
+{
+    if (type == 'D' && len >= 8) {
+        uint64_t off = be(p, 8), n = len - 8;
+        if (off > in->received)
+            in->received = off; /* a gap cannot happen (a writer resends from what we said): go on */
+        uint64_t skip = in->received - off;
+        if (skip >= n)
+            return;
+        memcpy(in->buf + in->buf_len, p + 8 + skip, (size_t)(n - skip));
+        in->buf_len += (size_t)(n - skip);
+        in->received += n - skip;
+    } else if (type == 'E') {
+        in->ended = 1;
+    } else if (type == 'W' && len == 4 && in->pty) {
+        struct winsize ws = {.ws_row = (unsigned short)be(p, 2), .ws_col = (unsigned short)be(p + 2, 2)};
+        (void)ioctl(in->target, TIOCSWINSZ, &ws);
+        in->sized = 1;
+    }
+}
+
+/* Reads what the FIFO has (only when there is room for a whole record's data). */
+static void input_read(struct input *in)
+{
+    uint64_t before = in->received;
+    while (in->buf_len + PIPE_BUF <= INPUT_MAX) {
+        ssize_t n = read(in->fifo, in->rec + in->rec_len, sizeof in->rec - in->rec_len);
+        if (n <= 0)
+            break;
+        in->rec_len += (size_t)n;
+        size_t at = 0;
+        while (in->rec_len - at >= 3) {
+            size_t len = (size_t)be(in->rec + at + 1, 2);
+            if (len > PIPE_BUF - 3) { /* no writer of ours makes it: the rest cannot be framed */
+                at = in->rec_len;
+                break;
+            }
+            if (in->rec_len - at < 3 + len || in->buf_len + len > INPUT_MAX)
+                break;
+            input_record(in, in->rec[at], in->rec + at + 3, len);
+            at += 3 + len;
+        }
+        memmove(in->rec, in->rec + at, in->rec_len - at);
+        in->rec_len -= at;
+    }
+    if (in->received != before) {
+        char text[32];
+        snprintf(text, sizeof text, "%llu", (unsigned long long)in->received);
+        if (put_text("stdin.received", text) < 0)
+            say("write %s: %s", RECEIVED_FILE, strerror(errno));
+    }
+}
+
+/* Gives the process what it can take now; closes its stdin (a pipe) once the input ended and all went. */
+static void input_write(struct input *in)
+{
+    while (in->buf_len > 0 && in->target >= 0) {
+        ssize_t n = write(in->target, in->buf, in->buf_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n < 0) { /* EPIPE: the process closed its stdin; what it did not read is dropped */
+            in->buf_len = 0;
+            break;
+        }
+        memmove(in->buf, in->buf + n, in->buf_len - (size_t)n);
+        in->buf_len -= (size_t)n;
+    }
+    if (in->ended && in->buf_len == 0 && !in->pty && in->target >= 0) {
+        close(in->target);
+        in->target = -1;
+    }
+}
+
 /* The stop signal of run/spec, for SIGPWR before the start; 15 without a readable spec. */
 static int spec_stop_signal(void)
 {
@@ -881,6 +999,8 @@ static int spec_stop_signal(void)
     free_spec(&s);
     return sig;
 }
+
+static int input_fifo = -1;     /* run/stdin, made at the boot */
 
 /* Step 4 on: start the process and stay with it until it ends. */
 static _Noreturn void run(int sfd)
@@ -894,10 +1014,39 @@ static _Noreturn void run(int sfd)
         init_error("spec: %s", err);
         finish(126);
     }
-    int out[2] = {-1, -1}, errp[2] = {-1, -1};
-    if (!s.terminal && (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)) {
+    int out[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1}, master = -1;
+    char pty[64] = "";
+    if (!s.terminal && !s.pty && (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)) {
         init_error("pipe: %s", strerror(errno));
         finish(126);
+    }
+    if (s.input && !s.pty && pipe2(inp, O_CLOEXEC) < 0) {
+        init_error("pipe: %s", strerror(errno));
+        finish(126);
+    }
+    if (s.pty && ((master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0 || grantpt(master) < 0 ||
+                  unlockpt(master) < 0 || ptsname_r(master, pty, sizeof pty) != 0)) {
+        init_error("pty: %s", strerror(errno));
+        finish(126);
+    }
+    struct input in = {.fifo = -1, .target = s.pty ? master : inp[1], .pty = s.pty};
+    if (s.input || s.pty) {
+        if (input_fifo < 0) {
+            init_error("%s: cannot be made: no input can be relayed", STDIN_FIFO);
+            finish(126);
+        }
+        in.fifo = input_fifo;
+        input_read(&in); /* what came before the start (the terminal's size) applies before the process runs */
+        /* An engine sets the terminal's size around the start (podman before, ctr just after): a process that
+           asks for it at once should get it, so wait a little for it. */
+        for (long until = now_ms() + SIZE_WAIT_MS; s.pty && !in.sized && now_ms() < until;) {
+            struct pollfd f = {.fd = in.fifo, .events = POLLIN, .revents = 0};
+            if (poll(&f, 1, (int)(until - now_ms())) > 0)
+                input_read(&in);
+        }
+    } else if (input_fifo >= 0) {
+        close(input_fifo);
+        unlink(STDIN_FIFO);
     }
     pid_t child = fork();
     if (child < 0) {
@@ -905,14 +1054,21 @@ static _Noreturn void run(int sfd)
         finish(126);
     }
     if (child == 0)
-        become_process(&s, out[1], errp[1]);
+        become_process(&s, out[1], errp[1], inp[0], pty);
     struct pipe_in pipes[2] = {{out[0], 1}, {errp[0], 2}};
-    if (!s.terminal) {
+    if (s.pty)
+        pipes[0].fd = fcntl(master, F_DUPFD_CLOEXEC, 3); /* the output's own: pump closes it at the end */
+    if (!s.terminal && !s.pty) {
         close(out[1]);
         close(errp[1]);
-        for (int i = 0; i < 2; i++)
-            fcntl(pipes[i].fd, F_SETFL, O_NONBLOCK);
     }
+    if (inp[0] >= 0)
+        close(inp[0]);
+    for (int i = 0; i < 2; i++)
+        if (pipes[i].fd >= 0)
+            fcntl(pipes[i].fd, F_SETFL, O_NONBLOCK);
+    if (in.target >= 0)
+        fcntl(in.target, F_SETFL, O_NONBLOCK);
     if (put_number("pid", child) < 0)
         say("write %s: %s", PID_FILE, strerror(errno));
     if (put_text("state", "running") < 0)
@@ -920,10 +1076,13 @@ static _Noreturn void run(int sfd)
 
     int status = -1;
     while (status < 0) {
-        struct pollfd pfd[3] = {{.fd = sfd, .events = POLLIN},
+        int room = in.fifo >= 0 && in.buf_len + PIPE_BUF <= INPUT_MAX;
+        struct pollfd pfd[5] = {{.fd = sfd, .events = POLLIN},
                                 {.fd = pipes[0].fd, .events = POLLIN},
-                                {.fd = pipes[1].fd, .events = POLLIN}};
-        if (poll(pfd, 3, -1) < 0) {
+                                {.fd = pipes[1].fd, .events = POLLIN},
+                                {.fd = room ? in.fifo : -1, .events = POLLIN},
+                                {.fd = in.buf_len > 0 ? in.target : -1, .events = POLLOUT}};
+        if (poll(pfd, 5, -1) < 0) {
             if (errno != EINTR)
                 nap(10); /* ENOMEM: try again rather than leave the process unattended */
             continue;
@@ -931,6 +1090,10 @@ static _Noreturn void run(int sfd)
         for (int i = 0; i < 2; i++)
             if (pipes[i].fd >= 0 && pfd[i + 1].revents)
                 (void)pump(&pipes[i]);
+        if (pfd[3].revents)
+            input_read(&in);
+        if (in.buf_len > 0 || in.ended)
+            input_write(&in);
         struct signalfd_siginfo si;
         int sig;
         while ((sig = next_signal(sfd, 0, &si)) != 0) {
@@ -957,7 +1120,7 @@ static int pid1(const char *spec_arg)
 {
     /* Anywhere else (a stray `pct exec -- /.pveoci/init`) it would take over run/ of the real one. */
     if (getpid() != 1) {
-        say("not PID 1: the container's init runs as PID 1; the commands are exec, logs, kill, set-spec, "
+        say("not PID 1: the container's init runs as PID 1; the commands are exec, logs, kill, set-spec, stdin, "
             "state, version");
         return 2;
     }
@@ -969,6 +1132,11 @@ static int pid1(const char *spec_arg)
     unlink(PID_FILE);
     unlink(STATUS_FILE);
     unlink(LOG_FILE);
+    unlink(STDIN_FIFO);
+    unlink(RECEIVED_FILE);
+    /* The input's FIFO from the boot on: what a writer sends before the start (a window size) waits in it. */
+    if (mkfifo(STDIN_FIFO, 0600) < 0 || (input_fifo = open(STDIN_FIFO, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0)
+        say("%s: %s (no input can be relayed)", STDIN_FIFO, strerror(errno));
     if (spec_arg) {
         struct spec s;
         char err[PATH_MAX + 64];
@@ -1019,7 +1187,7 @@ static int usage(void)
 {
     say("usage: init [--spec=B64] | exec [-d] [-e K=V]... [--cwd DIR] [--user UID[:GID]] "
         "[--spec=B64 | --exec-spec=NAME] -- ARGV... | logs [-f] [--framed] [--from OFFSET] | kill [-a] SIGNAL | "
-        "set-spec [--exec NAME] | state | version");
+        "set-spec [--exec NAME] | stdin | state | version");
     return 2;
 }
 
@@ -1301,6 +1469,72 @@ static int cmd_logs(int argc, char **argv)
     return (int)status;
 }
 
+/* Says `received N` on stdout when N (run/stdin.received: how much of the input the init has) is not `*said`. */
+static int say_received(uint64_t *said)
+{
+    char text[64];
+    uint64_t got = 0;
+    if (read_small(RECEIVED_FILE, text, sizeof text) >= 0)
+        (void)parse_whole(text, 10, UINT64_MAX, &got);
+    if (got == *said)
+        return 0;
+    *said = got;
+    int n = snprintf(text, sizeof text, "received %llu\n", (unsigned long long)got);
+    return write_all(1, text, (size_t)n);
+}
+
+/* `stdin`: the process's input, from a writer on the other side of a connection (the stand-in). Waits for the
+   process to start (run/stdin appears), says `received N` (how much of the input the init has: the writer sends
+   again from there, and forgets what came before), then passes the records on its stdin to the FIFO, each in
+   one write (atomic: a writer that lost its connection and the one that took over never interleave), saying
+   `received N` again as N grows. Exits 0 at the end of its input or when the process has ended; 2 for a
+   record no writer of ours makes. */
+static int cmd_stdin(int argc)
+{
+    if (argc != 2)
+        return usage();
+    while (access(STDIN_FIFO, F_OK) < 0) {
+        if (access(STATUS_FILE, F_OK) == 0)
+            return 0;
+        nap(FOLLOW_POLL_MS);
+    }
+    int fifo = open(STDIN_FIFO, O_WRONLY | O_CLOEXEC);
+    if (fifo < 0) {
+        say("stdin: %s: %s", STDIN_FIFO, strerror(errno));
+        return 1;
+    }
+    uint64_t said = UINT64_MAX;
+    if (say_received(&said) < 0)
+        return 1;
+    static unsigned char buf[2 * PIPE_BUF];
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(0, buf + len, sizeof buf - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 0;
+        len += (size_t)r;
+        size_t at = 0;
+        while (len - at >= 3) {
+            size_t rlen = (size_t)be(buf + at + 1, 2);
+            if (rlen > PIPE_BUF - 3) {
+                say("stdin: a record of %zu bytes (at most %d)", rlen, PIPE_BUF - 3);
+                return 2;
+            }
+            if (len - at < 3 + rlen)
+                break;
+            if (write_all(fifo, buf + at, 3 + rlen) < 0)
+                return access(STATUS_FILE, F_OK) == 0 ? 0 : 1;
+            at += 3 + rlen;
+        }
+        memmove(buf, buf + at, len - at);
+        len -= at;
+        if (say_received(&said) < 0)
+            return 1;
+    }
+}
+
 static int cmd_kill(int argc, char **argv)
 {
     int i = 2, all = 0;
@@ -1423,6 +1657,8 @@ int main(int argc, char **argv)
         return cmd_exec(argc, argv);
     if (strcmp(cmd, "logs") == 0)
         return cmd_logs(argc, argv);
+    if (strcmp(cmd, "stdin") == 0)
+        return cmd_stdin(argc);
     if (strcmp(cmd, "kill") == 0)
         return cmd_kill(argc, argv);
     if (strcmp(cmd, "set-spec") == 0)

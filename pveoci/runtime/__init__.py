@@ -214,7 +214,8 @@ class Runtime:
 
     def create(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
                transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
-               on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None) -> State:
+               on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None,
+               stdin: bool = False, pty: bool = False) -> State:
         """Create a container from a bundle without starting it (OCI `create`); its state (`created`).
 
         Packs the rootfs into a content-addressed template, uploads it unless the node has it,
@@ -224,12 +225,14 @@ class Runtime:
         BundleError for a bad bundle, MappingError (strict) for what Proxmox cannot do, NoSuitableNode
         when no node can take it; on any failure nothing is left behind. What Proxmox cannot honour is
         logged to `pveoci.findings` unless `findings="quiet"` (default: the runtime's `findings`).
+        `stdin`: the process's stdin is what a stand-in relays (stand_in), not /dev/null; `pty`: it gets a pty of
+        its own, relayed by a stand-in given a console socket (the bundle's process.terminal must be true).
         """
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
                                progress=progress, exclude=exclude, on_placement=on_placement,
-                               warn=self._warn(findings))
+                               warn=self._warn(findings), stdin=stdin, pty=pty)
         return to_state(self._ctx, made)
 
     def start(self, id: str) -> State:
@@ -239,14 +242,15 @@ class Runtime:
 
     def run(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
             transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
-            on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None) -> State:
+            on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None,
+            stdin: bool = False, pty: bool = False) -> State:
         """Create and start (runc `run --detach`); a container that cannot start is deleted again. The arguments
         are create's."""
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
                                progress=progress, exclude=exclude, on_placement=on_placement,
-                               warn=self._warn(findings))
+                               warn=self._warn(findings), stdin=stdin, pty=pty)
         try:
             return transitions.start(self._ctx, id, made)  # what the create just learnt: not asked again
         except errors.PveociError:
@@ -397,15 +401,25 @@ class Runtime:
                 state.node_pid, state.pid = state.pid, local
         return state
 
-    def stand_in(self, id: str) -> int | None:
+    def stand_in(self, id: str, *, stdin: bool = False, console_socket: str | None = None) -> int | None:
         """Leave a stand-in for the container's process on this machine, as runc's `create` leaves its init
         (docs/engines.md): a process of its own, holding this process's stdin, stdout and stderr, that writes the
-        process's output to them as it comes (across dropped connections) and exits with its status; killing
-        it leaves the container running. Its pid, which `state` then reports; None when no command of this
-        machine reaches the backend's cluster (the in-memory one)."""
+        process's output to them as it comes (across dropped connections), relays its stdin to it with `stdin`
+        (for a container made with `stdin`), and exits with its status; killing it leaves the container
+        running. With `console_socket` (a container made with `pty`), its streams are instead a new pty's
+        slave, whose master goes to that socket as runc sends it. Its pid, which `state` then reports; None
+        when no command of this machine reaches the backend's cluster (the in-memory one)."""
         from pveoci.runtime import standins
 
-        return standins.leave(self._ctx, id)
+        if console_socket is None:
+            return standins.leave(self._ctx, id, stdin=stdin)
+        from pveoci.standin.console import open_console
+
+        slave = open_console(console_socket)
+        try:
+            return standins.leave(self._ctx, id, tty=True, streams=(slave, slave, slave))
+        finally:
+            os.close(slave)
 
     def exec_stand_in(self, id: str, argv: builtins.list[str], *, tty: bool = False, console_socket: str | None = None,
                       env: builtins.list[str] | None = None, cwd: str | None = None, user: str | None = None,

@@ -20,7 +20,7 @@ from pveoci.lxc.mapping import Plan
 from pveoci.lxc.properties import tag_list
 from pveoci.models import Placement, PushResult
 from pveoci.oci.bundle import Bundle
-from pveoci.process import encode, encode_arg
+from pveoci.process import ProcessSpec, encode, encode_arg
 from pveoci.progress import Progress
 from pveoci.runtime import facts, push, survey
 from pveoci.runtime.claim import claim
@@ -39,6 +39,15 @@ log = logging.getLogger("pveoci.runtime")
 findings_log = logging.getLogger("pveoci.findings")
 
 ENTRYPOINT_MAX = 32 * 1024   # a longer spec is placed with `init set-spec` instead of riding on the entrypoint
+
+
+def relayed(process: ProcessSpec, *, stdin: bool, pty: bool) -> ProcessSpec:
+    """The process with its input relayed by a stand-in, and with a pty of its own in place of the console when
+    a stand-in gives it a terminal (runc's console socket, which needs process.terminal, as runc's does)."""
+    if pty and not process.terminal:
+        raise errors.InvalidParameter("--console-socket: the bundle's process.terminal is false: it gets no "
+                                      "terminal (runc refuses it too)")
+    return replace(process, stdin=True, pty=pty, terminal=process.terminal and not pty)
 
 
 def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool = True,
@@ -82,12 +91,15 @@ def check_mapping(ctx: Context, bundle: Bundle, cid: str, *, size: int) -> None:
 
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
            progress: Progress, exclude: Iterable[str] = (),
-           on_placement: Callable[[Placement], None] | None = None, warn: bool = True) -> Located:
+           on_placement: Callable[[Placement], None] | None = None, warn: bool = True, stdin: bool = False,
+           pty: bool = False) -> Located:
     bundle, scanned = checked(ctx, cid, bundle_dir, transport)
     recover(ctx, cid)
     if locate(ctx, cid) is not None:
         raise errors.AlreadyExists("container with given ID already exists")
     plan = plan_for(ctx, bundle, cid, strict=strict, warn=warn, size=scanned.size)
+    if stdin or pty:
+        plan.process = relayed(plan.process, stdin=stdin, pty=pty)
     target, op = _place(ctx, cid, bundle, plan, scanned, node or ctx.profile.node, exclude, on_placement)
     try:
         arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent

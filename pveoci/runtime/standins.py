@@ -19,9 +19,11 @@ from pveoci.standin import OFFSET, Standing, spawn
 _KEY = "standin "
 
 
-def leave(ctx: Context, cid: str) -> int | None:
-    """A stand-in for the container's process, holding this process's streams; its pid (None: no stand-in
-    can reach this backend's cluster)."""
+def leave(ctx: Context, cid: str, *, stdin: bool = False, tty: bool = False,
+          streams: tuple[int, int, int] = (0, 1, 2)) -> int | None:
+    """A stand-in for the container's process, holding these streams (with `tty`, a pty's slave); its pid
+    (None: no stand-in can reach this backend's cluster). With `stdin` or `tty` (the container made with
+    `stdin` or `pty`), it relays input too."""
     found = require(ctx, cid)
     if not found.with_init:
         raise errors.Unsupported("a stand-in needs pveoci's init: this container was made by pveoci 0.1")
@@ -30,7 +32,10 @@ def leave(ctx: Context, cid: str) -> int | None:
     after = ctx.backend.log_after_command(g.node, g.vmid, OFFSET)
     if follow is None or after is None:
         return None
-    standing = spawn({"follow": follow, "after": after}, cid)
+    plan: dict[str, object] = {"follow": follow, "after": after}
+    if stdin or tty:
+        plan.update(input=ctx.backend.exec_command(g.node, g.vmid, [INIT_PATH, "stdin"]), tty=tty)
+    standing = spawn(plan, cid, streams=streams)
     ctx.cache.remember(ctx.cluster, _KEY + cid, [standing.pid, standing.since])
     return standing.pid
 

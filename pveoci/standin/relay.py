@@ -23,9 +23,11 @@ memory is what it costs while it waits), its plan as JSON on PLAN_FD. Idle it sl
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -74,9 +76,145 @@ class Outputs:
                     time.sleep(0.01)
 
 
+class Input:
+    """fd 0 relayed to the process through `init stdin` on the node (the plan's `input` command), as records of
+    the init's input (docs/init.md): data with its offset, the end, a window size. What the node has not said it
+    received is kept and sent again by the next writer after a dropped connection; nothing is doubled (the init
+    drops what it has). With a terminal (fd 0 the pty's slave, our controlling terminal), a resize the engine
+    makes (SIGWINCH) goes as a window size."""
+
+    RECORD = 4000                  # data per record: a record is written to the node's FIFO in one write
+    KEEP = 8 << 20                 # input held that the node has not confirmed: reading fd 0 waits beyond it
+
+    def __init__(self, argv: list[str], tty: bool) -> None:
+        self.argv, self.tty = argv, tty
+        self.base, self.pending = 0, bytearray()     # input from offset `base` on, not yet confirmed
+        self.sent = 0                                # offset written to the current writer
+        self.ended = self.end_sent = False
+        self.writer: tuple[int, int, int] | None = None   # pid, its stdin (ours to write), its stdout
+        self.head, self.ready, self.out = bytearray(), False, b""
+        self.resize, self.retry_at, self.delay = tty, 0.0, FIRST_RETRY
+        self.wake = -1
+        if tty:
+            import termios
+            import tty as terminal
+
+            fcntl_ioctl(0, termios.TIOCSCTTY)
+            terminal.setraw(0)                       # the container's pty echoes and cooks, not this one
+            read, write = os.pipe()
+            os.set_blocking(write, False)
+            signal.set_wakeup_fd(write)
+            signal.signal(signal.SIGWINCH, lambda *_: None)
+            self.wake = read
+
+    def watch(self, readable: list[int], writable: list[int]) -> float | None:
+        """What to wait for; how long at most (a writer to start again later)."""
+        if self.writer is None and time.monotonic() >= self.retry_at:
+            self.start()
+        if self.wake >= 0:
+            readable.append(self.wake)
+        if self.writer is None:
+            return None if self.retry_at == float("inf") else max(0.0, self.retry_at - time.monotonic())
+        readable.append(self.writer[2])
+        if self.ready and not self.ended and len(self.pending) < self.KEEP:
+            readable.append(0)
+        if self.ready and (self.out or self.resize or self.sent < self.base + len(self.pending)
+                           or (self.ended and not self.end_sent)):
+            writable.append(self.writer[1])
+        return None
+
+    def act(self, readable: list[int], writable: list[int]) -> None:
+        if self.wake in readable:
+            os.read(self.wake, 256)
+            self.resize = self.tty
+        if self.writer is not None and self.writer[2] in readable:
+            self.hear()
+        if 0 in readable and self.writer is not None:
+            try:
+                data = os.read(0, CHUNK)
+            except OSError:                           # a terminal hung up: the engine closed its master
+                data = b""
+            if data:
+                self.pending += data
+            else:
+                self.ended = True
+        if self.writer is not None and self.writer[1] in writable:
+            self.send()
+
+    def start(self) -> None:
+        fd_in, fd_out, pid = spawn_writer(self.argv)
+        self.writer = (pid, fd_in, fd_out)
+        self.head, self.ready, self.out, self.end_sent = bytearray(), False, b"", False
+
+    def hear(self) -> None:
+        """The writer's `received N` lines: what the node has (kept no longer), where to go on from."""
+        assert self.writer is not None
+        data = os.read(self.writer[2], 256)
+        if not data:
+            self.lost()
+            return
+        self.head += data
+        *lines, rest = bytes(self.head).split(b"\n")
+        self.head = bytearray(rest)
+        for line in lines:
+            words = line.split()
+            if len(words) == 2 and words[0] == b"received" and words[1].isdigit():
+                got = int(words[1])
+                if got > self.base:
+                    del self.pending[:got - self.base]
+                    self.base = got
+                if not self.ready:
+                    self.ready, self.sent, self.delay = True, max(got, self.base), FIRST_RETRY
+
+    def send(self) -> None:
+        assert self.writer is not None
+        if not self.out:
+            if self.resize:
+                import termios
+
+                rows, cols = window_size(0, termios.TIOCGWINSZ)
+                self.resize = False
+                if rows and cols:                    # none set yet (0x0): the engine's resize comes later
+                    self.out = b"W\x00\x04" + rows.to_bytes(2, "big") + cols.to_bytes(2, "big")
+            elif self.sent < self.base + len(self.pending):
+                chunk = bytes(self.pending[self.sent - self.base:self.sent - self.base + self.RECORD])
+                self.out = b"D" + (8 + len(chunk)).to_bytes(2, "big") + self.sent.to_bytes(8, "big") + chunk
+                self.sent += len(chunk)
+            elif self.ended and not self.end_sent:
+                self.out, self.end_sent = b"E\x00\x00", True
+        try:
+            self.out = self.out[os.write(self.writer[1], self.out):]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.lost()
+
+    def lost(self) -> None:
+        """The writer ended (its connection dropped, or the process's input is over): another one later."""
+        if self.writer is None:
+            return
+        pid, fd_in, fd_out = self.writer
+        self.writer = None
+        for fd in (fd_in, fd_out):
+            os.close(fd)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        if self.ended and self.end_sent and self.sent >= self.base + len(self.pending):
+            self.retry_at = float("inf")            # all of it went: nothing to send again
+            return
+        self.retry_at, self.delay = time.monotonic() + self.delay, min(self.delay * 2, LAST_RETRY)
+
+    def stop(self) -> None:
+        self.ended = self.end_sent = True
+        self.pending.clear()
+        self.lost()
+
+
 class Follower:
     def __init__(self, plan: dict[str, list[str]]) -> None:
         self.plan, self.offset, self.outputs = plan, 0, Outputs()
+        self.input = Input(plan["input"], bool(plan.get("tty"))) if plan.get("input") else None
 
     def relay(self, frames: list[tuple[int, bytes]]) -> int | None:
         """Writes the records' data; the status, if one came."""
@@ -90,15 +228,22 @@ class Follower:
         return status
 
     def follow(self) -> tuple[int | None, bool]:
-        """One follower, to its end: (the status if it came, whether anything came)."""
+        """One follower, to its end: (the status if it came, whether anything came); the input relayed meanwhile."""
         fd, pid = spawn(command(self.plan["follow"], self.offset))
         frames, status, moved = Frames(), None, False
-        with os.fdopen(fd, "rb", buffering=0) as pipe:
-            while data := pipe.read(CHUNK):
+        while status is None:
+            readable, writable = [fd], list[int]()
+            timeout = self.input.watch(readable, writable) if self.input else None
+            readable, writable, _ = select.select(readable, writable, [], timeout)
+            if fd in readable:
+                data = os.read(fd, CHUNK)
+                if not data:
+                    break
                 moved = True
                 status = self.relay(frames.feed(data))
-                if status is not None:
-                    break
+            if self.input is not None:
+                self.input.act(readable, writable)
+        os.close(fd)
         os.waitpid(pid, 0)
         return status, moved
 
@@ -126,6 +271,13 @@ class Follower:
         return words[0], None
 
     def run(self) -> int:
+        try:
+            return self.follow_to_the_end()
+        finally:
+            if self.input is not None:
+                self.input.stop()
+
+    def follow_to_the_end(self) -> int:
         delay = FIRST_RETRY
         while True:
             status, moved = self.follow()
@@ -164,6 +316,44 @@ def spawn(argv: list[str]) -> tuple[int, int]:
     return read, pid
 
 
+def spawn_writer(argv: list[str]) -> tuple[int, int, int]:
+    """argv with its stdin from a pipe (our end returned, non-blocking) and its stdout to one; stderr dropped."""
+    to_child, from_us = os.pipe()
+    from_child, to_us = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs at once
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(to_child, 0)
+            os.dup2(to_us, 1)
+            os.dup2(null, 2)
+            for fd in (from_us, from_child):
+                os.close(fd)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            die_with_parent()
+            os.execvp(argv[0], argv)  # noqa: S606 - argv, never a shell line
+        finally:
+            os._exit(127)
+    os.close(to_child)
+    os.close(to_us)
+    os.set_blocking(from_us, False)
+    return from_us, from_child, pid
+
+
+def fcntl_ioctl(fd: int, request: int) -> None:
+    import fcntl
+
+    fcntl.ioctl(fd, request, 0)
+
+
+def window_size(fd: int, request: int) -> tuple[int, int]:
+    import fcntl
+    import struct
+
+    rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, request, b"\0" * 8))
+    return rows, cols
+
+
 def die_with_parent() -> None:
     """PR_SET_PDEATHSIG: the child (ssh) is killed when the stand-in dies, however it dies."""
     import ctypes
@@ -198,4 +388,8 @@ def main(args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except Exception as exc:  # one line, never a traceback in the container's output
+        os.write(2, f"pveoci stand-in: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
+        sys.exit(GONE)

@@ -89,9 +89,10 @@ class Containerd:
     def argv(self, *args: str) -> list[str]:
         return ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
 
-    def __call__(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(self.argv(*args), capture_output=True, env=self.env, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL)
+    def __call__(self, *args: str, input: bytes | None = None,
+                 timeout: float = TIMEOUT) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(self.argv(*args), input=input, capture_output=True, env=self.env, timeout=timeout,
+                              check=False, stdin=None if input is not None else subprocess.DEVNULL)
 
     def ok(self, *args: str) -> str:
         done = self(*args)

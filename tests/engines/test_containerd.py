@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import need
 from tests.engines import containerd as engine
 from tests.engines.containerd import IMAGE, Containerd
+from tests.engines.terminal import in_terminal
 from tests.testbed import Testbed
 
 
@@ -36,6 +37,25 @@ def test_run_rm_prints_the_output_and_exits_with_the_status(ctr: Containerd) -> 
     assert (done.returncode, done.stdout, done.stderr) == (3, b"hi\n", b"err\n")
     assert ctr.ok("container", "ls", "-q") == ""
     assert any(" create " in call and call.endswith(" c1") for call in ctr.calls())
+
+
+def test_run_passes_the_input(ctr: Containerd) -> None:
+    """ctr 1.6 never closes a task's stdin (with runc too: `cat` would wait for ever), so the process reads lines."""
+    done = ctr("run", "--rm", "--runc-binary", str(ctr.launcher), IMAGE, "c5", "sh", "-c",
+               "read a; read b; echo got=$a,$b", input=b"line1\nline2\n")
+    assert (done.returncode, done.stdout) == (0, b"got=line1,line2\n"), done.stderr
+
+
+def test_run_t_gets_a_terminal_of_the_users_size(ctr: Containerd) -> None:
+    """ctr sends the terminal's size once `start` returned (with runc as well): the process asks for its size a
+    second later."""
+    code, shown = in_terminal(ctr.argv("run", "-t", "--rm", "--runc-binary", str(ctr.launcher), IMAGE, "c6", "sh",
+                                       "-c", "tty; sleep 1; echo ready; read x; stty size; echo got=$x; exit 5"),
+                              ctr.env, rows=33, cols=77, typed=b"hello\r", after=b"ready")
+    assert code == 5, shown
+    assert b"/dev/pts/" in shown
+    assert b"33 77" in shown
+    assert b"got=hello" in shown
 
 
 def test_detached_task_exec_ps_metrics_kill_delete(ctr: Containerd) -> None:

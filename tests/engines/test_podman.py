@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import need
 from tests.engines import podman as engine
 from tests.engines.podman import IMAGE, Podman
+from tests.engines.terminal import in_terminal
 from tests.testbed import Testbed
 
 
@@ -72,6 +73,22 @@ def test_exec_it_gets_a_terminal(podman: Podman) -> None:
                           timeout=engine.TIMEOUT, check=False, stdin=subprocess.DEVNULL)
     assert done.returncode == 6, done.stdout
     assert b"in-exec-tty\r" in done.stdout      # \r\r\n: the node's two ptys (sshd's, lxc-attach's) each add one
+
+
+def test_run_i_passes_the_input(podman: Podman) -> None:
+    done = podman("run", "-i", "--rm", "--network", "none", IMAGE, "sh", "-c", "cat; echo done",
+                  input=b"line1\nline2\n")
+    assert (done.returncode, done.stdout) == (0, b"line1\nline2\ndone\n"), done.stderr
+
+
+def test_run_it_gets_a_terminal_of_the_users_size(podman: Podman) -> None:
+    code, shown = in_terminal(podman.argv("run", "-it", "--rm", "--network", "none", IMAGE, "sh", "-c",
+                                          "tty; stty size; echo ready; read x; echo got=$x; exit 5"),
+                              podman.env, rows=33, cols=77, typed=b"hello\r", after=b"ready")
+    assert code == 5, shown
+    assert b"/dev/pts/" in shown
+    assert b"33 77\r\n" in shown                      # one pty, the container's: one \r
+    assert b"got=hello" in shown
 
 
 def test_stop_sends_term_that_the_process_handles(podman: Podman) -> None:

@@ -67,14 +67,15 @@ class Pveoci:
         return subprocess.run([sys.executable, "-m", "pveoci", *args], capture_output=True, text=True, env=self.env,
                               timeout=TIMEOUT, check=False, stdin=subprocess.DEVNULL)
 
-    def engine(self, name: str, *args: str) -> Engine:
-        """`pveoci ARGS --pid-file PID` run by the engine; stdout/stderr to files, as runtime-tools gives them."""
+    def engine(self, name: str, *args: str, stdin: int = subprocess.DEVNULL) -> Engine:
+        """`pveoci ARGS --pid-file PID` run by the engine; stdout/stderr to files, as runtime-tools gives them;
+        stdin as given (subprocess.PIPE: the test's to write, as conmon's for `podman run -i`)."""
         folder = self.root / name
         folder.mkdir()
         argv = [sys.executable, "-m", "pveoci", *args[:1], "--pid-file", str(folder / "pid"), *args[1:]]
         with (folder / "out").open("wb") as out, (folder / "err").open("wb") as err:
             proc = subprocess.Popen([sys.executable, "-m", "tests.standin.engine", str(folder / "report.json"),
-                                     str(folder / "pid"), "--", *argv], stdin=subprocess.DEVNULL, stdout=out,
+                                     str(folder / "pid"), "--", *argv], stdin=stdin, stdout=out,
                                     stderr=err, env=self.env)
         return Engine(proc, folder)
 
@@ -99,10 +100,13 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def drop_connection(standin: int) -> None:
-    """What a dropped SSH connection does to the stand-in: its ssh child ends."""
-    wait_until(lambda: bool(children(standin)), "the stand-in's ssh")
-    for child in children(standin):
+def drop_connection(standin: int, which: str = "") -> None:
+    """What a dropped SSH connection does to the stand-in: its ssh child ends (those whose command line has
+    `which`: "init stdin" for the input's)."""
+    def chosen() -> list[int]:
+        return [c for c in children(standin) if which.encode() in Path(f"/proc/{c}/cmdline").read_bytes()]
+    wait_until(lambda: bool(chosen()), "the stand-in's ssh")
+    for child in chosen():
         os.kill(child, signal.SIGKILL)
 
 
@@ -260,3 +264,56 @@ def test_exec_with_a_console_socket_sends_the_master_and_relays_resizes(pveoci: 
     assert engine.report() == {"runtime": 0, "pid": standin, "status": 4, "leftovers": 0}
     os.close(master)      # an engine keeps the master till the end: closing it ends the session (a hang-up)
     pveoci("delete", "-f", "c8")
+
+
+def test_piped_input_reaches_the_process_once_across_a_dropped_connection(pveoci: Pveoci, tmp_path: Path) -> None:
+    engine = pveoci.engine("i1", "create", "-b", bundle(tmp_path, "cat; echo done"), "i1", stdin=subprocess.PIPE)
+    assert engine.proc.stdin is not None
+    standin = engine.stand_in()
+    assert pveoci("start", "i1").returncode == 0
+    engine.proc.stdin.write(lines(20))
+    engine.proc.stdin.flush()
+    wait_until(lambda: engine.out() == lines(20), "the first input's echo")
+    drop_connection(standin, "init stdin")
+    second = b"".join(b"more %d\n" % i for i in range(5000))       # more than a record, more than a pipe's buffer
+    engine.proc.stdin.write(second)
+    engine.proc.stdin.close()
+    assert engine.report() == {"runtime": 0, "pid": standin, "status": 0, "leftovers": 0}
+    assert engine.out() == lines(20) + second + b"done\n"
+
+
+def test_create_with_a_console_socket_gives_the_process_a_terminal(pveoci: Pveoci, tmp_path: Path) -> None:
+    path = str(tmp_path / "console.sock")
+    folder = make_busybox_bundle(tmp_path / "tty", args=["sh", "-c", "tty; echo ready; read x; stty size; "
+                                                                     "echo got=$x; exit 6"])
+    config = json.loads((folder / "config.json").read_text())
+    config["process"]["terminal"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(1)
+        engine = pveoci.engine("t1", "create", "--console-socket", path, "-b", str(folder), "t1")
+        server.settimeout(TIMEOUT)
+        conn, _ = server.accept()
+        fds = array.array("i")
+        payload, ancillary, _, _ = conn.recvmsg(64, socket.CMSG_LEN(fds.itemsize))
+        for _level, _kind, data in ancillary:
+            fds.frombytes(data[:fds.itemsize])
+    assert (payload, len(fds)) == (b"/dev/ptmx", 1)
+    master = fds[0]
+    standin = engine.stand_in()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 77, 0, 0))   # before the start, as podman
+    assert pveoci("start", "t1").returncode == 0
+    seen = bytearray()
+    read_until(master, b"ready", seen)
+    os.write(master, b"hello\r")
+    read_until(master, b"got=hello", seen)
+    assert engine.report() == {"runtime": 0, "pid": standin, "status": 6, "leftovers": 0}
+    os.close(master)
+    assert b"/dev/pts/" in seen                        # a pty of its own in the container
+    assert b"33 77\r\n" in seen
+    assert pveoci("delete", "t1").returncode == 0
+    refused = pveoci("create", "--console-socket", path, "-b", bundle(tmp_path, "true"), "t2")
+    assert (refused.returncode, refused.stderr.strip()) == (13, "pveoci: error: --console-socket: the bundle's "
+                                                              "process.terminal is false: it gets no terminal (runc "
+                                                              "refuses it too)")

@@ -154,6 +154,9 @@ def lxc_config(vmid: int, conf: Mapping[str, Any], rootfs: Path, host: HostFeatu
         "lxc.console.path = none",
         "lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed",
         "lxc.autodev = 1",
+        # A devpts of its own with /dev/ptmx, as every PVE container has (LXC's common.conf, which PVE's
+        # configs include): `pct enter` and a process's own pty need it.
+        "lxc.pty.max = 1024",
     ]
     if host.apparmor:
         lines.append("lxc.apparmor.profile = unconfined")
