@@ -48,6 +48,7 @@
 #define LOCK_FILE RUN_DIR "/follow.lock"
 #define STDIN_FIFO RUN_DIR "/stdin"
 #define RECEIVED_FILE RUN_DIR "/stdin.received"
+#define ENDED_FILE RUN_DIR "/stdin.ended"
 #define INPUT_MAX (64u << 10)       /* input held for the process, waiting for it to read */
 #define SIZE_WAIT_MS 2000           /* how long a process with a pty of its own waits for its size */
 
@@ -926,6 +927,8 @@ static void input_record(struct input *in, int type, const unsigned char *p, siz
         in->buf_len += (size_t)(n - skip);
         in->received += n - skip;
     } else if (type == 'E') {
+        if (!in->ended && put_text("stdin.ended", "1") < 0)
+            say("write %s: %s", ENDED_FILE, strerror(errno));
         in->ended = 1;
     } else if (type == 'W' && len == 4 && in->pty) {
         struct winsize ws = {.ws_row = (unsigned short)be(p, 2), .ws_col = (unsigned short)be(p + 2, 2)};
@@ -1134,6 +1137,7 @@ static int pid1(const char *spec_arg)
     unlink(LOG_FILE);
     unlink(STDIN_FIFO);
     unlink(RECEIVED_FILE);
+    unlink(ENDED_FILE);
     /* The input's FIFO from the boot on: what a writer sends before the start (a window size) waits in it. */
     if (mkfifo(STDIN_FIFO, 0600) < 0 || (input_fifo = open(STDIN_FIFO, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0)
         say("%s: %s (no input can be relayed)", STDIN_FIFO, strerror(errno));
@@ -1469,17 +1473,19 @@ static int cmd_logs(int argc, char **argv)
     return (int)status;
 }
 
-/* Says `received N` on stdout when N (run/stdin.received: how much of the input the init has) is not `*said`. */
+/* Says `received N` on stdout (N: how much of the input the init has, run/stdin.received), `received N end` once
+   the init had the input's end too (run/stdin.ended), when that differs from what it said last (`*said`). */
 static int say_received(uint64_t *said)
 {
     char text[64];
     uint64_t got = 0;
     if (read_small(RECEIVED_FILE, text, sizeof text) >= 0)
         (void)parse_whole(text, 10, UINT64_MAX, &got);
-    if (got == *said)
+    int end = access(ENDED_FILE, F_OK) == 0;
+    if (got * 2 + (uint64_t)end == *said)
         return 0;
-    *said = got;
-    int n = snprintf(text, sizeof text, "received %llu\n", (unsigned long long)got);
+    *said = got * 2 + (uint64_t)end;
+    int n = snprintf(text, sizeof text, "received %llu%s\n", (unsigned long long)got, end ? " end" : "");
     return write_all(1, text, (size_t)n);
 }
 

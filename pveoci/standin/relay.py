@@ -90,7 +90,7 @@ class Input:
         self.argv, self.tty = argv, tty
         self.base, self.pending = 0, bytearray()     # input from offset `base` on, not yet confirmed
         self.sent = 0                                # offset written to the current writer
-        self.ended = self.end_sent = False
+        self.ended = self.end_sent = self.complete = False   # complete: the node said it has the end
         self.writer: tuple[int, int, int] | None = None   # pid, its stdin (ours to write), its stdout
         self.head, self.ready, self.out = bytearray(), False, b""
         self.resize, self.retry_at, self.delay = tty, 0.0, FIRST_RETRY
@@ -158,8 +158,9 @@ class Input:
         self.head = bytearray(rest)
         for line in lines:
             words = line.split()
-            if len(words) == 2 and words[0] == b"received" and words[1].isdigit():
+            if len(words) in (2, 3) and words[0] == b"received" and words[1].isdigit():
                 got = int(words[1])
+                self.complete = words[2:] == [b"end"]
                 if got > self.base:
                     del self.pending[:got - self.base]
                     self.base = got
@@ -200,14 +201,13 @@ class Input:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        if self.ended and self.end_sent and self.sent >= self.base + len(self.pending):
-            self.retry_at = float("inf")            # all of it went: nothing to send again
+        if self.complete:                             # the node has all of it, its end too: nothing to send
+            self.retry_at = float("inf")
             return
         self.retry_at, self.delay = time.monotonic() + self.delay, min(self.delay * 2, LAST_RETRY)
 
     def stop(self) -> None:
-        self.ended = self.end_sent = True
-        self.pending.clear()
+        self.complete = True
         self.lost()
 
 
@@ -298,46 +298,42 @@ def command(argv: list[str], offset: int) -> list[str]:
 
 def spawn(argv: list[str]) -> tuple[int, int]:
     """argv with stdin from /dev/null, stdout to a pipe (returned), stderr dropped, dying with this process."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child execs at once
-        try:
-            os.close(read)
-            null = os.open(os.devnull, os.O_RDWR)
-            os.dup2(null, 0)
-            os.dup2(write, 1)
-            os.dup2(null, 2)
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            die_with_parent()
-            os.execvp(argv[0], argv)  # noqa: S606 - argv, never a shell line
-        finally:
-            os._exit(127)
-    os.close(write)
+    _, read, pid = spawn_fed(argv, feed=False)
     return read, pid
 
 
 def spawn_writer(argv: list[str]) -> tuple[int, int, int]:
     """argv with its stdin from a pipe (our end returned, non-blocking) and its stdout to one; stderr dropped."""
-    to_child, from_us = os.pipe()
+    write, read, pid = spawn_fed(argv, feed=True)
+    assert write is not None
+    os.set_blocking(write, False)
+    return write, read, pid
+
+
+def spawn_fed(argv: list[str], *, feed: bool) -> tuple[int | None, int, int]:
+    """argv, its stdout to a pipe and (with `feed`) its stdin from one, else /dev/null; stderr dropped; it dies
+    with this process. (our end of its stdin or None, our end of its stdout, its pid)"""
+    to_child, from_us = os.pipe() if feed else (-1, -1)
     from_child, to_us = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child execs at once
         try:
             null = os.open(os.devnull, os.O_RDWR)
-            os.dup2(to_child, 0)
+            os.dup2(to_child if feed else null, 0)
             os.dup2(to_us, 1)
             os.dup2(null, 2)
             for fd in (from_us, from_child):
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             die_with_parent()
             os.execvp(argv[0], argv)  # noqa: S606 - argv, never a shell line
         finally:
             os._exit(127)
-    os.close(to_child)
+    if feed:
+        os.close(to_child)
     os.close(to_us)
-    os.set_blocking(from_us, False)
-    return from_us, from_child, pid
+    return (from_us if feed else None), from_child, pid
 
 
 def fcntl_ioctl(fd: int, request: int) -> None:

@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.engines.cli import EngineCli
 from tests.testbed import Testbed
 from tests.testbed.bundle import make_busybox_bundle
 
 IMAGE = "localhost/pveoci-test/busybox:1"
 NAMESPACE = "pveoci-test"
-TIMEOUT = 120.0
 TOOLS = ("containerd", "ctr", "containerd-shim-runc-v2")
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
@@ -71,11 +71,10 @@ def oci_archive(rootfs: Path, out: Path) -> Path:
 
 
 @dataclass
-class Containerd:
+class Containerd(EngineCli):
     root: Path
     daemon: subprocess.Popen[bytes]
     launcher: Path
-    env: dict[str, str]
 
     def calls(self) -> list[str]:
         """The runtime calls that reached pveoci (the launcher's record), in order."""
@@ -88,16 +87,6 @@ class Containerd:
 
     def argv(self, *args: str) -> list[str]:
         return ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
-
-    def __call__(self, *args: str, input: bytes | None = None,
-                 timeout: float = TIMEOUT) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(self.argv(*args), input=input, capture_output=True, env=self.env, timeout=timeout,
-                              check=False, stdin=None if input is not None else subprocess.DEVNULL)
-
-    def ok(self, *args: str) -> str:
-        done = self(*args)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done.stdout.decode()
 
     def clean(self) -> None:
         """Every task killed and deleted, every container deleted (what a test left)."""
@@ -139,7 +128,7 @@ def start(bed: Testbed, root: Path) -> Containerd:
     with (root / "containerd.log").open("wb") as log:
         daemon = subprocess.Popen(["containerd", "--config", str(config)], stdin=subprocess.DEVNULL, stdout=log,
                                   stderr=log, env=env)
-    made = Containerd(root, daemon, launcher, env)
+    made = Containerd(env, root, daemon, launcher)
     deadline = time.monotonic() + 30
     while made("version").returncode != 0:
         if daemon.poll() is not None or time.monotonic() > deadline:

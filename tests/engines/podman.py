@@ -16,11 +16,11 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.engines.cli import TIMEOUT, EngineCli
 from tests.testbed import Testbed
 from tests.testbed.bundle import make_busybox_bundle
 
 IMAGE = "localhost/pveoci-test/busybox:1"
-TIMEOUT = 120.0
 TOOLS = ("podman", "conmon")
 
 
@@ -49,23 +49,12 @@ def containers_conf(launcher: Path) -> str:
 
 
 @dataclass
-class Podman:
+class Podman(EngineCli):
     root: Path
-    env: dict[str, str]
 
     def argv(self, *args: str) -> list[str]:
         return ["podman", "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
                 "--tmpdir", str(self.root / "tmp"), *args]
-
-    def __call__(self, *args: str, input: bytes | None = None,
-                 timeout: float = TIMEOUT) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(self.argv(*args), input=input, capture_output=True, env=self.env, timeout=timeout,
-                              check=False, stdin=None if input is not None else subprocess.DEVNULL)
-
-    def ok(self, *args: str) -> str:
-        done = self(*args)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done.stdout.decode()
 
     def close(self) -> None:
         subprocess.run(self.argv("rm", "--all", "--force", "--time", "0"), env=self.env, capture_output=True,
@@ -85,7 +74,7 @@ def start(bed: Testbed, root: Path) -> Podman:
     launcher.chmod(0o755)
     (root / "containers.conf").write_text(containers_conf(launcher))
     env["CONTAINERS_CONF"] = str(root / "containers.conf")
-    podman = Podman(root, env)
+    podman = Podman(env, root)
     rootfs = make_busybox_bundle(root / "image") / "rootfs"
     with tarfile.open(root / "rootfs.tar", "w") as tar:
         tar.add(rootfs, arcname=".")

@@ -226,6 +226,23 @@ def test_exec_detach_leaves_a_stand_in_and_no_secret_in_a_command_line(pveoci: P
     pveoci("delete", "-f", "c7")
 
 
+def with_console(path: str, start: Callable[[], Engine]) -> tuple[Engine, int]:
+    """An engine's console socket at `path` while `start()` runs the runtime: the engine, and the pty master
+    the runtime sent (checked to come as runc sends it: one message, `/dev/ptmx`, one descriptor)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(1)
+        engine = start()
+        server.settimeout(TIMEOUT)
+        conn, _ = server.accept()
+        fds = array.array("i")
+        payload, ancillary, _, _ = conn.recvmsg(64, socket.CMSG_LEN(fds.itemsize))
+        for _level, _kind, data in ancillary:
+            fds.frombytes(data[:fds.itemsize])
+    assert (payload, len(fds)) == (b"/dev/ptmx", 1)
+    return engine, fds[0]
+
+
 def read_until(fd: int, wanted: bytes, seen: bytearray) -> None:
     deadline = time.monotonic() + TIMEOUT
     while wanted not in seen:
@@ -239,19 +256,9 @@ def read_until(fd: int, wanted: bytes, seen: bytearray) -> None:
 def test_exec_with_a_console_socket_sends_the_master_and_relays_resizes(pveoci: Pveoci, tmp_path: Path) -> None:
     assert pveoci("run", "-d", "--no-stand-in", "-b", bundle(tmp_path, "sleep 100"), "c8").returncode == 0
     path = str(tmp_path / "console.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(path)
-        server.listen(1)
-        engine = pveoci.engine("e2", "exec", "-d", "--console-socket", path, "c8", "--", "sh", "-c",
-                               "echo ready; read x; stty size; echo got=$x; exit 4")
-        server.settimeout(TIMEOUT)
-        conn, _ = server.accept()
-        fds = array.array("i")
-        payload, ancillary, _, _ = conn.recvmsg(64, socket.CMSG_LEN(fds.itemsize))
-        for _level, _kind, data in ancillary:
-            fds.frombytes(data[:fds.itemsize])
-    assert (payload, len(fds)) == (b"/dev/ptmx", 1)        # as runc sends it
-    master = fds[0]
+    engine, master = with_console(path, lambda: pveoci.engine(
+        "e2", "exec", "-d", "--console-socket", path, "c8", "--", "sh", "-c",
+        "echo ready; read x; stty size; echo got=$x; exit 4"))
     standin = engine.stand_in()
     seen = bytearray()
     # Typed-ahead input, before the command runs on the node, is discarded by lxc-attach (TCSAFLUSH): wait.
@@ -275,9 +282,19 @@ def test_piped_input_reaches_the_process_once_across_a_dropped_connection(pveoci
     engine.proc.stdin.flush()
     wait_until(lambda: engine.out() == lines(20), "the first input's echo")
     drop_connection(standin, "init stdin")
-    second = b"".join(b"more %d\n" % i for i in range(5000))       # more than a record, more than a pipe's buffer
-    engine.proc.stdin.write(second)
+    third = b"".join(b"more %d\n" % i for i in range(5000))        # more than a record, more than a pipe's buffer
+    engine.proc.stdin.write(third[:100])
+    engine.proc.stdin.flush()
+    wait_until(lambda: engine.out().endswith(third[:100]), "the second input's echo")
+    # The next connection stalls, takes the rest and the end into its buffers, and drops: none of it reached
+    # the node, which says so to the next one.
+    [writer] = [c for c in children(standin) if b"init stdin" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    os.kill(writer, signal.SIGSTOP)
+    engine.proc.stdin.write(third[100:])
     engine.proc.stdin.close()
+    time.sleep(1)
+    os.kill(writer, signal.SIGKILL)
+    second = third
     assert engine.report() == {"runtime": 0, "pid": standin, "status": 0, "leftovers": 0}
     assert engine.out() == lines(20) + second + b"done\n"
 
@@ -289,18 +306,8 @@ def test_create_with_a_console_socket_gives_the_process_a_terminal(pveoci: Pveoc
     config = json.loads((folder / "config.json").read_text())
     config["process"]["terminal"] = True
     (folder / "config.json").write_text(json.dumps(config))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(path)
-        server.listen(1)
-        engine = pveoci.engine("t1", "create", "--console-socket", path, "-b", str(folder), "t1")
-        server.settimeout(TIMEOUT)
-        conn, _ = server.accept()
-        fds = array.array("i")
-        payload, ancillary, _, _ = conn.recvmsg(64, socket.CMSG_LEN(fds.itemsize))
-        for _level, _kind, data in ancillary:
-            fds.frombytes(data[:fds.itemsize])
-    assert (payload, len(fds)) == (b"/dev/ptmx", 1)
-    master = fds[0]
+    engine, master = with_console(path, lambda: pveoci.engine("t1", "create", "--console-socket", path, "-b",
+                                                              str(folder), "t1"))
     standin = engine.stand_in()
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 77, 0, 0))   # before the start, as podman
     assert pveoci("start", "t1").returncode == 0
