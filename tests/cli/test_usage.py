@@ -43,7 +43,8 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], words: str) -> No
 
 @pytest.mark.parametrize(("args", "flag"), [
     (["--rootless", "true", "list"], "--rootless true"),
-    (["create", "--console-socket", "/tmp/x.sock", "web"], "--console-socket"),
+    (["run", "--console-socket", "/tmp/x.sock", "web"], "--console-socket"),     # run in the foreground
+    (["create", "--no-stand-in", "--console-socket", "/tmp/x.sock", "web"], "--console-socket"),
     (["run", "--no-pivot", "web"], "--no-pivot"),
     (["create", "--no-new-keyring", "web"], "--no-new-keyring"),
     (["create", "--preserve-fds", "2", "web"], "--preserve-fds"),
