@@ -211,6 +211,17 @@ class State:
 
 
 @dataclass(frozen=True)
+class StandIn:
+    """What a create leaves on this machine for the container's process (docs/engines.md): a stand-in holding
+    this process's streams; with `stdin`, relaying its stdin (the process's is then not /dev/null); with
+    `console_socket`, a terminal instead: the process gets a pty of its own, the local pty's master goes to that
+    socket as runc sends it (the bundle's process.terminal must be true)."""
+
+    stdin: bool = False
+    console_socket: str | None = None
+
+
+@dataclass(frozen=True)
 class Stats:
     """A container's use of resources at one moment, as Proxmox reports it (its Guest, from its status): one of
     runc's `events`."""

@@ -37,7 +37,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                        "pveoci.template.frames", "pveoci.template.tree", "pveoci.template.native",
                        "pveoci.standin"),
     # The stand-in: a local process the runtime leaves; its program (relay.py) is the standard library's only.
-    "pveoci.standin": ("pveoci.errors",),
+    "pveoci.standin": ("pveoci.errors", "pveoci.cache"),
 }
 
 

@@ -18,7 +18,7 @@ from pveoci.cli.invocation import IdArgument, OutputOption, cli
 from pveoci.cli.place import ExcludeOption, ExplainOption
 
 if TYPE_CHECKING:
-    from pveoci.models import Placement, State
+    from pveoci.models import Placement, StandIn
     from pveoci.process import ProcessSpec
     from pveoci.runtime import FindingsMode, Runtime
 
@@ -96,16 +96,17 @@ def create(
     with display() as shown:
         made = rt.create(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
                          exclude=exclude_node or (), on_placement=_explainer(show), findings=_findings(stand_in),
-                         stdin=io["stdin"], pty=io["pty"])
-    _stood_in(rt, made, stand_in=stand_in, pid_file=pid_file, stdin=io["stdin"], console_socket=console_socket)
+                         stand_in=io)
+    if pid_file is not None:
+        render.write_pid_file(pid_file, made.pid)
     if c.json:
         render.emit_json(made.to_json())
 
 
-def _stdio(stand_in: bool, console_socket: str | None) -> dict[str, bool]:
-    """How the process's input comes: from the stand-in's stdin when that is a pipe, socket or file an engine
-    gave (not a terminal: the shell's user types to the shell, not to a container; not /dev/null), or from a pty
-    of its own with --console-socket."""
+def _stdio(stand_in: bool, console_socket: str | None) -> StandIn | None:
+    """The stand-in create leaves (none with --no-stand-in). The process's input comes from its stdin when that
+    is a pipe, socket or file an engine gave (not a terminal: the shell's user types to the shell, not to a
+    container; not /dev/null), or from a pty of its own with --console-socket."""
     import os
     import stat
 
@@ -116,7 +117,11 @@ def _stdio(stand_in: bool, console_socket: str | None) -> dict[str, bool]:
     except OSError:
         mode = 0
     piped = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
-    return {"stdin": stand_in and console_socket is None and piped, "pty": console_socket is not None}
+    if not stand_in:
+        return None
+    from pveoci.models import StandIn
+
+    return StandIn(stdin=console_socket is None and piped, console_socket=console_socket)
 
 
 def _findings(stand_in: bool) -> FindingsMode | None:
@@ -125,23 +130,6 @@ def _findings(stand_in: bool) -> FindingsMode | None:
     from pveoci import logs
 
     return "quiet" if stand_in and logs.to_console() and not sys.stderr.isatty() else None
-
-
-def _stood_in(rt: Runtime, made: State, *, stand_in: bool, pid_file: Path | None, stdin: bool = False,
-              console_socket: str | None = None) -> None:
-    """The stand-in the container gets (its pid then the state's), the pid file; a container whose stand-in
-    cannot be made is deleted again (create made nothing, as it failed)."""
-    if stand_in:
-        try:
-            local = rt.stand_in(made.id, stdin=stdin, console_socket=console_socket)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                rt.delete(made.id, force=True)
-            raise
-        if local is not None:
-            made.node_pid, made.pid = made.pid, local
-    if pid_file is not None:
-        render.write_pid_file(pid_file, made.pid)
 
 
 def _explainer(show: bool) -> Callable[[Placement], None] | None:
@@ -226,8 +214,9 @@ def run(
     io = _stdio(stand_in, console_socket)
     with display() as shown:
         started = rt.run(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
-                         findings=_findings(stand_in), stdin=io["stdin"], pty=io["pty"], **placing)
-    _stood_in(rt, started, stand_in=stand_in, pid_file=pid_file, stdin=io["stdin"], console_socket=console_socket)
+                         findings=_findings(stand_in), stand_in=io, **placing)
+    if pid_file is not None:
+        render.write_pid_file(pid_file, started.pid)
     if c.json:
         render.emit_json(started.to_json())
 

@@ -29,6 +29,7 @@ from pveoci.models import (
     Placement,
     ProcessTable,
     PushResult,
+    StandIn,
     State,
     Stats,
     Template,
@@ -215,7 +216,7 @@ class Runtime:
     def create(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
                transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
                on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None,
-               stdin: bool = False, pty: bool = False) -> State:
+               stand_in: StandIn | None = None) -> State:
         """Create a container from a bundle without starting it (OCI `create`); its state (`created`).
 
         Packs the rootfs into a content-addressed template, uploads it unless the node has it,
@@ -225,14 +226,14 @@ class Runtime:
         BundleError for a bad bundle, MappingError (strict) for what Proxmox cannot do, NoSuitableNode
         when no node can take it; on any failure nothing is left behind. What Proxmox cannot honour is
         logged to `pveoci.findings` unless `findings="quiet"` (default: the runtime's `findings`).
-        `stdin`: the process's stdin is what a stand-in relays (stand_in), not /dev/null; `pty`: it gets a pty of
-        its own, relayed by a stand-in given a console socket (the bundle's process.terminal must be true).
+        `stand_in` (a StandIn): leave a stand-in for the process on this machine, as runc's create leaves its
+        init (see stand_in()), before the prestart hooks run, so that every state shows its pid.
         """
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
                                progress=progress, exclude=exclude, on_placement=on_placement,
-                               warn=self._warn(findings), stdin=stdin, pty=pty)
+                               warn=self._warn(findings), stand_in=stand_in)
         return to_state(self._ctx, made)
 
     def start(self, id: str) -> State:
@@ -243,14 +244,14 @@ class Runtime:
     def run(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
             transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
             on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None,
-            stdin: bool = False, pty: bool = False) -> State:
+            stand_in: StandIn | None = None) -> State:
         """Create and start (runc `run --detach`); a container that cannot start is deleted again. The arguments
         are create's."""
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
                                progress=progress, exclude=exclude, on_placement=on_placement,
-                               warn=self._warn(findings), stdin=stdin, pty=pty)
+                               warn=self._warn(findings), stand_in=stand_in)
         try:
             return transitions.start(self._ctx, id, made)  # what the create just learnt: not asked again
         except errors.PveociError:
@@ -316,7 +317,7 @@ class Runtime:
             return self._cached_state(id)
         try:
             recovery.recover(self._ctx, id)
-            return self._standing(to_state(self._ctx, require(self._ctx, id)))
+            return to_state(self._ctx, require(self._ctx, id))
         except (errors.ConnectError, errors.NodeOffline) as exc:
             if self._ctx.cache.get(id, self._ctx.cluster) is None:
                 raise
@@ -390,17 +391,6 @@ class Runtime:
         recovery.recover(self._ctx, id)
         return limits.update(self._ctx, id, wanted, warn=self._warn(findings))
 
-    def _standing(self, state: State) -> State:
-        """The pid of the stand-in this machine left for the container, while it stands (runc: the init's pid, in
-        the caller's namespace); the init's pid on its node stays in the state's "pveoci" part."""
-        from pveoci.runtime import standins
-
-        if state.status in ("created", "running", "paused"):
-            local = standins.local_pid(self._ctx, state.id)
-            if local is not None:
-                state.node_pid, state.pid = state.pid, local
-        return state
-
     def stand_in(self, id: str, *, stdin: bool = False, console_socket: str | None = None) -> int | None:
         """Leave a stand-in for the container's process on this machine, as runc's `create` leaves its init
         (docs/engines.md): a process of its own, holding this process's stdin, stdout and stderr, that writes the
@@ -411,15 +401,7 @@ class Runtime:
         when no command of this machine reaches the backend's cluster (the in-memory one)."""
         from pveoci.runtime import standins
 
-        if console_socket is None:
-            return standins.leave(self._ctx, id, stdin=stdin)
-        from pveoci.standin.console import open_console
-
-        slave = open_console(console_socket)
-        try:
-            return standins.leave(self._ctx, id, tty=True, streams=(slave, slave, slave))
-        finally:
-            os.close(slave)
+        return standins.leave_for(self._ctx, id, StandIn(stdin=stdin, console_socket=console_socket))
 
     def exec_stand_in(self, id: str, argv: builtins.list[str], *, tty: bool = False, console_socket: str | None = None,
                       env: builtins.list[str] | None = None, cwd: str | None = None, user: str | None = None,

@@ -18,11 +18,11 @@ from pveoci.cache import Record
 from pveoci.init import INIT_PATH
 from pveoci.lxc.mapping import Plan
 from pveoci.lxc.properties import tag_list
-from pveoci.models import Placement, PushResult
+from pveoci.models import Placement, PushResult, StandIn
 from pveoci.oci.bundle import Bundle
 from pveoci.process import ProcessSpec, encode, encode_arg
 from pveoci.progress import Progress
-from pveoci.runtime import facts, push, survey
+from pveoci.runtime import facts, push, standins, survey
 from pveoci.runtime.claim import claim
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id, id_tag, rfc3339_now
@@ -91,15 +91,15 @@ def check_mapping(ctx: Context, bundle: Bundle, cid: str, *, size: int) -> None:
 
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
            progress: Progress, exclude: Iterable[str] = (),
-           on_placement: Callable[[Placement], None] | None = None, warn: bool = True, stdin: bool = False,
-           pty: bool = False) -> Located:
+           on_placement: Callable[[Placement], None] | None = None, warn: bool = True,
+           stand_in: StandIn | None = None) -> Located:
     bundle, scanned = checked(ctx, cid, bundle_dir, transport)
     recover(ctx, cid)
     if locate(ctx, cid) is not None:
         raise errors.AlreadyExists("container with given ID already exists")
     plan = plan_for(ctx, bundle, cid, strict=strict, warn=warn, size=scanned.size)
-    if stdin or pty:
-        plan.process = relayed(plan.process, stdin=stdin, pty=pty)
+    if stand_in is not None and (stand_in.stdin or stand_in.console_socket is not None):
+        plan.process = relayed(plan.process, stdin=stand_in.stdin, pty=stand_in.console_socket is not None)
     target, op = _place(ctx, cid, bundle, plan, scanned, node or ctx.profile.node, exclude, on_placement)
     try:
         arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
@@ -111,6 +111,8 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
                                scanned=scanned)
 
         made = _make_with(ctx, op, cid, bundle, plan, template, arch, progress)
+        if stand_in is not None:  # before the hooks: the state they are given has its pid, as every state after
+            standins.leave_for(ctx, cid, stand_in)
         hooks.run("prestart", made.record.hooks, to_state(ctx, made).to_json())
         hooks.run("createRuntime", made.record.hooks, to_state(ctx, made).to_json())
         ctx.cache.finish(op)

@@ -170,6 +170,15 @@ def to_state(ctx: Context, found: Located, *, cached: bool = False) -> State:
     if not cached and (r.status != status or r.pid != pid or r.node != g.node):
         r.status, r.pid, r.node = status, pid, g.node
         ctx.cache.put(r)
-    return State(id=r.id, status=status, pid=pid, bundle=r.bundle, rootfs=r.rootfs, created=r.created,
-                 annotations=r.annotations, cluster=ctx.cluster, node=g.node, vmid=g.vmid, template=r.template,
-                 cached=cached)
+    state = State(id=r.id, status=status, pid=pid, bundle=r.bundle, rootfs=r.rootfs, created=r.created,
+                  annotations=r.annotations, cluster=ctx.cluster, node=g.node, vmid=g.vmid, template=r.template,
+                  cached=cached)
+    if status in ("created", "running", "paused"):
+        # The stand-in this machine left stands for the process here (runc: the init's pid, in the caller's
+        # namespace); the init's pid on its node stays in the state's "pveoci" part.
+        from pveoci.standin import standing_pid
+
+        local = standing_pid(ctx.cache, ctx.cluster, r.id)
+        if local is not None:
+            state.node_pid, state.pid = pid, local
+    return state

@@ -9,14 +9,15 @@ process's SSH session. A backend whose cluster no command of this machine reache
 
 from __future__ import annotations
 
+import os
+
 from pveoci import errors
 from pveoci.init import INIT_PATH
+from pveoci.models import StandIn
 from pveoci.runtime.context import Context
 from pveoci.runtime.locate import require
 from pveoci.runtime.processes import ExecOptions, runnable, stashed
-from pveoci.standin import OFFSET, Standing, spawn
-
-_KEY = "standin "
+from pveoci.standin import OFFSET, remember, spawn
 
 
 def leave(ctx: Context, cid: str, *, stdin: bool = False, tty: bool = False,
@@ -36,8 +37,22 @@ def leave(ctx: Context, cid: str, *, stdin: bool = False, tty: bool = False,
     if stdin or tty:
         plan.update(input=ctx.backend.exec_command(g.node, g.vmid, [INIT_PATH, "stdin"]), tty=tty)
     standing = spawn(plan, cid, streams=streams)
-    ctx.cache.remember(ctx.cluster, _KEY + cid, [standing.pid, standing.since])
+    remember(ctx.cache, ctx.cluster, cid, standing)
     return standing.pid
+
+
+def leave_for(ctx: Context, cid: str, request: StandIn) -> int | None:
+    """The stand-in a StandIn asks for: this process's streams, or a new pty's slave whose master goes to the
+    request's console socket."""
+    if request.console_socket is None:
+        return leave(ctx, cid, stdin=request.stdin)
+    from pveoci.standin.console import open_console
+
+    slave = open_console(request.console_socket)
+    try:
+        return leave(ctx, cid, tty=True, streams=(slave, slave, slave))
+    finally:
+        os.close(slave)
 
 
 def for_exec(ctx: Context, cid: str, argv: list[str], options: ExecOptions, *, tty: bool,
@@ -56,15 +71,3 @@ def for_exec(ctx: Context, cid: str, argv: list[str], options: ExecOptions, *, t
     command = ctx.backend.exec_command(g.node, g.vmid, options.argv(argv), tty=tty)
     assert command is not None
     return spawn({"exec": command}, cid, streams=streams).pid
-
-
-def local_pid(ctx: Context, cid: str) -> int | None:
-    """The pid of the stand-in this machine left for the container, while it stands."""
-    kept = ctx.cache.recall(ctx.cluster, _KEY + cid, max_age=float("inf"))
-    if not isinstance(kept, list) or len(kept) != 2:
-        return None
-    standing = Standing(int(kept[0]), int(kept[1]))
-    if standing.alive():
-        return standing.pid
-    ctx.cache.forget(ctx.cluster, _KEY + cid)
-    return None

@@ -10,7 +10,10 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pveoci.cache import Cache
 
 PROGRAM = Path(__file__).with_name("relay.py")
 OFFSET = "@OFFSET@"   # relay.OFFSET: the word of a follow command that becomes the log's byte offset
@@ -63,3 +66,23 @@ def _open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+_KEY = "standin "
+
+
+def remember(cache: Cache, cluster: str, cid: str, standing: Standing) -> None:
+    """Keeps which stand-in this machine left for the container (the cache's facts)."""
+    cache.remember(cluster, _KEY + cid, [standing.pid, standing.since])
+
+
+def standing_pid(cache: Cache, cluster: str, cid: str) -> int | None:
+    """The pid of the stand-in this machine left for the container, while it stands (forgotten once gone)."""
+    kept = cache.recall(cluster, _KEY + cid, max_age=float("inf"))
+    if not isinstance(kept, list) or len(kept) != 2:
+        return None
+    standing = Standing(int(kept[0]), int(kept[1]))
+    if standing.alive():
+        return standing.pid
+    cache.forget(cluster, _KEY + cid)
+    return None
