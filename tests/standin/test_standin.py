@@ -7,6 +7,7 @@ waits for the pid in the pid file, as conmon and containerd's shim do.
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,19 @@ class Pveoci:
     def __init__(self, bed: Testbed, root: Path) -> None:
         self.root = root
         self.env = bed.env(XDG_STATE_HOME=str(root / "state"), PVEOCI_STAND_IN="1")
+        self.engines: list[Engine] = []
+
+    def close(self) -> None:
+        """What a failed test left running: its stand-ins (SIGCONT first: a test may have stopped one), engines."""
+        for engine in self.engines:
+            pid_file = engine.folder / "pid"
+            if pid_file.exists() and engine.proc.poll() is None:
+                for sig in (signal.SIGCONT, signal.SIGKILL):
+                    with contextlib.suppress(OSError, ValueError):
+                        os.kill(int(pid_file.read_text()), sig)
+            if engine.proc.poll() is None:
+                engine.proc.kill()
+            engine.proc.wait(TIMEOUT)
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pveoci", *args], capture_output=True, text=True, env=self.env,
@@ -77,7 +91,8 @@ class Pveoci:
             proc = subprocess.Popen([sys.executable, "-m", "tests.standin.engine", str(folder / "report.json"),
                                      str(folder / "pid"), "--", *argv], stdin=stdin, stdout=out,
                                     stderr=err, env=self.env)
-        return Engine(proc, folder)
+        self.engines.append(Engine(proc, folder))
+        return self.engines[-1]
 
     def state(self, cid: str) -> dict[str, Any]:
         done = self("state", cid)
@@ -111,8 +126,10 @@ def drop_connection(standin: int, which: str = "") -> None:
 
 
 @pytest.fixture
-def pveoci(lxc_bed: Testbed, tmp_path: Path) -> Pveoci:
-    return Pveoci(lxc_bed, tmp_path)
+def pveoci(lxc_bed: Testbed, tmp_path: Path) -> Iterator[Pveoci]:
+    made = Pveoci(lxc_bed, tmp_path)
+    yield made
+    made.close()
 
 
 def bundle(tmp_path: Path, script: str) -> str:
