@@ -112,13 +112,13 @@ def _stdio(stand_in: bool, console_socket: str | None) -> StandIn | None:
 
     if console_socket is not None and not stand_in:
         _refuse("--console-socket", "the terminal is relayed by the stand-in: not with --no-stand-in")
+    if not stand_in:
+        return None
     try:
         mode = os.fstat(0).st_mode
     except OSError:
         mode = 0
     piped = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
-    if not stand_in:
-        return None
     from pveoci.models import StandIn
 
     return StandIn(stdin=console_socket is None and piped, console_socket=console_socket)
