@@ -6,7 +6,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pveoci import errors, retry
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 _WARNINGS = re.compile(r"^WARNINGS: (\d+)$")
 LOG_TAIL = 10
 LOG_PAGE = 500
+LATE_STEP = 0.15  # the first poll after a task's expected time, as a fraction of it
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,18 @@ def wait(
 ) -> TaskResult:
     """Wait for the task; `WARNINGS: N` counts as success; a failure raises TaskFailed with the log tail.
 
-    `expect`: seconds it will likely take (asked after only then; quickly from there on).
+    `expect`: seconds it will likely take: asked after only then, and, if it is still running, again on a scale
+    of that (0.15 of it at first, growing): a task that takes half as long again is asked three times more,
+    not six.
     """
     task = Upid.parse(upid)
     deadline = clock() + timeout
     seen = 0
+    schedule = retry.TASK_POLL  # fast first: most tasks take well under a second
     if expect > 0 and on_log is None:
         sleep(min(expect, timeout))
-    delays = retry.TASK_POLL.delays()  # fast first: most tasks take well under a second
+        schedule = replace(schedule, first=max(schedule.first, min(expect * LATE_STEP, schedule.cap)))
+    delays = schedule.delays()
     # Rounds that stream the log are not interchangeable (each reads on from the last), so only a
     # wait without on_log is a plain polling loop.
     rounds: contextlib.AbstractContextManager[Callable[[], None]] = (

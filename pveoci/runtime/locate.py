@@ -118,8 +118,11 @@ def record_from_marker(ctx: Context, guest: Guest, found: marker.Marker | Card, 
     return record
 
 
-def locate(ctx: Context, cid: str) -> Located | None:
-    """The container with this OCI id, or None; NodeOffline when it is on a node that cannot be asked."""
+def locate(ctx: Context, cid: str, guests: list[Guest] | None = None) -> Located | None:
+    """The container with this OCI id, or None; NodeOffline when it is on a node that cannot be asked.
+
+    `guests`: the cluster's containers, as just read by the caller (by default asked here when the cache's record
+    does not lead to the container)."""
     record = ctx.cache.get(cid, ctx.cluster)
     tag = id_tag(cid)
     if record is not None:
@@ -129,7 +132,7 @@ def locate(ctx: Context, cid: str) -> Located | None:
                 return Located(guest, record)
         except errors.NotFound:
             pass  # gone, or migrated: the cluster scan below says which
-    for guest in contenders(ctx.backend.guests(), cid):
+    for guest in contenders(ctx.backend.guests() if guests is None else guests, cid):
         if guest.status == "unknown":
             raise errors.NodeOffline(f"node '{guest.node}' of container {cid} is offline", node=guest.node)
         try:

@@ -52,6 +52,7 @@ class Survey:
 
     loads: dict[str, NodeLoad]
     steps: list[Step] = field(default_factory=list)    # creates of this machine not yet seen in the cluster
+    guests: list[Guest] = field(default_factory=list)  # the cluster's containers, as read for this survey
 
     def assign(self, node: str, memory: int, *, running: bool, group: bool) -> None:
         load = self.loads[node]
@@ -85,7 +86,7 @@ def survey(ctx: Context, group: str | None = None) -> Survey:
     steps = [s for s in ctx.cache.pending(ctx.cluster) if s.kind == "create" and s.node and s.in_progress()]
     live, guests = ctx.backend.overview()
     nodes = facts.with_storages(ctx, live)   # status and load as they are; storages as of a few seconds ago
-    found = Survey({n.name: NodeLoad(n) for n in nodes})
+    found = Survey({n.name: NodeLoad(n) for n in nodes}, guests=guests)
     for g in guests:
         _count(found.loads.get(g.node), g)
     visible = {g.vmid for g in guests}
@@ -139,9 +140,13 @@ def mark_templates(ctx: Context, found: Survey, ask: Ask, hint: TemplateHint) ->
                                              for s in found.steps)
 
 
-def place(ctx: Context, ask: Ask, seed: str, hint: TemplateHint | None = None) -> Placement:
-    """The node for a container that asks this (its id the seed of ties), and every node's score."""
+def place(ctx: Context, ask: Ask, seed: str, hint: TemplateHint | None = None,
+          check: Callable[[list[Guest]], None] | None = None) -> Placement:
+    """The node for a container that asks this (its id the seed of ties), and every node's score. `check`: given
+    the cluster's containers as placement read them, before any node is picked (a create's "is the id taken")."""
     found = survey(ctx, ask.group)
+    if check is not None:
+        check(found.guests)
     if hint is not None:
         mark_templates(ctx, found, ask, hint)
     return found.place(ask, seed)

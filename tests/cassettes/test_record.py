@@ -141,5 +141,5 @@ def test_the_worked_example_records_and_replays(lxc_bed: Testbed, pytester: pyte
     jobs.write_text(jobs.read_text().replace("rt.run(job_id, bundle)", "rt.run(job_id, bundle, node='pve2')"))
     changed = pytester.runpytest_subprocess("tests/test_jobs.py", "-p", "no:cacheprovider")
     changed.assert_outcomes(failed=2, errors=2)
-    changed.stdout.fnmatch_lines(["*run_job.json: unexpected HTTP GET /nodes/pve2/storage*",
+    changed.stdout.fnmatch_lines(["*run_job.json: unexpected HTTP GET /cluster/resources?type=vm*",
                                   "*it was recorded 1 time(s) and has been used up: the code asks it more often now*"])

@@ -34,6 +34,35 @@ def test_polling_starts_fast_and_backs_off_to_a_second() -> None:
     assert delays[-1] == 1.0
 
 
+
+class _SlowTask:
+    """A task that ends at `ends` seconds on a fake clock; counts how often its status is asked."""
+
+    def __init__(self, ends: float) -> None:
+        self.now = 0.0
+        self.ends = ends
+        self.asked = 0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def get(self, *path: object, **params: object) -> dict[str, str]:
+        self.asked += 1
+        return {"status": "stopped", "exitstatus": "OK"} if self.now >= self.ends else {"status": "running"}
+
+
+@pytest.mark.parametrize(("expect", "ends", "most"), [(1.0, 0.9, 1), (1.0, 1.5, 4), (4.0, 6.0, 4), (0.0, 0.3, 6)])
+def test_a_task_later_than_expected_is_asked_on_the_scale_of_its_expected_time(expect: float, ends: float,
+                                                                            most: int) -> None:
+    from pveoci.pve import tasks
+
+    task = _SlowTask(ends)
+    tasks.wait(task, "UPID:pve1:000003E8:00001B58:6756A1B2:vzcreate:105:root@pam:", timeout=60, expect=expect,
+               sleep=task.sleep, clock=lambda: task.now)
+    assert task.asked <= most
+    assert task.now < ends + max(0.15 * ends, 0.4)   # found done soon after it ended
+
+
 def test_successful_task_on_another_node_is_polled_there(connect, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     template = put_template(cluster, "pve2")
     client = connect()
