@@ -3,7 +3,7 @@
   python -m bench pack     # pveoci's packer vs `tar --sort=name | zstd -T0 -3` on a ~500 MB synthetic rootfs
   python -m bench upload   # pveoci's SFTP upload vs OpenSSH `sftp` to the same local sshd (needs root)
   python -m bench env      # template bytes re-sent when only the process's env changes (baseline: the template)
-  python -m bench templates  # create with a new / unchanged rootfs, and a delta, on a real tree (needs root)
+  python -m bench templates  # create with a new / unchanged / alike rootfs, and a delta, on a real tree (root)
   python -m bench commands  # the same as users run them: `pveoci ...` in a subprocess (needs root)
   python -m bench engines   # podman through pveoci vs pveoci's own run; the stand-in's relay and memory (root)
   python -m bench all

@@ -15,14 +15,16 @@ from pveoci.cli.lifecycle import BundleOption, NodeOption, StrictOption
 HELP = """Push, list and remove pveoci's templates.
 
 A template is a bundle's rootfs (and pveoci's init), packed deterministically and named by its
-content (pveoci-<sha256 prefix>.tar.zst): a storage that has it is never sent it again.
+content (pveoci-<sha256 prefix>-<likeness prefix>.tar.zst): a storage that has it is never sent it
+again, and a tree alike to one packed before (a copy, an engine's overlay of the same image) is not
+packed again.
 
 Examples:
 
 \b
   pveoci template push -b ./hello           # what `create -b ./hello` would upload
   pveoci template ls -o json                # every node's, with the containers made from each
-  pveoci template rm pveoci-0123456789abcdef.tar.zst --node pve1
+  pveoci template rm pveoci-0123456789abcdef-fedcba9876543210.tar.zst --node pve1
   pveoci template gc --dry-run              # what no container uses
 """
 
@@ -47,7 +49,7 @@ def push(
     """Pack a bundle's rootfs and upload it, unless the storage has it already.
 
     The template is the one `pveoci create` uses for the bundle, named by its content:
-    pveoci-<sha256 prefix>.tar.zst. Shared storage gets one copy for all nodes.
+    pveoci-<sha256 prefix>-<likeness prefix>.tar.zst. Shared storage gets one copy for all nodes.
 
     Examples:
 
@@ -93,7 +95,7 @@ def ls(ctx: typer.Context, node: NodeOption = None, storage: StorageOption = Non
 @app.command("rm")
 def rm(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Template file name (pveoci-<digest>.tar.zst).")],
+    name: Annotated[str, typer.Argument(help="Template file name (pveoci-<digest>-<likeness>.tar.zst).")],
     node: NodeOption = None,
     storage: StorageOption = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Remove it even if containers use it.")] = False,
@@ -104,7 +106,7 @@ def rm(
     Examples:
 
     \b
-      pveoci template rm pveoci-0123456789abcdef.tar.zst --node pve1
+      pveoci template rm pveoci-0123456789abcdef-fedcba9876543210.tar.zst --node pve1
     """
     c = cli(ctx, output)
     gone = c.runtime().templates.remove(name, node=node, storage=storage, force=force)

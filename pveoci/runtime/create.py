@@ -182,9 +182,10 @@ def _place(ctx: Context, cid: str, bundle: Bundle, plan: Plan, scanned: manifest
 
 
 def template_hint(ctx: Context, bundle: Bundle, scanned: manifest.Scan, plan: Plan) -> survey.TemplateHint:
-    """How placement tells which nodes have this bundle's template (by the name its last pack had)."""
+    """How placement tells which nodes have this bundle's template (by the name its last pack had, or an alike
+    tree's)."""
     return survey.TemplateHint(str(bundle.rootfs.resolve()), lambda node: push.known_template(
-        ctx, scanned, push.node_arch(ctx, node), plan.legacy_init))
+        ctx, bundle.rootfs, scanned, push.node_arch(ctx, node), plan.legacy_init))
 
 
 def explain(ctx: Context, ask: survey.Ask, cid: str, hint: survey.TemplateHint | None = None) -> Placement:

@@ -1,7 +1,9 @@
 """Making sure a bundle's template is on a storage: what create and `template push` share.
 
 The rootfs's fingerprint (a stat walk) names what the last pack of it made; if that template is
-on the storage, nothing is packed or sent. Otherwise one create claims the work on the storage
+on the storage, nothing is packed or sent. A rootfs at a path never packed before is looked for by
+its likeness (template/manifest.py): a pack of an alike tree remembered here, or a template of its
+likeness on the storage (another workstation's). Otherwise one create claims the work on the storage
 (the others wait for it), packs, and sends: only the frames a previous version of the template
 on the node lacks (a delta), or the whole template while it is still being packed.
 """
@@ -23,7 +25,7 @@ from pveoci.progress import Progress
 from pveoci.runtime import facts
 from pveoci.runtime.context import Context
 from pveoci.template import delta, manifest
-from pveoci.template.pack import ExtraFile, Packed, pack, template_name
+from pveoci.template.pack import DIGEST_CHARS, ExtraFile, Packed, name_parts, pack, template_name
 
 if TYPE_CHECKING:
     from pveoci.lxc.mapping import Plan
@@ -58,13 +60,29 @@ def node_arch(ctx: Context, node: str) -> str:
         raise errors.Unsupported(f"node '{node}' is {machine}: {exc}") from None
 
 
-def known_template(ctx: Context, scanned: manifest.Scan, arch: str, legacy_init: bool) -> str | None:
-    """The name of the template the last pack of this rootfs (as scanned) for arch made; None if none did."""
+def known_template(ctx: Context, rootfs: Path, scanned: manifest.Scan, arch: str, legacy_init: bool) -> str | None:
+    """The name of the template the last pack of this rootfs (as scanned) for arch made, or of an alike tree's
+    when this path was never packed; None if none is known here."""
     from pveoci import init
 
     key = manifest.key(scanned.fingerprint, arch, init.digest(arch), legacy_init)
     packed = manifest.from_json(ctx.cache.recall(MEMORY, f"pack:{key}", float("inf")))
+    if packed is None and ctx.cache.recall(MEMORY, lineage(rootfs, arch, legacy_init), float("inf")) is None:
+        packed = manifest.from_json(ctx.cache.recall(MEMORY, f"like:{like_key(rootfs, scanned, arch, legacy_init)}",
+                                                     float("inf")))
     return packed.name if packed is not None else None
+
+
+def lineage(rootfs: Path, arch: str, legacy_init: bool) -> str:
+    """The cache's key for the last pack made of whatever is at this path."""
+    return f"latest:{Path(rootfs).resolve()}:{arch}:{int(legacy_init)}"
+
+
+def like_key(rootfs: Path, scanned: manifest.Scan, arch: str, legacy_init: bool) -> str:
+    """The likeness of the tree, with what else goes into its template (as manifest.key)."""
+    from pveoci import init
+
+    return manifest.key(f"like:{manifest.likeness(rootfs, scanned)}", arch, init.digest(arch), legacy_init)
 
 
 def template_files(rootfs: Path, arch: str, legacy_init: bool) -> list[ExtraFile]:
@@ -105,10 +123,12 @@ class _Job:
         from pveoci import init
 
         self.ctx, self.rootfs, self.arch, self.legacy, self.dest = ctx, rootfs, arch, legacy, dest
+        self.scanned = scanned
         self.size = scanned.size
         self.entries = scanned.entries or None   # the walk a pack reuses (none: it walks the tree itself)
         self.key = manifest.key(scanned.fingerprint, arch, init.digest(arch), legacy)
-        self.lineage = f"latest:{Path(rootfs).resolve()}:{arch}:{int(legacy)}"
+        self.lineage = lineage(rootfs, arch, legacy)
+        self.like = ""   # the likeness key, once asked (alike())
 
     def remembered(self, key: str) -> Packed | None:
         return manifest.from_json(self.ctx.cache.recall(MEMORY, key, float("inf")))
@@ -117,6 +137,33 @@ class _Job:
         data = manifest.to_json(packed)
         self.ctx.cache.remember(MEMORY, f"pack:{self.key}", data)
         self.ctx.cache.remember(MEMORY, self.lineage, data)
+        if packed.like:
+            self.ctx.cache.remember(MEMORY, f"like:{packed.like}", data)
+
+    def like_key(self) -> str:
+        if not self.like:
+            self.like = like_key(self.rootfs, self.scanned, self.arch, self.legacy)
+        return self.like
+
+    def alike(self) -> PushResult | None:
+        """The template of a tree alike to this one, for a path never packed before: a pack of one remembered
+        here that is on the storage, or one of its likeness the storage lists (another workstation made it)."""
+        if self.remembered(self.lineage) is not None:
+            return None   # a path packed before: any change there packs again
+        known = self.remembered(f"like:{self.like_key()}")
+        if known is not None and facts.template_known(self.ctx, self.dest, known.name):
+            self.remember(known)
+            return self.result(known.name, uploaded=False, sent=0, packed=known)
+        listed = self.ctx.backend.templates(self.dest)
+        found = next((t for t in listed if known is not None and t.name == known.name), None) or next(
+            (t for t in listed if name_parts(t.name)[1] == self.like[:DIGEST_CHARS]), None)
+        if found is None:
+            return None
+        if known is None or found.name != known.name:  # another workstation's: its frames are not known here
+            known = Packed(path=None, digest=name_parts(found.name)[0], file_sha256="", size=found.size or 0,
+                           tar_size=0, entries=0, like=self.like)
+        self.remember(known)   # this path is known from now on: any change to it packs again
+        return self.result(found.name, uploaded=False, sent=0, packed=known, found=found)
 
     def on_storage(self, name: str) -> Template | None:
         found = next((t for t in self.ctx.backend.templates(self.dest) if t.name == name), None)
@@ -127,7 +174,7 @@ class _Job:
     def result(self, name: str, *, uploaded: bool, sent: int, packed: Packed | None, found: Template | None = None,
                via_delta: bool = False) -> PushResult:
         size = packed.size if packed is not None else (found.size if found is not None else 0)
-        digest = packed.digest if packed is not None else name.removeprefix("pveoci-").split(".")[0]
+        digest = packed.digest if packed is not None else name_parts(name)[0]
         return PushResult(volid=self.dest.volid(name), node=self.dest.node, storage=self.dest.storage,
                           shared=self.dest.shared, uploaded=uploaded, bytes_sent=sent, size=size, digest=digest,
                           delta=via_delta)
@@ -153,6 +200,10 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
         progress.note(f"{known.name} is on {dest.storage} ({dest.node}) already")
         facts.template_seen(ctx, dest, known.name)
         return _timed(job.result(known.name, uploaded=False, sent=0, packed=known), started)
+    if known is None and (alike := job.alike()) is not None:
+        progress.note(f"{alike.volid} is on {dest.storage} ({dest.node}) already, packed from a tree alike to this")
+        facts.template_seen(ctx, dest, alike.volid.split("/", 1)[1])
+        return _timed(alike, started)
     job.dest = facts.fresh_destination(ctx, dest.node, dest.storage)  # its free space now
     _check_room(job)
     claim = ctx.backend.claim_template(job.dest, job.key)
@@ -214,7 +265,7 @@ def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) 
         claim.heartbeat()
 
     try:
-        if base is not None and transport != "api" and job.on_storage(base.name) is not None:
+        if base is not None and base.frames and transport != "api" and job.on_storage(base.name) is not None:
             job.ctx.backend.sweep_templates(job.dest)  # what a killed push left here goes before this one starts
             return _as_delta(job, base, extras, packing, progress)
         return _streamed(job, claim, extras, packing, transport, progress)
@@ -233,7 +284,7 @@ def _streamed(job: _Job, claim: Claim, extras: list[ExtraFile], packing: Callabl
         job.ctx.backend.sweep_templates(job.dest)
         # Proxmox's upload API checks the whole file's SHA-256; an upload over SSH is checked by its size.
         packed = pack(job.rootfs, None, extras=extras, progress=packing, stream=upload.write,
-                      file_sha=transport == "api", entries=job.entries)
+                      file_sha=transport == "api", entries=job.entries, like=job.like_key())
         job.remember(packed)   # before the claim goes (finish may remove it): see _packed_meanwhile
         landed = upload.finish(packed, claim)
     except BaseException:
@@ -254,7 +305,7 @@ def _as_delta(job: _Job, base: Packed, extras: list[ExtraFile], packing: Callabl
     workdir = Path(tempfile.mkdtemp(prefix="push-", dir=work))
     try:
         progress.note(f"packing {job.rootfs}")
-        packed = pack(job.rootfs, workdir, extras=extras, progress=packing, entries=job.entries)
+        packed = pack(job.rootfs, workdir, extras=extras, progress=packing, entries=job.entries, like=job.like_key())
         job.remember(packed)
         if job.on_storage(packed.name) is not None:
             return job.result(packed.name, uploaded=False, sent=0, packed=packed)

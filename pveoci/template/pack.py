@@ -64,14 +64,25 @@ class Packed:
     tar_size: int
     entries: int
     frames: tuple[Frame, ...] = ()
+    like: str = ""       # the likeness key of the tree it was packed from (manifest.likeness), if known
 
     @property
     def name(self) -> str:
-        return template_name(self.digest)
+        return template_name(self.digest, self.like)
 
 
-def template_name(digest: str) -> str:
-    return f"{NAME_PREFIX}{digest[:DIGEST_CHARS]}{SUFFIX}"
+def template_name(digest: str, like: str = "") -> str:
+    """pveoci-<digest>-<likeness>.tar.zst: the bytes it holds, then what tree they came from (see
+    template/manifest.py); a template named before likenesses (0.2) has the digest alone."""
+    tail = f"-{like[:DIGEST_CHARS]}" if like else ""
+    return f"{NAME_PREFIX}{digest[:DIGEST_CHARS]}{tail}{SUFFIX}"
+
+
+def name_parts(name: str) -> tuple[str, str]:
+    """(digest, likeness) prefixes of a template's name ("" for a part it lacks)."""
+    core = name.removeprefix(NAME_PREFIX).removesuffix(SUFFIX)
+    digest, _, like = core.partition("-")
+    return digest, like
 
 
 Entries = bytes
@@ -388,13 +399,15 @@ def pack(
     stream: Callable[[bytes], object] | None = None,
     file_sha: bool | None = None,
     entries: Entries | None = None,
+    like: str = "",
 ) -> Packed:
     """Pack rootfs (plus extras) into out_dir/pveoci-<digest>.tar.zst and return what was made.
 
     `stream`, if given, receives the compressed bytes in order as they are made (an upload that runs
     while the rest is packed); with out_dir None they go only there. `file_sha`: whether to hash the whole
     file too (default: when there is a local file). `progress` counts the rootfs's
-    file bytes as they are read (see rootfs_size for the total). `entries`: see write_tar.
+    file bytes as they are read (see rootfs_size for the total). `entries`: see write_tar. `like`: the tree's
+    likeness key, which the name carries.
     """
     partial: Path | None = None
     writers: list[Callable[[bytes], object]] = [] if stream is None else [stream]
@@ -426,7 +439,7 @@ def pack(
         digest = digest_of(framer.frames)
         final = None
         if partial is not None and out_dir is not None:
-            final = out_dir / template_name(digest)
+            final = out_dir / template_name(digest, like)
             partial.replace(final)
     except BaseException:
         if partial is not None:
@@ -434,7 +447,7 @@ def pack(
         raise
     whole_sha = framer.file_sha.hexdigest() if framer.file_sha is not None else ""
     return Packed(path=final, digest=digest, file_sha256=whole_sha, size=framer.size,
-                  tar_size=framer.tar_size, entries=count, frames=tuple(framer.frames))
+                  tar_size=framer.tar_size, entries=count, frames=tuple(framer.frames), like=like)
 
 
 def rootfs_size(rootfs: Path) -> int:

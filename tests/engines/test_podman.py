@@ -35,12 +35,20 @@ def podman(podman_session: Podman, lxc_bed: Testbed) -> Iterator[Podman]:
     podman_session("rm", "--all", "--force", "--time", "0")
 
 
-def test_run_rm_prints_the_output_and_exits_with_the_status(podman: Podman) -> None:
+def uploads(bed: Testbed) -> int:
+    """Templates sent to the nodes so far (each upload is an SFTP session)."""
+    return sum(c.endswith("sftp-server") for node in bed.node_names for c in bed.sshd(node).commands())
+
+
+def test_run_rm_prints_the_output_and_exits_with_the_status(podman: Podman, lxc_bed: Testbed) -> None:
     done = podman("run", "--rm", "--network", "none", IMAGE, "echo", "hi")
     assert (done.returncode, done.stdout) == (0, b"hi\n"), done.stderr
+    sent = uploads(lxc_bed)
+    # Another container, another overlay path: the image's template serves it (a stat walk, nothing sent).
     failed = podman("run", "--rm", "--network", "none", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 42")
     assert (failed.returncode, failed.stdout, failed.stderr) == (42, b"out\n", b"err\n")
     assert podman.ok("ps", "-a", "--format", "{{.Names}}") == ""          # --rm: nothing left
+    assert uploads(lxc_bed) == sent
 
 
 def test_env_workdir_and_user(podman: Podman) -> None:

@@ -234,11 +234,7 @@ def test_a_push_through_the_upload_api_lands_under_the_templates_name(cluster: T
     assert (cluster.template_dir("pve1") / name).stat().st_size == pushed["size"]
 
 
-def test_an_unchanged_rootfs_is_not_packed_again(cluster: Testbed, transport: dict[str, str], busybox_bundle: Path,
-                                                 tmp_path: Path) -> None:
-    first = push_json(cluster, busybox_bundle, tmp_path / "cache", transport)
-    assert leftovers(cluster) == []
-    probe = """
+UNPACKED = """
 import sys, pveoci
 from pathlib import Path
 import pveoci.runtime.push as push
@@ -247,18 +243,53 @@ def refuse(*a, **k):
 push.pack = refuse
 print(pveoci.connect(config=sys.argv[1], root=sys.argv[2]).templates.push(Path(sys.argv[3]), node="pve1").volid)
 """
-    again = subprocess.run([sys.executable, "-c", probe, str(cluster.config_path), str(tmp_path / "cache"),
-                            str(busybox_bundle)], env=cluster.env(**transport),
-                            capture_output=True, text=True, check=False,
-                           cwd=ROOT)
+
+
+def push_unpacked(bed: Testbed, root: Path, bundle: Path,
+                  transport: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`template push` in a process where packing fails the push (\"packed again\")."""
+    return subprocess.run([sys.executable, "-c", UNPACKED, str(bed.config_path), str(root), str(bundle)],
+                          env=bed.env(**transport), capture_output=True, text=True, check=False, cwd=ROOT)
+
+
+def test_an_unchanged_rootfs_is_not_packed_again(cluster: Testbed, transport: dict[str, str], busybox_bundle: Path,
+                                                 tmp_path: Path) -> None:
+    first = push_json(cluster, busybox_bundle, tmp_path / "cache", transport)
+    assert leftovers(cluster) == []
+    again = push_unpacked(cluster, tmp_path / "cache", busybox_bundle, transport)
     assert (again.returncode, again.stdout.strip()) == (0, first["volid"]), again.stderr
     os.utime(busybox_bundle / "rootfs" / "etc" / "passwd")  # any change at all packs again
-    changed = subprocess.run([sys.executable, "-c", probe, str(cluster.config_path), str(tmp_path / "cache"),
-                              str(busybox_bundle)], env=cluster.env(**transport),
-                              capture_output=True, text=True, check=False,
-                             cwd=ROOT)
+    changed = push_unpacked(cluster, tmp_path / "cache", busybox_bundle, transport)
     assert changed.returncode != 0
     assert "packed again" in changed.stderr
+
+
+def test_an_alike_tree_elsewhere_or_on_another_workstation_costs_a_stat_walk(cluster: Testbed, busybox_bundle: Path,
+                                                                             tmp_path: Path) -> None:
+    first = push_json(cluster, busybox_bundle, tmp_path / "cache", {})
+    copy = tmp_path / "copy"   # byte for byte, with its times: as an engine's overlay of the same image shows it
+    subprocess.run(["cp", "-a", str(busybox_bundle), str(copy)], check=True)
+    (copy / "rootfs" / "etc" / "mtab").symlink_to("/proc/mounts")   # what podman adds as it sets a container up
+    (busybox_bundle / "rootfs" / "etc" / "mtab").symlink_to("/proc/mounts")
+    sessions = sftp_sessions(cluster, "pve1")
+    pushed = push_json(cluster, busybox_bundle, tmp_path / "cache", {})   # the original, with its own mtab
+    assert pushed["uploaded"]
+    assert pushed["volid"] != first["volid"]
+    sent = sftp_sessions(cluster, "pve1")
+    assert sent > sessions
+    here = push_unpacked(cluster, tmp_path / "cache", copy, {})                   # this workstation, a new path
+    there = push_unpacked(cluster, tmp_path / "another-workstation", copy, {})   # no pack of it known there
+    assert [(d.returncode, d.stdout.strip()) for d in (here, there)] == [(0, pushed["volid"])] * 2, \
+        (here.stderr, there.stderr)
+    assert sftp_sessions(cluster, "pve1") == sent   # nothing sent
+    # At a path packed (or recognised) before, only the exact walk counts: a file rewritten to the same size with
+    # its times put back packs again, there as on the first path.
+    passwd = copy / "rootfs" / "etc" / "passwd"
+    times = passwd.stat()
+    passwd.write_text(passwd.read_text().upper())
+    os.utime(passwd, ns=(times.st_atime_ns, times.st_mtime_ns))
+    changed = push_unpacked(cluster, tmp_path / "another-workstation", copy, {})
+    assert (changed.returncode, "packed again") == (1, changed.stderr.strip().splitlines()[-1]), changed.stderr
 
 
 def test_a_push_that_finds_its_template_there_sends_nothing_and_leaves_nothing(
