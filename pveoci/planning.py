@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Callable
 
 from pveoci import errors
+from pveoci.lxc.draft import HostFile
+from pveoci.lxc.fields_mounts import COPY_MAX
 from pveoci.lxc.mapping import Plan, Target, map_spec
 from pveoci.oci.bundle import Bundle
 from pveoci.oci.rootfs import find_executable
@@ -37,7 +41,30 @@ def plan_bundle(bundle: Bundle, profile: Profile, *, container_id: str, pve_vers
         return find_executable(bundle.rootfs, name, path_env, cwd)
 
     target = target_for(profile, pve_version, rootfs_size(bundle.rootfs) if size is None else size, root_pam)
-    return map_spec(bundle.spec, target, container_id=container_id, find_program=find)
+    return map_spec(bundle.spec, target, container_id=container_id, find_program=find, look_up=look_up)
+
+
+def look_up(source: str) -> HostFile:
+    """A bind mount's source on this machine: a regular file read for its copy (up to the cap), a directory, missing,
+    or something else (a socket, a device: never opened)."""
+    try:
+        info = os.stat(source)
+    except (FileNotFoundError, NotADirectoryError):
+        return HostFile("missing")
+    except OSError as exc:
+        raise errors.BundleError(f"bind mount source {source}: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        return HostFile("directory")
+    if not stat.S_ISREG(info.st_mode):
+        return HostFile("other")
+    try:
+        with open(source, "rb") as file:
+            data = file.read(COPY_MAX + 1)
+    except OSError as exc:
+        raise errors.BundleError(f"bind mount source {source}: {exc.strerror}") from None
+    size = max(info.st_size, len(data))
+    return HostFile("file", size=size, mode=info.st_mode, uid=info.st_uid, gid=info.st_gid,
+                    data=data if len(data) <= COPY_MAX else None)
 
 
 def cluster_version(get_version: Callable[[], tuple[int, int]]) -> tuple[tuple[int, int], str | None]:

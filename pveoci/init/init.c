@@ -1191,7 +1191,7 @@ static int usage(void)
 {
     say("usage: init [--spec=B64] | exec [-d] [-e K=V]... [--cwd DIR] [--user UID[:GID]] "
         "[--spec=B64 | --exec-spec=NAME] -- ARGV... | logs [-f] [--framed] [--from OFFSET] | kill [-a] SIGNAL | "
-        "set-spec [--exec NAME] | stdin | state | version");
+        "set-spec [--exec NAME] | files | stdin | state | version");
     return 2;
 }
 
@@ -1627,6 +1627,94 @@ static int cmd_set_spec(int argc, char **argv)
     return 0;
 }
 
+/* mkdir -p of the directories above an absolute path (0755, as runc makes a bind mount's target's parents). */
+static int make_parents(char *path)
+{
+    for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        int bad = mkdir(path, 0755) < 0 && errno != EEXIST;
+        *slash = '/';
+        if (bad)
+            return -1;
+    }
+    return 0;
+}
+
+/* One file of `files`: written beside its place, then renamed over it (a link there is replaced, not followed). */
+static int write_one(char *path, const char *data, size_t len, mode_t mode, uid_t uid, gid_t gid)
+{
+    char tmp[PATH_MAX + 32];
+    if (snprintf(tmp, sizeof tmp, "%s.pveoci-%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (make_parents(path) < 0)
+        return -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    int bad = write_all(fd, data, len) < 0 || fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0;
+    int e = errno;
+    if (close(fd) < 0 && !bad && errno != EINTR) {
+        bad = 1;
+        e = errno;
+    }
+    if (!bad && rename(tmp, path) < 0) {
+        bad = 1;
+        e = errno;
+    }
+    if (bad) {
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* files: the records on stdin (PATH NUL MODE NUL UID NUL GID NUL LENGTH NUL, then LENGTH bytes) become files in
+ * the container: what an engine binds from its own machine (/etc/hosts, /etc/resolv.conf, secrets), copied. */
+static int cmd_files(int argc)
+{
+    if (argc != 2)
+        return usage();
+    size_t len;
+    char *bytes = read_all(0, SPEC_MAX, &len);
+    if (!bytes) {
+        int e = errno;
+        say("files: stdin: %s", strerror(e));
+        return e == EFBIG ? 2 : 1;
+    }
+    size_t at = 0;
+    while (at < len) {
+        const char *field[5];
+        for (int i = 0; i < 5; i++) {
+            const char *end = memchr(bytes + at, '\0', len - at);
+            if (!end) {
+                say("files: a record cut short");
+                return 2;
+            }
+            field[i] = bytes + at;
+            at = (size_t)(end - bytes) + 1;
+        }
+        uint64_t mode, uid, gid, size;
+        if (field[0][0] != '/' || strstr(field[0], "/../") || strlen(field[0]) >= PATH_MAX ||
+            parse_whole(field[1], 8, 07777, &mode) < 0 || parse_whole(field[2], 10, UINT32_MAX - 1, &uid) < 0 ||
+            parse_whole(field[3], 10, UINT32_MAX - 1, &gid) < 0 ||
+            parse_whole(field[4], 10, SPEC_MAX, &size) < 0 || size > len - at) {
+            say("files: a bad record");
+            return 2;
+        }
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s", field[0]);
+        if (write_one(path, bytes + at, (size_t)size, (mode_t)mode, (uid_t)uid, (gid_t)gid) < 0) {
+            say("files: %s: %s", path, strerror(errno));
+            return 1;
+        }
+        at += (size_t)size;
+    }
+    return 0;
+}
+
 /* A number file of run/ as JSON: the number, or null when there is none. */
 static void json_number(char *out, size_t size, const char *path)
 {
@@ -1669,6 +1757,8 @@ int main(int argc, char **argv)
         return cmd_kill(argc, argv);
     if (strcmp(cmd, "set-spec") == 0)
         return cmd_set_spec(argc, argv);
+    if (strcmp(cmd, "files") == 0)
+        return cmd_files(argc);
     if (strcmp(cmd, "state") == 0)
         return cmd_state(argc);
     if (strcmp(cmd, "version") == 0 && argc == 2) {

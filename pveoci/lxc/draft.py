@@ -22,6 +22,39 @@ FindProgram = Callable[[str, str | None, str], str | None]
 NO_OPTION = "no PVE container option for it"
 
 
+@dataclass(frozen=True)
+class HostFile:
+    """What a bind mount's source is on the machine that runs pveoci (runc's host): a file is read for its copy
+    (`data`, unless it is larger than the copy may be: `size` says how large)."""
+
+    kind: Literal["file", "directory", "missing", "other"]
+    size: int = 0
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    data: bytes | None = None
+
+
+# look_up(path): the bind mount source `path` as this machine has it.
+LookUp = Callable[[str], HostFile]
+
+
+def nothing_here(_path: str) -> HostFile:
+    """The look-up of a mapping that sees no filesystem but the rootfs: every source is the node's."""
+    return HostFile("missing")
+
+
+@dataclass(frozen=True)
+class CopiedFile:
+    """A file of this machine's that a bind mount put in the container, copied there at create (`init files`)."""
+
+    path: str            # in the container, absolute
+    data: bytes
+    mode: int
+    uid: int
+    gid: int
+
+
 def by_alias(model: BaseModel, names: Iterable[str]) -> dict[str, Any]:
     """The values of a spec model's fields by their names in config.json (`createRuntime`: create_runtime's)."""
     attributes = {info.alias or name: name for name, info in type(model).model_fields.items()}
@@ -72,6 +105,7 @@ class Plan:
     stop_signal: str                 # its name; process.stop_signal is its number
     annotations: dict[str, str] = field(default_factory=dict)
     legacy_init: bool = False        # PVE < 9.1: no entrypoint option, the template's /sbin/init is pveoci's init
+    files: tuple[CopiedFile, ...] = ()   # this machine's files that bind mounts put in the container
 
     @property
     def unsupported(self) -> list[Finding]:
@@ -106,6 +140,8 @@ class Draft:
     container_id: str
     find_program: FindProgram
     options: Options = field(default_factory=dict)
+    look_up: LookUp = nothing_here
+    files: list[CopiedFile] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     # Filled in by the process fields, the program first.
     process: ProcessSpec = field(default_factory=lambda: ProcessSpec(path="", args=()))
@@ -143,4 +179,4 @@ class Draft:
 
     def plan(self) -> Plan:
         return Plan(options=self.options, process=self.process, findings=self.findings, stop_signal=self.stop_signal,
-                    annotations=self.annotations, legacy_init=not self.target.has_entrypoint)
+                    annotations=self.annotations, legacy_init=not self.target.has_entrypoint, files=tuple(self.files))

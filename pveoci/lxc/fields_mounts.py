@@ -1,11 +1,13 @@
-"""`mounts`: what LXC mounts itself, bind mounts as mount points (mp[n]), and what PVE cannot mount."""
+"""`mounts`: what LXC mounts itself, bind mounts as mount points (mp[n]) of a node's path or a new volume, this
+machine's files copied in, and what PVE cannot mount."""
 
 from __future__ import annotations
 
 from functools import partial
 
+from pveoci import errors
 from pveoci.lxc import properties
-from pveoci.lxc.draft import Draft, shown
+from pveoci.lxc.draft import CopiedFile, Draft, HostFile, shown
 from pveoci.oci.runtime_spec import Mount
 
 # Mounts LXC sets up in every container: a spec asking for them gets them.
@@ -18,6 +20,13 @@ MOUNT_OPTIONS = ("bind", "ro", "rw")
 #: Whether a mount's uidMappings/gidMappings (an id-mapped mount) are applied: no, PVE's mount points have none
 #: (`pveoci features` says so).
 ID_MAPPED_MOUNTS = False
+#: A bind mount's source on a node (a path there), or a new Proxmox volume: `node:/srv/data`, `volume:local-lvm:8`.
+NODE = "node:"
+VOLUME = "volume:"
+#: What a bind mount of this machine's file may copy into a container: each file, and all of them.
+COPY_MAX = 1 << 20
+COPIES_MAX = 8 << 20
+PATH_MAX = 4096
 
 
 def mounts(d: Draft) -> None:
@@ -38,8 +47,10 @@ def _provided_by_lxc(mount: Mount) -> bool:
     if lxc_fs is None:
         return False
     if _is_bind(mount):
-        # runc's rootless spec binds the host's /sys where it cannot mount sysfs: LXC mounts it anyway
-        return mount.source == mount.destination and lxc_fs in ("proc", "sysfs", "cgroup")
+        # runc's rootless spec binds the host's /sys where it cannot mount sysfs: LXC mounts it anyway; an engine
+        # binds a /dev/shm of its own (podman's userdata/shm): LXC's is there
+        return (mount.source == mount.destination and lxc_fs in ("proc", "sysfs", "cgroup")) or \
+            lxc_fs in ("tmpfs", "mqueue", "devpts")
     return mount.type in _KERNEL_FS
 
 
@@ -52,15 +63,52 @@ def _bind_mount_point(d: Draft, path: str, mount: Mount, n: int) -> bool:
         d.note(path, "unsupported", f"a {mount.type or 'typeless'} mount at {mount.destination}: PVE mounts only "
                "volumes and host paths")
         return False
-    if not d.target.root_pam:
-        d.note(path, "unsupported", f"bind mount of {mount.source} needs mp[n] with a host path, which only "
-               "root@pam may set")
+    source = mount.source or ""
+    readonly = "ro" in (mount.options or [])
+    if source.startswith(VOLUME):
+        value = d.property_value(path, partial(properties.volume_mount_point, f"mp{n}", source[len(VOLUME):],
+                                               mount.destination, readonly=readonly))
+        d.options[f"mp{n}"] = value
+        storage, size = value.split(",", 1)[0].split(":", 1)
+        _noted(d, path, mount, f"mp{n}: a new {size} GiB volume on {storage}, at {mount.destination} (it goes with "
+                                "the container)")
+        return True
+    if source.startswith(NODE):
+        return _node_path(d, path, mount, n, source[len(NODE):])
+    if not source.startswith("/"):
+        d.note(path, "unsupported", f"a bind mount needs an absolute source path (of this machine; {NODE}PATH for "
+               f"the node's, {VOLUME}STORAGE:GiB for a new volume), not {shown(source)}")
         return False
-    if not mount.source or not mount.source.startswith("/"):
+    found = d.look_up(source)
+    if found.kind == "file":
+        _copy(d, path, mount, found)
+        return False
+    if found.kind == "directory":
+        raise errors.MappingError(
+            f"{path}: {shown(source)} is a directory of this machine, which a container on a Proxmox node cannot see: "
+            f"bind a node's directory (\"source\": \"{NODE}/srv/data\") or a new volume (\"source\": "
+            f"\"{VOLUME}local-lvm:8\"), see docs/mapping.md")
+    if found.kind == "other":
+        d.note(path, "unsupported", f"{shown(source)} of this machine is not a regular file or a directory: not copied")
+        return False
+    return _node_path(d, path, mount, n, source)   # not on this machine: the node's (as 0.2 took every source)
+
+
+def _node_path(d: Draft, path: str, mount: Mount, n: int, source: str) -> bool:
+    if not d.target.root_pam:
+        d.note(path, "unsupported", f"bind mount of {source} needs mp[n] with a host path, which only root@pam may "
+               "set")
+        return False
+    if not source.startswith("/"):
         d.note(path, "unsupported", "a bind mount needs an absolute source path on the node")
         return False
-    d.options[f"mp{n}"] = d.property_value(path, partial(properties.mount_point, f"mp{n}", mount.source,
+    d.options[f"mp{n}"] = d.property_value(path, partial(properties.mount_point, f"mp{n}", source,
                                                          mount.destination, readonly="ro" in (mount.options or [])))
+    _noted(d, path, mount, f"mp{n}: {source} on the node, at {mount.destination}")
+    return True
+
+
+def _noted(d: Draft, path: str, mount: Mount, detail: str) -> None:
     shortfalls = []
     ignored = [shown(option) for option in mount.options or () if option not in MOUNT_OPTIONS]
     if ignored:
@@ -68,6 +116,26 @@ def _bind_mount_point(d: Draft, path: str, mount: Mount, n: int) -> bool:
                           "under it, and with none of these options)")
     if mount.uid_mappings is not None:
         shortfalls.append("without its id mapping (PVE's mount points have none)")
-    d.note(path, "approximated" if shortfalls else "applied",
-           "; ".join([f"mp{n}: {mount.source} on the node, at {mount.destination}", *shortfalls]))
-    return True
+    d.note(path, "approximated" if shortfalls else "applied", "; ".join([detail, *shortfalls]))
+
+
+def _copy(d: Draft, path: str, mount: Mount, found: HostFile) -> None:
+    """A file of this machine's (an engine's /etc/hosts, /etc/resolv.conf, a secret): copied into the container at
+    create, within the caps."""
+    destination = mount.destination
+    if not destination.startswith("/") or "\0" in destination or ".." in destination.split("/") or \
+            len(destination) >= PATH_MAX:
+        raise errors.MappingError(f"{path}.destination: {shown(destination)} is not an absolute path in the container")
+    if found.data is None or found.size > COPY_MAX:
+        raise errors.MappingError(f"{path}: {shown(mount.source or '')} is {found.size} bytes, more than the "
+                                  f"{COPY_MAX >> 10} KiB a file copied into a container may have: bind a node's file "
+                                  f"(\"source\": \"{NODE}PATH\") instead")
+    total = sum(len(f.data) for f in d.files if f.path != destination) + len(found.data)
+    if total > COPIES_MAX:
+        raise errors.MappingError(f"{path}: the files bind mounts copy into the container come to {total} bytes, more "
+                                  f"than {COPIES_MAX >> 20} MiB: bind a node's files (\"{NODE}PATH\") instead")
+    d.files[:] = [f for f in d.files if f.path != destination]
+    d.files.append(CopiedFile(destination, found.data, found.mode & 0o7777, found.uid, found.gid))
+    read_only = ", writable there (a copy)" if "ro" in (mount.options or []) else ""
+    d.note(path, "approximated", f"{mount.source} copied to {destination} at create ({len(found.data)} bytes); later "
+           f"changes on this machine do not reach it{read_only}")

@@ -16,7 +16,10 @@ def listed(d: Draft) -> None:
     """Each namespace the spec lists."""
     for i, ns in enumerate(d.namespaces.values()):
         path = f"linux.namespaces[{i}]"
-        if ns.path:
+        if ns.path and ns.type == "network":   # an engine's (podman's netavark): the node has its own network
+            d.note(path, "approximated", f"the network namespace {ns.path} is of this machine; the container gets "
+                   f"its own on the node instead, with eth0 on {d.target.bridge} (the profile's network)")
+        elif ns.path:
             d.note(path, "unsupported", f"joining an existing {ns.type} namespace ({ns.path}) is not possible in PVE")
         elif ns.type in LXC_NAMESPACES:
             d.note(path, "provided", f"LXC gives every container its own {ns.type} namespace")

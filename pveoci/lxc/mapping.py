@@ -1,8 +1,9 @@
 """The OCI-to-LXC mapping: a runtime spec, plus the profile and what the cluster can do, as PVE create options
 and the process spec pveoci's init runs.
 
-A pure function: no network, and of the filesystem only the bundle's rootfs (to find the program),
-through the `find_program` it is given. It is a table of small functions, one per field or group
+A pure function: no network, and of the filesystem only the bundle's rootfs (to find the program) and
+bind mounts' sources (files are copied into the container), through the `find_program` and `look_up` it
+is given. It is a table of small functions, one per field or group
 of fields (pveoci/lxc/fields_*.py); each sets PVE options or parts of the process spec and reports
 a Finding: applied, approximated, provided (LXC does it itself) or unsupported, naming the field
 and the reason. docs/mapping.md is the same table for people; keep them in step.
@@ -25,7 +26,18 @@ from pveoci.lxc import (
     fields_security,
     properties,
 )
-from pveoci.lxc.draft import Draft, Finding, FindProgram, Options, Plan, Status, Target, profile_property
+from pveoci.lxc.draft import (
+    Draft,
+    Finding,
+    FindProgram,
+    LookUp,
+    Options,
+    Plan,
+    Status,
+    Target,
+    nothing_here,
+    profile_property,
+)
 from pveoci.lxc.fields_container import dns_hostname
 from pveoci.lxc.fields_lifecycle import STOP_SIGNAL_ANNOTATION, signal_name
 from pveoci.lxc.fields_resources import cpu_weight
@@ -94,13 +106,16 @@ def always(target: Target) -> Options:
     }
 
 
-def map_spec(spec: Spec, target: Target, *, container_id: str, find_program: FindProgram) -> Plan:
+def map_spec(spec: Spec, target: Target, *, container_id: str, find_program: FindProgram,
+             look_up: LookUp = nothing_here) -> Plan:
     """Map the spec onto PVE create options and the process spec for pveoci's init. `find_program(name, PATH,
-    cwd)` looks the program up in the rootfs. Raises MappingError only for a bundle that cannot run at all."""
+    cwd)` looks the program up in the rootfs; `look_up(path)` says what a bind mount's source is on this machine
+    (by default: nothing, every source is the node's). Raises MappingError only for a bundle that cannot run at
+    all."""
     if spec.process is None:
         raise errors.MappingError("process: required by pveoci (a bundle must say what to run)")
     draft = Draft(spec=spec, oci_process=spec.process, target=target, container_id=container_id,
-                  find_program=find_program, options=always(target))
+                  find_program=find_program, options=always(target), look_up=look_up)
     for _field, mapper in FIELDS:
         mapper(draft)
     return draft.plan()

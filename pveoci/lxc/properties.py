@@ -144,6 +144,22 @@ def mount_point(option: str, source: str, destination: str, *, readonly: bool) -
     return f"{source},mp={destination}" + (",ro=1" if readonly else "")
 
 
+_STORAGE_ID = re.compile(r"[a-z][a-z0-9_.-]*[a-z0-9]\Z|[a-z]\Z")
+VOLUME_GIB_MAX = 131072
+
+
+def volume_mount_point(option: str, spec: str, destination: str, *, readonly: bool) -> str:
+    """`mp[n]`: a new volume of `spec` (STORAGE:GiB) at `destination`, made with the container and removed with it."""
+    storage, _, size = spec.partition(":")
+    if not _STORAGE_ID.match(storage):
+        raise Refused(option, "storage", storage, "a Proxmox storage id: a lower-case letter, then letters, digits, "
+                      "'-', '_' or '.'")
+    if not size.isascii() or not size.isdigit() or not 1 <= int(size) <= VOLUME_GIB_MAX:
+        raise Refused(option, "size", size, f"a volume's size is a whole number of GiB, 1 to {VOLUME_GIB_MAX}")
+    destination = _need(option, "destination", destination, why_not_mp_path(destination))
+    return f"{storage}:{int(size)},mp={destination}" + (",ro=1" if readonly else "")
+
+
 def device(option: str, path: str, *, mode: int | None, uid: int | None, gid: int | None) -> str:
     """`dev[n]`: the node's device `path` passed through, with its mode (0000-0777) and owner when given."""
     value = _need(option, "path", path, why_not_dev_path(path))

@@ -16,6 +16,7 @@ from pathlib import Path
 from pveoci import card, errors, hooks, marker, planning
 from pveoci.cache import Record
 from pveoci.init import INIT_PATH
+from pveoci.lxc.draft import CopiedFile
 from pveoci.lxc.mapping import Plan
 from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest, Placement, PushResult, StandIn
@@ -228,12 +229,28 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
     if not claim(ctx, cid, target, vmid, tags):
         raise errors.AlreadyExists("container with given ID already exists")
     guest = settled(ctx, target, vmid)
+    if plan.files:
+        _place_files(ctx, target, vmid, plan)
     record = Record(id=cid, cluster=ctx.cluster, node=target, vmid=vmid, bundle=str(bundle.path),
                     rootfs=str(bundle.rootfs), template=pushed.volid, created=created, status="created",
                     annotations=plan.annotations, stop_signal=plan.stop_signal,
                     hooks=hooks.from_spec(bundle.spec.hooks), marker_version=mark.version)
     ctx.cache.put(record)
     return Located(guest, record)
+
+
+def _place_files(ctx: Context, node: str, vmid: int, plan: Plan) -> None:
+    """The files of this machine's that bind mounts put in the container (an engine's /etc/hosts, resolv.conf),
+    written by the waiting init (`init files`), all in one command."""
+    done = ctx.backend.capture(node, vmid, [INIT_PATH, "files"], stdin=encode_files(plan.files))
+    if done.status != 0:
+        raise errors.PveociError(f"cannot copy the bind-mounted files into CT {vmid} on {node}: "
+                                 f"{done.stderr.decode(errors='replace').strip() or f'exit {done.status}'}")
+
+
+def encode_files(files: Iterable[CopiedFile]) -> bytes:
+    """`init files`'s stdin: PATH NUL MODE(octal) NUL UID NUL GID NUL LENGTH NUL, then the bytes, for each file."""
+    return b"".join(f"{f.path}\0{f.mode:o}\0{f.uid}\0{f.gid}\0{len(f.data)}\0".encode() + f.data for f in files)
 
 
 def _place_spec(ctx: Context, node: str, vmid: int, plan: Plan) -> None:

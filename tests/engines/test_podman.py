@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,19 @@ def test_env_workdir_and_user(podman: Podman) -> None:
     done = podman("run", "--rm", "--network", "none", "-e", "FOO=bar", "-w", "/tmp", "-u", "1000:1000", IMAGE,
                   "sh", "-c", "echo $FOO; pwd; id -u; id -g")
     assert (done.returncode, done.stdout) == (0, b"bar\n/tmp\n1000\n1000\n"), done.stderr
+
+
+def test_the_files_podman_binds_are_in_the_container_and_a_directory_is_refused(podman: Podman,
+                                                                               tmp_path: Path) -> None:
+    data = tmp_path / "settings.ini"
+    data.write_text("[app]\ncolour = blue\n")
+    done = podman("run", "--rm", "--network", "none", "--hostname", "web1", "-v", f"{data}:/etc/app/settings.ini:ro",
+                  IMAGE, "sh", "-c", "echo $(cat /etc/hostname); cat /etc/app/settings.ini; grep -c web1 /etc/hosts; "
+                  "test -f /run/.containerenv && echo containerenv")
+    assert (done.returncode, done.stdout) == (0, b"web1\n[app]\ncolour = blue\n1\ncontainerenv\n"), done.stderr
+    refused = podman("run", "--rm", "--network", "none", "-v", f"{tmp_path}:/data", IMAGE, "true")
+    assert refused.returncode != 0
+    assert b"is a directory of this machine, which a container on a Proxmox node cannot see" in refused.stderr
 
 
 def test_run_detached_logs_exec_ps_inspect(podman: Podman) -> None:

@@ -594,10 +594,13 @@ def test_five_namespaces_without_cgroup_are_approximated() -> None:
     assert_finding(result, "linux.namespaces", "approximated", "no cgroup namespace in the spec")
 
 
-def test_joining_a_namespace_is_unsupported() -> None:
-    result = plan({"linux.namespaces.1": {"type": "network", "path": "/var/run/netns/blue"}})
-    assert_finding(result, "linux.namespaces[1]", "unsupported",
-                   "joining an existing network namespace (/var/run/netns/blue)")
+def test_joining_a_namespace_is_unsupported_but_an_engines_network_becomes_the_profiles() -> None:
+    result = plan({"linux.namespaces.2": {"type": "ipc", "path": "/proc/7/ns/ipc"}})
+    assert_finding(result, "linux.namespaces[2]", "unsupported", "joining an existing ipc namespace (/proc/7/ns/ipc)")
+    engines = plan({"linux.namespaces.1": {"type": "network", "path": "/run/netns/netns-1"}})  # podman's netavark
+    assert_finding(engines, "linux.namespaces[1]", "approximated", "the network namespace /run/netns/netns-1 is of "
+                   "this machine; the container gets its own on the node instead, with eth0 on vmbr0")
+    assert engines.options["net0"] == plan({}).options["net0"]
 
 
 def test_time_namespace_is_unsupported() -> None:
