@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,11 @@ def need(missing: list[str]) -> None:
         pytest.fail(reason + f" ({parts.REQUIRE_ENV} is set)", pytrace=False)
     pytest.skip(reason)
 
+
+# A suite started in the background (`cmd &` in a script) inherits SIGINT ignored, and so would every pveoci it
+# starts: the tests of Ctrl-C would see nothing. Interrupts are put back as an interactive shell has them.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 @pytest.fixture(scope="session")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:

@@ -1,5 +1,6 @@
 """`pveoci drain` and `rebalance` on the three-node bed with real containers: a node of six is emptied, a drain
-killed (SIGKILL) midway finishes when run again with each container exactly once, rebalance evens out."""
+killed (SIGKILL) midway finishes when run again with each container exactly once, rebalance evens out (the
+drained six, uneven again)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def assert_all_there_once(bed: Testbed, root: Path) -> list[dict]:  # type: igno
     return states
 
 
-def test_draining_a_node_of_six_moves_them_all(lxc_bed3: Testbed, tmp_path: Path) -> None:
+def test_draining_a_node_of_six_moves_them_all_and_rebalance_evens_out_within_its_budget(
+        lxc_bed3: Testbed, tmp_path: Path) -> None:
     bed, root = lxc_bed3, tmp_path / "cache"
     six_on_pve1(bed, root, tmp_path)
     dry = pveoci(bed, root, "drain", "pve1", "--dry-run")
@@ -71,6 +73,21 @@ def test_draining_a_node_of_six_moves_them_all(lxc_bed3: Testbed, tmp_path: Path
     assert {x["id"]: x["mode"] for x in lines} == {f"c{i}": "restart" for i in range(6)}
     states = assert_all_there_once(bed, root)
     assert Counter(s["pveoci"]["node"] for s in states) == {"pve2": 3, "pve3": 3}
+    # The same six, uneven now (pve1 empty): rebalance plans two moves, takes one within a budget of one, then
+    # the rest.
+    dry = pveoci(bed, root, "rebalance", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert len(dry.out.splitlines()) == 2
+    assert "(planned); 2 move(s)" in dry.err
+    one = pveoci(bed, root, "rebalance", "--max-moves", "1", "-o", "json")
+    assert one.code == 0, one.err
+    assert len(one.out.splitlines()) == 1
+    assert Counter(s["pveoci"]["node"] for s in listed(bed, root))["pve1"] == 1
+    rest = pveoci(bed, root, "rebalance")
+    assert rest.code == 0, rest.err
+    states = listed(bed, root)
+    assert Counter(s["pveoci"]["node"] for s in states) == {"pve1": 2, "pve2": 2, "pve3": 2}
+    assert {s["id"]: s["status"] for s in states} == {f"c{i}": "running" if i < 4 else "created" for i in range(6)}
 
 
 def test_a_drain_killed_midway_finishes_when_run_again(lxc_bed3: Testbed, tmp_path: Path) -> None:
@@ -93,21 +110,3 @@ def test_a_drain_killed_midway_finishes_when_run_again(lxc_bed3: Testbed, tmp_pa
     assert done_first["id"] not in {x["id"] for x in lines}
     assert {x["result"] for x in lines} <= {"moved"}
     assert_all_there_once(bed, root)
-
-
-def test_rebalance_evens_out_within_its_budget(lxc_bed3: Testbed, tmp_path: Path) -> None:
-    bed, root = lxc_bed3, tmp_path / "cache"
-    six_on_pve1(bed, root, tmp_path)
-    dry = pveoci(bed, root, "rebalance", "--dry-run")
-    assert dry.code == 0, dry.err
-    assert len(dry.out.splitlines()) == 4
-    assert "(planned); 4 move(s)" in dry.err
-    one = pveoci(bed, root, "rebalance", "--max-moves", "1", "-o", "json")
-    assert one.code == 0, one.err
-    assert len(one.out.splitlines()) == 1
-    assert Counter(s["pveoci"]["node"] for s in listed(bed, root))["pve1"] == 5
-    rest = pveoci(bed, root, "rebalance")
-    assert rest.code == 0, rest.err
-    states = listed(bed, root)
-    assert Counter(s["pveoci"]["node"] for s in states) == {"pve1": 2, "pve2": 2, "pve3": 2}
-    assert {s["id"]: s["status"] for s in states} == {f"c{i}": "running" if i < 4 else "created" for i in range(6)}

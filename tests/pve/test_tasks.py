@@ -111,7 +111,7 @@ def test_log_lines_reach_the_callback_in_order(connect, cluster: Testbed) -> Non
 
 def test_a_task_that_outlives_the_timeout_is_an_operation_timeout(connect, cluster: Testbed) -> None:  # type: ignore[no-untyped-def]
     cluster.pve.time_scale = 0.1
-    cluster.pve.ct_secs["create"] = 30
+    cluster.pve.ct_secs["create"] = 8   # 0.8 s: past the timeout, and over soon after
     template = put_template(cluster, "pve1")
     client = connect()
     upid = client.post("nodes", "pve1", "lxc", vmid=954, ostemplate=template, rootfs="local-lvm:1")
