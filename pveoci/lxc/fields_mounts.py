@@ -88,10 +88,9 @@ def _bind_mount_point(d: Draft, path: str, mount: Mount, n: int) -> bool:
             f"{path}: {shown(source)} is a directory of this machine, which a container on a Proxmox node cannot see: "
             f"bind a node's directory (\"source\": \"{NODE}/srv/data\") or a new volume (\"source\": "
             f"\"{VOLUME}local-lvm:8\"), see docs/mapping.md")
-    if found.kind == "other":
-        d.note(path, "unsupported", f"{shown(source)} of this machine is not a regular file or a directory: not copied")
-        return False
-    return _node_path(d, path, mount, n, source)   # not on this machine: the node's (as 0.2 took every source)
+    # Not on this machine, or a socket or device (/dev/log, /dev/fuse), which a copy cannot carry: the node's, as
+    # 0.2 took every source.
+    return _node_path(d, path, mount, n, source)
 
 
 def _node_path(d: Draft, path: str, mount: Mount, n: int, source: str) -> bool:

@@ -92,7 +92,8 @@ def test_a_missing_source_is_the_nodes_path_as_before_and_the_engines_shm_is_lxc
     assert "mp1" not in result.options
 
 
-def test_a_socket_or_device_is_not_copied(tmp_path: Path) -> None:
-    result = plan(bind("/dev/null", "/dev/null2"))
-    assert_finding(result, "mounts[7]", "unsupported", "'/dev/null' of this machine is not a regular file")
-    assert result.files == ()
+def test_a_device_or_socket_is_not_copied_but_taken_as_the_nodes(tmp_path: Path) -> None:
+    assert_finding(plan(bind("/dev/null", "/dev/null2")), "mounts[7]", "unsupported",
+                   "bind mount of /dev/null needs mp[n] with a host path, which only root@pam may set")
+    result = plan(bind("/dev/null", "/dev/null2"), root_pam=True)
+    assert (result.options["mp0"], result.files) == ("/dev/null,mp=/dev/null2", ())
