@@ -89,8 +89,15 @@ def survey(ctx: Context, group: str | None = None) -> Survey:
     found = Survey({n.name: NodeLoad(n) for n in nodes}, guests=guests)
     for g in guests:
         _count(found.loads.get(g.node), g)
-    visible = {g.vmid for g in guests}
+    visible = {g.vmid: g for g in guests}
     found.steps = [s for s in steps if s.vmid is None or s.vmid not in visible]
+    for s in steps:
+        # Made but not started yet (Proxmox starts it in a task of its own, after the create's lock is gone): its
+        # container counts above, the memory it is about to take does not.
+        made = visible.get(s.vmid) if s.vmid is not None else None
+        load = found.loads.get(made.node) if made is not None else None
+        if made is not None and load is not None and made.status != "running" and made.lock != "create":
+            load.committed += int(s.data.get("memory") or 0)
     for s in found.steps:
         load = found.loads.get(s.node or "")
         if load is not None:

@@ -121,6 +121,43 @@ def test_concurrent_creates_see_each_others_picks(make_runtime: MakeRuntime, mem
     assert Counter(ct.node for ct in memory.cts.values()) == {"pve1": 4, "pve2": 4, "pve3": 4}
 
 
+def test_creates_made_but_not_yet_started_still_count_their_memory(make_runtime: MakeRuntime, memory: MemoryBackend,
+                                                                   bundle: Path) -> None:
+    """Proxmox starts a new container in a task of its own, after the create's lock is gone: for that moment the
+    container is there, stopped, unlocked. Creates that place meanwhile must count the memory it is about to take
+    (its journal entry says how much), or they pile onto the node with the template."""
+    memory.load = {n: {"mem": 0, "maxmem": 3 * GIB} for n in THREE}   # nodes where 512 MiB counts
+    runtimes = [make_runtime(node="auto") for _ in range(12)]
+    made, everyone = Counter[str](), threading.Event()
+    failures: list[BaseException] = []
+    real_create = memory.create
+
+    def made_not_started(node: str, vmid: int, options: dict[str, object]) -> None:
+        real_create(node, vmid, options)
+        memory.cts[vmid].status = "stopped"    # made; its start task has not begun
+        made[str(options["hostname"])] += 1
+        if len(made) == 12:
+            everyone.set()
+        everyone.wait(30)
+        memory.cts[vmid].status = "running"
+
+    memory.create = made_not_started  # type: ignore[method-assign]
+
+    def one(i: int) -> None:
+        try:
+            runtimes[i].create(f"c{i}", bundle)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    assert Counter(ct.node for ct in memory.cts.values()) == {"pve1": 4, "pve2": 4, "pve3": 4}
+
+
 def test_equal_nodes_are_chosen_by_the_id_not_by_name(rt: Runtime, bundle: Path) -> None:
     picks = {f"c{i}": rt.place(bundle, id=f"c{i}").node for i in range(30)}
     assert set(picks.values()) == set(THREE)                        # no pile-up on the first by name
