@@ -88,12 +88,29 @@ def test_twelve_creates_on_three_equal_nodes_spread_four_each(rt: Runtime, memor
     assert sorted(node for node, _ in memory.uploads) == list(THREE)
 
 
+def created_at_once(runtimes: list[Runtime], bundle: Path) -> list[BaseException]:
+    """Each runtime creates c<i> from the bundle in a thread of its own, all at once; what they raised."""
+    failures: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            runtimes[i].create(f"c{i}", bundle)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(runtimes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return failures
+
+
 def test_concurrent_creates_see_each_others_picks(make_runtime: MakeRuntime, memory: MemoryBackend,
                                                   bundle: Path) -> None:
     """Twelve threads place before any container exists: the journal (under the placement lock) spreads them."""
     runtimes = [make_runtime(node="auto") for _ in range(12)]
     arrived, everyone = Counter[str](), threading.Event()
-    failures: list[BaseException] = []
     real_create = memory.create
 
     def slow_create(node: str, vmid: int, options: dict[str, object]) -> None:
@@ -106,18 +123,7 @@ def test_concurrent_creates_see_each_others_picks(make_runtime: MakeRuntime, mem
 
     memory.create = slow_create  # type: ignore[method-assign]
 
-    def one(i: int) -> None:
-        try:
-            runtimes[i].create(f"c{i}", bundle)
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert failures == []
+    assert created_at_once(runtimes, bundle) == []
     assert Counter(ct.node for ct in memory.cts.values()) == {"pve1": 4, "pve2": 4, "pve3": 4}
 
 
@@ -129,7 +135,6 @@ def test_creates_made_but_not_yet_started_still_count_their_memory(make_runtime:
     memory.load = {n: {"mem": 0, "maxmem": 3 * GIB} for n in THREE}   # nodes where 512 MiB counts
     runtimes = [make_runtime(node="auto") for _ in range(12)]
     made, everyone = Counter[str](), threading.Event()
-    failures: list[BaseException] = []
     real_create = memory.create
 
     def made_not_started(node: str, vmid: int, options: dict[str, object]) -> None:
@@ -143,18 +148,7 @@ def test_creates_made_but_not_yet_started_still_count_their_memory(make_runtime:
 
     memory.create = made_not_started  # type: ignore[method-assign]
 
-    def one(i: int) -> None:
-        try:
-            runtimes[i].create(f"c{i}", bundle)
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert failures == []
+    assert created_at_once(runtimes, bundle) == []
     assert Counter(ct.node for ct in memory.cts.values()) == {"pve1": 4, "pve2": 4, "pve3": 4}
 
 
