@@ -355,6 +355,12 @@ class Cache:
             return None
         return json.loads(rows[0]["value"])
 
+    def facts(self, cluster: str, prefix: str = "") -> list[tuple[str, Any]]:
+        """Every fact kept about a cluster whose key starts with `prefix`, as (key, value)."""
+        rows = self._read("SELECT key, value FROM facts WHERE cluster = ? AND substr(key, 1, ?) = ?",
+                          (cluster, len(prefix), prefix))
+        return [(str(row["key"]), json.loads(row["value"])) for row in rows]
+
     def forget(self, cluster: str, key: str | None = None) -> None:
         """Drop one fact about a cluster, or (key None) all of them."""
         with self._tx() as db:

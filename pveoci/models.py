@@ -253,9 +253,11 @@ class GcReport:
     rolled_back: tuple[str, ...] = ()     # ids of creates that were killed half-way and are undone now
     dropped: tuple[str, ...] = ()         # cache entries whose container is gone
     swept: tuple[str, ...] = ()           # node:name of what killed uploads left on template storage
+    forgotten_packs: int = 0              # the cache's records of packs of rootfs paths that are gone
 
     def to_json(self) -> dict[str, Any]:
-        return {"rolled_back": list(self.rolled_back), "dropped": list(self.dropped), "swept": list(self.swept)}
+        return {"rolled_back": list(self.rolled_back), "dropped": list(self.dropped), "swept": list(self.swept),
+                "forgotten_packs": self.forgotten_packs}
 
 
 @dataclass(frozen=True)

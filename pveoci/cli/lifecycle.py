@@ -501,7 +501,8 @@ def logs(
 
 
 def gc(ctx: typer.Context, output: OutputOption = None) -> None:
-    """Finish what interrupted commands left: roll back half-made creates, drop stale cache entries.
+    """Finish what interrupted commands left: roll back half-made creates, drop stale cache entries (and the
+    packs of rootfs paths that are gone: an engine's removed containers).
 
     Examples:
 

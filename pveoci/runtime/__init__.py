@@ -500,17 +500,18 @@ class Runtime:
 
     def gc(self) -> GcReport:
         """Finish what killed commands left: roll back half-made creates, finish moves (a moved container's
-        process started again), drop cache entries of vanished containers, remove what killed uploads left on
-        the nodes' template storage."""
+        process started again), drop cache entries of vanished containers and the packs of rootfs paths that are
+        gone, remove what killed uploads left on the nodes' template storage."""
         from pveoci.runtime import migrate as moving
-        from pveoci.runtime import templates
+        from pveoci.runtime import push, templates
 
         undone = recovery.recover(self._ctx)
         moving.finish_all(self._ctx)
         before = {r.id for r in self._ctx.cache.all(self._ctx.cluster)}
         after = {s.id for s in listing.list_containers(self._ctx)}
         swept = templates.sweep(self._ctx)
-        return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)), swept=tuple(swept))
+        return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)), swept=tuple(swept),
+                        forgotten_packs=push.forget_gone(self._ctx))
 
     # ------------------------------------------------------------------ moves
 

@@ -11,6 +11,7 @@ on the node lacks (a delta), or the whole template while it is still being packe
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -135,10 +136,11 @@ class _Job:
 
     def remember(self, packed: Packed) -> None:
         data = manifest.to_json(packed)
-        self.ctx.cache.remember(MEMORY, f"pack:{self.key}", data)
-        self.ctx.cache.remember(MEMORY, self.lineage, data)
         if packed.like:
             self.ctx.cache.remember(MEMORY, f"like:{packed.like}", data)
+        data["path"] = str(Path(self.rootfs).resolve())   # what forget_gone() looks for
+        self.ctx.cache.remember(MEMORY, f"pack:{self.key}", data)
+        self.ctx.cache.remember(MEMORY, self.lineage, data)
 
     def like_key(self) -> str:
         if not self.like:
@@ -178,6 +180,17 @@ class _Job:
         return PushResult(volid=self.dest.volid(name), node=self.dest.node, storage=self.dest.storage,
                           shared=self.dest.shared, uploaded=uploaded, bytes_sent=sent, size=size, digest=digest,
                           delta=via_delta)
+
+
+def forget_gone(ctx: Context) -> int:
+    """Forget the packs of rootfs paths that are gone (an engine's container's overlay, once it is removed): what
+    was packed there is still known by its likeness. The number of records dropped."""
+    gone = [key for key, value in ctx.cache.facts(MEMORY)
+            if key.startswith(("pack:", "latest:")) and isinstance(value, dict) and isinstance(value.get("path"), str)
+            and not os.path.lexists(value["path"])]
+    for key in gone:
+        ctx.cache.forget(MEMORY, key)
+    return len(gone)
 
 
 def check_transport(transport: str) -> None:

@@ -265,3 +265,31 @@ def test_what_stops_the_walk_stops_the_push_as_itself(rt: Runtime, bundle: Path,
     monkeypatch.setattr(manifest, "_scanned", unreadable)   # the walk runs in a thread: its error is the push's
     with pytest.raises(errors.BundleError, match="Permission denied"):
         rt.templates.push(bundle, node="pve1")
+
+
+def test_gc_forgets_the_packs_of_paths_that_are_gone_and_the_image_is_still_known(
+        rt: Runtime, memory: MemoryBackend, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import subprocess
+
+    from pveoci.runtime import push
+
+    def copy(name: str) -> Path:   # an engine's next container of one image: the same tree at a new path
+        subprocess.run(["cp", "-a", str(bundle), str(tmp_path / name)], check=True)
+        return tmp_path / name
+
+    kept = rt.create("kept", bundle).template
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("packed again")
+
+    monkeypatch.setattr(push, "pack", refuse)              # from here on, nothing may be packed
+    first = copy("overlay-1")
+    assert rt.create("one", first).template == kept        # alike: nothing packed or sent
+    rt.delete("one", force=True)
+    shutil.rmtree(first)
+    assert rt.gc().forgotten_packs == 2                    # its pack and its path's latest, not the image's
+    assert rt.gc().forgotten_packs == 0
+    assert rt.create("two", copy("overlay-2")).template == kept
+    assert rt.create("again", bundle).template == kept     # a path that is still there keeps its records
+    assert len(memory.uploads) == 1
