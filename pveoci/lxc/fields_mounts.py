@@ -74,14 +74,14 @@ def _bind_mount_point(d: Draft, path: str, mount: Mount, n: int) -> bool:
                                 "the container)")
         return True
     if source.startswith(NODE):
-        return _node_path(d, path, mount, n, source[len(NODE):])
+        return _node_path(d, path, mount, n, source[len(NODE):], readonly)
     if not source.startswith("/"):
         d.note(path, "unsupported", f"a bind mount needs an absolute source path (of this machine; {NODE}PATH for "
                f"the node's, {VOLUME}STORAGE:GiB for a new volume), not {shown(source)}")
         return False
     found = d.look_up(source)
     if found.kind == "file":
-        _copy(d, path, mount, found)
+        _copy(d, path, mount, found, readonly)
         return False
     if found.kind == "directory":
         raise errors.MappingError(
@@ -90,10 +90,10 @@ def _bind_mount_point(d: Draft, path: str, mount: Mount, n: int) -> bool:
             f"\"{VOLUME}local-lvm:8\"), see docs/mapping.md")
     # Not on this machine, or a socket or device (/dev/log, /dev/fuse), which a copy cannot carry: the node's, as
     # 0.2 took every source.
-    return _node_path(d, path, mount, n, source)
+    return _node_path(d, path, mount, n, source, readonly)
 
 
-def _node_path(d: Draft, path: str, mount: Mount, n: int, source: str) -> bool:
+def _node_path(d: Draft, path: str, mount: Mount, n: int, source: str, readonly: bool) -> bool:
     if not d.target.root_pam:
         d.note(path, "unsupported", f"bind mount of {source} needs mp[n] with a host path, which only root@pam may "
                "set")
@@ -102,7 +102,7 @@ def _node_path(d: Draft, path: str, mount: Mount, n: int, source: str) -> bool:
         d.note(path, "unsupported", "a bind mount needs an absolute source path on the node")
         return False
     d.options[f"mp{n}"] = d.property_value(path, partial(properties.mount_point, f"mp{n}", source,
-                                                         mount.destination, readonly="ro" in (mount.options or [])))
+                                                         mount.destination, readonly=readonly))
     _noted(d, path, mount, f"mp{n}: {source} on the node, at {mount.destination}")
     return True
 
@@ -118,7 +118,7 @@ def _noted(d: Draft, path: str, mount: Mount, detail: str) -> None:
     d.note(path, "approximated" if shortfalls else "applied", "; ".join([detail, *shortfalls]))
 
 
-def _copy(d: Draft, path: str, mount: Mount, found: HostFile) -> None:
+def _copy(d: Draft, path: str, mount: Mount, found: HostFile, readonly: bool) -> None:
     """A file of this machine's (an engine's /etc/hosts, /etc/resolv.conf, a secret): copied into the container at
     create, within the caps."""
     destination = mount.destination
@@ -135,6 +135,6 @@ def _copy(d: Draft, path: str, mount: Mount, found: HostFile) -> None:
                                   f"than {COPIES_MAX >> 20} MiB: bind a node's files (\"{NODE}PATH\") instead")
     d.files[:] = [f for f in d.files if f.path != destination]
     d.files.append(CopiedFile(destination, found.data, found.mode & 0o7777, found.uid, found.gid))
-    read_only = ", writable there (a copy)" if "ro" in (mount.options or []) else ""
+    read_only = ", writable there (a copy)" if readonly else ""
     d.note(path, "approximated", f"{mount.source} copied to {destination} at create ({len(found.data)} bytes); later "
            f"changes on this machine do not reach it{read_only}")

@@ -242,10 +242,7 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
 def _place_files(ctx: Context, node: str, vmid: int, plan: Plan) -> None:
     """The files of this machine's that bind mounts put in the container (an engine's /etc/hosts, resolv.conf),
     written by the waiting init (`init files`), all in one command."""
-    done = ctx.backend.capture(node, vmid, [INIT_PATH, "files"], stdin=encode_files(plan.files))
-    if done.status != 0:
-        raise errors.PveociError(f"cannot copy the bind-mounted files into CT {vmid} on {node}: "
-                                 f"{done.stderr.decode(errors='replace').strip() or f'exit {done.status}'}")
+    _feed_init(ctx, node, vmid, "files", encode_files(plan.files), "copy the bind-mounted files into")
 
 
 def encode_files(files: Iterable[CopiedFile]) -> bytes:
@@ -256,7 +253,12 @@ def encode_files(files: Iterable[CopiedFile]) -> bytes:
 def _place_spec(ctx: Context, node: str, vmid: int, plan: Plan) -> None:
     """Give the waiting init its spec through `init set-spec` (PVE before 9.1, or a spec too long for a
     config line): the one channel into a container the API lacks."""
-    done = ctx.backend.capture(node, vmid, [INIT_PATH, "set-spec"], stdin=encode(plan.process))
+    _feed_init(ctx, node, vmid, "set-spec", encode(plan.process), "give its process to")
+
+
+def _feed_init(ctx: Context, node: str, vmid: int, command: str, data: bytes, what: str) -> None:
+    """`init COMMAND` in the container, with data on its stdin; PveociError ("cannot WHAT CT ...") if it fails."""
+    done = ctx.backend.capture(node, vmid, [INIT_PATH, command], stdin=data)
     if done.status != 0:
-        raise errors.PveociError(f"cannot give CT {vmid} on {node} its process: "
+        raise errors.PveociError(f"cannot {what} CT {vmid} on {node}: "
                                  f"{done.stderr.decode(errors='replace').strip() or f'exit {done.status}'}")

@@ -94,7 +94,7 @@ def survey(ctx: Context, group: str | None = None) -> Survey:
     for s in steps:
         # Made but not started yet (Proxmox starts it in a task of its own, after the create's lock is gone): its
         # container counts above, the memory it is about to take does not.
-        made = visible.get(s.vmid) if s.vmid is not None else None
+        made = visible.get(s.vmid or -1)
         load = found.loads.get(made.node) if made is not None else None
         if made is not None and load is not None and made.status != "running" and made.lock != "create":
             load.committed += int(s.data.get("memory") or 0)
