@@ -13,6 +13,7 @@ from dataclasses import dataclass
 RLIM_INFINITY = 2**64 - 1
 ID_MAX = 2**32 - 2          # (uid_t)-1 means "unchanged" to setresuid(): not a valid id
 NGROUPS_MAX = 65536
+MOUNTS_MAX = 256            # mounts the init makes (init.c's MOUNTS_MAX)
 MAGIC = b"PVEOCI-SPEC 1\n"
 
 # Linux resource numbers (include/uapi/asm-generic/resource.h; the same on x86_64 and arm64).
@@ -22,6 +23,50 @@ RLIMITS: dict[str, int] = {
     "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
     "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
+
+
+# Linux capability numbers (include/uapi/linux/capability.h), as the runtime-spec names them.
+CAPABILITIES: dict[str, int] = {f"CAP_{name}": number for number, name in enumerate((
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE"))}
+# mount(2) flags (include/uapi/linux/mount.h).
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_DIRSYNC = 1, 2, 4, 8, 16, 128
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
+
+
+@dataclass(frozen=True)
+class CapSets:
+    """The process's capability sets as bit masks (bit N: capability N)."""
+
+    bounding: int = 0
+    effective: int = 0
+    permitted: int = 0
+    inheritable: int = 0
+    ambient: int = 0
+
+    def masks(self) -> tuple[int, int, int, int, int]:
+        return self.bounding, self.effective, self.permitted, self.inheritable, self.ambient
+
+
+@dataclass(frozen=True)
+class InitMount:
+    """A mount the init makes at the start, in the spec's order: `lxc`, LXC's own mount at `destination` taken
+    again at its place in that order; else the filesystem mounted there."""
+
+    destination: str
+    type: str = ""
+    source: str = ""
+    flags: int = 0
+    data: str = ""
+    lxc: bool = False
+
+    def record(self) -> str:
+        return "\n".join(("lxc" if self.lxc else "new", self.type, self.source, self.destination, str(self.flags),
+                          self.data))
 
 
 @dataclass(frozen=True)
@@ -50,6 +95,8 @@ class ProcessSpec:
     stop_signal: int = 15                   # what the init sends when LXC asks it to halt (SIGPWR)
     stdin: bool = False                     # its stdin is relayed (`init stdin`, the stand-in), not /dev/null
     pty: bool = False                       # a pty of its own, logged and relayed (a stand-in's terminal)
+    capabilities: CapSets | None = None     # None: the container's (LXC's) set, unchanged
+    mounts: tuple[InitMount, ...] = ()      # made by the init at the start (PID 1 only), in this order
 
     def problems(self) -> list[str]:
         """Why the init could not carry this out (empty when it can): one sentence per problem."""
@@ -81,6 +128,14 @@ class ProcessSpec:
             out.append(f"oomScoreAdj out of range: {self.oom_score_adj}")
         if self.pty and self.terminal:
             out.append("a pty of its own and the console: one or the other")
+        for mount in self.mounts:
+            fields = (mount.destination, mount.type, mount.source, mount.data)
+            if not mount.destination.startswith("/") or any(c in f for f in fields for c in "\0\n"):
+                out.append(f"mount at {mount.destination!r}: not an absolute path, or a NUL or newline in it")
+        if len(self.mounts) > MOUNTS_MAX:
+            out.append(f"more than {MOUNTS_MAX} mounts")
+        if self.capabilities is not None and not all(0 <= m < 1 << 64 for m in self.capabilities.masks()):
+            out.append("capability mask out of range")
         if not 1 <= self.stop_signal <= 64:
             out.append(f"stop signal out of range: {self.stop_signal}")
         for lim in self.rlimits:
@@ -126,6 +181,9 @@ def encode(spec: ProcessSpec) -> bytes:
         records.append(("stdin", "1"))
     if spec.pty:
         records.append(("pty", "1"))
+    if spec.capabilities is not None:
+        records.append(("caps", ":".join(str(m) for m in spec.capabilities.masks())))
+    records += [("mount", m.record()) for m in spec.mounts]
     return MAGIC + b"".join(k.encode() + b"=" + v.encode("utf-8", "surrogateescape") + b"\0" for k, v in records)
 
 

@@ -59,6 +59,9 @@ def test_a_rootfs_with_its_own_sbin_init_runs_the_bundles_process(lxc_bed: Testb
     made = make_busybox_bundle(tmp_path / "b", ["sh", "-c", "echo started as $0 $1; while true; do sleep 1; done",
                                                 "app", "arg1"])
     assert (made / "rootfs" / "sbin" / "init").is_symlink()  # busybox's own init is there
+    config = json.loads((made / "config.json").read_text())
+    del config["process"]["capabilities"]  # LXC's set: an exec may look at PID 1 (CAP_SYS_PTRACE)
+    (made / "config.json").write_text(json.dumps(config))
     ok(oci("create", "-b", str(made), "own-init"))
     assert json.loads(ok(oci("state", "own-init")))["status"] == "created"
     assert ok(oci("logs", "own-init")) == ""          # created: the process has not run
@@ -234,3 +237,31 @@ def test_same_rootfs_different_env_sends_nothing_the_second_time(lxc_bed: Testbe
     assert ok(oci("exec", "env2", "--", "sh", "-c", "echo $MODE $EXTRA")) == "two 1\n"
     ok(oci("delete", "-f", "env1"))
     ok(oci("delete", "-f", "env2"))
+
+
+def test_the_process_gets_the_specs_capabilities_and_mounts_in_its_order(oci: Oci, tmp_path: Path) -> None:
+    """runc's starter spec: exactly its three capabilities (not LXC's set: fails on 0.2's init), a new /dev with the
+    container's devices in it, /dev/pts, /dev/shm and /dev/mqueue of their own (LXC mounts no /dev/shm: shm_open
+    failed), and the spec's order kept (LXC's /sys bound again after them); an exec sees the same."""
+    script = ("grep -E '^Cap(Bnd|Eff|Prm)' /proc/self/status; "
+              "sed -E 's/^[^ ]+ [^ ]+ [^ ]+ [^ ]+ ([^ ]+) .* - ([^ ]+) ([^ ]+) .*/\\1 \\2 \\3/' /proc/self/mountinfo; "
+              "echo data > /dev/shm/x && cat /dev/shm/x; echo -n dev > /dev/null && echo null-ok; readlink /dev/ptmx")
+    made = bundle(tmp_path, "caps", script)
+    out = ok(oci("run", "-b", str(made), "caps1"))
+    assert "CapBnd:\t0000000020000420" in out  # CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_AUDIT_WRITE (29)
+    assert "CapEff:\t0000000020000420" in out
+    assert "CapPrm:\t0000000020000420" in out
+    mounts = [line.split() for line in out.splitlines() if line.startswith("/")]
+    order = [m[0] for m in mounts if m[0] in ("/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys")]
+    # The last of each: the spec's /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys, in that order.
+    last = {where: i for i, where in enumerate(order)}
+    assert sorted(last, key=last.__getitem__) == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
+    assert ["/dev", "tmpfs", "tmpfs"] in mounts
+    assert ["/dev/shm", "tmpfs", "shm"] in mounts
+    assert "data\nnull-ok\npts/ptmx" in out
+    made_exec = bundle(tmp_path, "capx", "sleep 30")
+    ok(oci("run", "-d", "-b", str(made_exec), "caps2"))
+    seen = ok(oci("exec", "caps2", "--", "sh", "-c", "grep CapEff /proc/self/status; grep -c ' /dev/shm ' "
+                                                      "/proc/self/mountinfo"))
+    assert seen.split() == ["CapEff:", "0000000020000420", "1"]
+    ok(oci("delete", "-f", "caps2"))

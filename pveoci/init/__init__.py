@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 
 ARCHES = ("amd64", "arm64")
-VERSION = "1.2.0"              # what `init version` prints; build.py compiles it into the binaries
+VERSION = "1.3.0"              # what `init version` prints; build.py compiles it into the binaries
 START_SIGNAL = 40              # the init waits for it before it starts the process
 
 # In the container.

@@ -10,6 +10,7 @@
  * message is never lost or interleaved when the process ends or the container is torn down.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -29,11 +30,13 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/capability.h>
 
 #ifndef PVEOCI_INIT_VERSION
 #error "build with python -m pveoci.init.build (it defines PVEOCI_INIT_VERSION from pveoci/init/__init__.py)"
@@ -57,6 +60,7 @@
 #define SPEC_MAGIC "PVEOCI-SPEC 1\n"
 #define SPEC_MAX (16u << 20)        /* far above what execve() accepts; bounds a hostile stdin */
 #define NGROUPS_LIMIT 65536         /* the kernel's NGROUPS_MAX */
+#define MOUNTS_MAX 256              /* mounts the init makes at the start */
 #define ID_MAX 0xfffffffeu          /* (uid_t)-1 means "unchanged" to setresuid() */
 #define CHUNK 65536                 /* one read of the process's output: one log record at most */
 #define DRAIN_MAX (1u << 20)        /* what is still read per pipe once the process ended */
@@ -298,6 +302,17 @@ struct rlim {
     rlim_t soft, hard;
 };
 
+/* A mount of the spec's (`mount` records): `lxc` re-stacks what LXC mounted there, in the spec's order; `new`
+   mounts the filesystem. */
+struct mnt {
+    int lxc;
+    const char *type, *source, *dest, *data;
+    unsigned long flags;
+    char *copy;                 /* the fields point into it */
+};
+
+enum { CAP_B, CAP_E, CAP_P, CAP_I, CAP_A, CAP_SETS };
+
 struct spec {
     char *bytes;                /* the spec as read; the strings below point into it */
     size_t len;
@@ -312,16 +327,21 @@ struct spec {
     struct rlim *rlimits;
     size_t nrlimits;
     int nnp, has_oom, oom, terminal, stopsignal, input, pty;
+    int has_caps;
+    uint64_t caps[CAP_SETS];    /* bounding, effective, permitted, inheritable, ambient: bit N is capability N */
+    struct mnt *mounts;
+    size_t nmounts;
 };
 
 enum { K_PATH, K_ARG, K_ENV, K_CWD, K_UID, K_GID, K_GROUP, K_UMASK, K_RLIMIT, K_NNP, K_OOM, K_TERMINAL,
-       K_STOPSIGNAL, K_STDIN, K_PTY, K_COUNT };
+       K_STOPSIGNAL, K_STDIN, K_PTY, K_CAPS, K_MOUNT, K_COUNT };
 static const char *const KEYS[K_COUNT] = {"path", "arg", "env", "cwd", "uid", "gid", "group", "umask",
-                                          "rlimit", "nnp", "oom", "terminal", "stopsignal", "stdin", "pty"};
+                                          "rlimit", "nnp", "oom", "terminal", "stopsignal", "stdin", "pty",
+                                          "caps", "mount"};
 /* How often each key may appear: at least, at most. */
-static const size_t KEY_MIN[K_COUNT] = {1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static const size_t KEY_MIN[K_COUNT] = {1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 static const size_t KEY_MAX[K_COUNT] = {1, SIZE_MAX, SIZE_MAX, 1, 1, 1, NGROUPS_LIMIT, 1, SIZE_MAX, 1, 1, 1, 1, 1,
-                                        1};
+                                        1, 1, MOUNTS_MAX};
 
 static const char *const RLIMIT_NAMES[] = {"CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE",
                                            "MEMLOCK", "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO",
@@ -333,6 +353,34 @@ static int key_index(const char *key, size_t len)
         if (strlen(KEYS[k]) == len && memcmp(KEYS[k], key, len) == 0)
             return k;
     return -1;
+}
+
+/* KIND LF TYPE LF SOURCE LF DESTINATION LF FLAGS LF DATA, split in a copy (the spec's bytes are written to
+   run/spec as they came). */
+static int parse_mount(struct mnt *m, const char *value)
+{
+    char *field[6], *v = strdup(value);
+    if (!v)
+        return -1;
+    m->copy = v;
+    for (int i = 0; i < 6; i++) {
+        field[i] = v;
+        char *lf = strchr(v, '\n');
+        if ((lf == NULL) != (i == 5))
+            return -1;
+        if (lf) {
+            *lf = '\0';
+            v = lf + 1;
+        }
+    }
+    uint64_t flags;
+    if (strcmp(field[0], "new") != 0 && strcmp(field[0], "lxc") != 0)
+        return -1;
+    if (field[3][0] != '/' || parse_whole(field[4], 10, ULONG_MAX, &flags) < 0)
+        return -1;
+    *m = (struct mnt){.lxc = field[0][0] == 'l', .type = field[1], .source = field[2], .dest = field[3],
+                      .data = field[5], .flags = (unsigned long)flags, .copy = m->copy};
+    return 0;
 }
 
 static int parse_value(struct spec *s, int k, char *v)
@@ -396,6 +444,15 @@ static int parse_value(struct spec *s, int k, char *v)
             return -1;
         s->stopsignal = (int)n;
         return 0;
+    case K_CAPS:
+        /* BOUNDING:EFFECTIVE:PERMITTED:INHERITABLE:AMBIENT, decimal masks */
+        for (int i = 0; i < CAP_SETS; i++)
+            if (parse_num(&p, 10, UINT64_MAX, &s->caps[i]) < 0 || *p++ != (i == CAP_SETS - 1 ? '\0' : ':'))
+                return -1;
+        s->has_caps = 1;
+        return 0;
+    case K_MOUNT:
+        return parse_mount(&s->mounts[s->nmounts++], v);
     }
     return -1;
 }
@@ -444,7 +501,8 @@ static int parse_spec(char *bytes, size_t len, struct spec *s, char *err, size_t
     s->env = calloc(count[K_ENV] + 1, sizeof *s->env);
     s->groups = calloc(count[K_GROUP] + 1, sizeof *s->groups);
     s->rlimits = calloc(count[K_RLIMIT] + 1, sizeof *s->rlimits);
-    if (!s->args || !s->env || !s->groups || !s->rlimits) {
+    s->mounts = calloc(count[K_MOUNT] + 1, sizeof *s->mounts);
+    if (!s->args || !s->env || !s->groups || !s->rlimits || !s->mounts) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -470,6 +528,9 @@ static void free_spec(struct spec *s)
     free(s->env);
     free(s->groups);
     free(s->rlimits);
+    for (size_t i = 0; s->mounts && i < s->nmounts; i++)
+        free(s->mounts[i].copy);
+    free(s->mounts);
     free(s->bytes);
     memset(s, 0, sizeof *s);
 }
@@ -572,6 +633,53 @@ static void rlimit_text(char *buf, size_t size, rlim_t v)
         snprintf(buf, size, "%llu", (unsigned long long)v);
 }
 
+/* The capabilities held now: effective, permitted, inheritable. */
+static int caps_held(uint64_t held[3])
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) < 0)
+        return -1;
+    held[0] = d[0].effective | (uint64_t)d[1].effective << 32;
+    held[1] = d[0].permitted | (uint64_t)d[1].permitted << 32;
+    held[2] = d[0].inheritable | (uint64_t)d[1].inheritable << 32;
+    return 0;
+}
+
+/* Every capability the kernel knows and `keep` does not name leaves the bounding set. */
+static void drop_bounding(uint64_t keep)
+{
+    int in;
+    for (int cap = 0; cap < 64 && (in = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) >= 0; cap++)
+        if (in && !(keep >> cap & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+            fail(126, errno, "prctl PR_CAPBSET_DROP %d", cap);
+}
+
+/* The spec's effective, permitted, inheritable and ambient sets, within what the init held (`held`: LXC's set for
+   the container; what it lacks cannot be granted, and pveoci's mapping says so); then no more keeping them across
+   a change of user. */
+static void set_caps(const struct spec *s, const uint64_t held[3])
+{
+    uint64_t perm = s->caps[CAP_P] & held[1];
+    uint64_t inh = s->caps[CAP_I] & (held[2] | held[1]) & (held[2] | s->caps[CAP_B]);
+    uint64_t eff = s->caps[CAP_E] & perm;
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct d[2] = {
+        {.effective = (uint32_t)eff, .permitted = (uint32_t)perm, .inheritable = (uint32_t)inh},
+        {.effective = (uint32_t)(eff >> 32), .permitted = (uint32_t)(perm >> 32), .inheritable = (uint32_t)(inh >> 32)},
+    };
+    if (syscall(SYS_capset, &h, d) < 0)
+        fail(126, errno, "capset");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        fail(126, errno, "prctl PR_CAP_AMBIENT_CLEAR_ALL");
+    uint64_t ambient = s->caps[CAP_A] & perm & inh;
+    for (int cap = 0; cap < 64; cap++)
+        if (ambient >> cap & 1 && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            fail(126, errno, "prctl PR_CAP_AMBIENT_RAISE %d", cap);
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+        fail(126, errno, "prctl PR_SET_KEEPCAPS");
+}
+
 /* The spec's steps between the standard streams and execve, in the documented order. A failure ends
    the calling process with 126 and the step's name on stderr. */
 static void apply(const struct spec *s)
@@ -600,6 +708,15 @@ static void apply(const struct spec *s)
         }
     }
     umask(s->umask);
+    uint64_t held[3] = {0, 0, 0};
+    if (s->has_caps) {
+        drop_bounding(s->caps[CAP_B]);
+        if (caps_held(held) < 0)
+            fail(126, errno, "capget");
+        /* The permitted set survives the change of user; the effective one is set again below. */
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+            fail(126, errno, "prctl PR_SET_KEEPCAPS");
+    }
     /* Always: an empty list drops the groups the init itself has (root's). */
     if (setgroups(s->ngroups, s->groups) < 0)
         fail(126, errno, "setgroups");
@@ -607,6 +724,8 @@ static void apply(const struct spec *s)
         fail(126, errno, "setresgid %lu", (unsigned long)s->gid);
     if (setresuid(s->uid, s->uid, s->uid) < 0)
         fail(126, errno, "setresuid %lu", (unsigned long)s->uid);
+    if (s->has_caps)
+        set_caps(s, held);
     if (s->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(126, errno, "prctl PR_SET_NO_NEW_PRIVS");
     if (chdir(s->cwd) < 0)
@@ -1006,6 +1125,167 @@ static int spec_stop_signal(void)
 static int input_fifo = -1;     /* run/stdin, made at the boot */
 
 /* Step 4 on: start the process and stay with it until it ends. */
+/* ---- the spec's mounts, made at the start ---------------------------------------------------------- */
+
+#define STAGE RUN_DIR "/stage"
+#define NEW_DEV STAGE "/dev"
+
+static int make_parents(char *path);
+
+/* Whether the spec mounts a filesystem of this type (any: NULL) at dest itself. */
+static int spec_mounts(const struct spec *s, const char *dest, const char *type)
+{
+    for (size_t i = 0; i < s->nmounts; i++)
+        if (!s->mounts[i].lxc && strcmp(s->mounts[i].dest, dest) == 0 && (!type || strcmp(s->mounts[i].type, type) == 0))
+            return 1;
+    return 0;
+}
+
+/* A node or directory of the old /dev bound at its place in the new one (made empty first). */
+static void bind_into(const char *from, const char *to, int dir)
+{
+    if (dir) {
+        if (mkdir(to, 0755) < 0 && errno != EEXIST) {
+            init_error("mkdir %s: %s", to, strerror(errno));
+            return;
+        }
+    } else {
+        int fd = open(to, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+            init_error("create %s: %s", to, strerror(errno));
+            return;
+        }
+        close(fd);
+    }
+    if (mount(from, to, NULL, MS_BIND | (dir ? MS_REC : 0), NULL) < 0)
+        init_error("bind %s into the new /dev: %s", from, strerror(errno));
+}
+
+/* What the old /dev holds, carried into the new one: directories (and what is in them), links, and device nodes
+   made anew; a node that cannot be made (an unprivileged container) or that is a mount of its own (LXC's console,
+   its devices in an unprivileged container) is bound instead. Regular files (LXC's .lxc-boot-id) stay behind,
+   and so do what the spec mounts again (pts, shm, mqueue; ptmx with pts). */
+static void carry(const struct spec *s, const char *from, const char *to, dev_t dev, int depth)
+{
+    DIR *dir = opendir(from);
+    if (!dir) {
+        init_error("opendir %s: %s", from, strerror(errno));
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        const char *name = e->d_name;
+        if (name[0] == '.')
+            continue;
+        if (depth == 0 && ((spec_mounts(s, "/dev/pts", NULL) && (!strcmp(name, "pts") || !strcmp(name, "ptmx"))) ||
+                           (!strcmp(name, "shm") && spec_mounts(s, "/dev/shm", NULL)) ||
+                           (!strcmp(name, "mqueue") && spec_mounts(s, "/dev/mqueue", NULL))))
+            continue;
+        char a[PATH_MAX], b[PATH_MAX];
+        struct stat st;
+        if (snprintf(a, sizeof a, "%s/%s", from, name) >= (int)sizeof a ||
+            snprintf(b, sizeof b, "%s/%s", to, name) >= (int)sizeof b || lstat(a, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (st.st_dev != dev)
+                bind_into(a, b, 1);
+            else if (depth < 8 && (mkdir(b, st.st_mode & 07777) == 0 || errno == EEXIST)) {
+                (void)lchown(b, st.st_uid, st.st_gid);
+                (void)chmod(b, st.st_mode & 07777);
+                carry(s, a, b, dev, depth + 1);
+            }
+        } else if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX];
+            ssize_t n = readlink(a, target, sizeof target - 1);
+            if (n > 0) {
+                target[n] = '\0';
+                if (symlink(target, b) == 0)
+                    (void)lchown(b, st.st_uid, st.st_gid);
+            }
+        } else if (!S_ISREG(st.st_mode)) {
+            if (st.st_dev == dev && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) &&
+                mknod(b, st.st_mode, st.st_rdev) == 0) {
+                (void)lchown(b, st.st_uid, st.st_gid);
+                (void)chmod(b, st.st_mode & 07777);
+            } else {
+                unlink(b);
+                bind_into(a, b, 0);
+            }
+        }
+    }
+    closedir(dir);
+}
+
+/* The spec's /dev: its tmpfs, made beside (under a private mount of its own: a mount under a shared one, as the
+   rootfs is, cannot be moved), given what the container's /dev holds, then moved over it. */
+static int new_dev(const struct spec *s, const struct mnt *m)
+{
+    struct stat old;
+    if (stat("/dev", &old) < 0 || (mkdir(STAGE, 0700) < 0 && errno != EEXIST) ||
+        mount("pveoci-stage", STAGE, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") < 0) {
+        init_error("mount a tmpfs on %s: %s (the container's /dev kept)", STAGE, strerror(errno));
+        return -1;
+    }
+    int made = mount(NULL, STAGE, NULL, MS_PRIVATE, NULL) == 0 && mkdir(NEW_DEV, 0755) == 0 &&
+               mount(m->source, NEW_DEV, m->type, m->flags, m->data) == 0;
+    if (!made)
+        init_error("mount %s on /dev: %s (the container's /dev kept)", m->type, strerror(errno));
+    else {
+        carry(s, "/dev", NEW_DEV, old.st_dev, 0);
+        static const char *const links[][2] = {{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+                                               {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+                                               {"pts/ptmx", "ptmx"}};
+        for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+            char at[PATH_MAX];
+            snprintf(at, sizeof at, NEW_DEV "/%s", links[i][1]);
+            if (symlink(links[i][0], at) < 0 && errno != EEXIST)
+                init_error("symlink %s: %s", at, strerror(errno));
+        }
+        made = mount(NEW_DEV, "/dev", NULL, MS_MOVE, NULL) == 0;
+        if (!made)
+            init_error("move the new /dev into place: %s (the container's /dev kept)", strerror(errno));
+    }
+    (void)umount2(STAGE, MNT_DETACH);
+    (void)rmdir(STAGE);
+    return made ? 0 : -1;
+}
+
+static int mount_at(const struct mnt *m)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", m->dest) >= (int)sizeof path || make_parents(path) < 0 ||
+        (mkdir(path, 0755) < 0 && errno != EEXIST)) {
+        init_error("mkdir %s: %s (%s not mounted there)", m->dest, strerror(errno), m->type);
+        return -1;
+    }
+    if (mount(m->source, m->dest, m->type, m->flags, m->data) < 0) {
+        init_error("mount %s on %s: %s (not mounted)", m->type, m->dest, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* In the spec's order: a `new` mount is made (a failure is said, in the log too, and the rest goes on: the node's
+   AppArmor profile may refuse one); an `lxc` one is LXC's, bound again at its place once a mount before it was
+   made, so that it stays above them as the spec's order says. In the container's mount namespace: an exec sees
+   them too. */
+static void setup_mounts(const struct spec *s)
+{
+    int made = 0;
+    for (size_t i = 0; i < s->nmounts; i++) {
+        const struct mnt *m = &s->mounts[i];
+        if (m->lxc) {
+            if (made && mount(m->dest, m->dest, NULL, MS_BIND | MS_REC, NULL) < 0)
+                init_error("bind %s again: %s (LXC's mount kept where it was)", m->dest, strerror(errno));
+            continue;
+        }
+        if (strcmp(m->dest, "/dev") == 0 && strcmp(m->type, "tmpfs") == 0)
+            made |= new_dev(s, m) == 0;
+        else
+            made |= mount_at(m) == 0;
+    }
+}
+
 static _Noreturn void run(int sfd)
 {
     log_fd = open(LOG_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -1017,6 +1297,7 @@ static _Noreturn void run(int sfd)
         init_error("spec: %s", err);
         finish(126);
     }
+    setup_mounts(&s);
     int out[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1}, master = -1;
     char pty[64] = "";
     if (!s.terminal && !s.pty && (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)) {

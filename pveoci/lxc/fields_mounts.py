@@ -3,17 +3,48 @@ machine's files copied in, and what PVE cannot mount."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from pveoci import errors
 from pveoci.lxc import properties
 from pveoci.lxc.draft import CopiedFile, Draft, HostFile, shown
 from pveoci.oci.runtime_spec import Mount
+from pveoci.process import (
+    MS_DIRSYNC,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NODIRATIME,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_RELATIME,
+    MS_STRICTATIME,
+    MS_SYNCHRONOUS,
+    InitMount,
+)
 
-# Mounts LXC sets up in every container: a spec asking for them gets them.
-LXC_MOUNTS = {"/proc": "proc", "/sys": "sysfs", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs",  # noqa: S108 - a mount point, not a temp file
-              "/dev/mqueue": "mqueue", "/sys/fs/cgroup": "cgroup"}
+# Mounts LXC sets up in every container (with lxcfs's views of /proc and /sys, and their read-only parts): a spec
+# asking for them gets them, taken again at their place in the spec's order.
+LXC_MOUNTS = {"/proc": "proc", "/sys": "sysfs", "/sys/fs/cgroup": "cgroup"}
+#: Filesystems pveoci's init mounts itself, at the start, where the spec says (a tmpfs at /dev is a new /dev with
+#: the container's devices carried into it). For an engine's bind at /dev/shm, /dev/mqueue or /dev/pts (a
+#: directory of its own machine), the init mounts the kind of filesystem that belongs there.
+INIT_MOUNTED = ("tmpfs", "devpts", "mqueue")
+_BOUND_INSTEAD = {"/dev/shm": ("tmpfs", "shm", "nosuid,nodev,noexec", "mode=1777,size=65536k"),  # noqa: S108 - a mount point
+                  "/dev/mqueue": ("mqueue", "mqueue", "nosuid,nodev,noexec", ""),
+                  "/dev/pts": ("devpts", "devpts", "nosuid,noexec", "newinstance,ptmxmode=0666,mode=0620,gid=5")}
 _KERNEL_FS = ("tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", None)
+#: mount(8) options as flags: set, or cleared. Propagation options, `bind`/`rbind` and runc's `tmpcopyup` do not
+#: apply to a new mount; everything else is the filesystem's own (`mode=`, `size=`, `newinstance`...).
+_SET_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "sync": MS_SYNCHRONOUS,
+              "dirsync": MS_DIRSYNC, "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME,
+              "strictatime": MS_STRICTATIME}
+_CLEAR_FLAGS = {"rw": MS_RDONLY, "suid": MS_NOSUID, "dev": MS_NODEV, "exec": MS_NOEXEC, "async": MS_SYNCHRONOUS,
+                "atime": MS_NOATIME, "diratime": MS_NODIRATIME, "norelatime": MS_RELATIME,
+                "nostrictatime": MS_STRICTATIME}
+_NOT_FOR_NEW = frozenset({"bind", "rbind", "private", "rprivate", "shared", "rshared", "slave", "rslave",
+                          "unbindable", "runbindable", "tmpcopyup", "defaults"})
 #: The options of a bind mount that its mount point (mp[n]) honours: `bind`, `ro` (ro=1) and `rw` (the default).
 #: PVE binds with `mount -o bind`, so `rbind` leaves out the mounts under the source. `pveoci features` lists these.
 MOUNT_OPTIONS = ("bind", "ro", "rw")
@@ -30,11 +61,56 @@ PATH_MAX = 4096
 
 
 def mounts(d: Draft) -> None:
-    """Bind mounts become mp0, mp1, ... in the spec's order."""
+    """Bind mounts become mp0, mp1, ... in the spec's order; the filesystems the init mounts go to the init."""
     points = 0
+    made: list[InitMount] = []
     for i, mount in enumerate(d.spec.mounts or ()):
+        if _init_mount(d, f"mounts[{i}]", mount, made):
+            continue
         if _bind_mount_point(d, f"mounts[{i}]", mount, points):
             points += 1
+    d.process = replace(d.process, mounts=tuple(made))
+
+
+def _init_mount(d: Draft, path: str, mount: Mount, made: list[InitMount]) -> bool:
+    """A mount LXC makes (taken again in the spec's order) or the init mounts; False for one of neither kind."""
+    destination = mount.destination
+    lxc_fs = LXC_MOUNTS.get(destination)
+    bound = _is_bind(mount)
+    if lxc_fs is not None and ((not bound and mount.type in _KERNEL_FS) or (bound and mount.source == destination)):
+        made.append(InitMount(destination, lxc=True))
+        d.note(path, "provided", f"LXC mounts {destination} itself (lxcfs's views, its read-only parts)")
+        return True
+    if bound and destination in _BOUND_INSTEAD:
+        fs, source, flags, data = _BOUND_INSTEAD[destination]
+        made.append(_new_mount(path, destination, fs, source, [*flags.split(","), *data.split(",")]))
+        d.note(path, "approximated", f"a {fs} of the container's own at {destination}, mounted by pveoci's init: "
+               f"the engine's {shown(mount.source or '')} is on another machine")
+        return True
+    if bound or mount.type not in INIT_MOUNTED:
+        return False
+    made.append(_new_mount(path, destination, mount.type, mount.source or mount.type, mount.options or []))
+    d.note(path, "applied", f"a {mount.type} at {destination}, mounted by pveoci's init at the start"
+           + (" (the container's devices carried into it)" if destination == "/dev" else ""))
+    return True
+
+
+def _new_mount(path: str, destination: str, fs: str, source: str, options: list[str]) -> InitMount:
+    if not destination.startswith("/") or destination == "/" or ".." in destination.split("/") or \
+            len(destination) >= PATH_MAX or not destination.isprintable():
+        raise errors.MappingError(f"{path}.destination: {shown(destination)} is not an absolute path in the container "
+                                  "(other than /)")
+    if not all(o.isprintable() and "," not in o for o in options) or not source.isprintable():
+        raise errors.MappingError(f"{path}: an option or the source has a control character or a comma in it")
+    flags, data = 0, []
+    for option in filter(None, options):
+        if option in _SET_FLAGS:
+            flags |= _SET_FLAGS[option]
+        elif option in _CLEAR_FLAGS:
+            flags &= ~_CLEAR_FLAGS[option]
+        elif option not in _NOT_FOR_NEW:
+            data.append(option)
+    return InitMount(destination, fs, source, flags, ",".join(data))
 
 
 def _is_bind(mount: Mount) -> bool:
@@ -42,23 +118,8 @@ def _is_bind(mount: Mount) -> bool:
     return mount.type == "bind" or "bind" in opts or "rbind" in opts
 
 
-def _provided_by_lxc(mount: Mount) -> bool:
-    lxc_fs = LXC_MOUNTS.get(mount.destination)
-    if lxc_fs is None:
-        return False
-    if _is_bind(mount):
-        # runc's rootless spec binds the host's /sys where it cannot mount sysfs: LXC mounts it anyway; an engine
-        # binds a /dev/shm of its own (podman's userdata/shm): LXC's is there
-        return (mount.source == mount.destination and lxc_fs in ("proc", "sysfs", "cgroup")) or \
-            lxc_fs in ("tmpfs", "mqueue", "devpts")
-    return mount.type in _KERNEL_FS
-
-
 def _bind_mount_point(d: Draft, path: str, mount: Mount, n: int) -> bool:
     """Note what becomes of the mount; True if it became mount point `mp<n>`."""
-    if _provided_by_lxc(mount):
-        d.note(path, "provided", f"LXC mounts {mount.destination} itself")
-        return False
     if not _is_bind(mount):
         d.note(path, "unsupported", f"a {mount.type or 'typeless'} mount at {mount.destination}: PVE mounts only "
                "volumes and host paths")

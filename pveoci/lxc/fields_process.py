@@ -6,7 +6,9 @@ from dataclasses import replace
 
 from pveoci import errors
 from pveoci.lxc.draft import Draft, shown
-from pveoci.process import RLIMITS, Rlimit
+from pveoci.oci.runtime_spec import Capabilities as OciCapabilities
+from pveoci.process import CAPABILITIES as CAPABILITIES_KNOWN
+from pveoci.process import RLIMITS, CapSets, Rlimit
 
 
 def args(d: Draft) -> None:
@@ -93,18 +95,45 @@ def console_size(d: Draft) -> None:
         d.note("process.consoleSize", "approximated", "the console's size is set by whoever attaches to it")
 
 
-#: The capabilities a spec may set: none (capabilities() below). A container gets LXC's set for its kind; PVE has
-#: no option for another (lxc.cap.drop and lxc.cap.keep are raw keys). `pveoci features` lists these.
-CAPABILITIES: tuple[str, ...] = ()
+#: Capabilities LXC withholds from every container (its common.conf's lxc.cap.drop, which PVE keeps): the init
+#: cannot give what it does not hold. `pveoci features` lists every other one.
+LXC_WITHHELD = frozenset({"CAP_SYS_MODULE", "CAP_SYS_TIME", "CAP_SYS_RAWIO", "CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE"})
+#: The capabilities a spec may set: pveoci's init gives the process exactly its sets (capabilities() below).
+CAPABILITIES: tuple[str, ...] = tuple(name for name in CAPABILITIES_KNOWN if name not in LXC_WITHHELD)
 #: Whether process.apparmorProfile and process.selinuxLabel are applied: no, PVE applies its own profile
 #: (security_labels() below). `pveoci features` says so; tests/test_features.py holds these to the functions.
 APPARMOR = SELINUX = False
+_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+
+def cap_sets(caps: OciCapabilities, where: str) -> tuple[CapSets, set[str]]:
+    """The five sets as masks, and the names among them LXC withholds. A name that is no Linux capability is an
+    error (runc 1.1 and the runtime-spec: it cannot be mapped to a kernel interface)."""
+    masks = []
+    for kind in _SETS:
+        mask = 0
+        for i, name in enumerate(getattr(caps, kind) or ()):
+            number = CAPABILITIES_KNOWN.get(name)
+            if number is None:
+                raise errors.MappingError(f"{where}.{kind}[{i}]: {shown(name)} is not a Linux capability")
+            mask |= 1 << number
+        masks.append(mask)
+    withheld = {name for kind in _SETS for name in getattr(caps, kind) or () if name in LXC_WITHHELD}
+    return CapSets(*masks), withheld
 
 
 def capabilities(d: Draft) -> None:
-    if d.oci_process.capabilities is not None:
-        d.note("process.capabilities", "unsupported", "containers get LXC's capability set for "
-               f"{'unprivileged' if d.unprivileged else 'privileged'} containers; PVE cannot set others")
+    caps = d.oci_process.capabilities
+    if caps is None:
+        return
+    sets, withheld = cap_sets(caps, "process.capabilities")
+    d.process = replace(d.process, capabilities=sets)
+    d.note("process.capabilities", "applied", "the bounding, effective, permitted, inheritable and ambient sets, "
+           "set by pveoci's init")
+    if withheld:
+        d.note("process.capabilities", "unsupported", f"{', '.join(sorted(withheld))}: LXC withholds "
+               f"{'it' if len(withheld) == 1 else 'them'} from every container, so the process does not get "
+               f"{'it' if len(withheld) == 1 else 'them'}")
 
 
 def security_labels(d: Draft) -> None:

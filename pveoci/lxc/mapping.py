@@ -126,10 +126,15 @@ def exec_process(data: object, *, where: str = "process.json") -> ProcessSpec:
 
     The program is not looked up here: `init exec` does it in the container, in the resulting PATH.
     """
+    from pveoci.lxc.fields_process import cap_sets
     from pveoci.oci.runtime_spec import parse_process
     from pveoci.process import RLIMITS, Rlimit
 
     proc = parse_process(data, where=where)
+    try:
+        caps = None if proc.capabilities is None else cap_sets(proc.capabilities, "process.capabilities")[0]
+    except errors.MappingError as e:
+        raise errors.BundleError(f"invalid {where}: {e}") from None
     user = proc.user
     limits = tuple(Rlimit(RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or () if r.type in RLIMITS)
     # `init exec` runs its own argv (looked up there): the spec's path is not used, but must be absolute.
@@ -139,7 +144,7 @@ def exec_process(data: object, *, where: str = "process.json") -> ProcessSpec:
                        additional_gids=tuple(user.additional_gids or ()) if user else (),
                        umask=user.umask if user else None, rlimits=limits,
                        no_new_privileges=bool(proc.no_new_privileges), oom_score_adj=proc.oom_score_adj,
-                       terminal=bool(proc.terminal))
+                       terminal=bool(proc.terminal), capabilities=caps)
     problems = spec.problems()
     if problems:
         raise errors.BundleError(f"invalid {where}: " + "; ".join(problems))

@@ -51,7 +51,7 @@ def test_create_from_a_missing_bundle(rt: Runtime, memory: MemoryBackend, tmp_pa
 
 
 def test_strict_create_refuses_before_any_change(rt: Runtime, memory: MemoryBackend, tmp_path: Path) -> None:
-    bundle = tiny_bundle(tmp_path / "caps", capabilities={"bounding": ["CAP_SYS_ADMIN"]})
+    bundle = tiny_bundle(tmp_path / "caps", capabilities={"bounding": ["CAP_SYS_MODULE"]})
     assert "process.capabilities" in refused(lambda: rt.create("x", bundle, strict=True), 19)
     assert CHANGES.isdisjoint(memory.calls)
 

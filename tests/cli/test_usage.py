@@ -101,7 +101,7 @@ def test_with_log_the_findings_go_to_the_file_not_to_stderr(memory_cli, tmp_path
     warning printed there would become the container's output (seen with podman: `podman logs` showed it)."""
     from tests.inmemory import tiny_bundle
 
-    bundle = tiny_bundle(tmp_path / "b", capabilities={"bounding": ["CAP_KILL"]})
+    bundle = tiny_bundle(tmp_path / "b", capabilities={"bounding": ["CAP_SYS_TIME"]})
     log = tmp_path / "runtime.log"
     quiet = memory_cli("--log", str(log), "create", "-b", str(bundle), "web")
     assert quiet.code == 0, quiet.err

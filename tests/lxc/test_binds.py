@@ -83,12 +83,12 @@ def test_a_bad_volume_is_refused_in_one_line(source: str, why: str) -> None:
         plan(bind(source, "/data"))
 
 
-def test_a_missing_source_is_the_nodes_path_as_before_and_the_engines_shm_is_lxcs(tmp_path: Path) -> None:
+def test_a_missing_source_is_the_nodes_path_as_before_and_the_engines_shm_a_tmpfs_of_its_own(tmp_path: Path) -> None:
     shm = tmp_path / "shm"
     shm.mkdir()
     result = plan(bind("/srv/not-here", "/data"), bind(str(shm), "/dev/shm", "rprivate"), root_pam=True)
     assert result.options["mp0"] == "/srv/not-here,mp=/data"
-    assert_finding(result, "mounts[8]", "provided", "LXC mounts /dev/shm itself")
+    assert_finding(result, "mounts[8]", "approximated", "a tmpfs of the container's own at /dev/shm")
     assert "mp1" not in result.options
 
 

@@ -15,7 +15,16 @@ from pveoci import errors
 from pveoci.lxc.mapping import Finding, Plan, Target, cpu_weight, map_spec
 from pveoci.oci.defaults import default_spec
 from pveoci.oci.runtime_spec import Spec, json_path
-from pveoci.process import Rlimit
+from pveoci.process import (
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_STRICTATIME,
+    CapSets,
+    InitMount,
+    Rlimit,
+)
 from tests.oci import RUNTIME_TOOLS_CONFIG
 
 Doc = dict[str, Any]
@@ -219,14 +228,30 @@ def test_console_size_is_approximated() -> None:
     assert_finding(result, "process.consoleSize", "approximated", "whoever attaches")
 
 
-def test_capabilities_are_unsupported() -> None:
-    assert_finding(plan({}), "process.capabilities", "unsupported", "LXC's capability set for unprivileged")
-    assert_finding(plan({}, PRIVILEGED), "process.capabilities", "unsupported", "for privileged containers")
+def test_capabilities_become_the_inits_five_sets() -> None:
+    """runc's starter spec: three capabilities in the bounding, effective and permitted sets, none inheritable or
+    ambient (0.2: unsupported, the process kept all of LXC's set)."""
+    three = (1 << 5) | (1 << 10) | (1 << 29)  # CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE
+    result = plan({})
+    assert result.process.capabilities == CapSets(bounding=three, effective=three, permitted=three)
+    assert [f.status for f in found(result, "process.capabilities")] == ["applied"]
+    assert plan({"process.capabilities": DROP}).process.capabilities is None  # none given: LXC's set, unchanged
+    every = {kind: ["CAP_CHOWN", "CAP_SYS_ADMIN"] for kind in ("bounding", "ambient")}
+    assert plan({"process.capabilities": every}).process.capabilities == CapSets(
+        bounding=(1 << 0) | (1 << 21), ambient=(1 << 0) | (1 << 21))
 
 
-def test_capabilities_detail_names_the_container_a_user_namespace_makes() -> None:
-    result = plan({"linux.namespaces.6": {"type": "user"}}, PRIVILEGED)
-    assert_finding(result, "process.capabilities", "unsupported", "for unprivileged containers")
+def test_capabilities_lxc_withholds_are_named_as_unsupported() -> None:
+    caps = {"bounding": ["CAP_KILL", "CAP_SYS_TIME", "CAP_SYS_MODULE"], "effective": ["CAP_SYS_TIME"]}
+    result = plan({"process.capabilities": caps})
+    assert_finding(result, "process.capabilities", "unsupported", "CAP_SYS_MODULE, CAP_SYS_TIME: LXC withholds them")
+    assert_finding(result, "process.capabilities", "applied", "set by pveoci's init")
+
+
+def test_a_name_that_is_no_capability_is_refused_naming_it() -> None:
+    with pytest.raises(errors.MappingError, match=r"process.capabilities.bounding\[3\]: 'CAP_TEST' is not a Linux "
+                                                  "capability"):
+        plan({"process.capabilities.bounding.3": "CAP_TEST"})
 
 
 @pytest.mark.parametrize(("key", "value"), [("apparmorProfile", "unconfined"), ("selinuxLabel", "system_u:r:t:s0")])
@@ -511,12 +536,43 @@ def bind(source: str, destination: str, *options: str, kind: str | None = "bind"
     return mount
 
 
-def test_standard_mounts_are_provided_by_lxc() -> None:
+def test_standard_mounts_are_lxcs_or_the_inits_in_the_specs_order() -> None:
+    """runc's starter spec: LXC's /proc, /sys and /sys/fs/cgroup (taken again in order); the init mounts /dev (a new
+    one), /dev/pts, /dev/shm and /dev/mqueue with the spec's options (LXC mounts no /dev/shm or /dev/mqueue)."""
     result = plan({})
-    for i, mount in enumerate(default_spec()["mounts"]):
-        assert found(result, f"mounts[{i}]") == [
-            Finding(f"mounts[{i}]", "provided", f"LXC mounts {mount['destination']} itself")]
+    lxc = InitMount  # shorthand below
+    flags = MS_NOSUID | MS_NOEXEC | MS_NODEV
+    assert result.process.mounts == (
+        lxc("/proc", lxc=True),
+        InitMount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"),
+        InitMount("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        InitMount("/dev/shm", "tmpfs", "shm", flags, "mode=1777,size=65536k"),
+        InitMount("/dev/mqueue", "mqueue", "mqueue", flags, ""),
+        lxc("/sys", lxc=True),
+        lxc("/sys/fs/cgroup", lxc=True))
+    statuses = [f.status for i in range(7) for f in found(result, f"mounts[{i}]")]
+    assert statuses == ["provided", "applied", "applied", "applied", "applied", "provided", "provided"]
     assert not [k for k in result.options if k.startswith("mp")]
+
+
+def test_an_engines_bind_at_dev_shm_becomes_a_tmpfs_of_the_containers_own() -> None:
+    result = plan({"mounts.7": bind("/var/lib/containers/abc/userdata/shm", "/dev/shm", "nosuid")}, ROOT_PAM)
+    assert result.process.mounts[-1] == InitMount("/dev/shm", "tmpfs", "shm", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                                                  "mode=1777,size=65536k")
+    assert_finding(result, "mounts[7]", "approximated", "a tmpfs of the container's own at /dev/shm")
+    assert "mp0" not in result.options
+
+
+@pytest.mark.parametrize("destination", ["/", "/a/../b", "/a\nb"])
+def test_a_mount_the_init_makes_needs_a_plain_absolute_destination(destination: str) -> None:
+    with pytest.raises(errors.MappingError, match=r"mounts\[7\].destination"):
+        plan({"mounts.7": {"destination": destination, "type": "tmpfs", "source": "tmpfs"}})
+
+
+def test_a_mount_option_with_a_comma_or_newline_is_refused() -> None:
+    for option in ("size=1,nr_inodes=2", "mode=1\n"):
+        with pytest.raises(errors.MappingError, match=r"mounts\[7\]: an option"):
+            plan({"mounts.7": {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": [option]}})
 
 
 def test_bind_mount_with_a_token_is_unsupported() -> None:
@@ -568,9 +624,17 @@ def test_bind_mount_of_a_relative_source_is_unsupported() -> None:
     assert "mp0" not in result.options
 
 
-def test_tmpfs_mount_is_unsupported() -> None:
-    result = plan({"mounts.7": {"destination": "/data", "type": "tmpfs", "source": "tmpfs"}}, ROOT_PAM)
-    assert_finding(result, "mounts[7]", "unsupported", "a tmpfs mount at /data: PVE mounts only volumes and host paths")
+def test_a_tmpfs_anywhere_is_mounted_by_the_init_with_its_options() -> None:
+    mount = {"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+             "options": ["ro", "noexec", "exec", "rprivate", "tmpcopyup", "size=1m", "mode=700"]}
+    result = plan({"mounts.7": mount})
+    assert result.process.mounts[-1] == InitMount("/data", "tmpfs", "tmpfs", MS_RDONLY, "size=1m,mode=700")
+    assert_finding(result, "mounts[7]", "applied", "a tmpfs at /data, mounted by pveoci's init at the start")
+
+
+def test_an_nfs_mount_is_unsupported() -> None:
+    result = plan({"mounts.7": {"destination": "/data", "type": "nfs", "source": "srv:/x"}}, ROOT_PAM)
+    assert_finding(result, "mounts[7]", "unsupported", "a nfs mount at /data: PVE mounts only volumes and host paths")
 
 
 def test_rootless_sys_bind_is_provided_not_the_nodes_sys() -> None:
@@ -766,16 +830,13 @@ def resolves(doc: Doc, path: str) -> bool:
     return True
 
 
-DEFAULT_UNSUPPORTED = ["process.capabilities"]
-RUNTIME_TOOLS_UNSUPPORTED = ["process.capabilities", "process.apparmorProfile", "mounts[7]", "linux.devices[0]",
+RUNTIME_TOOLS_UNSUPPORTED = ["process.apparmorProfile", "mounts[7]", "linux.devices[0]",
                              "linux.resources.pids.limit", "linux.sysctl", "linux.seccomp", "linux.rootfsPropagation"]
 
 
-@pytest.mark.parametrize(("base", "unsupported"), [(default_spec(), DEFAULT_UNSUPPORTED),
-                                                   (runtime_tools(), RUNTIME_TOOLS_UNSUPPORTED)],
-                         ids=["runc-spec", "runtime-tools"])
-def test_strict_refuses_naming_every_unsupported_field(base: Doc, unsupported: list[str]) -> None:
-    result = plan(base=base)
+def test_strict_refuses_naming_every_unsupported_field() -> None:
+    unsupported = RUNTIME_TOOLS_UNSUPPORTED
+    result = plan(base=runtime_tools())
     assert sorted(f.field for f in result.unsupported) == sorted(unsupported)
     with pytest.raises(errors.MappingError) as caught:
         result.check(strict=True)
@@ -786,12 +847,18 @@ def test_strict_refuses_naming_every_unsupported_field(base: Doc, unsupported: l
     assert caught.value.exit_code == 19
 
 
-@pytest.mark.parametrize("base", [default_spec(), runtime_tools()], ids=["runc-spec", "runtime-tools"])
-def test_lenient_maps_realistic_bundles_with_warnings(base: Doc) -> None:
+@pytest.mark.parametrize(("base", "statuses"), [(default_spec(), {"approximated"}),
+                                                (runtime_tools(), {"unsupported", "approximated"})],
+                         ids=["runc-spec", "runtime-tools"])
+def test_lenient_maps_realistic_bundles_with_warnings(base: Doc, statuses: set[str]) -> None:
     result = plan(base=base)
     result.check(strict=False)
-    assert result.warnings()
-    assert {f.status for f in result.warnings()} == {"unsupported", "approximated"}
+    assert {f.status for f in result.warnings()} == statuses
+
+
+def test_runcs_starter_spec_passes_strict() -> None:
+    """Its capabilities and mounts are applied (0.2: --strict refused it for process.capabilities)."""
+    plan(base=default_spec()).check(strict=True)
 
 
 def test_strict_passes_a_bundle_with_nothing_unsupported() -> None:
@@ -814,7 +881,7 @@ def test_runtime_tools_config_maps_field_by_field() -> None:
     assert (process.uid, process.gid, process.additional_gids, process.umask) == (1000, 1000, (5, 100), 0o22)
     assert result.process.rlimits == (Rlimit(7, 1024, 4096), Rlimit(6, 512, 512))
     assert sorted(f.field for f in result.unsupported) == sorted(
-        ["process.capabilities", "process.apparmorProfile", "linux.resources.pids.limit", "linux.sysctl",
+        ["process.apparmorProfile", "linux.resources.pids.limit", "linux.sysctl",
          "linux.seccomp", "linux.rootfsPropagation"])
 
 

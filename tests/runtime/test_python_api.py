@@ -78,7 +78,7 @@ def test_wait_on_an_unknown_id_is_not_found(rt: Runtime) -> None:
 @pytest.fixture
 def odd_bundle(tmp_path: Path) -> Path:
     """A bundle asking for what Proxmox cannot do: capabilities (unsupported)."""
-    return tiny_bundle(tmp_path / "odd", capabilities={"bounding": ["CAP_SYS_ADMIN"]})
+    return tiny_bundle(tmp_path / "odd", capabilities={"bounding": ["CAP_SYS_MODULE"]})
 
 
 def findings(caplog: pytest.LogCaptureFixture) -> list[str]:
