@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import Literal
 
 RLIM_INFINITY = 2**64 - 1
 ID_MAX = 2**32 - 2          # (uid_t)-1 means "unchanged" to setresuid(): not a valid id
@@ -54,19 +55,19 @@ class CapSets:
 
 @dataclass(frozen=True)
 class InitMount:
-    """A mount the init makes at the start, in the spec's order: `lxc`, LXC's own mount at `destination` taken
-    again at its place in that order; else the filesystem mounted there."""
+    """A mount the init makes at the start, in the spec's order. `kind`: "new", the filesystem mounted there;
+    "lxc", LXC's own mount at `destination` taken again at its place in that order; "mask", the path hidden
+    (linux.maskedPaths); "rdonly", the path made read-only (linux.readonlyPaths)."""
 
     destination: str
     type: str = ""
     source: str = ""
     flags: int = 0
     data: str = ""
-    lxc: bool = False
+    kind: Literal["new", "lxc", "mask", "rdonly"] = "new"
 
     def record(self) -> str:
-        return "\n".join(("lxc" if self.lxc else "new", self.type, self.source, self.destination, str(self.flags),
-                          self.data))
+        return "\n".join((self.kind, self.type, self.source, self.destination, str(self.flags), self.data))
 
 
 @dataclass(frozen=True)

@@ -242,10 +242,14 @@ def test_same_rootfs_different_env_sends_nothing_the_second_time(lxc_bed: Testbe
 def test_the_process_gets_the_specs_capabilities_and_mounts_in_its_order(oci: Oci, tmp_path: Path) -> None:
     """runc's starter spec: exactly its three capabilities (not LXC's set: fails on 0.2's init), a new /dev with the
     container's devices in it, /dev/pts, /dev/shm and /dev/mqueue of their own (LXC mounts no /dev/shm: shm_open
-    failed), and the spec's order kept (LXC's /sys bound again after them); an exec sees the same."""
+    failed), the spec's order kept (LXC's /sys bound again after them), its masked and read-only paths; an exec
+    sees the same."""
     script = ("grep -E '^Cap(Bnd|Eff|Prm)' /proc/self/status; "
               "sed -E 's/^[^ ]+ [^ ]+ [^ ]+ [^ ]+ ([^ ]+) .* - ([^ ]+) ([^ ]+) .*/\\1 \\2 \\3/' /proc/self/mountinfo; "
-              "echo data > /dev/shm/x && cat /dev/shm/x; echo -n dev > /dev/null && echo null-ok; readlink /dev/ptmx")
+              "echo data > /dev/shm/x && cat /dev/shm/x; echo -n dev > /dev/null && echo null-ok; readlink /dev/ptmx; "
+              "echo masked $(grep -c -E ' /proc/kcore | /sys/firmware ' /proc/self/mountinfo) "
+              "$(ls -A /sys/firmware | wc -l); "
+              "grep -c ' /proc/irq [^ ]*ro[, ]' /proc/self/mountinfo")
     made = bundle(tmp_path, "caps", script)
     out = ok(oci("run", "-b", str(made), "caps1"))
     assert "CapBnd:\t0000000020000420" in out  # CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_AUDIT_WRITE (29)
@@ -258,7 +262,7 @@ def test_the_process_gets_the_specs_capabilities_and_mounts_in_its_order(oci: Oc
     assert sorted(last, key=last.__getitem__) == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
     assert ["/dev", "tmpfs", "tmpfs"] in mounts
     assert ["/dev/shm", "tmpfs", "shm"] in mounts
-    assert "data\nnull-ok\npts/ptmx" in out
+    assert "data\nnull-ok\npts/ptmx\nmasked 2 0\n1\n" in out  # masked paths hidden, read-only paths so
     made_exec = bundle(tmp_path, "capx", "sleep 30")
     ok(oci("run", "-d", "-b", str(made_exec), "caps2"))
     seen = ok(oci("exec", "caps2", "--", "sh", "-c", "grep CapEff /proc/self/status; grep -c ' /dev/shm ' "

@@ -29,6 +29,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -303,9 +304,10 @@ struct rlim {
 };
 
 /* A mount of the spec's (`mount` records): `lxc` re-stacks what LXC mounted there, in the spec's order; `new`
-   mounts the filesystem. */
+   mounts the filesystem; `mask` hides a path (linux.maskedPaths), `rdonly` makes it read-only (readonlyPaths). */
+enum { M_NEW, M_LXC, M_MASK, M_RDONLY };
 struct mnt {
-    int lxc;
+    int kind;
     const char *type, *source, *dest, *data;
     unsigned long flags;
     char *copy;                 /* the fields point into it */
@@ -374,11 +376,14 @@ static int parse_mount(struct mnt *m, const char *value)
         }
     }
     uint64_t flags;
-    if (strcmp(field[0], "new") != 0 && strcmp(field[0], "lxc") != 0)
+    static const char *const kinds[] = {"new", "lxc", "mask", "rdonly"};
+    int kind = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(field[0], kinds[i]) == 0)
+            kind = i;
+    if (kind < 0 || field[3][0] != '/' || parse_whole(field[4], 10, ULONG_MAX, &flags) < 0)
         return -1;
-    if (field[3][0] != '/' || parse_whole(field[4], 10, ULONG_MAX, &flags) < 0)
-        return -1;
-    *m = (struct mnt){.lxc = field[0][0] == 'l', .type = field[1], .source = field[2], .dest = field[3],
+    *m = (struct mnt){.kind = kind, .type = field[1], .source = field[2], .dest = field[3],
                       .data = field[5], .flags = (unsigned long)flags, .copy = m->copy};
     return 0;
 }
@@ -1136,7 +1141,7 @@ static int make_parents(char *path);
 static int spec_mounts(const struct spec *s, const char *dest, const char *type)
 {
     for (size_t i = 0; i < s->nmounts; i++)
-        if (!s->mounts[i].lxc && strcmp(s->mounts[i].dest, dest) == 0 && (!type || strcmp(s->mounts[i].type, type) == 0))
+        if (s->mounts[i].kind == M_NEW && strcmp(s->mounts[i].dest, dest) == 0 && (!type || strcmp(s->mounts[i].type, type) == 0))
             return 1;
     return 0;
 }
@@ -1265,21 +1270,55 @@ static int mount_at(const struct mnt *m)
     return 0;
 }
 
+/* A masked path: a directory gets an empty read-only tmpfs, anything else /dev/null bound over it (as runc). */
+static void mask(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        if (errno != ENOENT)
+            init_error("mask %s: %s", path, strerror(errno));
+        return;
+    }
+    int bad = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0") < 0
+                                  : mount("/dev/null", path, NULL, MS_BIND, NULL) < 0;
+    if (bad)
+        init_error("mask %s: %s", path, strerror(errno));
+}
+
+/* A read-only path: bound onto itself, then made read-only, keeping the flags it had (a mount an unprivileged
+   container was given keeps its locked nosuid, nodev, noexec). */
+static void read_only(const char *path)
+{
+    struct statvfs vfs;
+    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) {
+        if (errno != ENOENT)
+            init_error("read-only %s: %s", path, strerror(errno));
+        return;
+    }
+    unsigned long keep = 0;
+    if (statvfs(path, &vfs) == 0)
+        keep = vfs.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC | ST_NOATIME | ST_NODIRATIME | ST_RELATIME);
+    if (mount(path, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | keep, NULL) < 0)
+        init_error("read-only %s: %s", path, strerror(errno));
+}
+
 /* In the spec's order: a `new` mount is made (a failure is said, in the log too, and the rest goes on: the node's
    AppArmor profile may refuse one); an `lxc` one is LXC's, bound again at its place once a mount before it was
-   made, so that it stays above them as the spec's order says. In the container's mount namespace: an exec sees
-   them too. */
+   made, so that it stays above them as the spec's order says; then the masked and read-only paths. In the
+   container's mount namespace: an exec sees them too. */
 static void setup_mounts(const struct spec *s)
 {
     int made = 0;
     for (size_t i = 0; i < s->nmounts; i++) {
         const struct mnt *m = &s->mounts[i];
-        if (m->lxc) {
+        if (m->kind == M_MASK)
+            mask(m->dest);
+        else if (m->kind == M_RDONLY)
+            read_only(m->dest);
+        else if (m->kind == M_LXC) {
             if (made && mount(m->dest, m->dest, NULL, MS_BIND | MS_REC, NULL) < 0)
                 init_error("bind %s again: %s (LXC's mount kept where it was)", m->dest, strerror(errno));
-            continue;
-        }
-        if (strcmp(m->dest, "/dev") == 0 && strcmp(m->type, "tmpfs") == 0)
+        } else if (strcmp(m->dest, "/dev") == 0 && strcmp(m->type, "tmpfs") == 0)
             made |= new_dev(s, m) == 0;
         else
             made |= mount_at(m) == 0;

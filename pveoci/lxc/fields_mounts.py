@@ -78,7 +78,7 @@ def _init_mount(d: Draft, path: str, mount: Mount, made: list[InitMount]) -> boo
     lxc_fs = LXC_MOUNTS.get(destination)
     bound = _is_bind(mount)
     if lxc_fs is not None and ((not bound and mount.type in _KERNEL_FS) or (bound and mount.source == destination)):
-        made.append(InitMount(destination, lxc=True))
+        made.append(InitMount(destination, kind="lxc"))
         d.note(path, "provided", f"LXC mounts {destination} itself (lxcfs's views, its read-only parts)")
         return True
     if bound and destination in _BOUND_INSTEAD:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pveoci.lxc.draft import Draft, by_alias
+from dataclasses import replace
+from typing import Literal
+
+from pveoci import errors
+from pveoci.lxc.draft import Draft, by_alias, shown
+from pveoci.lxc.fields_mounts import PATH_MAX
+from pveoci.process import InitMount
 
 #: Whether the spec's seccomp profile is applied: no, LXC applies PVE's own (seccomp() below; `pveoci features`
 #: says so).
@@ -24,12 +30,23 @@ def seccomp(d: Draft) -> None:
 
 def masked_paths(d: Draft) -> None:
     if d.spec.linux and d.spec.linux.masked_paths:
-        d.note("linux.maskedPaths", "approximated", "LXC masks parts of /proc and /sys its own way")
+        _paths(d, "linux.maskedPaths", "mask", d.spec.linux.masked_paths)
+        d.note("linux.maskedPaths", "applied", "hidden by pveoci's init at the start (a directory under an empty "
+               "read-only tmpfs, a file under /dev/null), after the mounts; a path the container lacks is left")
 
 
 def readonly_paths(d: Draft) -> None:
     if d.spec.linux and d.spec.linux.readonly_paths:
-        d.note("linux.readonlyPaths", "approximated", "LXC write-protects parts of /proc and /sys its own way")
+        _paths(d, "linux.readonlyPaths", "rdonly", d.spec.linux.readonly_paths)
+        d.note("linux.readonlyPaths", "applied", "made read-only by pveoci's init at the start, after the mounts; a "
+               "path the container lacks is left")
+
+
+def _paths(d: Draft, field: str, kind: Literal["mask", "rdonly"], paths: list[str]) -> None:
+    for i, path in enumerate(paths):
+        if not path.startswith("/") or ".." in path.split("/") or not path.isprintable() or len(path) >= PATH_MAX:
+            raise errors.MappingError(f"{field}[{i}]: {shown(path)} is not an absolute path in the container")
+    d.process = replace(d.process, mounts=(*d.process.mounts, *(InitMount(p, kind=kind) for p in paths)))
 
 
 def linux_other(d: Draft) -> None:

@@ -27,8 +27,8 @@ def test_plan_lists_options_and_warnings(cli, busybox_bundle: Path) -> None:  # 
     assert result.code == 0, result.err
     assert "  cmode=console\n" in result.out
     assert "  ostype=unmanaged\n" in result.out
-    assert "applied       process.capabilities" in result.out   # the init gives the process these (0.2: LXC's)
-    assert "unsupported   linux.seccomp" not in result.out
+    assert "approximated  linux.resources.memory.limit" in result.out
+    assert "process.capabilities" not in result.out   # applied: the init gives the process these (0.2: unsupported)
 
 
 def test_plan_json(cli, odd_bundle: Path) -> None:  # type: ignore[no-untyped-def]

@@ -536,20 +536,24 @@ def bind(source: str, destination: str, *options: str, kind: str | None = "bind"
     return mount
 
 
+def mounted(result: Plan) -> tuple[InitMount, ...]:
+    """The init's mounts of the spec's `mounts` (not its masked and read-only paths)."""
+    return tuple(m for m in result.process.mounts if m.kind in ("new", "lxc"))
+
+
 def test_standard_mounts_are_lxcs_or_the_inits_in_the_specs_order() -> None:
     """runc's starter spec: LXC's /proc, /sys and /sys/fs/cgroup (taken again in order); the init mounts /dev (a new
     one), /dev/pts, /dev/shm and /dev/mqueue with the spec's options (LXC mounts no /dev/shm or /dev/mqueue)."""
     result = plan({})
-    lxc = InitMount  # shorthand below
     flags = MS_NOSUID | MS_NOEXEC | MS_NODEV
-    assert result.process.mounts == (
-        lxc("/proc", lxc=True),
+    assert mounted(result) == (
+        InitMount("/proc", kind="lxc"),
         InitMount("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"),
         InitMount("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
         InitMount("/dev/shm", "tmpfs", "shm", flags, "mode=1777,size=65536k"),
         InitMount("/dev/mqueue", "mqueue", "mqueue", flags, ""),
-        lxc("/sys", lxc=True),
-        lxc("/sys/fs/cgroup", lxc=True))
+        InitMount("/sys", kind="lxc"),
+        InitMount("/sys/fs/cgroup", kind="lxc"))
     statuses = [f.status for i in range(7) for f in found(result, f"mounts[{i}]")]
     assert statuses == ["provided", "applied", "applied", "applied", "applied", "provided", "provided"]
     assert not [k for k in result.options if k.startswith("mp")]
@@ -557,7 +561,7 @@ def test_standard_mounts_are_lxcs_or_the_inits_in_the_specs_order() -> None:
 
 def test_an_engines_bind_at_dev_shm_becomes_a_tmpfs_of_the_containers_own() -> None:
     result = plan({"mounts.7": bind("/var/lib/containers/abc/userdata/shm", "/dev/shm", "nosuid")}, ROOT_PAM)
-    assert result.process.mounts[-1] == InitMount("/dev/shm", "tmpfs", "shm", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+    assert mounted(result)[-1] == InitMount("/dev/shm", "tmpfs", "shm", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                                                   "mode=1777,size=65536k")
     assert_finding(result, "mounts[7]", "approximated", "a tmpfs of the container's own at /dev/shm")
     assert "mp0" not in result.options
@@ -628,7 +632,7 @@ def test_a_tmpfs_anywhere_is_mounted_by_the_init_with_its_options() -> None:
     mount = {"destination": "/data", "type": "tmpfs", "source": "tmpfs",
              "options": ["ro", "noexec", "exec", "rprivate", "tmpcopyup", "size=1m", "mode=700"]}
     result = plan({"mounts.7": mount})
-    assert result.process.mounts[-1] == InitMount("/data", "tmpfs", "tmpfs", MS_RDONLY, "size=1m,mode=700")
+    assert mounted(result)[-1] == InitMount("/data", "tmpfs", "tmpfs", MS_RDONLY, "size=1m,mode=700")
     assert_finding(result, "mounts[7]", "applied", "a tmpfs at /data, mounted by pveoci's init at the start")
 
 
@@ -750,8 +754,8 @@ def test_other_devices_as_root_pam_are_passed_through() -> None:
     ("linux.sysctl", {"linux.sysctl": {"net.core.somaxconn": "1024"}}, "unsupported", "raw lxc.sysctl keys"),
     ("linux.seccomp", {"linux.seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}, "unsupported",
      "PVE's own seccomp profile"),
-    ("linux.maskedPaths", {}, "approximated", "LXC masks parts of /proc and /sys"),
-    ("linux.readonlyPaths", {}, "approximated", "LXC write-protects parts of /proc and /sys"),
+    ("linux.maskedPaths", {}, "applied", "hidden by pveoci's init at the start"),
+    ("linux.readonlyPaths", {}, "applied", "made read-only by pveoci's init at the start"),
     ("linux.rootfsPropagation", {"linux.rootfsPropagation": "private"}, "unsupported", "no PVE container option"),
     ("linux.mountLabel", {"linux.mountLabel": "system_u:object_r:t:s0"}, "unsupported", "no PVE container option"),
     ("linux.personality", {"linux.personality": {"domain": "LINUX32"}}, "unsupported", "no PVE container option"),
@@ -765,7 +769,17 @@ def test_linux_fields(field: str, change: dict[str, object], status: str, phrase
 def test_readonly_paths_alone_are_reported_as_readonly_paths() -> None:
     result = plan({"linux.maskedPaths": DROP})
     assert not found(result, "linux.maskedPaths")
-    assert_finding(result, "linux.readonlyPaths", "approximated", "write-protects")
+    assert_finding(result, "linux.readonlyPaths", "applied", "made read-only")
+    assert {m.kind for m in result.process.mounts} == {"new", "lxc", "rdonly"}
+
+
+def test_masked_and_read_only_paths_come_after_the_mounts_in_their_order() -> None:
+    result = plan({"linux.maskedPaths": ["/proc/kcore", "/sys/firmware"], "linux.readonlyPaths": ["/proc/bus"]})
+    hidden = (InitMount("/proc/kcore", kind="mask"), InitMount("/sys/firmware", kind="mask"))
+    assert result.process.mounts[-3:] == (*hidden, InitMount("/proc/bus", kind="rdonly"))
+    for hostile in ("/a/../b", "/a\nb"):
+        with pytest.raises(errors.MappingError, match=r"linux.maskedPaths\[0\]: .* is not an absolute path"):
+            plan({"linux.maskedPaths": [hostile]})
 
 
 # --- hooks ---
