@@ -71,6 +71,22 @@ class InitMount:
 
 
 @dataclass(frozen=True)
+class DeviceNode:
+    """A device node of linux.devices the init makes at the start: kind c (character), b (block) or p (FIFO)."""
+
+    path: str
+    kind: Literal["c", "b", "p"]
+    major: int = 0
+    minor: int = 0
+    mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+    def record(self) -> str:
+        return f"{self.kind}:{self.major}:{self.minor}:{self.mode}:{self.uid}:{self.gid}:{self.path}"
+
+
+@dataclass(frozen=True)
 class Rlimit:
     resource: int       # a value of RLIMITS
     soft: int
@@ -98,6 +114,7 @@ class ProcessSpec:
     pty: bool = False                       # a pty of its own, logged and relayed (a stand-in's terminal)
     capabilities: CapSets | None = None     # None: the container's (LXC's) set, unchanged
     mounts: tuple[InitMount, ...] = ()      # made by the init at the start (PID 1 only), in this order
+    devices: tuple[DeviceNode, ...] = ()    # made by the init at the start, after the mounts (PID 1 only)
 
     def problems(self) -> list[str]:
         """Why the init could not carry this out (empty when it can): one sentence per problem."""
@@ -133,8 +150,13 @@ class ProcessSpec:
             fields = (mount.destination, mount.type, mount.source, mount.data)
             if not mount.destination.startswith("/") or any(c in f for f in fields for c in "\0\n"):
                 out.append(f"mount at {mount.destination!r}: not an absolute path, or a NUL or newline in it")
-        if len(self.mounts) > MOUNTS_MAX:
-            out.append(f"more than {MOUNTS_MAX} mounts")
+        if len(self.mounts) > MOUNTS_MAX or len(self.devices) > MOUNTS_MAX:
+            out.append(f"more than {MOUNTS_MAX} mounts or devices")
+        for node in self.devices:
+            if not node.path.startswith("/") or "\0" in node.path or not 0 <= node.mode <= 0o7777 or \
+                    not all(0 <= n < 1 << 32 for n in (node.major, node.minor)) or \
+                    not all(0 <= n <= ID_MAX for n in (node.uid, node.gid)):
+                out.append(f"device {node.path!r}: not an absolute path, or a number out of range")
         if self.capabilities is not None and not all(0 <= m < 1 << 64 for m in self.capabilities.masks()):
             out.append("capability mask out of range")
         if not 1 <= self.stop_signal <= 64:
@@ -185,6 +207,7 @@ def encode(spec: ProcessSpec) -> bytes:
     if spec.capabilities is not None:
         records.append(("caps", ":".join(str(m) for m in spec.capabilities.masks())))
     records += [("mount", m.record()) for m in spec.mounts]
+    records += [("device", n.record()) for n in spec.devices]
     return MAGIC + b"".join(k.encode() + b"=" + v.encode("utf-8", "surrogateescape") + b"\0" for k, v in records)
 
 

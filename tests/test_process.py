@@ -249,8 +249,14 @@ def test_the_process_gets_the_specs_capabilities_and_mounts_in_its_order(oci: Oc
               "echo data > /dev/shm/x && cat /dev/shm/x; echo -n dev > /dev/null && echo null-ok; readlink /dev/ptmx; "
               "echo masked $(grep -c -E ' /proc/kcore | /sys/firmware ' /proc/self/mountinfo) "
               "$(ls -A /sys/firmware | wc -l); "
-              "grep -c ' /proc/irq [^ ]*ro[, ]' /proc/self/mountinfo")
+              "grep -c ' /proc/irq [^ ]*ro[, ]' /proc/self/mountinfo; "
+              "ls -ln /dev/mynull /run/q | awk '{print $1, $3, $5 ($1 ~ /^c/ ? $6 : \"\")}'; "
+              "echo x > /dev/mynull && echo mynull-ok")
     made = bundle(tmp_path, "caps", script)
+    config = json.loads((made / "config.json").read_text())  # linux.devices: nodes the init makes (0.2: none)
+    config["linux"]["devices"] = [{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o620,
+                                   "uid": 7}, {"path": "/run/q", "type": "p", "fileMode": 0o600}]
+    (made / "config.json").write_text(json.dumps(config))
     out = ok(oci("run", "-b", str(made), "caps1"))
     assert "CapBnd:\t0000000020000420" in out  # CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_AUDIT_WRITE (29)
     assert "CapEff:\t0000000020000420" in out
@@ -262,7 +268,9 @@ def test_the_process_gets_the_specs_capabilities_and_mounts_in_its_order(oci: Oc
     assert sorted(last, key=last.__getitem__) == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
     assert ["/dev", "tmpfs", "tmpfs"] in mounts
     assert ["/dev/shm", "tmpfs", "shm"] in mounts
-    assert "data\nnull-ok\npts/ptmx\nmasked 2 0\n1\n" in out  # masked paths hidden, read-only paths so
+    assert "data\nnull-ok\npts/ptmx\nmasked 2 0\n1\n" in out
+    assert "crw--w---- 7 1,3\nprw------- 0 0" in out  # a FIFO has a size, not a device number, in the 5th field
+    assert "\nmynull-ok\n" in out  # masked paths hidden, read-only paths so
     made_exec = bundle(tmp_path, "capx", "sleep 30")
     ok(oci("run", "-d", "-b", str(made_exec), "caps2"))
     seen = ok(oci("exec", "caps2", "--", "sh", "-c", "grep CapEff /proc/self/status; grep -c ' /dev/shm ' "

@@ -315,6 +315,15 @@ struct mnt {
 
 enum { CAP_B, CAP_E, CAP_P, CAP_I, CAP_A, CAP_SETS };
 
+/* A device node of linux.devices, made at the start (`device` records). */
+struct dev {
+    mode_t type, mode;          /* S_IFCHR, S_IFBLK or S_IFIFO; permission bits */
+    unsigned major, minor;
+    uid_t uid;
+    gid_t gid;
+    const char *path;
+};
+
 struct spec {
     char *bytes;                /* the spec as read; the strings below point into it */
     size_t len;
@@ -333,17 +342,19 @@ struct spec {
     uint64_t caps[CAP_SETS];    /* bounding, effective, permitted, inheritable, ambient: bit N is capability N */
     struct mnt *mounts;
     size_t nmounts;
+    struct dev *devices;
+    size_t ndevices;
 };
 
 enum { K_PATH, K_ARG, K_ENV, K_CWD, K_UID, K_GID, K_GROUP, K_UMASK, K_RLIMIT, K_NNP, K_OOM, K_TERMINAL,
-       K_STOPSIGNAL, K_STDIN, K_PTY, K_CAPS, K_MOUNT, K_COUNT };
+       K_STOPSIGNAL, K_STDIN, K_PTY, K_CAPS, K_MOUNT, K_DEVICE, K_COUNT };
 static const char *const KEYS[K_COUNT] = {"path", "arg", "env", "cwd", "uid", "gid", "group", "umask",
                                           "rlimit", "nnp", "oom", "terminal", "stopsignal", "stdin", "pty",
-                                          "caps", "mount"};
+                                          "caps", "mount", "device"};
 /* How often each key may appear: at least, at most. */
-static const size_t KEY_MIN[K_COUNT] = {1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static const size_t KEY_MIN[K_COUNT] = {1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 static const size_t KEY_MAX[K_COUNT] = {1, SIZE_MAX, SIZE_MAX, 1, 1, 1, NGROUPS_LIMIT, 1, SIZE_MAX, 1, 1, 1, 1, 1,
-                                        1, 1, MOUNTS_MAX};
+                                        1, 1, MOUNTS_MAX, MOUNTS_MAX};
 
 static const char *const RLIMIT_NAMES[] = {"CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE",
                                            "MEMLOCK", "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO",
@@ -385,6 +396,24 @@ static int parse_mount(struct mnt *m, const char *value)
         return -1;
     *m = (struct mnt){.kind = kind, .type = field[1], .source = field[2], .dest = field[3],
                       .data = field[5], .flags = (unsigned long)flags, .copy = m->copy};
+    return 0;
+}
+
+/* TYPE:MAJOR:MINOR:MODE:UID:GID:PATH; TYPE c, b or p; numbers decimal. */
+static int parse_device(struct dev *d, const char *v)
+{
+    uint64_t n[6];
+    const char *p = v + 2;
+    if ((v[0] != 'c' && v[0] != 'b' && v[0] != 'p') || v[1] != ':')
+        return -1;
+    static const uint64_t max[6] = {UINT32_MAX, UINT32_MAX, 07777, ID_MAX, ID_MAX};
+    for (int i = 0; i < 5; i++)
+        if (parse_num(&p, 10, max[i], &n[i]) < 0 || *p++ != ':')
+            return -1;
+    if (*p != '/')
+        return -1;
+    *d = (struct dev){.type = v[0] == 'c' ? S_IFCHR : v[0] == 'b' ? S_IFBLK : S_IFIFO, .major = (unsigned)n[0],
+                      .minor = (unsigned)n[1], .mode = (mode_t)n[2], .uid = (uid_t)n[3], .gid = (gid_t)n[4], .path = p};
     return 0;
 }
 
@@ -458,6 +487,8 @@ static int parse_value(struct spec *s, int k, char *v)
         return 0;
     case K_MOUNT:
         return parse_mount(&s->mounts[s->nmounts++], v);
+    case K_DEVICE:
+        return parse_device(&s->devices[s->ndevices++], v);
     }
     return -1;
 }
@@ -507,7 +538,8 @@ static int parse_spec(char *bytes, size_t len, struct spec *s, char *err, size_t
     s->groups = calloc(count[K_GROUP] + 1, sizeof *s->groups);
     s->rlimits = calloc(count[K_RLIMIT] + 1, sizeof *s->rlimits);
     s->mounts = calloc(count[K_MOUNT] + 1, sizeof *s->mounts);
-    if (!s->args || !s->env || !s->groups || !s->rlimits || !s->mounts) {
+    s->devices = calloc(count[K_DEVICE] + 1, sizeof *s->devices);
+    if (!s->args || !s->env || !s->groups || !s->rlimits || !s->mounts || !s->devices) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -536,6 +568,7 @@ static void free_spec(struct spec *s)
     for (size_t i = 0; s->mounts && i < s->nmounts; i++)
         free(s->mounts[i].copy);
     free(s->mounts);
+    free(s->devices);
     free(s->bytes);
     memset(s, 0, sizeof *s);
 }
@@ -1302,6 +1335,30 @@ static void read_only(const char *path)
         init_error("read-only %s: %s", path, strerror(errno));
 }
 
+/* linux.devices: each node made (in place of what is at its path, unless that is the same node), its owner and
+   mode set. A container may make a node only where LXC lets it (a privileged one); using it is what the device
+   cgroup allows. A failure is said, and the rest goes on. */
+static void make_devices(const struct spec *s)
+{
+    for (size_t i = 0; i < s->ndevices; i++) {
+        const struct dev *d = &s->devices[i];
+        char path[PATH_MAX];
+        struct stat st;
+        dev_t rdev = d->type == S_IFIFO ? 0 : makedev(d->major, d->minor);
+        if (snprintf(path, sizeof path, "%s", d->path) >= (int)sizeof path || make_parents(path) < 0) {
+            init_error("device %s: %s", d->path, strerror(errno ? errno : ENAMETOOLONG));
+            continue;
+        }
+        int same = lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == d->type && (d->type == S_IFIFO || st.st_rdev == rdev);
+        if (!same && ((unlink(path) < 0 && errno != ENOENT) || mknod(path, d->type | 0600, rdev) < 0)) {
+            init_error("mknod %s: %s", path, strerror(errno));
+            continue;
+        }
+        if (chown(path, d->uid, d->gid) < 0 || chmod(path, d->mode) < 0)
+            init_error("device %s: %s", path, strerror(errno));
+    }
+}
+
 /* In the spec's order: a `new` mount is made (a failure is said, in the log too, and the rest goes on: the node's
    AppArmor profile may refuse one); an `lxc` one is LXC's, bound again at its place once a mount before it was
    made, so that it stays above them as the spec's order says; then the masked and read-only paths. In the
@@ -1323,6 +1380,7 @@ static void setup_mounts(const struct spec *s)
         else
             made |= mount_at(m) == 0;
     }
+    make_devices(s);
 }
 
 static _Noreturn void run(int sfd)

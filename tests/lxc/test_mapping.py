@@ -22,6 +22,7 @@ from pveoci.process import (
     MS_RDONLY,
     MS_STRICTATIME,
     CapSets,
+    DeviceNode,
     InitMount,
     Rlimit,
 )
@@ -731,11 +732,16 @@ def test_standard_device_is_provided() -> None:
     assert "dev0" not in result.options
 
 
-def test_other_device_with_a_token_is_unsupported() -> None:
-    result = plan({"linux.devices": [FUSE]}, TOKEN)
-    assert_finding(result, "linux.devices[0]", "unsupported", "passing /dev/fuse through needs dev[n], which only "
-                   "root@pam may set")
+def test_other_device_with_a_token_is_a_node_the_init_makes() -> None:
+    """A token cannot pass the node's device through (dev[n]): the init makes the node (0.2: unsupported)."""
+    result = plan({"linux.devices": [FUSE, {"path": "/dev/q", "type": "p", "fileMode": 0o640, "uid": 5}]}, TOKEN)
+    assert_finding(result, "linux.devices[0]", "approximated", "the node /dev/fuse (c 10:229) made by pveoci's init")
+    assert_finding(result, "linux.devices[1]", "applied", "a FIFO at /dev/q")
+    assert result.process.devices == (DeviceNode("/dev/fuse", "c", 10, 229, 0o666),
+                                      DeviceNode("/dev/q", "p", 0, 0, 0o640, 5, 0))
     assert "dev0" not in result.options
+    with pytest.raises(errors.MappingError, match=r"linux.devices\[0\].path"):
+        plan({"linux.devices": [{**FUSE, "path": "/dev/../etc/x"}]}, TOKEN)
 
 
 def test_other_devices_as_root_pam_are_passed_through() -> None:
@@ -844,7 +850,7 @@ def resolves(doc: Doc, path: str) -> bool:
     return True
 
 
-RUNTIME_TOOLS_UNSUPPORTED = ["process.apparmorProfile", "mounts[7]", "linux.devices[0]",
+RUNTIME_TOOLS_UNSUPPORTED = ["process.apparmorProfile", "mounts[7]",
                              "linux.resources.pids.limit", "linux.sysctl", "linux.seccomp", "linux.rootfsPropagation"]
 
 

@@ -151,9 +151,9 @@ def test_a_device_path_proxmox_would_misread_or_refuse_is_refused(path: str) -> 
     assert refused({"linux.devices": [device(path)]}).message.startswith("linux.devices[0]: path ")
 
 
-def test_a_device_outside_dev_is_unsupported_not_passed_to_proxmox() -> None:
+def test_a_device_outside_dev_is_not_passed_to_proxmox_but_made_by_the_init() -> None:
     result = plan({"linux.devices": [device("/opt/fuse")]}, ROOT_PAM)
-    assert_finding(result, "linux.devices[0]", "unsupported", "under /dev/ only")
+    assert_finding(result, "linux.devices[0]", "approximated", "the node /opt/fuse")
     assert "dev0" not in result.options
 
 
