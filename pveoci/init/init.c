@@ -1361,7 +1361,8 @@ static void make_devices(const struct spec *s)
 
 /* In the spec's order: a `new` mount is made (a failure is said, in the log too, and the rest goes on: the node's
    AppArmor profile may refuse one); an `lxc` one is LXC's, bound again at its place once a mount before it was
-   made, so that it stays above them as the spec's order says; then the masked and read-only paths. In the
+   made, so that it stays above them as the spec's order says (where it may be); then the masked and read-only
+   paths, and the devices. In the
    container's mount namespace: an exec sees them too. */
 static void setup_mounts(const struct spec *s)
 {
@@ -1373,8 +1374,10 @@ static void setup_mounts(const struct spec *s)
         else if (m->kind == M_RDONLY)
             read_only(m->dest);
         else if (m->kind == M_LXC) {
-            if (made && mount(m->dest, m->dest, NULL, MS_BIND | MS_REC, NULL) < 0)
-                init_error("bind %s again: %s (LXC's mount kept where it was)", m->dest, strerror(errno));
+            /* Where the node's AppArmor profile refuses the bind (it allows none of /proc or /sys), LXC's mount
+               stays where it was: the same mount, earlier in the list; nothing to say. */
+            if (made)
+                (void)mount(m->dest, m->dest, NULL, MS_BIND | MS_REC, NULL);
         } else if (strcmp(m->dest, "/dev") == 0 && strcmp(m->type, "tmpfs") == 0)
             made |= new_dev(s, m) == 0;
         else
