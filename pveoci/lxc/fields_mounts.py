@@ -26,7 +26,7 @@ from pveoci.process import (
 
 # Mounts LXC sets up in every container (with lxcfs's views of /proc and /sys, and their read-only parts): a spec
 # asking for them gets them, taken again at their place in the spec's order.
-LXC_MOUNTS = {"/proc": "proc", "/sys": "sysfs", "/sys/fs/cgroup": "cgroup"}
+LXC_MOUNTS = frozenset({"/proc", "/sys", "/sys/fs/cgroup"})
 #: Filesystems pveoci's init mounts itself, at the start, where the spec says (a tmpfs at /dev is a new /dev with
 #: the container's devices carried into it). For an engine's bind at /dev/shm, /dev/mqueue or /dev/pts (a
 #: directory of its own machine), the init mounts the kind of filesystem that belongs there.
@@ -75,9 +75,9 @@ def mounts(d: Draft) -> None:
 def _init_mount(d: Draft, path: str, mount: Mount, made: list[InitMount]) -> bool:
     """A mount LXC makes (taken again in the spec's order) or the init mounts; False for one of neither kind."""
     destination = mount.destination
-    lxc_fs = LXC_MOUNTS.get(destination)
     bound = _is_bind(mount)
-    if lxc_fs is not None and ((not bound and mount.type in _KERNEL_FS) or (bound and mount.source == destination)):
+    if destination in LXC_MOUNTS and ((not bound and mount.type in _KERNEL_FS) or
+                                      (bound and mount.source == destination)):
         made.append(InitMount(destination, kind="lxc"))
         d.note(path, "provided", f"LXC mounts {destination} itself (lxcfs's views, its read-only parts)")
         return True
@@ -100,8 +100,8 @@ def _new_mount(path: str, destination: str, fs: str, source: str, options: list[
             len(destination) >= PATH_MAX or not destination.isprintable():
         raise errors.MappingError(f"{path}.destination: {shown(destination)} is not an absolute path in the container "
                                   "(other than /)")
-    if not all(o.isprintable() and "," not in o for o in options) or not source.isprintable():
-        raise errors.MappingError(f"{path}: an option or the source has a control character or a comma in it")
+    if not all(o.isprintable() for o in options) or not source.isprintable():
+        raise errors.MappingError(f"{path}: an option or the source has a control character in it")
     flags, data = 0, []
     for option in filter(None, options):
         if option in _SET_FLAGS:
