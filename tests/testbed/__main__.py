@@ -53,7 +53,7 @@ def demo(workdir: Path) -> int:
         steps = (["doctor"], ["nodes"], ["plan", "-b", str(bundle)],
                  ["--root", root, "run", "-d", "-b", str(bundle), "hello"],
                  ["--root", root, "exec", "hello", "--", "cat", "/tmp/hello", "/tmp/started"],
-                 ["--root", root, "exec", "hello", "--", "sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"],
+                 ["--root", root, "exec", "hello", "--", "env"],
                  ["--root", root, "state", "hello"], ["--root", root, "list"],
                  ["--root", root, "kill", "--timeout", "2", "hello", "TERM"], ["--root", root, "list"],
                  ["--root", root, "delete", "hello"],
