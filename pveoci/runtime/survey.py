@@ -51,7 +51,8 @@ class Survey:
     """The nodes as placement sees them; `assign` and `release` keep it true while a plan moves containers."""
 
     loads: dict[str, NodeLoad]
-    steps: list[Step] = field(default_factory=list)    # creates of this machine not yet seen in the cluster
+    steps: list[Step] = field(default_factory=list)    # creates of this machine not listed as pveoci's yet
+    creating: list[Step] = field(default_factory=list)  # every create of this machine in progress, listed or not
     guests: list[Guest] = field(default_factory=list)  # the cluster's containers, as read for this survey
 
     def assign(self, node: str, memory: int, *, running: bool, group: bool) -> None:
@@ -87,23 +88,28 @@ def survey(ctx: Context, group: str | None = None) -> Survey:
     live, guests = ctx.backend.overview()
     nodes = facts.with_storages(ctx, live)   # status and load as they are; storages as of a few seconds ago
     found = Survey({n.name: NodeLoad(n) for n in nodes}, guests=guests)
+    # This machine's creates in progress count as their journal entries say, wherever the cluster's list stands
+    # with them: not there yet; being made (Proxmox's create task shows it locked, its config not written, so
+    # without pveoci's tag); made but not started (Proxmox starts it in a task of its own, after the create's lock
+    # is gone); started. The containers the list shows for them are not counted again. A VMID two creates raced
+    # for counts for both, for a moment: the one that lost tries another.
+    theirs = {(s.vmid, s.node) for s in steps if s.vmid is not None}
     for g in guests:
-        _count(found.loads.get(g.node), g)
-    visible = {g.vmid: g for g in guests}
-    found.steps = [s for s in steps if s.vmid is None or s.vmid not in visible]
+        if (g.vmid, g.node) not in theirs:
+            _count(found.loads.get(g.node), g)
+    shown = {(g.vmid, g.node): g for g in guests}
     for s in steps:
-        # Made but not started yet (Proxmox starts it in a task of its own, after the create's lock is gone): its
-        # container counts above, the memory it is about to take does not.
-        made = visible.get(s.vmid or -1)
-        load = found.loads.get(made.node) if made is not None else None
-        if made is not None and load is not None and made.status != "running" and made.lock != "create":
-            load.committed += int(s.data.get("memory") or 0)
-    for s in found.steps:
         load = found.loads.get(s.node or "")
-        if load is not None:
-            load.containers += 1
-            load.committed += int(s.data.get("memory") or 0)
+        if load is None:
+            continue
+        load.containers += 1
+        load.committed += int(s.data.get("memory") or 0)
+        made = shown.get((s.vmid, s.node or "")) if s.vmid is not None else None
+        if made is None:
             load.disk_pending += int(s.data.get("disk") or 0)
+        if made is None or marker.TAG not in made.tags:
+            found.steps.append(s)
+    found.creating = steps
     if group:
         _groups(ctx, found, group)
     return found
@@ -143,8 +149,9 @@ def mark_templates(ctx: Context, found: Survey, ask: Ask, hint: TemplateHint) ->
                 listed[key] = listed.get(key, set()) | {t.name for t in ctx.backend.templates(dest)}
                 (facts.template_seen if name in listed[key] else facts.template_absent)(ctx, dest, name)
             load.template = name in listed[key]
+        # A create of the same rootfs on its way there (its container seen or not yet) takes the template there.
         load.template = load.template or any(s.node == load.name and s.data.get("rootfs") == hint.rootfs
-                                             for s in found.steps)
+                                             for s in found.creating)
 
 
 def place(ctx: Context, ask: Ask, seed: str, hint: TemplateHint | None = None,

@@ -152,6 +152,31 @@ def test_creates_made_but_not_yet_started_still_count_their_memory(make_runtime:
     assert Counter(ct.node for ct in memory.cts.values()) == {"pve1": 4, "pve2": 4, "pve3": 4}
 
 
+def test_creates_still_being_made_count_as_containers(make_runtime: MakeRuntime, memory: MemoryBackend,
+                                                      bundle: Path) -> None:
+    """Proxmox's create task shows the container locked, with none of its config yet (so without pveoci's tag),
+    until the task ends: creates that place meanwhile count it as its journal entry says, or they pile onto one
+    node (seen on the bed: 5/3/4)."""
+    runtimes = [make_runtime(node="auto") for _ in range(12)]
+    made, everyone = Counter[str](), threading.Event()
+    real_create = memory.create
+
+    def still_being_made(node: str, vmid: int, options: dict[str, object]) -> None:
+        real_create(node, vmid, options)
+        config = memory.cts[vmid].config
+        memory.cts[vmid].config = {"lock": "create"}   # as create_and_lock_config leaves it until the task ends
+        made[str(options["hostname"])] += 1
+        if len(made) == 12:
+            everyone.set()
+        everyone.wait(30)
+        memory.cts[vmid].config = config
+
+    memory.create = still_being_made  # type: ignore[method-assign]
+
+    assert created_at_once(runtimes, bundle) == []
+    assert Counter(ct.node for ct in memory.cts.values()) == {"pve1": 4, "pve2": 4, "pve3": 4}
+
+
 def test_equal_nodes_are_chosen_by_the_id_not_by_name(rt: Runtime, bundle: Path) -> None:
     picks = {f"c{i}": rt.place(bundle, id=f"c{i}").node for i in range(30)}
     assert set(picks.values()) == set(THREE)                        # no pile-up on the first by name
