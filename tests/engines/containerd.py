@@ -13,18 +13,14 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import platform
 import shutil
-import signal
 import subprocess
-import sys
 import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.engines.cli import EngineCli
+from tests.engines.cli import EngineCli, calls, launcher, stop, wait_up
 from tests.testbed import Testbed
 from tests.testbed.bundle import make_busybox_bundle
 
@@ -78,8 +74,7 @@ class Containerd(EngineCli):
 
     def calls(self) -> list[str]:
         """The runtime calls that reached pveoci (the launcher's record), in order."""
-        path = self.root / "calls"
-        return path.read_text().splitlines() if path.exists() else []
+        return calls(self.root)
 
     @property
     def socket(self) -> Path:
@@ -98,12 +93,7 @@ class Containerd(EngineCli):
 
     def close(self) -> None:
         self.clean()
-        os.kill(self.daemon.pid, signal.SIGTERM)
-        try:
-            self.daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(self.daemon.pid, signal.SIGKILL)
-            self.daemon.wait(30)
+        stop(self.daemon)
 
 
 def start(bed: Testbed, root: Path) -> Containerd:
@@ -117,24 +107,14 @@ def start(bed: Testbed, root: Path) -> Containerd:
         f'[grpc]\n  address = "{root / "containerd.sock"}"\n'
         f'[ttrpc]\n  address = "{root / "containerd.sock.ttrpc"}"\n'
         f'[debug]\n  address = "{root / "debug.sock"}"\n')
-    launcher = root / "pveoci"
-    launcher.write_text("#!/bin/sh\n"
-                        f"echo \"$*\" >> '{root / 'calls'}'\n"       # which calls reached pveoci
-                        f"export PVEOCI_CONFIG='{bed.config_path}' XDG_STATE_HOME='{root / 'pveoci-state'}'\n"
-                        f"exec '{sys.executable}' -m pveoci \"$@\"\n")
-    launcher.chmod(0o755)
+    made_launcher = launcher(bed, root)
     env = bed.env()
     del env["PVEOCI_STAND_IN"]
     with (root / "containerd.log").open("wb") as log:
         daemon = subprocess.Popen(["containerd", "--config", str(config)], stdin=subprocess.DEVNULL, stdout=log,
                                   stderr=log, env=env)
-    made = Containerd(env, root, daemon, launcher)
-    deadline = time.monotonic() + 30
-    while made("version").returncode != 0:
-        if daemon.poll() is not None or time.monotonic() > deadline:
-            made.close()
-            raise RuntimeError(f"containerd did not start: {(root / 'containerd.log').read_text()[-2000:]}")
-        time.sleep(0.1)
+    made = Containerd(env, root, daemon, made_launcher)
+    wait_up(made, daemon, root / "containerd.log", 30, made.close)
     rootfs = make_busybox_bundle(root / "image") / "rootfs"
     made.ok("image", "import", str(oci_archive(rootfs, root / "image.tar")))
     return made

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.engines.cli import TIMEOUT, EngineCli
+from tests.engines.cli import TIMEOUT, EngineCli, calls, launcher, stop, wait_up
 from tests.testbed import Testbed
 from tests.testbed.bundle import make_busybox_bundle
 
@@ -41,8 +37,7 @@ class Docker(EngineCli):
 
     def calls(self) -> list[str]:
         """The runtime calls that reached pveoci (the launcher's record), in order."""
-        path = self.root / "calls"
-        return path.read_text().splitlines() if path.exists() else []
+        return calls(self.root)
 
     def argv(self, *args: str) -> list[str]:
         return [CLIENT, "--host", f"unix://{self.root / 'docker.sock'}", *args]
@@ -54,12 +49,7 @@ class Docker(EngineCli):
 
     def close(self) -> None:
         self.clean()
-        os.kill(self.daemon.pid, signal.SIGTERM)
-        try:
-            self.daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            os.kill(self.daemon.pid, signal.SIGKILL)
-            self.daemon.wait(30)
+        stop(self.daemon, 60)
 
 
 def _rootfs_tar(rootfs: Path) -> bytes:
@@ -71,13 +61,8 @@ def _rootfs_tar(rootfs: Path) -> bytes:
 
 def start(bed: Testbed, root: Path) -> Docker:
     root.mkdir(parents=True, exist_ok=True)
-    launcher = root / "pveoci"
-    launcher.write_text("#!/bin/sh\n"
-                        f"echo \"$*\" >> '{root / 'calls'}'\n"
-                        f"export PVEOCI_CONFIG='{bed.config_path}' XDG_STATE_HOME='{root / 'pveoci-state'}'\n"
-                        f"exec '{sys.executable}' -m pveoci \"$@\"\n")
-    launcher.chmod(0o755)
-    (root / "daemon.json").write_text(json.dumps({"runtimes": {"pveoci": {"path": str(launcher)}}}))
+    made_launcher = launcher(bed, root)
+    (root / "daemon.json").write_text(json.dumps({"runtimes": {"pveoci": {"path": str(made_launcher)}}}))
     env = bed.env()
     del env["PVEOCI_STAND_IN"]
     argv = ["dockerd", "--config-file", str(root / "daemon.json"), "--data-root", str(root / "data"),
@@ -87,12 +72,7 @@ def start(bed: Testbed, root: Path) -> Docker:
     with (root / "dockerd.log").open("wb") as log:
         daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     made = Docker(env, root, daemon)
-    deadline = time.monotonic() + 60
-    while made("version").returncode != 0:
-        if daemon.poll() is not None or time.monotonic() > deadline:
-            made.close()
-            raise RuntimeError(f"dockerd did not start: {(root / 'dockerd.log').read_text()[-2000:]}")
-        time.sleep(0.2)
+    wait_up(made, daemon, root / "dockerd.log", 60, made.close)
     rootfs = make_busybox_bundle(root / "image") / "rootfs"
     imported = subprocess.run(made.argv("import", "-", IMAGE), input=_rootfs_tar(rootfs), capture_output=True,
                               env=env, timeout=TIMEOUT, check=False)

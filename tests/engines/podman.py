@@ -11,12 +11,11 @@ from __future__ import annotations
 import resource
 import shutil
 import subprocess
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.engines.cli import TIMEOUT, EngineCli
+from tests.engines.cli import TIMEOUT, EngineCli, launcher
 from tests.testbed import Testbed
 from tests.testbed.bundle import make_busybox_bundle
 
@@ -28,7 +27,7 @@ def missing() -> list[str]:
     return [f"{tool} (Debian package podman)" for tool in TOOLS if shutil.which(tool) is None]
 
 
-def containers_conf(launcher: Path) -> str:
+def containers_conf(runtime: Path) -> str:
     # podman 4.3 asks RLIMIT_NOFILE and RLIMIT_NPROC 1048576 for every container: above the hard limits of
     # a machine that caps them (this CI's), so take the caller's hard limits instead.
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -44,7 +43,7 @@ def containers_conf(launcher: Path) -> str:
         # podman gives --log/--log-format json only to runtimes it knows to write JSON logs
         'runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "pveoci"]\n'
         "[engine.runtimes]\n"
-        f'pveoci = ["{launcher}"]\n'
+        f'pveoci = ["{runtime}"]\n'
     )
 
 
@@ -65,14 +64,9 @@ class Podman(EngineCli):
 
 def start(bed: Testbed, root: Path) -> Podman:
     root.mkdir(parents=True, exist_ok=True)
-    launcher = root / "pveoci"
     env = bed.env(XDG_STATE_HOME=str(root / "state"))
     del env["PVEOCI_STAND_IN"]                          # engines get runc's create: a stand-in
-    launcher.write_text("#!/bin/sh\n"
-                        f"export PVEOCI_CONFIG='{bed.config_path}' XDG_STATE_HOME='{root / 'state'}'\n"
-                        f"exec '{sys.executable}' -m pveoci \"$@\"\n")
-    launcher.chmod(0o755)
-    (root / "containers.conf").write_text(containers_conf(launcher))
+    (root / "containers.conf").write_text(containers_conf(launcher(bed, root, root / "state")))
     env["CONTAINERS_CONF"] = str(root / "containers.conf")
     podman = Podman(env, root)
     rootfs = make_busybox_bundle(root / "image") / "rootfs"
