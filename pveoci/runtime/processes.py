@@ -7,6 +7,7 @@ bundle's environment, user, working directory and limits unless told otherwise; 
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,9 +140,18 @@ def logs(ctx: Context, cid: str, *, stdout: IO[bytes] | None, stderr: IO[bytes] 
         raise errors.Unsupported("logs: this container was made by pveoci 0.1, which kept no log; recreate it")
     g = found.guest
     if g.status == "running":
-        command = [INIT_PATH, "logs", *(["-f"] if follow else [])]
-        code = ctx.backend.exec(g.node, g.vmid, command, stdin=None, stdout=stdout, stderr=stderr)
-        return code if follow else None
+        # Framed, so the exec's own complaints stay apart from the process's stderr: a container whose process
+        # ends just now cannot be entered any more, and its log is then read as a stopped one's.
+        frames, complaint = _Frames(stdout, stderr), io.BytesIO()
+        command = [INIT_PATH, "logs", "--framed", *(["-f"] if follow else [])]
+        code = ctx.backend.exec(g.node, g.vmid, command, stdin=None, stdout=frames,  # type: ignore[arg-type]
+                                stderr=complaint)
+        if frames.ready.is_set() or code == 0:
+            return (frames.status if frames.status is not None else code) if follow else None
+        if require(ctx, cid).guest.status == "running":
+            said = complaint.getvalue().decode("utf-8", "replace").strip().splitlines()
+            raise errors.PveociError(f"logs of container {cid}: the node could not run pveoci's init in it"
+                                     + (f": {said[-1]}" if said else f" (exit {code})"))
     data = ctx.backend.read_file(g.node, g.vmid, LOG_PATH) or b""
     for stream, chunk in parse_log(data):
         target = stdout if stream == 1 else stderr

@@ -315,3 +315,21 @@ def test_gc_in_another_thread_leaves_a_create_under_way_alone(make_runtime: Make
     assert "busy" not in report.rolled_back
     assert maker.state("busy").status == "created"
     assert cleaner.gc().rolled_back == ()
+
+
+def test_logs_of_a_container_whose_process_ends_just_then_are_read_as_a_stopped_ones(make_runtime: MakeRuntime,
+                                                                                    bundle: Path) -> None:
+    """Seen on the bed: the process ended between the state's read and the exec; lxc-attach could not enter the
+    container any more, and its complaint came out as the container's stderr, with exit 1."""
+    memory: list[MemoryBackend] = []
+
+    def program(node: str, vmid: int, argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes]:
+        memory[0].exit(vmid, 3)   # the process ends now
+        return 1, b"", b"lxc-attach: 100: ../src/lxc/attach.c: Failed to enter namespaces\n"
+
+    memory.append(MemoryBackend(programs=program))
+    rt = make_runtime(memory[0])
+    rt.run("job", bundle)
+    out, err = io.BytesIO(), io.BytesIO()
+    assert rt.logs("job", stdout=out, stderr=err, follow=True) == 3
+    assert (out.getvalue(), err.getvalue()) == (b"", b"")
