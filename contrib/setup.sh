@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(openssh-server openssh-client openssh-sftp-server lxc busybox-static zstd ca-certificates qemu-user-static
-          podman containerd docker.io)
+          podman containerd docker.io skopeo umoci docker-registry)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
@@ -22,6 +22,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian's docker-registry starts a registry on every address (port 5000) where systemd runs: the tests start
+    # their own on loopback, so the one the package enables goes again.
+    if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null \
+        && [ -d /run/systemd/system ]; then
+      as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
   else
     echo "setup: no apt-get here; install ${missing[*]} yourself for the test bed" >&2
   fi

@@ -260,6 +260,13 @@ class MarkerUnreadable(PveociError):
         self.vmid = vmid
 
 
+class ImageError(PveociError):
+    """An image cannot be used: an unknown or malformed reference, a registry's refusal, a digest that does not
+    match, an image for another architecture, a layer that is broken or would write outside the rootfs."""
+
+    exit_code = 32
+
+
 class ChecksFailed(PveociError):
     """`pveoci doctor` found at least one failing check."""
 

@@ -37,11 +37,20 @@ def target_for(profile: Profile, pve_version: tuple[int, int], size: int, root_p
 def plan_bundle(bundle: Bundle, profile: Profile, *, container_id: str, pve_version: tuple[int, int],
                 size: int | None = None, root_pam: bool | None = None) -> Plan:
     """`size`: the rootfs's bytes, when a scan already has them (else they are counted here)."""
+    image = bundle.image
+
     def find(name: str, path_env: str | None, cwd: str) -> str | None:
+        if image is not None:
+            return image.find_executable(name, path_env, cwd)
         return find_executable(bundle.rootfs, name, path_env, cwd)
 
-    target = target_for(profile, pve_version, rootfs_size(bundle.rootfs) if size is None else size, root_pam)
-    return map_spec(bundle.spec, target, container_id=container_id, find_program=find, look_up=look_up)
+    if size is None:
+        size = image.merged.size if image is not None else rootfs_size(bundle.rootfs)
+    target = target_for(profile, pve_version, size, root_pam)
+    plan = map_spec(bundle.spec, target, container_id=container_id, find_program=find, look_up=look_up)
+    if image is not None:
+        plan.findings += image.findings
+    return plan
 
 
 def look_up(source: str) -> HostFile:

@@ -25,17 +25,22 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "pveoci.retry": ("pveoci.errors",),
     "pveoci.hooks": ("pveoci.errors",),
     "pveoci.cache": ("pveoci.errors", "pveoci.models"),
-    "pveoci.oci": ("pveoci.errors", "pveoci.userfile"),
+    # A bundle made of an image names its type (pveoci.image.source.Source), for type checking only.
+    "pveoci.oci": ("pveoci.errors", "pveoci.userfile", "pveoci.image.source"),
+    # Images: references, the store (skopeo, a program of this machine, as the packer is), layers merged into
+    # the packer's stream, the image's config as a spec.
+    "pveoci.image": ("pveoci.errors", "pveoci.lxc", "pveoci.oci", "pveoci.init", "pveoci.template.pack",
+                     "pveoci.template.frames", "pveoci.template.manifest"),
     "pveoci.lxc": ("pveoci.errors", "pveoci.models", "pveoci.oci", "pveoci.process", "pveoci.signals",
                    "pveoci.marker"),
     "pveoci.planning": ("pveoci.errors", "pveoci.models", "pveoci.settings", "pveoci.oci", "pveoci.lxc",
-                        "pveoci.template.pack"),
+                        "pveoci.template.pack", "pveoci.image.source"),
     "pveoci.runtime": ("pveoci.backends.base", "pveoci.errors", "pveoci.models", "pveoci.settings", "pveoci.cache",
                        "pveoci.hooks", "pveoci.marker", "pveoci.card", "pveoci.process", "pveoci.progress",
                        "pveoci.retry", "pveoci.signals", "pveoci.oci", "pveoci.lxc", "pveoci.planning", "pveoci.init",
                        "pveoci.template.pack", "pveoci.template.manifest", "pveoci.template.delta",
                        "pveoci.template.frames", "pveoci.template.tree", "pveoci.template.native",
-                       "pveoci.standin"),
+                       "pveoci.standin", "pveoci.image"),
     # The stand-in: a local process the runtime leaves; its program (relay.py) is the standard library's only.
     "pveoci.standin": ("pveoci.errors", "pveoci.cache"),
 }

@@ -14,6 +14,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from pveoci.cli import render
+from pveoci.cli.images import (
+    ArgsArgument,
+    AuthfileOption,
+    CertDirOption,
+    EntrypointOption,
+    EnvOption,
+    ImageOption,
+    TlsVerifyOption,
+    UserOption,
+    WorkdirOption,
+)
+from pveoci.cli.images import request as image_request
 from pveoci.cli.invocation import IdArgument, OutputOption, cli
 from pveoci.cli.place import ExcludeOption, ExplainOption
 
@@ -54,7 +66,11 @@ def _refuse(flag: str, reason: str) -> None:
 def create(
     ctx: typer.Context,
     container_id: IdArgument,
+    args: ArgsArgument = None,
     bundle: BundleOption = Path("."),
+    image: ImageOption = None, entrypoint: EntrypointOption = None, env: EnvOption = None,
+    workdir: WorkdirOption = None, user: UserOption = None, authfile: AuthfileOption = None,
+    cert_dir: CertDirOption = None, tls_verify: TlsVerifyOption = True,
     pid_file: PidFileOption = None,
     node: NodeOption = None,
     strict: StrictOption = False,
@@ -70,10 +86,12 @@ def create(
     stand_in: StandInOption = True,
     output: OutputOption = None,
 ) -> None:
-    """Create a container from a bundle, without starting its process.
+    """Create a container from a bundle or an image, without starting its process.
 
-    Packs the rootfs into a content-addressed template, uploads it unless the node has it, takes
-    a VMID from the cluster and creates the container; pveoci's init then waits in it for `start`.
+    Packs the rootfs (or the image's layers) into a content-addressed template, uploads it unless the
+    node has it, takes a VMID from the cluster and creates the container; pveoci's init then waits in
+    it for `start`. With --image, the image's config says the process (Entrypoint and Cmd, Env,
+    WorkingDir, User), changed by --entrypoint, -e, -w, -u and a command after the id.
     As runc's create leaves its init, it leaves a stand-in: a local process that holds this
     command's stdin, stdout and stderr, writes the process's output to them once it runs, and exits
     with its status; its pid is the state's and what --pid-file gets (engines wait for it). A caller
@@ -86,17 +104,21 @@ def create(
       pveoci create -b ./hello hello
       pveoci create --bundle ./hello --node pve2 hello
       pveoci create -b ./hello --explain --exclude-node pve1 hello   # every node's score on stderr
+      pveoci create --image registry.example:5000/web:2 -e PORT=8080 web
     """
     _refuse_runc_only(no_pivot, no_new_keyring, preserve_fds)
     from pveoci.cli.display import display
 
+    wanted = image_request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
+                           authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify,
+                           terminal=console_socket is not None, bundle_given=bundle != Path("."))
     io = _stdio(stand_in, console_socket)
     c = cli(ctx, output)
     rt = c.runtime()
     with display() as shown:
         made = rt.create(container_id, bundle, node=node, strict=strict, transport=transport, progress=shown,
                          exclude=exclude_node or (), on_placement=_explainer(show), findings=_findings(stand_in),
-                         stand_in=io)
+                         stand_in=io, image=wanted)
     if pid_file is not None:
         render.write_pid_file(pid_file, made.pid)
     if c.json:
@@ -167,7 +189,11 @@ def start(ctx: typer.Context, container_id: IdArgument, output: OutputOption = N
 def run(
     ctx: typer.Context,
     container_id: IdArgument,
+    args: ArgsArgument = None,
     bundle: BundleOption = Path("."),
+    image: ImageOption = None, entrypoint: EntrypointOption = None, env: EnvOption = None,
+    workdir: WorkdirOption = None, user: UserOption = None, authfile: AuthfileOption = None,
+    cert_dir: CertDirOption = None, tls_verify: TlsVerifyOption = True,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once it runs (else stream its output "
                                          "and exit with its status).")] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Without -d: keep the container after it "
@@ -185,7 +211,7 @@ def run(
     stand_in: StandInOption = True,
     output: OutputOption = None,
 ) -> None:
-    """Create and start a container.
+    """Create and start a container, from a bundle or an image (--image, as create).
 
     Without -d, as runc: its stdout and stderr stream here live, Ctrl-C sends it SIGINT, and pveoci
     exits with its status (128+N when signal N ended it); the container is deleted afterwards
@@ -197,17 +223,18 @@ def run(
       pveoci run -b ./job job42               # the job's output here; exit status the job's
       pveoci run -d -b ./hello hello
       pveoci run -d --pid-file hello.pid -b ./hello hello
+      pveoci run --image registry.example:5000/tools:1 t1 -- ls -l /   # an image's tool, once
     """
     _refuse_runc_only(no_pivot, no_new_keyring, preserve_fds)
     from pveoci.cli.display import display
 
-    if not detach and pid_file is not None:
-        _refuse("--pid-file", "with run in the foreground; use run -d --pid-file")
-    if not detach and console_socket is not None:
-        _refuse("--console-socket", "with run in the foreground (its output comes here); use run -d")
+    _refuse_in_foreground(detach, pid_file, console_socket)
+    wanted = image_request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
+                           authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify,
+                           terminal=console_socket is not None, bundle_given=bundle != Path("."))
     c = cli(ctx, output)
     rt = c.runtime()
-    placing: dict[str, Any] = {"exclude": exclude_node or (), "on_placement": _explainer(show)}
+    placing: dict[str, Any] = {"exclude": exclude_node or (), "on_placement": _explainer(show), "image": wanted}
     if not detach:
         raise typer.Exit(_run_attached(rt, container_id, bundle, keep=keep, node=node, strict=strict,
                                        transport=transport, placing=placing))
@@ -219,6 +246,13 @@ def run(
         render.write_pid_file(pid_file, started.pid)
     if c.json:
         render.emit_json(started.to_json())
+
+
+def _refuse_in_foreground(detach: bool, pid_file: Path | None, console_socket: str | None) -> None:
+    if not detach and pid_file is not None:
+        _refuse("--pid-file", "with run in the foreground; use run -d --pid-file")
+    if not detach and console_socket is not None:
+        _refuse("--console-socket", "with run in the foreground (its output comes here); use run -d")
 
 
 def _run_attached(rt: Runtime, cid: str, bundle: Path, *, keep: bool, node: str | None, strict: bool,

@@ -30,6 +30,7 @@ Examples:
   pveoci config init --host pve1.example.com   # write a commented profile
   pveoci doctor                                # check API, auth, privileges, nodes, SSH
   pveoci run -d -b ./hello hello               # pack, upload, create and start a bundle
+  pveoci run -d --image reg.example/web:2 web  # or an image, pulled here, its layers packed once
   pveoci exec hello -- cat /proc/1/environ     # run a command in it (over SSH)
   pveoci state hello                           # OCI state JSON
   pveoci -p lab list -o json                   # another profile, JSON for scripts
@@ -44,7 +45,7 @@ COMMANDS = {
     "state": "lifecycle:state_cmd", "list": "lifecycle:list_cmd", "kill": "lifecycle:kill",
     "delete": "lifecycle:delete", "exec": "lifecycle:exec_cmd", "ps": "lifecycle:ps", "logs": "lifecycle:logs",
     "pause": "lifecycle:pause", "resume": "lifecycle:resume", "update": "update:update", "events": "events:events",
-    "features": "features:features", "plan": "plan:plan", "place": "place:place",
+    "features": "features:features", "pull": "images:pull", "plan": "plan:plan", "place": "place:place",
     "migrate": "moves:migrate", "drain": "moves:drain", "rebalance": "moves:rebalance", "doctor": "doctor:doctor",
     "nodes": "nodes:nodes", "gc": "lifecycle:gc",
     "template": "template:app", "config": "config:app", "cache": "lifecycle:cache_app",

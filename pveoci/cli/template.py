@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from pveoci.cli import render
+from pveoci.cli.images import AuthfileOption, CertDirOption, ImageOption, TlsVerifyOption
+from pveoci.cli.images import request as image_request
 from pveoci.cli.invocation import OutputOption, cli
 from pveoci.cli.lifecycle import BundleOption, NodeOption, StrictOption
 
@@ -39,6 +41,10 @@ StorageOption = Annotated[Optional[str],  # noqa: UP045 - typer reads the annota
 def push(
     ctx: typer.Context,
     bundle: BundleOption = Path("."),
+    image: ImageOption = None,
+    authfile: AuthfileOption = None,
+    cert_dir: CertDirOption = None,
+    tls_verify: TlsVerifyOption = True,
     node: NodeOption = None,
     storage: StorageOption = None,
     transport: Annotated[str, typer.Option("--transport", help="sftp (over SSH, the default) or api (the "
@@ -46,23 +52,27 @@ def push(
     strict: StrictOption = False,
     output: OutputOption = None,
 ) -> None:
-    """Pack a bundle's rootfs and upload it, unless the storage has it already.
+    """Pack a bundle's rootfs (or an image's layers) and upload it, unless the storage has it already.
 
     The template is the one `pveoci create` uses for the bundle, named by its content:
-    pveoci-<sha256 prefix>-<likeness prefix>.tar.zst. Shared storage gets one copy for all nodes.
+    pveoci-<sha256 prefix>-<likeness prefix>.tar.zst (an image's: by its manifest's digest).
+    Shared storage gets one copy for all nodes.
 
     Examples:
 
     \b
       pveoci template push -b ./mybundle
       pveoci template push -b ./mybundle --node pve2 --transport api
+      pveoci template push --image registry.example:5000/web:2 --node pve3   # before the first run there
     """
     from pveoci.cli.display import display
 
+    wanted = image_request(image, authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify,
+                           bundle_given=bundle != Path("."))
     c = cli(ctx, output)
     with display() as shown:
         result = c.runtime().templates.push(bundle, node=node, storage=storage, transport=transport,
-                                            strict=strict, progress=shown)
+                                            strict=strict, progress=shown, image=wanted)
     if c.json:
         render.emit_json(result.to_json())
     elif result.uploaded:

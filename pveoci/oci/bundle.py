@@ -13,6 +13,7 @@ from pveoci.errors import BundleError
 from pveoci.oci import jsonfile
 
 if TYPE_CHECKING:
+    from pveoci.image.source import Source
     from pveoci.oci.runtime_spec import Spec
 
 CONFIG_NAME = "config.json"
@@ -20,12 +21,16 @@ CONFIG_NAME = "config.json"
 
 @dataclass(frozen=True)
 class Bundle:
-    """A loaded bundle. `spec.process` and `spec.root` are always set."""
+    """A loaded bundle. `spec.process` and `spec.root` are always set.
+
+    A bundle made of an image (pveoci.image.source) has its layers as `image`, what a pack reads instead of a
+    directory; its `rootfs` then names the image in the local store."""
 
     path: Path
     spec: Spec
     rootfs: Path
     config_digest: str
+    image: Source | None = None
 
     @property
     def config_path(self) -> Path:

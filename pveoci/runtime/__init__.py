@@ -44,6 +44,8 @@ from pveoci.runtime.placement import choose_node
 from pveoci.settings import Settings
 
 if TYPE_CHECKING:
+    from pveoci.image.source import ImageRequest
+    from pveoci.image.store import Image
     from pveoci.lxc.mapping import Plan
     from pveoci.lxc.resource_update import ResourceUpdate
     from pveoci.oci.bundle import Bundle
@@ -59,6 +61,15 @@ _WAIT = Backoff(first=0.2, factor=1.5, cap=2.0)
 #: the `pveoci.findings` logger (unsupported fields as one warning, each approximation at info), or not at all.
 FindingsMode = Literal["log", "quiet"]
 FINDINGS: tuple[FindingsMode, ...] = ("log", "quiet")
+
+
+def _image(value: str | ImageRequest | None) -> ImageRequest | None:
+    """An image reference as the request create and pull take (the image's own process, default access)."""
+    if value is None or not isinstance(value, str):
+        return value
+    from pveoci.image.source import ImageRequest
+
+    return ImageRequest(value)
 
 
 def _findings(value: str) -> FindingsMode:
@@ -80,8 +91,10 @@ class Templates:
         self._ctx = ctx
 
     def push(self, bundle: Path | str = ".", *, node: str | None = None, storage: str | None = None,
-             transport: str = "sftp", strict: bool = False, progress: Progress = SILENT) -> PushResult:
-        """Pack the bundle's rootfs into its template and upload it unless the storage has it already.
+             transport: str = "sftp", strict: bool = False, progress: Progress = SILENT,
+             image: str | ImageRequest | None = None) -> PushResult:
+        """Pack the bundle's rootfs (or the image's layers) into its template and upload it unless the storage
+        has it already.
 
         The same code path as `create`: the template a create of this bundle would use, on the node
         it would go to (`node`, else the profile's node; `auto` picks one).
@@ -92,7 +105,16 @@ class Templates:
 
         push.check_transport(transport)
         wanted = node or ctx.profile.node
+        request = _image(image)
         try:
+            if request is not None:
+                from pveoci.image import source
+
+                request.parsed()
+                found = None if wanted == "auto" else self._node_facts(wanted, storage)
+                loaded, scanned = source.load(request, found[0] if found else push.likely_arch(ctx, None))
+                return self._push(loaded, scanned, found, strict=strict, storage=storage, transport=transport,
+                                  progress=progress)
             # The stat walk (the packer's scan, a process of its own) starts as soon as the rootfs is known, and
             # runs while the rest is checked (the spec and its mapping: the rootfs's size does not change what a
             # mapping refuses) and the node looked up and, on a workstation new to it, logged in to (its
@@ -131,6 +153,11 @@ class Templates:
             target = survey.place(ctx, survey.ask_for(ctx, plan), str(loaded.rootfs)).node
             found = self._node_facts(target, storage, named=False)
         arch, dest = found
+        if loaded.image is not None and loaded.image.arch != arch:   # placed on a node unlike the one guessed
+            from pveoci.image import source
+
+            loaded, scanned = source.load(loaded.image.request, arch)
+            plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
         return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
                            scanned=scanned)
 
@@ -216,8 +243,8 @@ class Runtime:
     def create(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
                transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
                on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None,
-               stand_in: StandIn | None = None) -> State:
-        """Create a container from a bundle without starting it (OCI `create`); its state (`created`).
+               stand_in: StandIn | None = None, image: str | ImageRequest | None = None) -> State:
+        """Create a container from a bundle, or an image, without starting it (OCI `create`); its state (`created`).
 
         Packs the rootfs into a content-addressed template, uploads it unless the node has it,
         takes a VMID from the cluster and creates the container. `node` (default: the profile's) is a
@@ -228,12 +255,15 @@ class Runtime:
         logged to `pveoci.findings` unless `findings="quiet"` (default: the runtime's `findings`).
         `stand_in` (a StandIn): leave a stand-in for the process on this machine, as runc's create leaves its
         init (see stand_in()), before the prestart hooks run, so that every state shows its pid.
+        `image`: an image reference (or an ImageRequest: with overrides of its process and registry access)
+        instead of the bundle: pulled on this machine (`pull`), its layers packed into its template once.
+        ImageError when it cannot be pulled or used.
         """
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
                                progress=progress, exclude=exclude, on_placement=on_placement,
-                               warn=self._warn(findings), stand_in=stand_in)
+                               warn=self._warn(findings), stand_in=stand_in, image=_image(image))
         return to_state(self._ctx, made)
 
     def start(self, id: str) -> State:
@@ -244,14 +274,14 @@ class Runtime:
     def run(self, id: str, bundle: Path | str = ".", *, node: str | None = None, strict: bool = False,
             transport: str = "sftp", progress: Progress = SILENT, exclude: Iterable[str] = (),
             on_placement: Callable[[Placement], None] | None = None, findings: FindingsMode | None = None,
-            stand_in: StandIn | None = None) -> State:
+            stand_in: StandIn | None = None, image: str | ImageRequest | None = None) -> State:
         """Create and start (runc `run --detach`); a container that cannot start is deleted again. The arguments
         are create's."""
         from pveoci.runtime import create as creating
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
                                progress=progress, exclude=exclude, on_placement=on_placement,
-                               warn=self._warn(findings), stand_in=stand_in)
+                               warn=self._warn(findings), stand_in=stand_in, image=_image(image))
         try:
             return transitions.start(self._ctx, id, made)  # what the create just learnt: not asked again
         except errors.PveociError:
@@ -262,12 +292,12 @@ class Runtime:
                      stderr: IO[bytes] | None = None, keep: bool = False, node: str | None = None,
                      strict: bool = False, transport: str = "sftp", progress: Progress = SILENT,
                      exclude: Iterable[str] = (), on_placement: Callable[[Placement], None] | None = None,
-                     findings: FindingsMode | None = None) -> int:
+                     findings: FindingsMode | None = None, image: str | ImageRequest | None = None) -> int:
         """runc's `run` in the foreground: create, start once attached, stream the process's stdout and stderr
         to these binary streams until it ends, delete the container (unless `keep`); the process's exit status
         (128+N when a signal N ended it). The other arguments are create's."""
         self.create(id, bundle, node=node, strict=strict, transport=transport, progress=progress, exclude=exclude,
-                    on_placement=on_placement, findings=findings)
+                    on_placement=on_placement, findings=findings, image=image)
         try:
             return self.attach(id, stdout=stdout, stderr=stderr, start=True)
         finally:
@@ -491,12 +521,34 @@ class Runtime:
         hint = creating.template_hint(self._ctx, loaded, scanned, plan)
         return survey.place(self._ctx, survey.ask_for(self._ctx, plan, exclude), id, hint)
 
-    def plan(self, bundle: Path | str = ".", *, id: str = "container", strict: bool = False) -> Plan:
-        """What the bundle would become on this cluster (PVE options, a finding per field); changes nothing."""
+    def plan(self, bundle: Path | str = ".", *, id: str = "container", strict: bool = False,
+             image: str | ImageRequest | None = None) -> Plan:
+        """What the bundle (or the image, pulled) would become on this cluster (PVE options, a finding per field);
+        changes nothing on the cluster."""
         from pveoci.oci.bundle import Bundle
         from pveoci.runtime import create as creating
 
-        return creating.plan_for(self._ctx, Bundle.load(bundle), id, strict=strict)
+        request = _image(image)
+        if request is None:
+            return creating.plan_for(self._ctx, Bundle.load(bundle), id, strict=strict)
+        from pveoci.image import source
+        from pveoci.runtime import push
+
+        loaded, scanned = source.load(request, push.likely_arch(self._ctx, None))
+        return creating.plan_for(self._ctx, loaded, id, strict=strict, size=scanned.size)
+
+    def pull(self, image: str | ImageRequest, *, node: str | None = None) -> Image:
+        """Pull an image into this machine's image store for the architecture of `node` (default: the profile's;
+        known here, or asked), as `create --image` would; the image (its digest, config, layers). ImageError when
+        it cannot be pulled."""
+        from pveoci.image.store import Store
+        from pveoci.runtime import push
+
+        request = _image(image)
+        assert request is not None
+        wanted = node or self._ctx.profile.node
+        arch = push.node_arch(self._ctx, wanted) if wanted not in (None, "auto") else push.likely_arch(self._ctx, None)
+        return Store(access=request.access).pull(request.parsed(), arch)
 
     def gc(self) -> GcReport:
         """Finish what killed commands left: roll back half-made creates, finish moves (a moved container's

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pveoci import card, errors, hooks, marker, planning
 from pveoci.cache import Record
@@ -33,6 +34,9 @@ from pveoci.runtime.recovery import recover, roll_back
 from pveoci.runtime.vmids import create_with_fresh_vmid
 from pveoci.runtime.walking import walking
 from pveoci.template import manifest
+
+if TYPE_CHECKING:
+    from pveoci.image.source import ImageRequest
 
 log = logging.getLogger("pveoci.runtime")
 #: What a create cannot honour in the bundle (the mapping's findings): a logger of its own, so that scripts
@@ -72,14 +76,22 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
     return plan
 
 
-def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str) -> tuple[Bundle, manifest.Scan]:
-    """What a create can check before it asks the cluster anything: the id, the transport, the bundle, and the
-    mapping (as for the cluster's likely version: a program not in the rootfs, a resource out of range)."""
+def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str, image: ImageRequest | None = None,
+            node: str | None = None) -> tuple[Bundle, manifest.Scan]:
+    """What a create can check before it asks the cluster anything: the id, the transport, the bundle (or the
+    image, pulled for the architecture its node most likely has), and the mapping (as for the cluster's likely
+    version: a program not in the rootfs, a resource out of range)."""
     check_id(cid)
     push.check_transport(transport)
-    # One stat walk (the disk's size, and whether it was packed before), while the spec is checked.
-    with walking(bundle_dir) as (bundle, walk):
-        scanned = walk.result()
+    if image is not None:
+        from pveoci.image import source
+
+        image.parsed()   # a malformed reference is refused before anything runs
+        bundle, scanned = source.load(image, push.likely_arch(ctx, node))
+    else:
+        # One stat walk (the disk's size, and whether it was packed before), while the spec is checked.
+        with walking(bundle_dir) as (bundle, walk):
+            scanned = walk.result()
     check_mapping(ctx, bundle, cid, size=scanned.size)
     return bundle, scanned
 
@@ -93,19 +105,28 @@ def check_mapping(ctx: Context, bundle: Bundle, cid: str, *, size: int) -> None:
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,
            progress: Progress, exclude: Iterable[str] = (),
            on_placement: Callable[[Placement], None] | None = None, warn: bool = True,
-           stand_in: StandIn | None = None) -> Located:
-    bundle, scanned = checked(ctx, cid, bundle_dir, transport)
+           stand_in: StandIn | None = None, image: ImageRequest | None = None) -> Located:
+    bundle, scanned = checked(ctx, cid, bundle_dir, transport, image, node or ctx.profile.node)
     recover(ctx, cid)
     wanted = node or ctx.profile.node
     # Placed by score, the id is looked for among the containers placement reads anyway: one request fewer.
     if locate(ctx, cid, [] if wanted == "auto" else None) is not None:
         raise errors.AlreadyExists("container with given ID already exists")
-    plan = plan_for(ctx, bundle, cid, strict=strict, warn=warn, size=scanned.size)
-    if stand_in is not None and (stand_in.stdin or stand_in.console_socket is not None):
-        plan.process = relayed(plan.process, stdin=stand_in.stdin, pty=stand_in.console_socket is not None)
+    def planned(bundle: Bundle, scanned: manifest.Scan) -> Plan:
+        plan = plan_for(ctx, bundle, cid, strict=strict, warn=warn, size=scanned.size)
+        if stand_in is not None and (stand_in.stdin or stand_in.console_socket is not None):
+            plan.process = relayed(plan.process, stdin=stand_in.stdin, pty=stand_in.console_socket is not None)
+        return plan
+
+    plan = planned(bundle, scanned)
     target, op = _place(ctx, cid, bundle, plan, scanned, wanted, exclude, on_placement)
     try:
         arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
+        if image is not None and bundle.image is not None and bundle.image.arch != arch:
+            from pveoci.image import source  # a node unlike this machine: the image for its architecture
+
+            bundle, scanned = source.load(image, arch)
+            plan = planned(bundle, scanned)
         ctx.cache.step(op, "template")
         dest = facts.destination(ctx, target, ctx.profile.template_storage)
 

@@ -29,6 +29,7 @@ from pveoci.template import delta, manifest
 from pveoci.template.pack import DIGEST_CHARS, ExtraFile, Packed, name_parts, pack, template_name
 
 if TYPE_CHECKING:
+    from pveoci.image.source import Source
     from pveoci.lxc.mapping import Plan
     from pveoci.oci.bundle import Bundle
 
@@ -61,6 +62,23 @@ def node_arch(ctx: Context, node: str) -> str:
         raise errors.Unsupported(f"node '{node}' is {machine}: {exc}") from None
 
 
+def likely_arch(ctx: Context, node: str | None) -> str:
+    """The architecture a create will most likely need, before any node is asked: the named node's as known
+    here, else any node's of this cluster known here, else this machine's (a cluster's nodes are alike)."""
+    from pveoci import init
+    from pveoci.image.source import workstation_arch
+
+    known = [value for key, value in ctx.cache.facts(ctx.facts_scope)
+             if key.startswith("machine:") and isinstance(value, str) and (node in (None, "auto")
+                                                                          or key == f"machine:{node}")]
+    for machine in known:
+        try:
+            return init.arch_for(machine)
+        except ValueError:
+            continue
+    return workstation_arch()
+
+
 def known_template(ctx: Context, rootfs: Path, scanned: manifest.Scan, arch: str, legacy_init: bool) -> str | None:
     """The name of the template the last pack of this rootfs (as scanned) for arch made, or of an alike tree's
     when this path was never packed; None if none is known here."""
@@ -80,13 +98,16 @@ def lineage(rootfs: Path, arch: str, legacy_init: bool) -> str:
 
 
 def like_key(rootfs: Path, scanned: manifest.Scan, arch: str, legacy_init: bool) -> str:
-    """The likeness of the tree, with what else goes into its template (as manifest.key)."""
+    """The likeness of the tree, with what else goes into its template (as manifest.key); an image's is its
+    manifest's digest, so any workstation that packs that image names its template alike."""
     from pveoci import init
+    from pveoci.image.source import is_image
 
-    return manifest.key(f"like:{manifest.likeness(rootfs, scanned)}", arch, init.digest(arch), legacy_init)
+    what = scanned.fingerprint if is_image(scanned) else manifest.likeness(rootfs, scanned)
+    return manifest.key(f"like:{what}", arch, init.digest(arch), legacy_init)
 
 
-def template_files(rootfs: Path, arch: str, legacy_init: bool) -> list[ExtraFile]:
+def template_files(rootfs: Path, arch: str, legacy_init: bool, image: Source | None = None) -> list[ExtraFile]:
     """What pveoci adds to a rootfs in its template: its init for the node's architecture, the directory
     the init keeps its state in, and, for PVE before 9.1 (no entrypoint option), /sbin/init pointing at it.
 
@@ -97,33 +118,42 @@ def template_files(rootfs: Path, arch: str, legacy_init: bool) -> list[ExtraFile
     files = [ExtraFile(init.INIT_PATH.lstrip("/"), init.binary(arch), 0o755),
              ExtraFile(init.RUN_DIR.lstrip("/"), mode=0o711, directory=True)]
     if legacy_init:
-        files += _sbin_init(rootfs, init.INIT_PATH)
+        files += _sbin_init(_sbin_of(rootfs) if image is None else image.sbin(), init.INIT_PATH)
     return files
 
 
-def _sbin_init(rootfs: Path, target: str) -> list[ExtraFile]:
-    """LXC starts /sbin/init: replace what that path names in this rootfs (following /sbin -> usr/sbin as the
-    container would) by a link to pveoci's init, so the rootfs's own init never runs instead."""
+def _sbin_of(rootfs: Path) -> str | None:
+    """Where /sbin is in this rootfs, following /sbin -> usr/sbin as the container would ("" for the root), None
+    when there is none."""
     from pveoci.oci.rootfs import resolve_in_root
 
     sbin = resolve_in_root(rootfs, "/sbin")
     if sbin is None:
-        return [ExtraFile("sbin", mode=0o755, directory=True), ExtraFile("sbin/init", link=target)]
+        return None
     if not sbin.is_dir():
         raise errors.BundleError(f"rootfs {rootfs}: /sbin is not a directory, so PVE before 9.1 cannot start "
                                  "pveoci's init as /sbin/init")
     where = sbin.relative_to(rootfs).as_posix()
-    return [ExtraFile("init" if where == "." else f"{where}/init", link=target)]
+    return "" if where == "." else where
+
+
+def _sbin_init(where: str | None, target: str) -> list[ExtraFile]:
+    """LXC starts /sbin/init: replace what that path names (`where` /sbin is) by a link to pveoci's init, so the
+    rootfs's own init never runs instead."""
+    if where is None:
+        return [ExtraFile("sbin", mode=0o755, directory=True), ExtraFile("sbin/init", link=target)]
+    return [ExtraFile(f"{where}/init" if where else "init", link=target)]
 
 
 class _Job:
     """One rootfs for one storage: what it is called in the cache, what is known of it."""
 
     def __init__(self, ctx: Context, rootfs: Path, arch: str, legacy: bool, dest: Destination,
-                 scanned: manifest.Scan) -> None:
+                 scanned: manifest.Scan, image: Source | None = None) -> None:
         from pveoci import init
 
         self.ctx, self.rootfs, self.arch, self.legacy, self.dest = ctx, rootfs, arch, legacy, dest
+        self.image = image   # an image's layers, packed instead of the directory rootfs
         self.scanned = scanned
         self.size = scanned.size
         self.entries = scanned.entries or None   # the walk a pack reuses (none: it walks the tree itself)
@@ -141,6 +171,15 @@ class _Job:
         data["path"] = str(Path(self.rootfs).resolve())   # what forget_gone() looks for
         self.ctx.cache.remember(MEMORY, f"pack:{self.key}", data)
         self.ctx.cache.remember(MEMORY, self.lineage, data)
+
+    @property
+    def content(self) -> Path | Source:
+        """What a pack reads: the rootfs directory, or the image's layers."""
+        return self.image if self.image is not None else self.rootfs
+
+    @property
+    def what(self) -> str:
+        return f"image {self.image.image.reference}" if self.image is not None else str(self.rootfs)
 
     def like_key(self) -> str:
         if not self.like:
@@ -205,8 +244,13 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
     sent by this call, or by another that held the claim meanwhile."""
     check_transport(transport)
     started = time.monotonic()
-    progress.note(f"looking at {bundle.rootfs}")
-    job = _Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs))
+    progress.note(f"looking at {bundle.rootfs}" if bundle.image is None else
+                  f"looking at image {bundle.image.image.reference}")
+    if bundle.image is not None and bundle.image.arch != arch:
+        raise errors.ImageError(f"image {bundle.image.image.reference} was pulled for {bundle.image.arch}; node "
+                                f"{dest.node} is {arch}")
+    job = _Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs),
+               bundle.image)
     known = job.remembered(f"pack:{job.key}")
     # Known to be there (seen or sent before: no request), or listed there now.
     if known is not None and (facts.template_known(ctx, dest, known.name) or job.on_storage(known.name)):
@@ -270,7 +314,7 @@ def _check_room(job: _Job) -> None:
 def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) -> PushResult:
     total = job.size
     base = job.remembered(job.lineage)
-    extras = template_files(job.rootfs, job.arch, job.legacy)
+    extras = template_files(job.rootfs, job.arch, job.legacy, job.image)
     read = progress.transfer("packing", total)
 
     def packing(n: int) -> None:  # also a sign of life for the claim
@@ -289,14 +333,14 @@ def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) 
 def _streamed(job: _Job, claim: Claim, extras: list[ExtraFile], packing: Callable[[int], None], transport: str,
               progress: Progress) -> PushResult:
     """Pack and send at once: the compressed frames go to the node as they are made."""
-    progress.note(f"packing {job.rootfs} and sending it to {job.dest.node} over {transport}")
+    progress.note(f"packing {job.what} and sending it to {job.dest.node} over {transport}")
     # The upload starts (its file is opened while packing begins) before the sweep for what killed pushes left
     # here: the sweep removes only what dead processes made, never this live one's.
     upload = job.ctx.backend.begin_upload(job.dest, transport=transport, progress=progress.transfer("uploading", None))
     try:
         job.ctx.backend.sweep_templates(job.dest)
         # Proxmox's upload API checks the whole file's SHA-256; an upload over SSH is checked by its size.
-        packed = pack(job.rootfs, None, extras=extras, progress=packing, stream=upload.write,
+        packed = pack(job.content, None, extras=extras, progress=packing, stream=upload.write,
                       file_sha=transport == "api", entries=job.entries, like=job.like_key())
         job.remember(packed)   # before the claim goes (finish may remove it): see _packed_meanwhile
         landed = upload.finish(packed, claim)
@@ -317,8 +361,8 @@ def _as_delta(job: _Job, base: Packed, extras: list[ExtraFile], packing: Callabl
     work.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="push-", dir=work))
     try:
-        progress.note(f"packing {job.rootfs}")
-        packed = pack(job.rootfs, workdir, extras=extras, progress=packing, entries=job.entries, like=job.like_key())
+        progress.note(f"packing {job.what}")
+        packed = pack(job.content, workdir, extras=extras, progress=packing, entries=job.entries, like=job.like_key())
         job.remember(packed)
         if job.on_storage(packed.name) is not None:
             return job.result(packed.name, uploaded=False, sent=0, packed=packed)

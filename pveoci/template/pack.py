@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pveoci import errors
 from pveoci.template import tree
@@ -39,6 +39,13 @@ DIGEST_CHARS = 16            # 64 bits of the digest in the file name
 RESERVED = ".pveoci"         # the top-level directory pveoci adds to every template
 
 Progress = Callable[[int], None]
+
+
+class TarSource(Protocol):
+    """Content that is not a directory (an image's layers, pveoci.image.source): it writes its own entries, then
+    the extras, the end of the archive, and finishes the sink, as write_tar does for a directory."""
+
+    def write(self, sink: Framer, extras: Sequence[ExtraFile], progress: Progress | None) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -389,7 +396,7 @@ def _extra_entries(extras: Sequence[ExtraFile]) -> list[tuple[tarfile.TarInfo, b
 
 
 def pack(
-    rootfs: Path,
+    rootfs: Path | TarSource,
     out_dir: Path | None,
     *,
     extras: Sequence[ExtraFile] = (),
@@ -401,7 +408,8 @@ def pack(
     entries: Entries | None = None,
     like: str = "",
 ) -> Packed:
-    """Pack rootfs (plus extras) into out_dir/pveoci-<digest>.tar.zst and return what was made.
+    """Pack rootfs (plus extras) into out_dir/pveoci-<digest>.tar.zst and return what was made; `rootfs` is a
+    directory or a TarSource (an image's layers).
 
     `stream`, if given, receives the compressed bytes in order as they are made (an upload that runs
     while the rest is packed); with out_dir None they go only there. `file_sha`: whether to hash the whole
@@ -421,15 +429,9 @@ def pack(
     if file_sha is None:
         file_sha = out_dir is not None
     framer = Framer(writers, level=level, workers=threads, file_sha=file_sha)
-    from pveoci.template import native
-
-    program = native.binary()
     try:
         try:
-            if program is None:
-                count = write_tar(rootfs, framer, extras, progress, entries)
-            else:
-                count = write_native(program, rootfs, framer, extras, progress, entries)
+            count = _write(rootfs, framer, extras, progress, entries)
         except BaseException:
             framer.abort()
             raise
@@ -448,6 +450,19 @@ def pack(
     whole_sha = framer.file_sha.hexdigest() if framer.file_sha is not None else ""
     return Packed(path=final, digest=digest, file_sha256=whole_sha, size=framer.size,
                   tar_size=framer.tar_size, entries=count, frames=tuple(framer.frames), like=like)
+
+
+def _write(rootfs: Path | TarSource, framer: Framer, extras: Sequence[ExtraFile], progress: Progress | None,
+           entries: Entries | None) -> int:
+    """The stream of a directory (by the packer in C where it runs) or of a TarSource, into framer."""
+    from pveoci.template import native
+
+    if not isinstance(rootfs, (str, os.PathLike)):
+        return rootfs.write(framer, extras, progress)
+    program = native.binary()
+    if program is None:
+        return write_tar(rootfs, framer, extras, progress, entries)
+    return write_native(program, rootfs, framer, extras, progress, entries)
 
 
 def rootfs_size(rootfs: Path) -> int:

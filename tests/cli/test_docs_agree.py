@@ -321,6 +321,14 @@ NOT_RUNNABLE = {
     "ctr image import app.tar": "a machine's containerd: tests/engines/test_containerd.py runs ctr against a "
                                 "daemon of its own",
     "ctr run --rm --runc-binary /usr/local/bin/pveoci-runtime localhost/app:1 c1 echo hi": "as ctr image import",
+    **dict.fromkeys([
+        "pveoci pull registry.example:5000/team/web:2",
+        "pveoci plan --image registry.example:5000/team/web:2",
+        "pveoci run -d --image registry.example:5000/team/web:2 -e PORT=8080 web",
+        "pveoci run --image registry.example:5000/tools:1 t1 -- ls -l /",
+        "pveoci create --image oci-archive:./app.tar --entrypoint /bin/sh app -- -c 'exec app --serve'",
+    ], "an example's registry and images: tests/image/test_run_image.py runs each form against a registry of its "
+       "own on loopback"),
 }
 
 BED, FRESH, REPO = "bed", "fresh", "repo"

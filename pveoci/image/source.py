@@ -1,0 +1,145 @@
+"""An image as a create's source: pulled (store.py), its layers merged (layers.py), its config made a bundle.
+
+A create of an image takes the same path as a create of a bundle: the image becomes a Bundle whose config.json
+(written beside the store, so `state`'s bundle is a real one) runs the image's process, whose `image` is this
+Source (what a pack reads instead of a directory), and whose Scan's fingerprint is the image's manifest digest:
+a template is packed once per image and architecture, and named by it, so another workstation finds it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pveoci import errors
+from pveoci.image import reference
+from pveoci.image.imageconfig import Overrides, process_of, spec_document
+from pveoci.image.store import Access, Image, Store
+
+if TYPE_CHECKING:
+    from pveoci.image.layers import Merged
+    from pveoci.lxc.draft import Finding
+    from pveoci.oci.bundle import Bundle
+    from pveoci.template.frames import Framer
+    from pveoci.template.manifest import Scan
+    from pveoci.template.pack import ExtraFile
+
+FINGERPRINT = "image:"
+SYMLINK_HOPS = 40
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """An image as the user names it, with what the flags change of its process and how to reach its registry."""
+
+    ref: str
+    overrides: Overrides = field(default_factory=Overrides)
+    access: Access = field(default_factory=Access)
+
+    def parsed(self) -> reference.Reference:
+        return reference.parse(self.ref)
+
+
+class Source:
+    """An image's layers as a template's content: merged once (their headers read), written when a pack needs it."""
+
+    def __init__(self, image: Image, request: ImageRequest) -> None:
+        self.image = image
+        self.request = request   # what named it: pulled again for a node of another architecture
+        self.findings: list[Finding] = []
+
+    @cached_property
+    def merged(self) -> Merged:
+        from pveoci.image.layers import merge
+
+        return merge(self.image.layers)
+
+    @property
+    def arch(self) -> str:
+        return self.image.arch
+
+    def write(self, sink: Framer, extras: Sequence[ExtraFile], progress: Callable[[int], None] | None) -> int:
+        return self.merged.write(sink, extras, progress)
+
+    def read_file(self, path: str) -> bytes | None:
+        return self.merged.read_file(path)
+
+    def find_executable(self, name: str, path_env: str | None, cwd: str) -> str | None:
+        """What execvp would run for `name` in the image (as oci.rootfs.find_executable in a directory)."""
+        from pveoci.oci.rootfs import DEFAULT_PATH
+
+        candidates = ([name if name.startswith("/") else f"{cwd.rstrip('/')}/{name}"] if "/" in name else
+                      [f"{(folder or cwd).rstrip('/')}/{name}" for folder in
+                       dict.fromkeys((path_env if path_env is not None else DEFAULT_PATH).split(":"))])
+        for candidate in candidates:
+            mode = self.merged.mode(candidate)
+            if mode is not None and stat.S_ISREG(mode) and mode & 0o111:
+                return candidate if candidate.startswith("/") else f"{cwd.rstrip('/')}/{candidate}"
+        return None
+
+    def sbin(self) -> str | None:
+        """Where /sbin is in the image (symlinks followed inside it): "" for the root, None when there is none;
+        BundleError when it is no directory (PVE before 9.1 cannot start pveoci's init as /sbin/init)."""
+        kind = self.merged.kind("/sbin")
+        if kind is None:
+            return None
+        if kind != "dir":
+            raise errors.BundleError(f"image {self.image.reference}: /sbin is not a directory, so PVE before 9.1 "
+                                     "cannot start pveoci's init as /sbin/init")
+        return self.merged.resolve("/sbin")
+
+
+def workstation_arch() -> str:
+    """This machine's architecture as an image's (amd64, arm64): a first guess of the node's."""
+    from pveoci import init
+
+    try:
+        return init.arch_for(platform.machine())
+    except ValueError:
+        return "amd64"
+
+
+def load(request: ImageRequest, arch: str, store: Store | None = None) -> tuple[Bundle, Scan]:
+    """The image pulled for `arch` (from the store when it has it) as a bundle, and its Scan."""
+    from pveoci.oci.bundle import Bundle, parse_config
+    from pveoci.template.manifest import Scan
+
+    ref = request.parsed()
+    store = store or Store(access=request.access)
+    image = store.pull(ref, arch)
+    source = Source(image, request)
+    where = f"image {ref}"
+    process = process_of(image.process, request.overrides, source.read_file, where)
+    source.findings = process.findings
+    document = spec_document(process, terminal=request.overrides.terminal, name=str(ref), digest=image.digest)
+    raw = json.dumps(document, indent=2).encode() + b"\n"
+    digest = hashlib.sha256(raw).hexdigest()
+    folder = store.root / "bundles" / digest[:32]
+    _write_once(folder / "config.json", raw)
+    spec = parse_config(raw, folder / "config.json")
+    # What the template is remembered under (forgotten once the image leaves the store): its manifest there.
+    rootfs = image.stored or store.layout
+    bundle = Bundle(path=folder, spec=spec, rootfs=rootfs, config_digest=digest, image=source)
+    return bundle, Scan(fingerprint=f"{FINGERPRINT}{image.digest}:{arch}", size=source.merged.size)
+
+
+def is_image(scanned: Scan) -> bool:
+    return scanned.fingerprint.startswith(FINGERPRINT)
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    """The generated config.json (named by its digest: the same bytes whoever writes it), atomically."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_bytes(data)
+    os.replace(partial, path)

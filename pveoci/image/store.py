@@ -1,0 +1,282 @@
+"""The workstation's image store: images pulled with skopeo into one OCI layout, found again by manifest digest.
+
+Why skopeo (Debian's, 1.9+): it is the containers project's own client, maintained with podman, and it already
+does what a user's registries need: the auth files podman and docker write and docker's credential helpers,
+registries.conf's mirrors and short names, certificates per registry, signature policies, retries, every
+transport (registries, OCI and docker archives, layouts), the choice of a multi-arch index's manifest. pveoci
+calls it without a shell, with every value checked (reference.py), and never with a secret on its command line:
+credentials stay in the files skopeo reads.
+
+What a pull costs: a reference with a digest already in the store, nothing; a tag, one request (the manifest,
+`skopeo inspect --raw`), then the copy of what the store lacks (skopeo skips the blobs it has), pinned to the
+digest that request gave, so a tag moved meanwhile cannot mix two images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pveoci import errors
+from pveoci.image.layers import Layer
+from pveoci.image.reference import Reference
+
+SKOPEO = "skopeo"
+INSPECT_TIMEOUT = "120s"
+MANIFEST_MAX = 4 << 20
+CONFIG_MAX = 8 << 20
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
+                  "application/vnd.docker.distribution.manifest.v2+json")
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+
+
+@dataclass(frozen=True)
+class Access:
+    """How to reach registries, beyond skopeo's defaults: podman's `--authfile`, `--cert-dir`, `--tls-verify`."""
+
+    authfile: str | None = None
+    cert_dir: str | None = None
+    tls_verify: bool = True
+
+    def flags(self, prefix: str = "") -> list[str]:
+        """skopeo's options for the source (`--src-` for copy) side."""
+        out = []
+        if self.authfile:
+            out += [f"--{prefix}authfile", self.authfile]
+        if self.cert_dir:
+            out += [f"--{prefix}cert-dir", self.cert_dir]
+        if not self.tls_verify:
+            out.append(f"--{prefix}tls-verify=false")
+        return out
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image in the store, for one architecture: its manifest (by digest), config and layers."""
+
+    reference: Reference
+    digest: str                     # the manifest's digest where it came from (the registry's), what names it
+    arch: str
+    config: dict[str, Any] = field(repr=False)
+    layers: tuple[Layer, ...] = field(repr=False)
+    compressed: int = 0             # bytes of its layers as stored
+    stored: Path | None = None      # its manifest's blob in the store (what it is kept under)
+
+    @property
+    def process(self) -> dict[str, Any]:
+        """The image config's `config` object (Entrypoint, Cmd, Env, ...), {} when it has none."""
+        value = self.config.get("config")
+        return value if isinstance(value, dict) else {}
+
+
+def default_root() -> Path:
+    from platformdirs import user_cache_path
+
+    return user_cache_path("pveoci") / "images"
+
+
+class Store:
+    """One OCI layout (blobs shared by every image) under `root`; each image named in its index.json by the
+    digest and architecture it was pulled for."""
+
+    def __init__(self, root: Path | None = None, access: Access | None = None) -> None:
+        self.root = root or default_root()
+        self.layout = self.root / "oci"
+        self.access = access or Access()
+
+    # ------------------------------------------------------------------ pulling
+
+    def pull(self, ref: Reference, arch: str) -> Image:
+        """The image `ref` names for `arch` (amd64, arm64), from the store or copied into it."""
+        if shutil.which(SKOPEO) is None:
+            raise errors.ImageError("skopeo is not installed on this machine: pveoci pulls images with it "
+                                    "(Debian/Ubuntu: apt install skopeo)")
+        digest = ref.digest
+        if ref.remote and not digest:
+            digest = self._resolve(ref, arch)
+        if digest:
+            found = self.find(ref, digest, arch)
+            if found is not None:
+                return found
+        name = _name(digest, arch) if digest else _local_name(ref, arch)
+        source = ref.skopeo(digest if ref.remote else "")
+        with self._locked():
+            self._skopeo(["--override-arch", arch, "--override-os", "linux", "copy", "--quiet", "--retry-times", "2",
+                          *self.access.flags("src-"), source, f"oci:{self.layout}:{name}"], ref)
+        image = self._read(ref, name, arch, digest)
+        if image is None:
+            raise errors.ImageError(f"image {ref}: skopeo copied it but the store does not list it")
+        return image
+
+    def find(self, ref: Reference, digest: str, arch: str) -> Image | None:
+        """The stored image pulled as `digest` for `arch`, if its blobs are all there."""
+        with self._locked():
+            return self._read(ref, _name(digest, arch), arch, digest)
+
+    def _resolve(self, ref: Reference, arch: str) -> str:
+        """The digest of the manifest a tag names now for `arch`: one request (the manifest or index)."""
+        raw = self._skopeo(["--command-timeout", INSPECT_TIMEOUT, "inspect", "--raw", "--retry-times", "2",
+                            *self.access.flags(), ref.skopeo()], ref, capture=True)
+        document = _json(raw, f"image {ref}: the registry's manifest")
+        media = document.get("mediaType", "")
+        if media in INDEX_TYPES or (not media and "manifests" in document):
+            return _pick(document, arch, ref)
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    # ------------------------------------------------------------------ reading the layout
+
+    def _read(self, ref: Reference, name: str, arch: str, digest: str) -> Image | None:
+        try:
+            index = _json((self.layout / "index.json").read_bytes(), "the image store's index.json")
+        except FileNotFoundError:
+            return None
+        entry = next((m for m in index.get("manifests", []) if isinstance(m, dict)
+                      and m.get("annotations", {}).get("org.opencontainers.image.ref.name") == name), None)
+        if entry is None:
+            return None
+        manifest = _json(self._blob(entry.get("digest"), MANIFEST_MAX), f"image {ref}: its manifest")
+        config_ref = manifest.get("config")
+        if not isinstance(config_ref, dict):
+            raise errors.ImageError(f"image {ref}: its manifest has no config")
+        config = _json(self._blob(config_ref.get("digest"), CONFIG_MAX), f"image {ref}: its config")
+        layers = []
+        compressed = 0
+        for item in manifest.get("layers", []):
+            if not isinstance(item, dict):
+                raise errors.ImageError(f"image {ref}: its manifest lists a layer that is not an object")
+            path = self._blob_path(item.get("digest"))
+            if not path.exists():
+                return None   # pruned: pulled again
+            layers.append(Layer(path=path, media_type=str(item.get("mediaType", "")), digest=str(item["digest"])))
+            compressed += int(item.get("size", 0) or 0)
+        found = config.get("architecture")
+        if found != arch:
+            raise errors.ImageError(f"image {ref} is for {found or 'an unnamed architecture'}, not {arch} (the "
+                                    "node's): pull one built for it, or name a multi-arch image")
+        return Image(ref, digest or str(entry.get("digest")), arch, config, tuple(layers), compressed,
+                     self._blob_path(entry.get("digest")))
+
+    def _blob_path(self, digest: object) -> Path:
+        if not isinstance(digest, str) or not _DIGEST.match(digest):
+            raise errors.ImageError(f"the image store names a blob {digest!r} that is no sha256 digest")
+        return self.layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+    def _blob(self, digest: object, limit: int) -> bytes:
+        path = self._blob_path(digest)
+        try:
+            with path.open("rb") as file:
+                data = file.read(limit + 1)
+        except OSError as exc:
+            raise errors.ImageError(f"cannot read blob {digest} of the image store: {exc.strerror}") from None
+        if len(data) > limit:
+            raise errors.ImageError(f"blob {digest} is larger than {limit} bytes: not a manifest or config")
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise errors.ImageError(f"blob {digest} of the image store does not match its digest")
+        return data
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer of the layout's index.json at a time (two pulls at once), on this machine."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # ------------------------------------------------------------------ skopeo
+
+    def _skopeo(self, args: list[str], ref: Reference, *, capture: bool = False) -> bytes:
+        env = dict(os.environ)
+        env.setdefault("TMPDIR", str(self.root))   # the layers it stages, beside the store, not in a small /tmp
+        try:
+            done = subprocess.run([SKOPEO, *args], stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                                  check=False)
+        except OSError as exc:
+            raise errors.ImageError(f"cannot run skopeo: {exc.strerror}") from None
+        if done.returncode != 0:
+            raise errors.ImageError(f"image {ref}: {explain(done.stderr.decode('utf-8', 'replace'))}")
+        return done.stdout if capture else b""
+
+
+def _name(digest: str, arch: str) -> str:
+    return f"{digest.replace(':', '-')}.{arch}"
+
+
+def _local_name(ref: Reference, arch: str) -> str:
+    return "local-" + hashlib.sha256(str(ref).encode()).hexdigest()[:32] + f".{arch}"
+
+
+def _pick(index: dict[str, Any], arch: str, ref: Reference) -> str:
+    """The manifest of an index for linux/arch (arm64's variant v8 or none), as containerd's platform matcher."""
+    offered = []
+    for item in index.get("manifests", []):
+        if not isinstance(item, dict):
+            continue
+        platform = item.get("platform") if isinstance(item.get("platform"), dict) else {}
+        assert isinstance(platform, dict)
+        offered.append(f"{platform.get('os', '?')}/{platform.get('architecture', '?')}")
+        if platform.get("os") == "linux" and platform.get("architecture") == arch \
+                and platform.get("variant") in (None, "", "v8" if arch == "arm64" else None):
+            digest = item.get("digest")
+            if isinstance(digest, str) and _DIGEST.match(digest):
+                return digest
+    raise errors.ImageError(f"image {ref} has no linux/{arch} manifest (the node's architecture); it offers "
+                            f"{', '.join(offered) or 'none'}")
+
+
+def _json(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise errors.ImageError(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise errors.ImageError(f"{what} is not a JSON object")
+    return value
+
+
+_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+_KINDS = (
+    (("unauthorized", "authentication required", "401"),
+     "the registry refused the credentials (401): log in with `podman login` or `docker login`, or name an "
+     "auth file with --authfile"),
+    (("denied", "403"), "the registry denied access (403)"),
+    (("toomanyrequests", "too many requests", "429"), "the registry asks to slow down (429 too many requests): "
+     "try again later"),
+    (("manifest unknown", "name unknown", "not found", "404"), "no such image in the registry"),
+    (("x509", "certificate"), "the registry's TLS certificate is not trusted: add its CA to the system, or name "
+     "a directory holding ca.crt with --cert-dir"),
+    (("server gave http response to https client",), "the registry speaks plain HTTP: pass --tls-verify=false "
+     "only if you trust the network"),
+    (("connection refused", "no such host", "i/o timeout", "network is unreachable", "context deadline"),
+     "cannot reach the registry"),
+)
+
+
+def explain(stderr: str) -> str:
+    """skopeo's error as one line: what kind it is, then skopeo's own words (their last part)."""
+    messages = [bytes(m, "utf-8").decode("unicode_escape", "replace") for m in _MSG.findall(stderr)]
+    text = (messages[-1] if messages else stderr.strip().splitlines()[-1] if stderr.strip() else
+            "skopeo failed without a message")
+    text = " ".join(text.split())
+    lowered = text.lower()
+    for needles, meaning in _KINDS:
+        if any(n in lowered for n in needles):
+            return f"{meaning} ({_tail(text)})"
+    return _tail(text)
+
+
+def _tail(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else "..." + text[-limit:]
