@@ -126,7 +126,7 @@ class Store:
 
     def _resolve(self, ref: Reference, arch: str) -> str:
         """The digest of the manifest a tag names now for `arch`: one request (the manifest or index)."""
-        raw = self._skopeo(["--command-timeout", INSPECT_TIMEOUT, "inspect", "--raw", "--retry-times", "2",
+        raw = self._skopeo(["--command-timeout", INSPECT_TIMEOUT, "inspect", "--raw", "--retry-times", "1",
                             *self.access.flags(), ref.skopeo()], ref, capture=True)
         document = _json(raw, f"image {ref}: the registry's manifest")
         media = document.get("mediaType", "")
@@ -262,7 +262,10 @@ _KINDS = (
      "only if you trust the network"),
     (("connection refused", "no such host", "i/o timeout", "network is unreachable", "context deadline"),
      "cannot reach the registry"),
+    (("digest did not match",), "what the registry sent does not match its digest"),
+    (("unexpected eof", "connection reset"), "the download broke off"),
 )
+_NOISE = re.compile(r'^Error parsing image name "[^"]*": ')
 
 
 def explain(stderr: str) -> str:
@@ -270,7 +273,7 @@ def explain(stderr: str) -> str:
     messages = [bytes(m, "utf-8").decode("unicode_escape", "replace") for m in _MSG.findall(stderr)]
     text = (messages[-1] if messages else stderr.strip().splitlines()[-1] if stderr.strip() else
             "skopeo failed without a message")
-    text = " ".join(text.split())
+    text = _NOISE.sub("", " ".join(text.split()))
     lowered = text.lower()
     for needles, meaning in _KINDS:
         if any(n in lowered for n in needles):
