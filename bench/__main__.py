@@ -6,6 +6,8 @@
   python -m bench templates  # create with a new / unchanged / alike rootfs, and a delta, on a real tree (root)
   python -m bench commands  # the same as users run them: `pveoci ...` in a subprocess (needs root)
   python -m bench engines   # podman through pveoci vs pveoci's own run; the stand-in's relay and memory (root)
+  python -m bench images    # template push --image of a real 3-layer image vs skopeo copy + tar x + tar|zstd|ssh;
+                            # a second create of the same image: registry requests and bytes sent (root)
   python -m bench all
 """
 
@@ -145,7 +147,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=("pack", "upload", "env", "templates", "commands", "engines",
-                                                "all"))
+                                                "images", "all"))
     parser.add_argument("--size", type=int, default=500, help="MiB of data (default 500)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="commands: a comma-separated subset of "
@@ -180,6 +182,10 @@ def main() -> int:
         from bench import engines
 
         failed += engines.below_floors(engines.run(args.dir, args.rounds))
+    if args.which in ("images", "all"):
+        from bench import images
+
+        failed += images.below_floors(images.run(args.dir, args.rounds))
     if failed:
         print("below the floor: " + ", ".join(failed))
         return 1

@@ -45,7 +45,7 @@ def plan_bundle(bundle: Bundle, profile: Profile, *, container_id: str, pve_vers
         return find_executable(bundle.rootfs, name, path_env, cwd)
 
     if size is None:
-        size = image.merged.size if image is not None else rootfs_size(bundle.rootfs)
+        size = image.size if image is not None else rootfs_size(bundle.rootfs)
     target = target_for(profile, pve_version, size, root_pam)
     plan = map_spec(bundle.spec, target, container_id=container_id, find_program=find, look_up=look_up)
     if image is not None:

@@ -51,16 +51,24 @@ class ImageRequest:
 class Source:
     """An image's layers as a template's content: merged once (their headers read), written when a pack needs it."""
 
-    def __init__(self, image: Image, request: ImageRequest) -> None:
+    def __init__(self, image: Image, request: ImageRequest, known: Path) -> None:
+        from pveoci.image.lookups import Lookups
+
         self.image = image
         self.request = request   # what named it: pulled again for a node of another architecture
         self.findings: list[Finding] = []
+        self.tree = Lookups(known, lambda: self.merged)   # what creates ask of the tree, kept for the next
 
     @cached_property
     def merged(self) -> Merged:
         from pveoci.image.layers import merge
 
         return merge(self.image.layers)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the tree's regular files (each hard-linked file once)."""
+        return self.tree.size
 
     @property
     def arch(self) -> str:
@@ -70,7 +78,7 @@ class Source:
         return self.merged.write(sink, extras, progress)
 
     def read_file(self, path: str) -> bytes | None:
-        return self.merged.read_file(path)
+        return self.tree.read_file(path)
 
     def find_executable(self, name: str, path_env: str | None, cwd: str) -> str | None:
         """What execvp would run for `name` in the image (as oci.rootfs.find_executable in a directory)."""
@@ -80,7 +88,7 @@ class Source:
                       [f"{(folder or cwd).rstrip('/')}/{name}" for folder in
                        dict.fromkeys((path_env if path_env is not None else DEFAULT_PATH).split(":"))])
         for candidate in candidates:
-            mode = self.merged.mode(candidate)
+            mode = self.tree.mode(candidate)
             if mode is not None and stat.S_ISREG(mode) and mode & 0o111:
                 return candidate if candidate.startswith("/") else f"{cwd.rstrip('/')}/{candidate}"
         return None
@@ -88,13 +96,13 @@ class Source:
     def sbin(self) -> str | None:
         """Where /sbin is in the image (symlinks followed inside it): "" for the root, None when there is none;
         BundleError when it is no directory (PVE before 9.1 cannot start pveoci's init as /sbin/init)."""
-        kind = self.merged.kind("/sbin")
+        kind = self.tree.kind("/sbin")
         if kind is None:
             return None
         if kind != "dir":
             raise errors.BundleError(f"image {self.image.reference}: /sbin is not a directory, so PVE before 9.1 "
                                      "cannot start pveoci's init as /sbin/init")
-        return self.merged.resolve("/sbin")
+        return self.tree.resolve("/sbin")
 
 
 def workstation_arch() -> str:
@@ -115,7 +123,7 @@ def load(request: ImageRequest, arch: str, store: Store | None = None) -> tuple[
     ref = request.parsed()
     store = store or Store(access=request.access)
     image = store.pull(ref, arch)
-    source = Source(image, request)
+    source = Source(image, request, store.root / "lookups" / f"{image.digest.replace(':', '-')}.{arch}.json")
     where = f"image {ref}"
     process = process_of(image.process, request.overrides, source.read_file, where)
     source.findings = process.findings
@@ -128,7 +136,8 @@ def load(request: ImageRequest, arch: str, store: Store | None = None) -> tuple[
     # What the template is remembered under (forgotten once the image leaves the store): its manifest there.
     rootfs = image.stored or store.layout
     bundle = Bundle(path=folder, spec=spec, rootfs=rootfs, config_digest=digest, image=source)
-    return bundle, Scan(fingerprint=f"{FINGERPRINT}{image.digest}:{arch}", size=source.merged.size)
+    scanned = Scan(fingerprint=f"{FINGERPRINT}{image.digest}:{arch}", size=source.size)
+    return bundle, scanned
 
 
 def is_image(scanned: Scan) -> bool:

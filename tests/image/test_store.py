@@ -261,3 +261,28 @@ def test_without_skopeo_the_error_says_what_to_install(tmp_path: Path, monkeypat
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(errors.ImageError, match="apt install skopeo"):
         pull(plain(tmp_path), "127.0.0.1:1/app:1")
+
+
+def test_a_second_load_of_an_image_reads_no_layer(layout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a create asks of the tree (its size, the program along PATH, the user in /etc/passwd) is kept under the
+    image's digest: merging reads every layer (seconds for a real image), a second create of it need not."""
+    from pveoci.image import layers
+
+    with FakeRegistry(layout, "latest") as fake:
+        request = ImageRequest(f"{fake.host}/app:1", access=Access(tls_verify=False))
+        store = Store(tmp_path, request.access)
+        first, scanned = source.load(request, "amd64", store)
+        assert first.image is not None
+        assert first.image.find_executable("true", None, "/") == "/bin/true"
+
+        def no_merge(*args: object) -> None:
+            raise AssertionError("the layers were merged again")
+
+        monkeypatch.setattr(layers, "merge", no_merge)
+        again, rescanned = source.load(request, "amd64", store)
+        assert again.image is not None
+        assert again.image.find_executable("true", None, "/") == "/bin/true"
+        assert rescanned.size == scanned.size > 0
+        assert again.spec.process == first.spec.process
+        with pytest.raises(AssertionError, match="merged again"):   # a question not asked before merges
+            again.image.find_executable("sh", None, "/")
