@@ -263,7 +263,8 @@ def test_without_skopeo_the_error_says_what_to_install(tmp_path: Path, monkeypat
         pull(plain(tmp_path), "127.0.0.1:1/app:1")
 
 
-def test_a_second_load_of_an_image_reads_no_layer(layout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_load_of_an_image_reads_no_layer(layout: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """What a create asks of the tree (its size, the program along PATH, the user in /etc/passwd) is kept under the
     image's digest: merging reads every layer (seconds for a real image), a second create of it need not."""
     from pveoci.image import layers

@@ -1,0 +1,60 @@
+"""Images through the Python API on the in-memory cluster, pulled from the real registry on loopback: the node's
+architecture picks the manifest of a multi-arch index (an arm64 node from an amd64 workstation: pulled again for
+it once the node is known), the same image on two nodes is packed once, pull and plan change nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pveoci.backends.memory import MemoryBackend
+from pveoci.image.source import ImageRequest
+from pveoci.image.store import Access
+from tests.image.conftest import PushedImages
+from tests.image.registry import Registry
+from tests.inmemory import MakeRuntime
+
+
+def request(registry: Registry, ref: str, tmp_path: Path) -> ImageRequest:
+    return ImageRequest(ref, access=Access(authfile=str(registry.authfile(tmp_path / "auth.json")),
+                                           cert_dir=str(registry.certs_dir())))
+
+
+def test_an_arm64_node_gets_the_arm64_manifest(make_runtime: MakeRuntime, registry: Registry, images: PushedImages,
+                                               tmp_path: Path) -> None:
+    arm = MemoryBackend(machine="aarch64")
+    rt = make_runtime(arm)
+    made = rt.create("m", image=request(registry, images.multi, tmp_path))
+    ct = arm.cts[made.vmid]
+    assert ct.config["arch"] == "arm64"
+    config = json.loads(Path(made.bundle, "config.json").read_text())
+    # the arm64 manifest's digest, not the index's
+    assert config["annotations"]["io.pveoci.image.digest"] != images.multi_digest
+    image = rt.pull(request(registry, images.multi, tmp_path))
+    assert (image.arch, image.digest) == ("arm64", config["annotations"]["io.pveoci.image.digest"])
+    assert tuple(rt.plan(image=request(registry, images.multi, tmp_path)).process.args) == ("cat", "/arch")
+
+
+def test_one_image_on_two_nodes_is_packed_once_and_sent_to_each(make_runtime: MakeRuntime, memory: MemoryBackend,
+                                                                registry: Registry, images: PushedImages,
+                                                                tmp_path: Path) -> None:
+    two = MemoryBackend(("pve1", "pve2"))
+    rt = make_runtime(two)
+    wanted = request(registry, images.layered, tmp_path)
+    first = rt.create("a", image=wanted, node="pve1")
+    second = rt.create("b", image=wanted, node="pve2")
+    third = rt.create("c", image=wanted, node="pve2")
+    assert first.template == second.template == third.template
+    assert sorted(two.uploads) == [("pve1", first.template.split("/")[1]), ("pve2", first.template.split("/")[1])]
+
+
+def test_pull_and_plan_make_nothing_on_the_cluster(make_runtime: MakeRuntime, memory: MemoryBackend,
+                                                   registry: Registry, images: PushedImages, tmp_path: Path) -> None:
+    rt = make_runtime()
+    wanted = request(registry, images.busybox, tmp_path)
+    pulled = rt.pull(wanted)
+    assert (pulled.arch, pulled.digest) == ("amd64", images.busybox_digest)
+    plan = rt.plan(image=wanted)
+    assert {f.field for f in plan.findings} >= {"image.Volumes[/data]", "image.ExposedPorts[8080/tcp]"}
+    assert memory.cts == {}
+    assert memory.uploads == []
