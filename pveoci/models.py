@@ -254,10 +254,13 @@ class GcReport:
     dropped: tuple[str, ...] = ()         # cache entries whose container is gone
     swept: tuple[str, ...] = ()           # node:name of what killed uploads left on template storage
     forgotten_packs: int = 0              # the cache's records of packs of rootfs paths that are gone
+    images: tuple[str, ...] = ()          # the image store's images no create used for long, forgotten
+    image_bytes: int = 0                  # what the image store freed (their blobs, lookups, bundles, leftovers)
 
     def to_json(self) -> dict[str, Any]:
         return {"rolled_back": list(self.rolled_back), "dropped": list(self.dropped), "swept": list(self.swept),
-                "forgotten_packs": self.forgotten_packs}
+                "forgotten_packs": self.forgotten_packs, "images": list(self.images),
+                "image_bytes": self.image_bytes}
 
 
 @dataclass(frozen=True)

@@ -534,22 +534,33 @@ def logs(
         raise typer.Exit(status)
 
 
-def gc(ctx: typer.Context, output: OutputOption = None) -> None:
+def gc(
+    ctx: typer.Context,
+    images_unused_for: Annotated[int, typer.Option("--images-unused-for", metavar="DAYS", help="Forget the "
+                                                   "images of this machine's store no create used for this "
+                                                   "many days (0: every one).")] = 30,
+    output: OutputOption = None,
+) -> None:
     """Finish what interrupted commands left: roll back half-made creates, drop stale cache entries (and the
-    packs of rootfs paths that are gone: an engine's removed containers).
+    packs of rootfs paths that are gone: an engine's removed containers); forget the image store's images
+    no create used for 30 days (--images-unused-for), with their layers.
 
     Examples:
 
     \b
       pveoci gc
+      pveoci gc --images-unused-for 0 -o json     # empty the image store
     """
     c = cli(ctx, output)
-    report = c.runtime().gc()
+    report = c.runtime().gc(images_unused_for=images_unused_for * 86400.0)
     if c.json:
         render.emit_json(report.to_json())
-    elif report.rolled_back:
+        return
+    if report.rolled_back:
         typer.echo("rolled back unfinished creates: " + ", ".join(report.rolled_back))
-    else:
+    if report.images or report.image_bytes:
+        typer.echo(f"image store: {len(report.images)} image(s) forgotten, {render.size(report.image_bytes)} freed")
+    if not (report.rolled_back or report.images or report.image_bytes):
         typer.echo("nothing to clean up")
 
 

@@ -123,7 +123,7 @@ def load(request: ImageRequest, arch: str, store: Store | None = None) -> tuple[
     ref = request.parsed()
     store = store or Store(access=request.access)
     image = store.pull(ref, arch)
-    source = Source(image, request, store.root / "lookups" / f"{image.digest.replace(':', '-')}.{arch}.json")
+    source = Source(image, request, store.lookups(image.name))
     where = f"image {ref}"
     process = process_of(image.process, request.overrides, source.read_file, where)
     source.findings = process.findings

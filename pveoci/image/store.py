@@ -22,7 +22,8 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docke
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
                   "application/vnd.docker.distribution.manifest.v2+json")
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+UNUSED_MAX = 30 * 24 * 3600.0     # gc forgets an image no create used for this long
+STAGING_MAX_AGE = 3600.0          # what a killed pull left beside the store, once no pull can still be writing it
+OWN_ENTRIES = ("oci", "lock", "used", "lookups", "bundles")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Image:
     layers: tuple[Layer, ...] = field(repr=False)
     compressed: int = 0             # bytes of its layers as stored
     stored: Path | None = None      # its manifest's blob in the store (what it is kept under)
+    name: str = ""                  # its name in the store's index.json
 
     @property
     def process(self) -> dict[str, Any]:
@@ -108,6 +113,7 @@ class Store:
         if digest:
             found = self.find(ref, digest, arch)
             if found is not None:
+                self._used(_name(digest, arch))
                 return found
         name = _name(digest, arch) if digest else _local_name(ref, arch)
         source = ref.skopeo(digest if ref.remote else "")
@@ -117,12 +123,83 @@ class Store:
         image = self._read(ref, name, arch, digest)
         if image is None:
             raise errors.ImageError(f"image {ref}: skopeo copied it but the store does not list it")
+        self._used(name)
         return image
 
     def find(self, ref: Reference, digest: str, arch: str) -> Image | None:
         """The stored image pulled as `digest` for `arch`, if its blobs are all there."""
         with self._locked():
             return self._read(ref, _name(digest, arch), arch, digest)
+
+    def prune(self, unused_for: float, keep: Collection[str] = ()) -> tuple[list[str], int]:
+        """Forget the images no create used for `unused_for` seconds, and every blob, lookup and generated bundle
+        only they had; what skopeo left of a killed pull goes too. Bundles in `keep` (a container's) stay. The
+        names of the images that went, and the bytes freed."""
+        cutoff = time.time() - unused_for
+        with self._locked():
+            index_path = self.layout / "index.json"
+            try:
+                index = _json(index_path.read_bytes(), "the image store's index.json")
+            except FileNotFoundError:
+                index = {"schemaVersion": 2, "manifests": []}
+            entries = [m for m in index.get("manifests", []) if isinstance(m, dict)]
+            gone = [m for m in entries if self._last_use(_ref_name(m)) < cutoff]
+            kept = [m for m in entries if m not in gone]
+            if gone:
+                _write_json(index_path, {**index, "manifests": kept})
+            freed = self._sweep_blobs(kept) + self._sweep_files(cutoff, keep, {_ref_name(m) for m in gone})
+        return [_ref_name(m) for m in gone], freed
+
+    def lookups(self, name: str) -> Path:
+        """Where what creates ask of the image stored as `name` is kept (lookups.py)."""
+        return self.root / "lookups" / f"{name}.json"
+
+    def _last_use(self, name: str) -> float:
+        try:
+            return (self.root / "used" / name).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _used(self, name: str) -> None:
+        """Mark the image as used now (what prune() goes by)."""
+        with contextlib.suppress(OSError):
+            (self.root / "used").mkdir(parents=True, exist_ok=True)
+            (self.root / "used" / name).touch()
+
+    def _sweep_blobs(self, kept: list[dict[str, Any]]) -> int:
+        """Every blob no kept manifest names (the layout is locked: no pull is writing one)."""
+        wanted = set()
+        for entry in kept:
+            digest = str(entry.get("digest", ""))
+            wanted.add(digest)
+            with contextlib.suppress(errors.ImageError):
+                manifest = _json(self._blob(digest, MANIFEST_MAX), "a manifest")
+                wanted.add(str(manifest.get("config", {}).get("digest", "")))
+                wanted.update(str(layer.get("digest", "")) for layer in manifest.get("layers", [])
+                              if isinstance(layer, dict))
+        freed = 0
+        blobs = self.layout / "blobs" / "sha256"
+        for blob in blobs.iterdir() if blobs.is_dir() else []:
+            if f"sha256:{blob.name}" not in wanted:
+                freed += _remove(blob)
+        return freed
+
+    def _sweep_files(self, cutoff: float, keep: Collection[str], gone: set[str]) -> int:
+        """Lookups of images that went, generated bundles unused since the cutoff (unless a container's), and
+        what a killed skopeo left beside the store."""
+        freed = 0
+        for name in gone:
+            freed += _remove(self.lookups(name))
+            freed += _remove(self.root / "used" / name)
+        bundles = self.root / "bundles"
+        for folder in bundles.iterdir() if bundles.is_dir() else []:
+            if str(folder) not in keep and _mtime(folder / "config.json") < cutoff:
+                freed += _remove(folder)
+        stale = time.time() - STAGING_MAX_AGE
+        for entry in self.root.iterdir() if self.root.is_dir() else []:
+            if entry.name not in OWN_ENTRIES and _mtime(entry) < stale:
+                freed += _remove(entry)
+        return freed
 
     def _resolve(self, ref: Reference, arch: str) -> str:
         """The digest of the manifest a tag names now for `arch`: one request (the manifest or index)."""
@@ -165,7 +242,7 @@ class Store:
             raise errors.ImageError(f"image {ref} is for {found or 'an unnamed architecture'}, not {arch} (the "
                                     "node's): pull one built for it, or name a multi-arch image")
         return Image(ref, digest or str(entry.get("digest")), arch, config, tuple(layers), compressed,
-                     self._blob_path(entry.get("digest")))
+                     self._blob_path(entry.get("digest")), name)
 
     def _blob_path(self, digest: object) -> Path:
         if not isinstance(digest, str) or not _DIGEST.match(digest):
@@ -209,6 +286,38 @@ class Store:
         if done.returncode != 0:
             raise errors.ImageError(f"image {ref}: {explain(done.stderr.decode('utf-8', 'replace'))}")
         return done.stdout if capture else b""
+
+
+def _ref_name(entry: dict[str, Any]) -> str:
+    annotations = entry.get("annotations")
+    return str(annotations.get("org.opencontainers.image.ref.name", "")) if isinstance(annotations, dict) else ""
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _remove(path: Path) -> int:
+    """Remove a file or a tree; the bytes it held (0 when it was not there)."""
+    if path.is_dir() and not path.is_symlink():
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+        shutil.rmtree(path, ignore_errors=True)
+        return size
+    try:
+        size = path.lstat().st_size
+        path.unlink()
+    except OSError:
+        return 0
+    return size
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(value))
+    os.replace(partial, path)
 
 
 def _name(digest: str, arch: str) -> str:

@@ -550,10 +550,12 @@ class Runtime:
         arch = push.node_arch(self._ctx, wanted) if wanted not in (None, "auto") else push.likely_arch(self._ctx, None)
         return Store(access=request.access).pull(request.parsed(), arch)
 
-    def gc(self) -> GcReport:
+    def gc(self, *, images_unused_for: float | None = None) -> GcReport:
         """Finish what killed commands left: roll back half-made creates, finish moves (a moved container's
         process started again), drop cache entries of vanished containers and the packs of rootfs paths that are
-        gone, remove what killed uploads left on the nodes' template storage."""
+        gone, remove what killed uploads left on the nodes' template storage; forget the images of this machine's
+        image store no create used for `images_unused_for` seconds (default 30 days), with what only they had."""
+        from pveoci.image.store import UNUSED_MAX, Store
         from pveoci.runtime import migrate as moving
         from pveoci.runtime import push, templates
 
@@ -562,8 +564,11 @@ class Runtime:
         before = {r.id for r in self._ctx.cache.all(self._ctx.cluster)}
         after = {s.id for s in listing.list_containers(self._ctx)}
         swept = templates.sweep(self._ctx)
+        forgotten = push.forget_gone(self._ctx)   # before the images: a pruned image's packs are forgotten next time
+        bundles = {r.bundle for r in self._ctx.cache.all(self._ctx.cluster)}
+        images, freed = Store().prune(UNUSED_MAX if images_unused_for is None else images_unused_for, bundles)
         return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)), swept=tuple(swept),
-                        forgotten_packs=push.forget_gone(self._ctx))
+                        forgotten_packs=forgotten, images=tuple(images), image_bytes=freed)
 
     # ------------------------------------------------------------------ moves
 

@@ -308,6 +308,7 @@ NOT_RUNNABLE = {
     "sudo .venv/bin/python -m bench templates": "a benchmark: minutes of measuring, nothing to check",
     "sudo .venv/bin/python -m bench commands": "a benchmark: minutes of measuring, nothing to check",
     "sudo .venv/bin/python -m bench engines": "a benchmark: minutes of measuring, nothing to check",
+    "sudo .venv/bin/python -m bench images": "a benchmark: minutes of measuring, nothing to check",
     "sudo .venv/bin/python -m bench all --rounds 5 --size 500": "a benchmark: minutes of measuring",
     "sudo .venv/bin/python -m tests.testbed up": "serves a bed until Ctrl-C",
     "sudo .venv/bin/python -m tests.testbed demo": "the demo: a bed of its own, minutes",

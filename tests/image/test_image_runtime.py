@@ -58,3 +58,24 @@ def test_pull_and_plan_make_nothing_on_the_cluster(make_runtime: MakeRuntime, me
     assert {f.field for f in plan.findings} >= {"image.Volumes[/data]", "image.ExposedPorts[8080/tcp]"}
     assert memory.cts == {}
     assert memory.uploads == []
+
+
+def test_archives_and_layouts_are_images_too(make_runtime: MakeRuntime, memory: MemoryBackend,
+                                             tmp_path: Path) -> None:
+    """oci:DIR, oci-archive:FILE and docker-archive:FILE: the same image, the same template, no registry."""
+    from tests.conftest import need
+    from tests.image.registry import build_image, missing_for_registry, skopeo
+
+    need(missing_for_registry())
+    layout = build_image(tmp_path / "img", config={"Cmd": ["echo", "from an archive"], "User": "app"})
+    skopeo("copy", "--quiet", f"oci:{layout}:latest", f"oci-archive:{tmp_path / 'app.tar'}")
+    skopeo("copy", "--quiet", f"oci:{layout}:latest", f"docker-archive:{tmp_path / 'docker.tar'}:app:1")
+    rt = make_runtime()
+    made = [rt.create(f"c{n}", image=ref) for n, ref in enumerate(
+        [f"oci:{layout}:latest", f"oci-archive:{tmp_path / 'app.tar'}", f"docker-archive:{tmp_path / 'docker.tar'}"])]
+    configs = [json.loads(Path(m.bundle, "config.json").read_text())["process"] for m in made]
+    assert {tuple(c["args"]) for c in configs} == {("echo", "from an archive")}
+    assert {c["user"]["uid"] for c in configs} == {1000}
+    # the OCI forms are one image, one template; docker's archive holds the same layers (its own config)
+    assert made[0].template == made[1].template
+    assert len(memory.uploads) <= 2

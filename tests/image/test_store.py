@@ -19,8 +19,9 @@ import pytest
 
 from pveoci import errors
 from pveoci.image import reference, source
+from pveoci.image.imageconfig import Overrides
 from pveoci.image.source import ImageRequest
-from pveoci.image.store import Access, Store
+from pveoci.image.store import OWN_ENTRIES, Access, Store
 from tests.conftest import need
 from tests.image.registry import Registry, build_image, missing_for_registry, push, tagged_manifest
 
@@ -113,7 +114,7 @@ def leftovers(store_root: Path) -> list[str]:
     for blob in blobs.iterdir() if blobs.exists() else []:
         if hashlib.sha256(blob.read_bytes()).hexdigest() != blob.name:
             out.append(f"blobs/sha256/{blob.name} (does not match its name)")
-    return out + [p.name for p in store_root.iterdir() if p.name not in ("oci", "lock")]
+    return out + [p.name for p in store_root.iterdir() if p.name not in OWN_ENTRIES]
 
 
 def listed(store_root: Path) -> list[Any]:
@@ -287,3 +288,52 @@ def test_a_second_load_of_an_image_reads_no_layer(layout: Path, tmp_path: Path,
         assert again.spec.process == first.spec.process
         with pytest.raises(AssertionError, match="merged again"):   # a question not asked before merges
             again.image.find_executable("sh", None, "/")
+
+
+def test_gc_forgets_images_unused_for_long_and_what_only_they_had(layout: Path, tmp_path: Path) -> None:
+    """An image store grows with every image pulled: what no create used for long goes (its blobs, lookups and
+    generated config.json), never what another image shares or a container's bundle; a killed pull's leftovers
+    go once old. Another image used recently stays whole."""
+    import os
+    import time
+
+    other_layout = build_image(tmp_path / "other", config={"Cmd": ["sh"]})   # the same busybox base layer
+    with FakeRegistry(layout, "latest") as old_one, FakeRegistry(other_layout, "latest") as new_one:
+        store = plain(tmp_path / "store")
+        old_request = ImageRequest(f"{old_one.host}/app:1", access=store.access)
+        old, _ = source.load(old_request, "amd64", store)
+        kept_bundle, _ = source.load(ImageRequest(f"{old_one.host}/app:1", Overrides(args=["id"]),
+                                                  store.access), "amd64", store)
+        new, _ = source.load(ImageRequest(f"{new_one.host}/app:1", access=store.access), "amd64", store)
+    assert old.image is not None
+    assert new.image is not None
+    month = time.time() - 31 * 86400
+    for used in (store.root / "used" / old.image.image.name, old.path / "config.json",
+                 kept_bundle.path / "config.json"):
+        os.utime(used, (month, month))
+    leftover = store.root / "container_images_storage_123"   # what a killed skopeo leaves in its TMPDIR
+    leftover.write_bytes(b"x" * 100)
+    os.utime(leftover, (month, month))
+    shared = {layer.digest for layer in old.image.image.layers} & {layer.digest for layer in new.image.image.layers}
+    assert shared   # the base layer: it must survive
+
+    gone, freed = store.prune(30 * 86400, keep={str(kept_bundle.path)})
+
+    assert gone == [old.image.image.name]
+    assert freed > 0
+    assert [m for m in listed(store.root) if m["annotations"]["org.opencontainers.image.ref.name"]
+            == new.image.image.name]
+    blobs = {f"sha256:{p.name}" for p in (store.root / "oci" / "blobs" / "sha256").iterdir()}
+    assert {layer.digest for layer in new.image.image.layers} <= blobs
+    assert shared <= blobs   # the base layer both have stays
+    assert old.image.image.stored is not None
+    assert not old.image.image.stored.exists()   # its manifest (and config) went
+    assert not old.path.exists()
+    assert kept_bundle.path.exists()   # a container's bundle stays
+    assert not store.lookups(old.image.image.name).exists()
+    assert store.lookups(new.image.image.name).exists()
+    assert not leftover.exists()
+    assert leftovers(store.root) == []
+    # the image that went is pulled again when asked for
+    with FakeRegistry(layout, "latest") as again:
+        assert store.pull(reference.parse(f"{again.host}/app:1"), "amd64").digest == old.image.image.digest
