@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -11,7 +11,7 @@ from pveoci.cli.invocation import OutputOption, cli
 
 if TYPE_CHECKING:
     from pveoci.image.source import ImageRequest
-    from pveoci.image.store import Access
+    from pveoci.image.store import Access, Image
 
 # ruff's UP045: typer reads these annotations at run time, on Python 3.10 too.
 ImageOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
@@ -72,6 +72,23 @@ def request(image: str | None, *, args: list[str] | None = None, entrypoint: str
     return made
 
 
+def _pulled(c: Any, made: ImageRequest, node: str | None) -> Image:
+    """The image pulled for the node's architecture; with no cluster configured and no node named, for this
+    machine's (as podman pulls: a cluster is not needed to fill the store)."""
+    from pveoci import errors
+
+    try:
+        runtime = c.runtime()
+    except errors.ConfigError:
+        if node is not None:
+            raise
+        from pveoci.image.source import workstation_arch
+        from pveoci.image.store import Store
+
+        return Store(access=made.access).pull(made.parsed(), workstation_arch())
+    return runtime.pull(made, node=node)  # type: ignore[no-any-return]
+
+
 def pull(
     ctx: typer.Context,
     reference: Annotated[str, typer.Argument(help="The image: registry/repo:tag, repo@sha256:..., "
@@ -102,7 +119,7 @@ def pull(
     c = cli(ctx, output)
     made = ImageRequest(reference, access=access(authfile, cert_dir, tls_verify))
     made.parsed()
-    image = c.runtime().pull(made, node=node)
+    image = _pulled(c, made, node)
     config = image.process
     if c.json:
         render.emit_json({"reference": str(image.reference), "digest": image.digest, "architecture": image.arch,

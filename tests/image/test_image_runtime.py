@@ -79,3 +79,30 @@ def test_archives_and_layouts_are_images_too(make_runtime: MakeRuntime, memory: 
     # the OCI forms are one image, one template; docker's archive holds the same layers (its own config)
     assert made[0].template == made[1].template
     assert len(memory.uploads) <= 2
+
+
+def test_pull_needs_no_cluster_and_says_what_it_pulled(tmp_path: Path) -> None:
+    """As podman pull: with no cluster configured and no node named, for this machine's architecture."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import need
+    from tests.image.registry import build_image, missing_for_registry, skopeo
+
+    need(missing_for_registry())
+    layout = build_image(tmp_path / "img", config={"Cmd": ["true"]})
+    skopeo("copy", "--quiet", f"oci:{layout}:latest", f"oci-archive:{tmp_path / 'app.tar'}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PVEOCI_")}
+    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_CACHE_HOME=str(tmp_path / "c"))
+    done = subprocess.run([sys.executable, "-m", "pveoci", "pull", f"oci-archive:{tmp_path / 'app.tar'}", "-o", "json"],
+                          env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert (shown["architecture"], shown["layers"], shown["cmd"]) == ("amd64", 1, ["true"])
+    assert shown["digest"].startswith("sha256:")
+    assert (tmp_path / "c" / "pveoci" / "images" / "oci" / "index.json").is_file()
+    refused = subprocess.run([sys.executable, "-m", "pveoci", "pull", "Not A Ref"], env=env, capture_output=True,
+                             text=True, check=False, timeout=60)
+    assert (refused.returncode, refused.stdout) == (32, "")
+    assert refused.stderr.count("\n") == 1
