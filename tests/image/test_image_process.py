@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pveoci import errors
 from pveoci.image.imageconfig import DEFAULT_PATH, Overrides, parse_entrypoint, process_of, spec_document
+from pveoci.lxc.mapping import Target, map_spec
 from pveoci.oci.runtime_spec import parse_spec
+from pveoci.planning import look_up
+from pveoci.process import encode, encode_arg
 
 FILES = {
     "/etc/passwd": b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n#c:x:9:9::/:/\n",
@@ -89,3 +94,38 @@ def test_the_spec_is_a_valid_runtime_spec_with_the_stop_signal() -> None:
     assert document["annotations"]["org.opencontainers.image.stopSignal"] == "SIGINT"
     assert document["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [2000]}
     assert document["root"] == {"path": "rootfs", "readonly": False}
+
+
+_TEXT = st.text(max_size=40)
+_CONFIG = st.fixed_dictionaries({}, optional={
+    "Entrypoint": st.one_of(st.none(), st.lists(_TEXT, max_size=4), _TEXT, st.integers()),
+    "Cmd": st.one_of(st.none(), st.lists(_TEXT, max_size=4), _TEXT),
+    "Env": st.one_of(st.none(), st.lists(_TEXT, max_size=4), st.lists(st.integers(), max_size=2)),
+    "WorkingDir": st.one_of(st.none(), _TEXT, st.just("/srv"), st.integers()),
+    "User": st.one_of(st.none(), _TEXT, st.sampled_from(["app", "0", "app:extra", "1000:7", ":", "a:b:c"])),
+    "StopSignal": st.one_of(st.none(), _TEXT, st.sampled_from(["SIGINT", "9", "SIGRTMIN+3", "KILL"])),
+    "Volumes": st.one_of(st.none(), st.dictionaries(_TEXT, st.just({}), max_size=3), _TEXT),
+    "ExposedPorts": st.one_of(st.none(), st.dictionaries(_TEXT, st.just({}), max_size=3), st.lists(_TEXT)),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(config=_CONFIG, env=st.lists(_TEXT, max_size=3), user=st.one_of(st.none(), _TEXT),
+       passwd=st.one_of(st.none(), st.binary(max_size=200)))
+def test_any_image_config_is_a_valid_spec_or_one_pveoci_error(config: dict[str, object], env: list[str],
+                                                             user: str | None, passwd: bytes | None) -> None:
+    """Whatever an image's config holds (or a hostile one: NULs, lone surrogates, wrong types), the process and its
+    config.json come out valid, or one PveociError says why: never another exception."""
+    files = {"/etc/passwd": passwd if passwd is not None else FILES["/etc/passwd"], "/etc/group": FILES["/etc/group"]}
+    try:
+        proc = process_of(config, Overrides(env=env, user=user), files.get, "image x")
+        spec = parse_spec(spec_document(proc, terminal=False, name="x", digest="sha256:" + "a" * 64), where="x")
+        plan = map_spec(spec, Target(), container_id="x", find_program=lambda name, path, cwd: "/bin/sh",
+                        look_up=look_up)
+        encode(plan.process)
+        encode_arg(plan.process)
+    except errors.PveociError as exc:
+        message = exc.message
+    else:
+        message = ""
+    assert "\n" not in message
