@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import median_pair, synth
+from bench.commands import _timed
 from bench.templates import _clean_node
 
 FLOORS = {"image_push_ratio": 0.9}
@@ -80,15 +81,6 @@ def run(workdir: Path, rounds: int) -> dict[str, float]:
           f"({again['image_again_blobs']:.0f} for blobs), {again['image_again_bytes']:.0f} bytes sent to the node, "
           f"{again['image_again_s']:.2f} s")
     return {"image_push_ratio": base / cand, **again}
-
-
-def _timed(argv: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    took = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
-    return took
 
 
 def _again(bed: Any, registry: Any, workdir: Path, flags: list[str], env: dict[str, str]) -> dict[str, float]:

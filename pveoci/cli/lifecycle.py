@@ -13,19 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from pveoci.cli import images as flags
 from pveoci.cli import render
-from pveoci.cli.images import (
-    ArgsArgument,
-    AuthfileOption,
-    CertDirOption,
-    EntrypointOption,
-    EnvOption,
-    ImageOption,
-    TlsVerifyOption,
-    UserOption,
-    WorkdirOption,
-)
-from pveoci.cli.images import request as image_request
 from pveoci.cli.invocation import IdArgument, OutputOption, cli
 from pveoci.cli.place import ExcludeOption, ExplainOption
 
@@ -66,11 +55,11 @@ def _refuse(flag: str, reason: str) -> None:
 def create(
     ctx: typer.Context,
     container_id: IdArgument,
-    args: ArgsArgument = None,
+    args: flags.ArgsArgument = None,
     bundle: BundleOption = Path("."),
-    image: ImageOption = None, entrypoint: EntrypointOption = None, env: EnvOption = None,
-    workdir: WorkdirOption = None, user: UserOption = None, authfile: AuthfileOption = None,
-    cert_dir: CertDirOption = None, tls_verify: TlsVerifyOption = True,
+    image: flags.ImageOption = None, entrypoint: flags.EntrypointOption = None, env: flags.EnvOption = None,
+    workdir: flags.WorkdirOption = None, user: flags.UserOption = None, authfile: flags.AuthfileOption = None,
+    cert_dir: flags.CertDirOption = None, tls_verify: flags.TlsVerifyOption = True,
     pid_file: PidFileOption = None,
     node: NodeOption = None,
     strict: StrictOption = False,
@@ -109,7 +98,7 @@ def create(
     _refuse_runc_only(no_pivot, no_new_keyring, preserve_fds)
     from pveoci.cli.display import display
 
-    wanted = image_request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
+    wanted = flags.request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
                            authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify,
                            terminal=console_socket is not None, bundle_given=bundle != Path("."))
     io = _stdio(stand_in, console_socket)
@@ -189,11 +178,11 @@ def start(ctx: typer.Context, container_id: IdArgument, output: OutputOption = N
 def run(
     ctx: typer.Context,
     container_id: IdArgument,
-    args: ArgsArgument = None,
+    args: flags.ArgsArgument = None,
     bundle: BundleOption = Path("."),
-    image: ImageOption = None, entrypoint: EntrypointOption = None, env: EnvOption = None,
-    workdir: WorkdirOption = None, user: UserOption = None, authfile: AuthfileOption = None,
-    cert_dir: CertDirOption = None, tls_verify: TlsVerifyOption = True,
+    image: flags.ImageOption = None, entrypoint: flags.EntrypointOption = None, env: flags.EnvOption = None,
+    workdir: flags.WorkdirOption = None, user: flags.UserOption = None, authfile: flags.AuthfileOption = None,
+    cert_dir: flags.CertDirOption = None, tls_verify: flags.TlsVerifyOption = True,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once it runs (else stream its output "
                                          "and exit with its status).")] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Without -d: keep the container after it "
@@ -229,7 +218,7 @@ def run(
     from pveoci.cli.display import display
 
     _refuse_in_foreground(detach, pid_file, console_socket)
-    wanted = image_request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
+    wanted = flags.request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
                            authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify,
                            terminal=console_socket is not None, bundle_given=bundle != Path("."))
     c = cli(ctx, output)

@@ -7,19 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pveoci.cli import images as flags
 from pveoci.cli import render
-from pveoci.cli.images import (
-    ArgsArgument,
-    AuthfileOption,
-    CertDirOption,
-    EntrypointOption,
-    EnvOption,
-    ImageOption,
-    TlsVerifyOption,
-    UserOption,
-    WorkdirOption,
-)
-from pveoci.cli.images import request as image_request
 from pveoci.cli.invocation import OutputOption, cli
 from pveoci.cli.lifecycle import BundleOption, StrictOption
 
@@ -33,11 +22,11 @@ _ORDER = {"unsupported": 0, "approximated": 1, "applied": 2, "provided": 3}
 
 def plan(
     ctx: typer.Context,
-    args: ArgsArgument = None,
+    args: flags.ArgsArgument = None,
     bundle: BundleOption = Path("."),
-    image: ImageOption = None, entrypoint: EntrypointOption = None, env: EnvOption = None,
-    workdir: WorkdirOption = None, user: UserOption = None, authfile: AuthfileOption = None,
-    cert_dir: CertDirOption = None, tls_verify: TlsVerifyOption = True,
+    image: flags.ImageOption = None, entrypoint: flags.EntrypointOption = None, env: flags.EnvOption = None,
+    workdir: flags.WorkdirOption = None, user: flags.UserOption = None, authfile: flags.AuthfileOption = None,
+    cert_dir: flags.CertDirOption = None, tls_verify: flags.TlsVerifyOption = True,
     container_id: Annotated[str, typer.Option("--id", help="The container id the hostname falls back "
                                                "to.")] = "container",
     strict: StrictOption = False,
@@ -62,7 +51,7 @@ def plan(
     """
     from pveoci import planning
 
-    wanted = image_request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
+    wanted = flags.request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
                            authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify,
                            bundle_given=bundle != Path("."))
     c = cli(ctx, output)

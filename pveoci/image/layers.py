@@ -36,9 +36,9 @@ from pveoci.template.pack import (
     ExtraFile,
     Progress,
     _Batched,
-    _extra_entries,
     _header,
     _replaced,
+    write_extras,
 )
 
 _FORMATS = {
@@ -699,19 +699,6 @@ def _write_layer(layer: Layer, slots: dict[int, _Slot], out: _Output) -> int:
     raise _error(layer, "changed since it was merged: it has fewer members")
 
 
-def _write_extras(sink: Framer, extras: Sequence[ExtraFile]) -> int:
-    """pveoci's own files, as pack.write_tar adds them."""
-    entries = _extra_entries(extras)
-    for info, data in entries:
-        sink.begin(len(data))
-        sink.write(_header(info))
-        if data:
-            sink.write(data)
-            sink.write(b"\0" * (-len(data) % BLOCK))
-        sink.end(zlib.crc32(os.fsencode(info.name)))
-    return len(entries)
-
-
 # ------------------------------------------------------------------ the API
 
 
@@ -737,7 +724,7 @@ class Merged:
         for index, slots in sorted(self._slots.items()):
             count += _write_layer(self._layers[index], slots, out)
         batched.flush()
-        count += _write_extras(sink, extras)
+        count += write_extras(sink, extras)
         sink.write(b"\0" * (2 * BLOCK))   # end of archive
         sink.finish()
         return count

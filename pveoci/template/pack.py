@@ -329,17 +329,23 @@ def write_tar(rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (), prog
         except OSError as exc:
             raise errors.BundleError(f"cannot read {os.fsdecode(full)}: {exc.strerror}") from None
     batched.flush()
-    for info, data in _extra_entries(extras):
+    count += write_extras(sink, extras)
+    sink.write(b"\0" * (2 * BLOCK))  # end of archive
+    sink.finish()
+    return count
+
+
+def write_extras(sink: Framer, extras: Sequence[ExtraFile]) -> int:
+    """pveoci's own files into the stream, after the rootfs's entries (whatever wrote those); how many."""
+    entries = _extra_entries(extras)
+    for info, data in entries:
         sink.begin(len(data))
         sink.write(_header(info))
         if data:
             sink.write(data)
             sink.write(b"\0" * (-len(data) % BLOCK))
         sink.end(zlib.crc32(os.fsencode(info.name)))
-        count += 1
-    sink.write(b"\0" * (2 * BLOCK))  # end of archive
-    sink.finish()
-    return count
+    return len(entries)
 
 
 def write_native(program: Path, rootfs: Path, sink: Framer, extras: Sequence[ExtraFile] = (),

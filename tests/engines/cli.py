@@ -3,8 +3,6 @@ environment, the launcher through which a daemon runs this checkout's pveoci, an
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import pids
 from tests.testbed import Testbed
 
 TIMEOUT = 120.0
@@ -55,12 +54,7 @@ def calls(root: Path) -> list[str]:
 
 def stop(daemon: subprocess.Popen[bytes], grace: float = 30) -> None:
     """A daemon the tests started, stopped by its pid: TERM, then KILL after `grace` seconds."""
-    os.kill(daemon.pid, signal.SIGTERM)
-    try:
-        daemon.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.kill(daemon.pid, signal.SIGKILL)
-        daemon.wait(30)
+    pids.stop(daemon, grace)
 
 
 def wait_up(engine: EngineCli, daemon: subprocess.Popen[bytes], log: Path, seconds: float,

@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.pids import stop
 from tests.testbed import parts
 from tests.testbed.bundle import make_busybox_bundle
 
@@ -220,13 +220,7 @@ class Registry:
         """Terminate the registry by its pid, wait, then kill it if it lingers."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop(self.process)
         self.process = None
 
     def __enter__(self) -> Registry:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.pids import stop
 
 SSHD = "/usr/sbin/sshd"
 LXC_ETC = "/etc/lxc"
@@ -152,13 +153,7 @@ class NodeSshd:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop(self.process)
         self.process = None
 
     def commands(self) -> list[str]:
