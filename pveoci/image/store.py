@@ -199,6 +199,10 @@ class Store:
         for entry in self.root.iterdir() if self.root.is_dir() else []:
             if entry.name not in OWN_ENTRIES and _mtime(entry) < stale:
                 freed += _remove(entry)
+        # a killed writer's half-written file (".name.PID", renamed into place once whole)
+        for partial in [*self.root.glob("lookups/.*"), *self.root.glob("bundles/*/.*"), *self.layout.glob(".*")]:
+            if _mtime(partial) < stale:
+                freed += _remove(partial)
         return freed
 
     def _resolve(self, ref: Reference, arch: str) -> str:

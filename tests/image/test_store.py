@@ -312,8 +312,10 @@ def test_gc_forgets_images_unused_for_long_and_what_only_they_had(layout: Path, 
                  kept_bundle.path / "config.json"):
         os.utime(used, (month, month))
     leftover = store.root / "container_images_storage_123"   # what a killed skopeo leaves in its TMPDIR
-    leftover.write_bytes(b"x" * 100)
-    os.utime(leftover, (month, month))
+    half = store.root / "lookups" / f".{new.image.image.name}.json.4242"   # a killed create's half-written file
+    for made in (leftover, half):
+        made.write_bytes(b"x" * 100)
+        os.utime(made, (month, month))
     shared = {layer.digest for layer in old.image.image.layers} & {layer.digest for layer in new.image.image.layers}
     assert shared   # the base layer: it must survive
 
@@ -333,6 +335,7 @@ def test_gc_forgets_images_unused_for_long_and_what_only_they_had(layout: Path, 
     assert not store.lookups(old.image.image.name).exists()
     assert store.lookups(new.image.image.name).exists()
     assert not leftover.exists()
+    assert not half.exists()
     assert leftovers(store.root) == []
     # the image that went is pulled again when asked for
     with FakeRegistry(layout, "latest") as again:
