@@ -29,14 +29,15 @@ class Runner:
         self.authfile = registry.authfile(tmp / "auth.json")
         self.certs = str(registry.certs_dir())
 
-    def __call__(self, *args: str, auth: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, auth: bool = True, backend: str = "api",
+                 timeout: float = 180) -> subprocess.CompletedProcess[str]:
         env = self.bed.env(XDG_CACHE_HOME=str(self.tmp / "cache"), XDG_STATE_HOME=str(self.tmp / "state"),
                            XDG_RUNTIME_DIR=str(self.tmp / "run"), HOME=str(self.tmp / "home"))
         env.pop("REGISTRY_AUTH_FILE", None)
         if auth:
             env["REGISTRY_AUTH_FILE"] = str(self.authfile)
-        return subprocess.run([sys.executable, "-m", "pveoci", "--root", str(self.tmp / "root"), *args], env=env,
-                              capture_output=True, text=True, check=False, timeout=timeout)
+        return subprocess.run([sys.executable, "-m", "pveoci", "--backend", backend, "--root", str(self.tmp / "root"),
+                               *args], env=env, capture_output=True, text=True, check=False, timeout=timeout)
 
     def requests(self) -> list[str]:
         """The registry's access log so far: one "METHOD PATH STATUS" per request."""
@@ -83,8 +84,9 @@ def test_an_image_runs_as_its_config_says_and_is_packed_once(run: Runner, images
 
 
 def test_layers_whiteouts_and_a_multi_arch_index(run: Runner, images: PushedImages) -> None:
+    # over the pct backend (Proxmox's tools on the node over SSH): the same code path whatever the backend
     layered = run("run", "--image", images.layered, "--cert-dir", run.certs, "--node", "pve1", "lay", "--",
-                  "sh", "-c", "cat /etc/motd; ls /opt/app; hello")
+                  "sh", "-c", "cat /etc/motd; ls /opt/app; hello", backend="pct")
     assert layered.returncode == 0, layered.stderr
     assert layered.stdout.splitlines() == ["second", "keep.txt", "hello from layer three"]
     multi = run("run", "--image", images.multi, "--cert-dir", run.certs, "--node", "pve1", "multi")
