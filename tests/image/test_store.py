@@ -340,3 +340,22 @@ def test_gc_forgets_images_unused_for_long_and_what_only_they_had(layout: Path, 
     # the image that went is pulled again when asked for
     with FakeRegistry(layout, "latest") as again:
         assert store.pull(reference.parse(f"{again.host}/app:1"), "amd64").digest == old.image.image.digest
+
+
+@pytest.mark.parametrize("where", ["docker", "podman"])
+def test_credentials_come_from_dockers_and_podmans_own_files(registry: Registry, images: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """No flag, no variable: `docker login` wrote ~/.docker/config.json, `podman login` wrote
+    $XDG_RUNTIME_DIR/containers/auth.json; pveoci's pull finds either, as podman would."""
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    target = home / ".docker" / "config.json" if where == "docker" else runtime / "containers" / "auth.json"
+    target.parent.mkdir(parents=True)
+    registry.authfile(target)
+    store = Store(tmp_path / "store", Access(cert_dir=str(registry.certs_dir())))
+    assert store.pull(reference.parse(images.busybox), "amd64").digest == images.busybox_digest
+    target.unlink()
+    with pytest.raises(errors.ImageError, match="401"):
+        Store(tmp_path / "other", store.access).pull(reference.parse(images.busybox), "amd64")
