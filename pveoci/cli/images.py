@@ -89,6 +89,32 @@ def _pulled(c: Any, made: ImageRequest, node: str | None) -> Image:
     return runtime.pull(made, node=node)  # type: ignore[no-any-return]
 
 
+def images(ctx: typer.Context, output: OutputOption = None) -> None:
+    """List the images of this machine's image store: what they were pulled as, digest, architecture, size, last use.
+
+    The store holds what `pull` and `--image` fetched (their layers, to pack a template for another
+    node); `pveoci gc` forgets what no create used for 30 days.
+
+    Examples:
+
+    \b
+      pveoci images
+      pveoci images -o json | jq '.[].digest'
+    """
+    import time
+
+    from pveoci.image.store import Store
+
+    c = cli(ctx, output)
+    found = Store().images()
+    if c.json:
+        render.emit_json([s.to_json() for s in found])
+        return
+    render.table(["REFERENCE", "DIGEST", "ARCH", "SIZE", "LAST USED"],
+                 [[s.reference, s.digest.removeprefix("sha256:")[:12], s.arch, render.size(s.size),
+                   time.strftime("%Y-%m-%d %H:%M", time.localtime(s.used))] for s in found])
+
+
 def pull(
     ctx: typer.Context,
     reference: Annotated[str, typer.Argument(help="The image: registry/repo:tag, repo@sha256:..., "

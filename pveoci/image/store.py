@@ -85,6 +85,21 @@ class Image:
         return value if isinstance(value, dict) else {}
 
 
+@dataclass(frozen=True)
+class Stored:
+    """One image of the store, as `pveoci images` lists it."""
+
+    reference: str      # as the user named it when it was last pulled or used
+    digest: str         # the manifest's, where it came from
+    arch: str
+    size: int           # bytes of its layers and config, as stored (compressed)
+    used: float         # when a create or pull last used it (seconds since the epoch)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reference": self.reference, "digest": self.digest, "architecture": self.arch, "size": self.size,
+                "used": self.used}
+
+
 def default_root() -> Path:
     from platformdirs import user_cache_path
 
@@ -113,7 +128,7 @@ class Store:
         if digest:
             found = self.find(ref, digest, arch)
             if found is not None:
-                self._used(_name(digest, arch))
+                self._used(_name(digest, arch), ref)
                 return found
         name = _name(digest, arch) if digest else _local_name(ref, arch)
         source = ref.skopeo(digest if ref.remote else "")
@@ -123,7 +138,7 @@ class Store:
         image = self._read(ref, name, arch, digest)
         if image is None:
             raise errors.ImageError(f"image {ref}: skopeo copied it but the store does not list it")
-        self._used(name)
+        self._used(name, ref)
         return image
 
     def find(self, ref: Reference, digest: str, arch: str) -> Image | None:
@@ -160,11 +175,34 @@ class Store:
         except OSError:
             return 0.0
 
-    def _used(self, name: str) -> None:
-        """Mark the image as used now (what prune() goes by)."""
+    def _used(self, name: str, ref: Reference) -> None:
+        """Mark the image as used now (what prune() goes by), and by what name (what images() shows)."""
         with contextlib.suppress(OSError):
             (self.root / "used").mkdir(parents=True, exist_ok=True)
-            (self.root / "used" / name).touch()
+            (self.root / "used" / name).write_text(str(ref))
+
+    def images(self) -> list[Stored]:
+        """The store's images, the most recently used first."""
+        try:
+            index = _json((self.layout / "index.json").read_bytes(), "the image store's index.json")
+        except FileNotFoundError:
+            return []
+        out = []
+        for entry in index.get("manifests", []):
+            name = _ref_name(entry) if isinstance(entry, dict) else ""
+            if not name:
+                continue
+            head, _, arch = name.rpartition(".")
+            digest = head.replace("-", ":", 1) if head.startswith("sha256-") else str(entry.get("digest", ""))
+            try:
+                reference = (self.root / "used" / name).read_text()
+                manifest = _json(self._blob(entry.get("digest"), MANIFEST_MAX), "a manifest")
+            except (OSError, errors.ImageError):
+                continue
+            parts = [manifest.get("config", {}), *manifest.get("layers", [])]
+            size = sum(int(p.get("size", 0) or 0) for p in parts if isinstance(p, dict))
+            out.append(Stored(reference, digest, arch, size, self._last_use(name)))
+        return sorted(out, key=lambda s: -s.used)
 
     def _sweep_blobs(self, kept: list[dict[str, Any]]) -> int:
         """Every blob no kept manifest names (the layout is locked: no pull is writing one)."""

@@ -106,3 +106,37 @@ def test_pull_needs_no_cluster_and_says_what_it_pulled(tmp_path: Path) -> None:
                              text=True, check=False, timeout=60)
     assert (refused.returncode, refused.stdout) == (32, "")
     assert refused.stderr.count("\n") == 1
+
+
+def test_images_lists_the_store_most_recently_used_first(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import need
+    from tests.image.registry import build_image, missing_for_registry, skopeo
+
+    need(missing_for_registry())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PVEOCI_")}
+    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_CACHE_HOME=str(tmp_path / "c"))
+
+    def pveoci(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pveoci", *args], env=env, capture_output=True, text=True,
+                              check=False, timeout=120)
+
+    assert (pveoci("images", "-o", "json").stdout, pveoci("images").returncode) == ("[]\n", 0)
+    refs = []
+    for name in ("one", "two"):
+        layout = build_image(tmp_path / name, config={"Cmd": [name]})
+        skopeo("copy", "--quiet", f"oci:{layout}:latest", f"oci-archive:{tmp_path / name}.tar")
+        refs.append(f"oci-archive:{tmp_path / name}.tar")
+        assert pveoci("pull", refs[-1]).returncode == 0
+        time.sleep(0.05)
+    listed = json.loads(pveoci("images", "-o", "json").stdout)
+    assert [i["reference"] for i in listed] == [refs[1], refs[0]]
+    assert {i["architecture"] for i in listed} == {"amd64"}
+    assert all(i["digest"].startswith("sha256:") and i["size"] > 0 for i in listed)
+    shown = pveoci("images").stdout.splitlines()
+    assert shown[0].split() == ["REFERENCE", "DIGEST", "ARCH", "SIZE", "LAST", "USED"]
+    assert shown[1].startswith(refs[1])
