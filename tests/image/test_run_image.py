@@ -117,6 +117,8 @@ def test_a_created_image_container_is_an_oci_container_with_a_real_bundle(run: R
     assert config["annotations"]["org.opencontainers.image.stopSignal"] == "SIGINT"
     assert config["process"]["args"][-1].startswith("trap ")
     assert run("start", "svc").returncode == 0
+    inside = run("exec", "svc", "--", "sh", "-c", "id -u; id -G; pwd; echo $GREETING")   # as the image's process
+    assert inside.stdout.split() == ["1000", "1000", "2000", "/srv", "hi"], inside
     assert run("kill", "svc").returncode == 0
     waited = run("logs", "--follow", "svc")
     assert (waited.returncode, waited.stdout) == (3, "up\ngot TERM\n"), waited
@@ -153,3 +155,21 @@ def test_registry_refusals_are_one_line_and_make_nothing(run: Runner, images: Pu
         assert "Traceback" not in failed.stderr
     assert (len(run.bed.pve.cts), templates(run.bed)) == before
     assert run("list", "-q").stdout == ""
+
+
+def test_creates_of_one_new_image_at_once_pull_pack_and_send_it_once(run: Runner, images: PushedImages) -> None:
+    """Four creates of an image neither this workstation nor the node has, at once: the store takes one pull at a
+    time, the node's claim one upload; every container is made, and one template."""
+    import concurrent.futures
+
+    before = templates(run.bed)
+    seen = len(run.requests())
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(lambda n: run("create", "--image", images.layered, "--cert-dir", run.certs,
+                                           "--node", "pve1", f"many{n}"), range(4)))
+    assert [m.returncode for m in made] == [0, 0, 0, 0], [m.stderr for m in made]
+    assert len(set(templates(run.bed)) - set(before)) == 1
+    blobs = [r for r in run.requests()[seen:] if "/blobs/" in r and r.startswith("GET") and r.endswith(" 200")]
+    assert len(blobs) == len(set(blobs)), blobs   # each layer fetched once
+    for n in range(4):
+        assert run("delete", "-f", f"many{n}").returncode == 0
