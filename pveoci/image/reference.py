@@ -8,7 +8,7 @@ The forms are skopeo's and podman's:
     docker-archive:/path/app.tar[:ref]       `docker save`'s archive
     oci:/path/layout[:ref]                   an OCI layout directory
 
-A name without a registry is left to skopeo's own rules (containers-registries.conf(5)), as podman does. Every
+A name without a registry goes where skopeo sends it (its default registry: no short-name search). Every
 part is checked against the distribution spec's grammar, so nothing the user wrote reaches skopeo's command
 line as an option or as anything but the reference it is.
 """

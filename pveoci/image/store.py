@@ -2,7 +2,7 @@
 
 Why skopeo (Debian's, 1.9+): it is the containers project's own client, maintained with podman, and it already
 does what a user's registries need: the auth files podman and docker write and docker's credential helpers,
-registries.conf's mirrors and short names, certificates per registry, signature policies, retries, every
+registries.conf's mirrors and blocked registries, certificates per registry, signature policies, retries, every
 transport (registries, OCI and docker archives, layouts), the choice of a multi-arch index's manifest. pveoci
 calls it without a shell, with every value checked (reference.py), and never with a secret on its command line:
 credentials stay in the files skopeo reads.
