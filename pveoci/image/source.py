@@ -115,14 +115,16 @@ def workstation_arch() -> str:
         return "amd64"
 
 
-def load(request: ImageRequest, arch: str, store: Store | None = None) -> tuple[Bundle, Scan]:
-    """The image pulled for `arch` (from the store when it has it) as a bundle, and its Scan."""
+def load(request: ImageRequest, arch: str, store: Store | None = None,
+         note: Callable[[str], None] | None = None) -> tuple[Bundle, Scan]:
+    """The image pulled for `arch` (from the store when it has it) as a bundle, and its Scan; `note` is told
+    what is fetched."""
     from pveoci.oci.bundle import Bundle, parse_config
     from pveoci.template.manifest import Scan
 
     ref = request.parsed()
     store = store or Store(access=request.access)
-    image = store.pull(ref, arch)
+    image = store.pull(ref, arch, note)
     source = Source(image, request, store.lookups(image.name))
     where = f"image {ref}"
     process = process_of(image.process, request.overrides, source.read_file, where)

@@ -23,7 +23,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +117,9 @@ class Store:
 
     # ------------------------------------------------------------------ pulling
 
-    def pull(self, ref: Reference, arch: str) -> Image:
-        """The image `ref` names for `arch` (amd64, arm64), from the store or copied into it."""
+    def pull(self, ref: Reference, arch: str, note: Callable[[str], None] | None = None) -> Image:
+        """The image `ref` names for `arch` (amd64, arm64), from the store or copied into it; `note` is told what
+        is fetched (a progress display's note)."""
         if shutil.which(SKOPEO) is None:
             raise errors.ImageError("skopeo is not installed on this machine: pveoci pulls images with it "
                                     "(Debian/Ubuntu: apt install skopeo)")
@@ -132,6 +133,8 @@ class Store:
                 return found
         name = _name(digest, arch) if digest else _local_name(ref, arch)
         source = ref.skopeo(digest if ref.remote else "")
+        if note is not None:
+            note(f"pulling image {ref} ({arch}) into {self.root}")
         with self._locked():
             self._skopeo(["--override-arch", arch, "--override-os", "linux", "copy", "--quiet", "--retry-times", "2",
                           *self.access.flags("src-"), source, f"oci:{self.layout}:{name}"], ref)

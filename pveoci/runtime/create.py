@@ -77,7 +77,7 @@ def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool
 
 
 def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str, image: ImageRequest | None = None,
-            node: str | None = None) -> tuple[Bundle, manifest.Scan]:
+            node: str | None = None, progress: Progress | None = None) -> tuple[Bundle, manifest.Scan]:
     """What a create can check before it asks the cluster anything: the id, the transport, the bundle (or the
     image, pulled for the architecture its node most likely has), and the mapping (as for the cluster's likely
     version: a program not in the rootfs, a resource out of range)."""
@@ -87,7 +87,7 @@ def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str, image: Ima
         from pveoci.image import source
 
         image.parsed()   # a malformed reference is refused before anything runs
-        bundle, scanned = source.load(image, push.likely_arch(ctx, node))
+        bundle, scanned = source.load(image, push.likely_arch(ctx, node), note=progress.note if progress else None)
     else:
         # One stat walk (the disk's size, and whether it was packed before), while the spec is checked.
         with walking(bundle_dir) as (bundle, walk):
@@ -106,7 +106,7 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
            progress: Progress, exclude: Iterable[str] = (),
            on_placement: Callable[[Placement], None] | None = None, warn: bool = True,
            stand_in: StandIn | None = None, image: ImageRequest | None = None) -> Located:
-    bundle, scanned = checked(ctx, cid, bundle_dir, transport, image, node or ctx.profile.node)
+    bundle, scanned = checked(ctx, cid, bundle_dir, transport, image, node or ctx.profile.node, progress)
     recover(ctx, cid)
     wanted = node or ctx.profile.node
     # Placed by score, the id is looked for among the containers placement reads anyway: one request fewer.
@@ -125,7 +125,7 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
         if image is not None and bundle.image is not None and bundle.image.arch != arch:
             from pveoci.image import source  # a node unlike this machine: the image for its architecture
 
-            bundle, scanned = source.load(image, arch)
+            bundle, scanned = source.load(image, arch, note=progress.note)
             plan = planned(bundle, scanned)
         ctx.cache.step(op, "template")
         dest = facts.destination(ctx, target, ctx.profile.template_storage)

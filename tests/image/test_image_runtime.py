@@ -140,3 +140,30 @@ def test_images_lists_the_store_most_recently_used_first(tmp_path: Path) -> None
     shown = pveoci("images").stdout.splitlines()
     assert shown[0].split() == ["REFERENCE", "DIGEST", "ARCH", "SIZE", "LAST", "USED"]
     assert shown[1].startswith(refs[1])
+
+
+def test_a_create_says_when_it_pulls_and_only_then(make_runtime: MakeRuntime, registry: Registry,
+                                                   images: PushedImages, tmp_path: Path) -> None:
+    """A big image takes a while to pull: the progress display says so (and says nothing of it once stored)."""
+
+    class Notes:
+        def __init__(self) -> None:
+            self.said: list[str] = []
+
+        def note(self, message: str) -> None:
+            self.said.append(message)
+
+        def transfer(self, what: str, total: int | None) -> object:
+            return lambda n: None
+
+        def done(self, what: str) -> None:
+            return None
+
+    rt = make_runtime()
+    first, second = Notes(), Notes()
+    rt.create("p1", image=request(registry, images.busybox, tmp_path), progress=first)  # type: ignore[arg-type]
+    rt.create("p2", image=request(registry, images.busybox, tmp_path), progress=second)  # type: ignore[arg-type]
+    store = tmp_path / "xdg-cache" / "pveoci" / "images"
+    pulled = [n for n in first.said if n.startswith("pulling")]
+    assert pulled == [f"pulling image {images.busybox} (amd64) into {store}"]
+    assert not [n for n in second.said if n.startswith("pulling")]
