@@ -67,9 +67,7 @@ def request(image: str | None, *, args: list[str] | None = None, entrypoint: str
     overrides = Overrides(entrypoint=parse_entrypoint(entrypoint) if entrypoint is not None else None,
                           args=list(args) if args else None, env=tuple(env or ()), cwd=workdir, user=user,
                           terminal=terminal)
-    made = ImageRequest(image, overrides, access(authfile, cert_dir, tls_verify))
-    made.parsed()   # a malformed reference fails here, before anything else is asked
-    return made
+    return ImageRequest(image, overrides, access(authfile, cert_dir, tls_verify))
 
 
 def _pulled(c: Any, made: ImageRequest, node: str | None) -> Image:
@@ -85,7 +83,7 @@ def _pulled(c: Any, made: ImageRequest, node: str | None) -> Image:
         from pveoci.image.source import workstation_arch
         from pveoci.image.store import Store
 
-        return Store(access=made.access).pull(made.parsed(), workstation_arch())
+        return Store(access=made.access).pull(made.parsed, workstation_arch())
     return runtime.pull(made, node=node)  # type: ignore[no-any-return]
 
 
@@ -144,7 +142,6 @@ def pull(
 
     c = cli(ctx, output)
     made = ImageRequest(reference, access=access(authfile, cert_dir, tls_verify))
-    made.parsed()
     image = _pulled(c, made, node)
     config = image.process
     if c.json:

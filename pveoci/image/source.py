@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from pveoci.template.pack import ExtraFile
 
 FINGERPRINT = "image:"
-SYMLINK_HOPS = 40
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,10 @@ class ImageRequest:
     overrides: Overrides = field(default_factory=Overrides)
     access: Access = field(default_factory=Access)
 
+    def __post_init__(self) -> None:
+        _ = self.parsed   # a malformed reference is refused when the request is made, before anything runs
+
+    @cached_property
     def parsed(self) -> reference.Reference:
         return reference.parse(self.ref)
 
@@ -122,7 +125,7 @@ def load(request: ImageRequest, arch: str, store: Store | None = None,
     from pveoci.oci.bundle import Bundle, parse_config
     from pveoci.template.manifest import Scan
 
-    ref = request.parsed()
+    ref = request.parsed
     store = store or Store(access=request.access)
     image = store.pull(ref, arch, note)
     source = Source(image, request, store.lookups(image.name))
@@ -140,6 +143,20 @@ def load(request: ImageRequest, arch: str, store: Store | None = None,
     bundle = Bundle(path=folder, spec=spec, rootfs=rootfs, config_digest=digest, image=source)
     scanned = Scan(fingerprint=f"{FINGERPRINT}{image.digest}:{arch}", size=source.size)
     return bundle, scanned
+
+
+def for_arch(bundle: Bundle, scanned: Scan, arch: str, note: Callable[[str], None] | None = None
+             ) -> tuple[Bundle, Scan]:
+    """The bundle for a node of `arch`: itself, unless it is an image pulled for another architecture (the guess
+    made before placement): then that image's manifest for `arch`."""
+    if bundle.image is None or bundle.image.arch == arch:
+        return bundle, scanned
+    return load(bundle.image.request, arch, note=note)
+
+
+def described(rootfs: Path, image: Source | None) -> str:
+    """A bundle's content in a message: its rootfs, or its image."""
+    return str(rootfs) if image is None else f"image {image.image.reference}"
 
 
 def is_image(scanned: Scan) -> bool:

@@ -110,7 +110,6 @@ class Templates:
             if request is not None:
                 from pveoci.image import source
 
-                request.parsed()
                 found = None if wanted == "auto" else self._node_facts(wanted, storage)
                 loaded, scanned = source.load(request, found[0] if found else push.likely_arch(ctx, None))
                 return self._push(loaded, scanned, found, strict=strict, storage=storage, transport=transport,
@@ -156,7 +155,7 @@ class Templates:
         if loaded.image is not None and loaded.image.arch != arch:   # placed on a node unlike the one guessed
             from pveoci.image import source
 
-            loaded, scanned = source.load(loaded.image.request, arch)
+            loaded, scanned = source.for_arch(loaded, scanned, arch, note=progress.note)
             plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
         return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
                            scanned=scanned)
@@ -548,7 +547,7 @@ class Runtime:
         assert request is not None
         wanted = node or self._ctx.profile.node
         arch = push.node_arch(self._ctx, wanted) if wanted not in (None, "auto") else push.likely_arch(self._ctx, None)
-        return Store(access=request.access).pull(request.parsed(), arch)
+        return Store(access=request.access).pull(request.parsed, arch)
 
     def gc(self, *, images_unused_for: float | None = None) -> GcReport:
         """Finish what killed commands left: roll back half-made creates, finish moves (a moved container's

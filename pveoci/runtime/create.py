@@ -86,7 +86,6 @@ def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str, image: Ima
     if image is not None:
         from pveoci.image import source
 
-        image.parsed()   # a malformed reference is refused before anything runs
         bundle, scanned = source.load(image, push.likely_arch(ctx, node), note=progress.note if progress else None)
     else:
         # One stat walk (the disk's size, and whether it was packed before), while the spec is checked.
@@ -122,10 +121,10 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
     target, op = _place(ctx, cid, bundle, plan, scanned, wanted, exclude, on_placement)
     try:
         arch = push.node_arch(ctx, target)  # an unsupported one is refused before anything is sent
-        if image is not None and bundle.image is not None and bundle.image.arch != arch:
-            from pveoci.image import source  # a node unlike this machine: the image for its architecture
+        if bundle.image is not None and bundle.image.arch != arch:  # a node unlike the one guessed
+            from pveoci.image import source
 
-            bundle, scanned = source.load(image, arch, note=progress.note)
+            bundle, scanned = source.for_arch(bundle, scanned, arch, note=progress.note)
             plan = planned(bundle, scanned)
         ctx.cache.step(op, "template")
         dest = facts.destination(ctx, target, ctx.profile.template_storage)

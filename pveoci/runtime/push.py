@@ -179,7 +179,9 @@ class _Job:
 
     @property
     def what(self) -> str:
-        return f"image {self.image.image.reference}" if self.image is not None else str(self.rootfs)
+        from pveoci.image.source import described
+
+        return described(self.rootfs, self.image)
 
     def like_key(self) -> str:
         if not self.like:
@@ -244,8 +246,9 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
     sent by this call, or by another that held the claim meanwhile."""
     check_transport(transport)
     started = time.monotonic()
-    progress.note(f"looking at {bundle.rootfs}" if bundle.image is None else
-                  f"looking at image {bundle.image.image.reference}")
+    from pveoci.image.source import described
+
+    progress.note(f"looking at {described(bundle.rootfs, bundle.image)}")
     if bundle.image is not None and bundle.image.arch != arch:
         raise errors.ImageError(f"image {bundle.image.image.reference} was pulled for {bundle.image.arch}; node "
                                 f"{dest.node} is {arch}")
