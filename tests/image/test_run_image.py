@@ -154,6 +154,7 @@ def test_registry_refusals_are_one_line_and_make_nothing(run: Runner, images: Pu
         assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
         assert "Traceback" not in failed.stderr
     assert (len(run.bed.pve.cts), templates(run.bed)) == before
+    assert [p.name for p in run.bed.pve.template_dir("pve1").iterdir() if p.name.startswith(".")] == []
     assert run("list", "-q").stdout == ""
 
 
@@ -173,3 +174,5 @@ def test_creates_of_one_new_image_at_once_pull_pack_and_send_it_once(run: Runner
     assert len(blobs) == len(set(blobs)), blobs   # each layer fetched once
     for n in range(4):
         assert run("delete", "-f", f"many{n}").returncode == 0
+    hidden = [p.name for p in run.bed.pve.template_dir("pve1").iterdir() if p.name.startswith(".")]
+    assert hidden == []   # no claim, no partial file left in the storage
