@@ -267,6 +267,13 @@ class ImageError(PveociError):
     exit_code = 32
 
 
+class RolledBack(PveociError):
+    """An image update did not take: the new image's container did not start, or its process ended within the
+    grace period; the container is back on its old image (as it was, with its data)."""
+
+    exit_code = 33
+
+
 class ChecksFailed(PveociError):
     """`pveoci doctor` found at least one failing check."""
 

@@ -9,7 +9,7 @@ is one thing Proxmox does; policy (OCI states, retries of races, rollback) stays
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Template
@@ -134,6 +134,13 @@ class OnNode(Protocol):
 
     def read_file(self, node: str, vmid: int, path: str) -> bytes | None:
         """A file of a stopped container (None if it has none there)."""
+
+    def swap_rootfs(self, node: str, vmid: int, action: str, *, pid: int = 0, template: str = "",
+                    owner: str = "0:0", userns: Sequence[str] = (), keep: Sequence[str] = (),
+                    need: int = 0) -> tuple[str, str]:
+        """One step of an image update on a container's root filesystem (pveoci.backends.swapscript): `swap`
+        to a template (its path on the node), `back`, `commit` or `state`; the update's state after it and the
+        template's name. Locked for a `swap` over an update that did not finish (detail: "STATE NAME")."""
 
     def freeze(self, node: str, vmid: int) -> None: ...
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -57,6 +57,9 @@ class MemoryCt:
     ha_state: str | None = None     # HA-managed: its HA resource's state (started, stopped, ...)
     started: float = 0.0            # when it was started (time.time())
     figures: dict[str, Any] = field(default_factory=dict)  # Guest figures its status reports while it runs (a test's)
+    swap: tuple[str, str] = ("none", "")   # an image update's state on the node, and the template it is to
+    rootfs_template: str = ""              # the template its root filesystem holds (its create's, or a swap's)
+    previous_template: str = ""            # what `back` puts back
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -232,6 +235,7 @@ class MemoryBackend:
             config = {k: v for k, v in options.items() if k not in ("ostemplate", "start")}
             config["tags"] = ";".join(sorted({t.lower() for t in str(config.get("tags") or "").split(";") if t}))
             self.cts[vmid] = ct = MemoryCt(vmid=vmid, node=node, config=config)
+            ct.rootfs_template = ct.previous_template = volname.split("/", 1)[-1]
             if options.get("start"):
                 self._boot(ct)
 
@@ -373,6 +377,32 @@ class MemoryBackend:
                 return str(ct.exit_status).encode()
             return None
 
+    def swap_rootfs(self, node: str, vmid: int, action: str, *, pid: int = 0, template: str = "",
+                    owner: str = "0:0", userns: Sequence[str] = (), keep: Sequence[str] = (),
+                    need: int = 0) -> tuple[str, str]:
+        """A model of the node's side: the update's state and the template it is to, per container."""
+        self._call("swap_rootfs")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            if (ct.status == "running") != bool(pid):
+                raise errors.PveociError(f"cannot {action} the root filesystem of CT {vmid} on {node}: "
+                                         + ("CT is running" if ct.status == "running" else "no such process"))
+            state, name = ct.swap
+            if action == "swap":
+                if state != "none":
+                    raise errors.Locked(f"CT {vmid} on {node} has an image update that did not finish ({state})",
+                                        detail=f"{state} {name}")
+                ct.swap = ("swapped", template.rsplit("/", 1)[-1])
+                ct.rootfs_template = ct.swap[1]
+            elif action == "back":
+                if state != "none":
+                    ct.rootfs_template = ct.previous_template
+                ct.swap = ("none", "")
+            elif action == "commit":
+                ct.previous_template = ct.rootfs_template
+                ct.swap = ("none", "")
+            return ct.swap
+
     def freeze(self, node: str, vmid: int) -> None:
         self._call("freeze")
         with self._lock:
@@ -399,8 +429,8 @@ class MemoryBackend:
             raise errors.NotFound(f"storage '{storage}' is not available on node '{node}'")
         if "vztmpl" not in found[storage].content:
             raise errors.ConfigError(f"storage '{storage}' does not hold container templates (content vztmpl)")
-        return Destination(node=node, storage=storage, shared=self.shared_templates, directory=None,
-                           avail=100 * GIB)
+        return Destination(node=node, storage=storage, shared=self.shared_templates,
+                           directory=f"/var/lib/vz/{storage}/template/cache", avail=100 * GIB)
 
     def templates(self, dest: Destination) -> list[Template]:
         self._call("templates")

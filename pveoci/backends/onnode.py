@@ -7,9 +7,11 @@ user data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import IO
 
 from pveoci import errors
+from pveoci.backends import swapscript
 from pveoci.backends.runner import Runner
 from pveoci.backends.sshrunner import SshRunner
 from pveoci.models import Completed
@@ -100,6 +102,28 @@ class NodeCommands:
             raise errors.PveociError(f"cannot read {path} of CT {vmid} on {node}: "
                                      f"{result.stderr.decode(errors='replace').strip()}")
         return result.stdout
+
+    def swap_rootfs(self, node: str, vmid: int, action: str, *, pid: int = 0, template: str = "",
+                    owner: str = "0:0", userns: Sequence[str] = (), keep: Sequence[str] = (),
+                    need: int = 0) -> tuple[str, str]:
+        """One step of an image update on the container's root filesystem (backends.swapscript): `swap` to the
+        template (a path on the node), `back`, `commit` or `state`. The update's state after it (`none`,
+        `extract`, `out`, `in`, `swapped`) and the name of the template it swaps to. `pid`: the running init's,
+        else the container is stopped and `pct mount`ed. Locked (with the state and name in its `detail`) for a
+        `swap` over an update that did not finish."""
+        argv = ["sh", "-c", swapscript.SCRIPT, "sh", action, str(vmid), str(pid), template, owner, " ".join(userns),
+                "\n".join(keep), str(need)]
+        result = self.on_node(node, argv, timeout=3600)
+        said = result.stdout.decode(errors="replace").strip().splitlines()
+        word, _, rest = (said[-1] if said else "").partition(" ")
+        state, _, name = rest.partition(" ")
+        if result.status == 0 and word == "ok":
+            return state, name
+        if result.status == 4 and word == "busy":
+            raise errors.Locked(f"CT {vmid} on {node} has an image update that did not finish ({state})",
+                                detail=f"{state} {name}")
+        why = rest if word == "error" else (result.stderr.decode(errors="replace").strip() or f"exit {result.status}")
+        raise errors.PveociError(f"cannot {action} the root filesystem of CT {vmid} on {node}: {why}")
 
     def machine(self, node: str) -> str:
         result = self.on_node(node, ["uname", "-m"])

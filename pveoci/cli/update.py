@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from pveoci.cli import images as image_flags
 from pveoci.cli import render
-from pveoci.cli.invocation import IdArgument, OutputOption, cli
+from pveoci.cli.invocation import IdArgument, Output, OutputOption, cli
 
 if TYPE_CHECKING:
+    from pveoci.image.source import ImageRequest
     from pveoci.oci.runtime_spec import Resources
+    from pveoci.runtime.swap import ImageUpdate
 
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
@@ -137,9 +140,33 @@ def update(
     blkio_weight: Annotated[Number, _opt("--blkio-weight", "N", f"Refused unless 0: {NO_OPTION}.")] = None,
     l3_cache_schema: Annotated[Flag, _opt("--l3-cache-schema", "SCHEMA", "Refused: no Intel RDT.")] = None,
     mem_bw_schema: Annotated[Flag, _opt("--mem-bw-schema", "SCHEMA", "Refused: no Intel RDT.")] = None,
+    image: image_flags.ImageOption = None,
+    args: image_flags.ArgsArgument = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --image: show what would change (image, "
+                                          "process, size, what is kept) and change nothing.")] = False,
+    grace: Annotated[float, typer.Option("--grace", metavar="SECONDS", min=0, help="With --image: how long the "
+                                         "new process must keep running, else the old image comes back (0: do "
+                                         "not watch).")] = 3.0,
+    entrypoint: image_flags.EntrypointOption = None,
+    env: image_flags.EnvOption = None,
+    workdir: image_flags.WorkdirOption = None,
+    user: image_flags.UserOption = None,
+    authfile: image_flags.AuthfileOption = None,
+    cert_dir: image_flags.CertDirOption = None,
+    tls_verify: image_flags.TlsVerifyOption = True,
     output: OutputOption = None,
 ) -> None:
-    """Change the resource limits of a created, running or paused container, while it runs.
+    """Change the resource limits of a created, running or paused container, while it runs; or, with
+    --image, move it to another image in place.
+
+    --image REF: the container keeps its id, VMID, node, mount points and their data, network (its
+    MAC address), resources and annotations; its root filesystem becomes the image's and its process
+    the image's (with --entrypoint, -e, -w, -u and a command after the id, as for create: what create
+    was given is not carried over). The process stops, the root filesystem is swapped on the node, and
+    the container starts again: a created one stays created, a running or stopped one is started and
+    must run for --grace seconds; if it does not, the old image comes back (exit 33). Killed at any
+    moment, the next pveoci command for the container finishes or undoes the update. --dry-run shows
+    what would change.
 
     As runc: from a linux.resources JSON document (--resources FILE, or - for stdin) or from the
     flags; a value of 0 leaves that limit as it is. Proxmox VE applies memory, swap, cpulimit and
@@ -152,6 +179,8 @@ def update(
       pveoci update --memory 256m --cpuset-cpus 0-1 hello
       pveoci update --cpu-quota 50000 --cpu-period 100000 hello   # half a CPU
       echo '{"memory": {"limit": 268435456}}' | pveoci update --resources - hello
+      pveoci update --image registry.example/app:1.2 --dry-run web
+      pveoci update --image registry.example/app@sha256:0123... -e LOG=debug web
     """
     _refuse_rdt(l3_cache_schema, mem_bw_schema)
     flags = {"memory": memory, "memory-swap": memory_swap, "memory-reservation": memory_reservation,
@@ -159,8 +188,50 @@ def update(
              "cpu-quota": cpu_quota, "cpu-share": cpu_share, "cpu-rt-period": cpu_rt_period,
              "cpu-rt-runtime": cpu_rt_runtime, "cpuset-cpus": cpuset_cpus, "cpuset-mems": cpuset_mems,
              "pids-limit": pids_limit, "blkio-weight": blkio_weight}
+    made = image_flags.request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
+                                authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify)
+    if made is not None:
+        given = [f"--{name}" for name, value in flags.items() if value is not None]
+        if resources is not None or given:
+            raise _bad((given or ["--resources"])[0], "not with --image: update the image, then the limits")
+        _update_image(ctx, output, container_id, made, dry_run=dry_run, grace=grace)
+        return
+    if dry_run:
+        raise _bad("--dry-run", "only with --image")
     wanted = _resources(resources, flags) if resources is not None else document(flags)
     c = cli(ctx, output)
     change = c.runtime().update(container_id, wanted)
     if c.json:
         render.emit_json(change.to_json())
+
+
+def _update_image(ctx: typer.Context, output: Output | None, cid: str, made: ImageRequest, *, dry_run: bool,
+                  grace: float) -> None:
+    from pveoci.cli.display import display
+
+    c = cli(ctx, output)
+    rt = c.runtime()
+    with display() as shown:
+        change = rt.update_image(cid, made, dry_run=dry_run, grace=grace, progress=shown)
+    if c.json:
+        render.emit_json(change.to_json())
+        return
+    typer.echo(_described(change))
+
+
+def _described(change: ImageUpdate) -> str:
+    head = f"{change.id} (CT {change.vmid} on {change.node}, {change.status})"
+    if not change.changed:
+        return f"{head} is already on {change.image} with this process: nothing changed"
+    p = change.process
+    lines = [f"{'would update' if change.dry_run else 'updated'} {head} to {change.image} ({change.digest})",
+             f"  template     {change.template} -> {change.new_template}",
+             f"  size         {change.size / 1048576:.1f} MiB on root disk {change.disk}",
+             f"  process      {' '.join(p['args'])}",
+             f"  as           user {p['user']} in {p['cwd']}, stop signal {p['stop_signal']}",
+             *(f"  env          {e}" for e in p["env"]),
+             *(f"  keeps        {k}: {v}" for k, v in change.kept.items()),
+             *(f"  finding      {f}" for f in change.findings)]
+    if change.state is not None:
+        lines.append(f"  now          {change.state.status}")
+    return "\n".join(lines)

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from pveoci.oci.bundle import Bundle
     from pveoci.oci.runtime_spec import Resources
     from pveoci.process import ProcessSpec
+    from pveoci.runtime.swap import ImageUpdate
     from pveoci.template import manifest
 
 log = logging.getLogger("pveoci.runtime")
@@ -419,6 +420,34 @@ class Runtime:
         wanted = resources if isinstance(resources, Resources) else parse_resources(resources, where="resources")
         recovery.recover(self._ctx, id)
         return limits.update(self._ctx, id, wanted, warn=self._warn(findings))
+
+    def update_image(self, id: str, image: str | ImageRequest, *, dry_run: bool = False, grace: float = 3.0,
+                     transport: str = "sftp", progress: Progress = SILENT,
+                     findings: FindingsMode | None = None) -> ImageUpdate:
+        """Move a container to another image in place (`pveoci update --image`), keeping what is its own: its id,
+        VMID, node, mount points and their data, network (MAC address), resources and annotations.
+
+        The image is pulled for the container's node and its template sent there (once); the process stops, the
+        root filesystem's content is swapped for the image's on the node (mount points stay), the container gets
+        the image's process (with `image`'s overrides, as for create: give again what create was given) and
+        starts again: a created container stays created, a running or stopped one is started and watched for
+        `grace` seconds. If it does not start, or its process ends within them, the old image and config come
+        back and it starts as it was: RolledBack. Killed at any moment, the next command for this id here, or
+        another update from anywhere, finishes or undoes it. `dry_run`: what would change (process, size), and
+        nothing done. Paused for a paused container; Unsupported for one made by pveoci 0.1; ImageError when the
+        image cannot be pulled or used. Returns what changed (ImageUpdate, its `state` the container's after).
+        """
+        from pveoci.runtime import push, swap
+
+        check_id(id)
+        push.check_transport(transport)
+        if grace < 0:
+            raise errors.InvalidParameter(f"grace={grace!r}: seconds, 0 or more")
+        request = _image(image)
+        assert request is not None
+        recovery.recover(self._ctx, id)
+        return swap.update_image(self._ctx, id, request, dry_run=dry_run, grace=grace, transport=transport,
+                                 progress=progress, warn=self._warn(findings))
 
     def stand_in(self, id: str, *, stdin: bool = False, console_socket: str | None = None) -> int | None:
         """Leave a stand-in for the container's process on this machine, as runc's `create` leaves its init

@@ -245,7 +245,7 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
 
     vmid = create_with_fresh_vmid(ctx, target, options, journal)
     if not in_entrypoint:
-        _place_spec(ctx, target, vmid, plan)
+        place_spec(ctx, target, vmid, plan)
     if not claim(ctx, cid, target, vmid, tags):
         raise errors.AlreadyExists("container with given ID already exists")
     guest = settled(ctx, target, vmid)
@@ -270,7 +270,7 @@ def encode_files(files: Iterable[CopiedFile]) -> bytes:
     return b"".join(f"{f.path}\0{f.mode:o}\0{f.uid}\0{f.gid}\0{len(f.data)}\0".encode() + f.data for f in files)
 
 
-def _place_spec(ctx: Context, node: str, vmid: int, plan: Plan) -> None:
+def place_spec(ctx: Context, node: str, vmid: int, plan: Plan) -> None:
     """Give the waiting init its spec through `init set-spec` (PVE before 9.1, or a spec too long for a
     config line): the one channel into a container the API lacks."""
     _feed_init(ctx, node, vmid, "set-spec", encode(plan.process), "give its process to")

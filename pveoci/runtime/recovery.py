@@ -1,4 +1,5 @@
-"""Undoing creates that did not finish: here when they fail, or by the next command when they were killed.
+"""Undoing creates that did not finish: here when they fail, or by the next command when they were killed
+(and settling image updates that were killed: runtime.swap).
 
 A create journals each step in the cache before doing it; a journal entry whose process is gone
 is an abandoned create. Its container is removed only if its marker names the same id (a VMID
@@ -55,11 +56,22 @@ def roll_back(ctx: Context, op: int, cid: str) -> None:
 
 
 def recover(ctx: Context, cid: str | None = None) -> list[str]:
-    """Roll back creates that were killed half-way (their process is gone); returns their ids."""
+    """Roll back creates that were killed half-way (their process is gone), and finish or undo image updates
+    that were; returns their ids."""
     undone = []
     for step in ctx.cache.pending(ctx.cluster, cid):
         if step.alive():
             continue
-        undo(ctx, step)
+        if step.kind == "update":
+            from pveoci.runtime import swap
+
+            try:
+                swap.recover(ctx, step)
+            except errors.PveociError as exc:
+                log.warning("the interrupted image update of %s cannot be settled now (%s); the next command "
+                            "tries again", step.id, exc.message)
+                continue
+        else:
+            undo(ctx, step)
         undone.append(step.id)
     return undone

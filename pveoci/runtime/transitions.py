@@ -151,7 +151,7 @@ def delete(ctx: Context, found: Located | None, cid: str, *, force: bool) -> Non
     if status != "stopped" and not force:  # runtime-spec: deleting a container that is not stopped is an error
         raise errors.NotStopped(f"cannot delete container {cid} that is not stopped: {status}", status=status)
     if g.status == "running":  # running, paused, or created (its init waits)
-        _stop(ctx, g.node, g.vmid)
+        stop_ct(ctx, g.node, g.vmid)
     ctx.backend.destroy(g.node, g.vmid)
     gone = to_state(ctx, found)
     gone.status, gone.pid = "stopped", 0
@@ -159,7 +159,7 @@ def delete(ctx: Context, found: Located | None, cid: str, *, force: bool) -> Non
     hooks.run("poststop", found.record.hooks, gone.to_json())
 
 
-def _stop(ctx: Context, node: str, vmid: int) -> None:
+def stop_ct(ctx: Context, node: str, vmid: int) -> None:
     """Stop it; one that stopped by itself meanwhile (its process ended just now: Proxmox refuses to stop a
     container that is not running) is as good."""
     try:

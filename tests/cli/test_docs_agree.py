@@ -330,6 +330,14 @@ NOT_RUNNABLE = {
         "pveoci create --image oci-archive:./app.tar --entrypoint /bin/sh app -- -c 'exec app --serve'",
     ], "an example's registry and images: tests/image/test_run_image.py runs each form against a registry of its "
        "own on loopback"),
+    **dict.fromkeys([
+        "pveoci update web --image registry.example/app:2 --dry-run",
+        "pveoci update web --image registry.example/app:2",
+        "pveoci update web --image registry.example/app@sha256:0123... -e LOG=debug --grace 10",
+        "pveoci update --image registry.example/app:1.2 --dry-run web",
+        "pveoci update --image registry.example/app@sha256:0123... -e LOG=debug web",
+    ], "an example's registry and images: tests/image/test_update_image.py runs each form against a registry of "
+       "its own on loopback"),
 }
 
 BED, FRESH, REPO = "bed", "fresh", "repo"

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pveoci.backends.memory import MemoryBackend
 from pveoci.image.source import ImageRequest
 from pveoci.image.store import Access
 from tests.image.conftest import PushedImages
 from tests.image.registry import Registry
-from tests.inmemory import MakeRuntime
+from tests.inmemory import MakeRuntime, tiny_bundle
 
 
 def request(registry: Registry, ref: str, tmp_path: Path) -> ImageRequest:
@@ -167,3 +169,94 @@ def test_a_create_says_when_it_pulls_and_only_then(make_runtime: MakeRuntime, re
     pulled = [n for n in first.said if n.startswith("pulling")]
     assert pulled == [f"pulling image {images.busybox} (amd64) into {store}"]
     assert not [n for n in second.said if n.startswith("pulling")]
+
+
+def test_an_update_keeps_config_and_annotations_and_undoes_a_failed_start(
+        make_runtime: MakeRuntime, memory: MemoryBackend, registry: Registry, images: PushedImages,
+        tmp_path: Path) -> None:
+    rt = make_runtime()
+    bundle = tiny_bundle(tmp_path / "b")
+    spec = json.loads((bundle / "config.json").read_text())
+    (bundle / "config.json").write_text(json.dumps({**spec, "annotations": {"team": "blue"}}))
+    made = rt.create("u", bundle, node="pve1")
+    rt.start("u")
+    ct = memory.cts[made.vmid]
+    ct.config["mp0"] = "local:vm-100-disk-1,mp=/srv/data,size=1G"
+    ct.config["net0"] = "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp"
+    own = {k: v for k, v in ct.config.items() if k not in ("description", "tags", "entrypoint")}
+    old_template = ct.rootfs_template
+
+    dry = rt.update_image("u", request(registry, images.busybox, tmp_path), dry_run=True)
+    assert (dry.dry_run, dry.changed, dry.state) == (True, True, None)
+    assert dry.kept["mp0"] == own["mp0"]
+    assert dry.process["user"] == "1000:1000"
+    assert memory.calls.count("swap_rootfs") == 0
+    assert ct.rootfs_template == old_template
+
+    done = rt.update_image("u", request(registry, images.busybox, tmp_path))
+    assert done.state is not None
+    assert done.state.status == "running"
+    assert done.state.vmid == made.vmid
+    assert {k: v for k, v in ct.config.items() if k not in ("description", "tags", "entrypoint")} == own
+    assert done.state.annotations["team"] == "blue"                        # the container's own
+    assert done.state.annotations["io.pveoci.image.digest"] == images.busybox_digest   # the image's
+    assert ct.rootfs_template == done.new_template.split("/")[1] != old_template
+    assert ct.swap == ("none", "")
+    assert rt.state("u").template == done.new_template
+    assert "pveoci-started" in ct.tags
+
+    # The next image's container does not start: the old config and tree come back, started again.
+    from pveoci import errors
+
+    description = ct.config["description"]
+    memory.fail("start", errors.TaskFailed("startup for container failed", upid="UPID:x", exitstatus="failed",
+                                                  log_tail=[]))
+    with pytest.raises(errors.RolledBack, match=r"did not take .startup for container failed.; it is back on"):
+        rt.update_image("u", request(registry, images.layered, tmp_path))
+    assert ct.config["description"] == description
+    assert ct.rootfs_template == done.new_template.split("/")[1]
+    assert ct.swap == ("none", "")
+    assert rt.state("u").status == "running"
+    assert {k: v for k, v in ct.config.items() if k not in ("description", "tags", "entrypoint")} == own
+    with pytest.raises(errors.NotFound):
+        rt.update_image("nope", images.busybox)
+
+
+@pytest.mark.parametrize(("interrupted_at", "finished"), [("swap_rootfs", False), ("set_options", True),
+                                                         ("start", True)])
+def test_an_interrupted_update_is_settled_by_the_next_command(
+        make_runtime: MakeRuntime, memory: MemoryBackend, registry: Registry, images: PushedImages,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupted_at: str, finished: bool) -> None:
+    """Killed before its config change, an update is undone; after it, finished; either way the container runs."""
+    rt = make_runtime()
+    made = rt.create("k", tiny_bundle(tmp_path / "b"), node="pve1")
+    rt.start("k")
+    ct = memory.cts[made.vmid]
+    before = (ct.config["description"], ct.rootfs_template, ct.config["entrypoint"])
+    real = getattr(memory, interrupted_at)
+    calls = []
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        if len(calls) == 1:
+            real(*args, **kwargs)   # done, then the workstation is killed
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(memory, interrupted_at, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rt.update_image("k", request(registry, images.busybox, tmp_path))
+    assert ct.swap[0] == "swapped"
+    assert ct.status == ("running" if interrupted_at == "start" else "stopped")
+    assert rt._ctx.cache.pending(rt._ctx.cluster, "k") != []
+    state = rt.state("k")     # the next command settles it
+    assert state.status == "running"
+    assert ct.swap == ("none", "")
+    assert rt._ctx.cache.pending(rt._ctx.cluster, "k") == []
+    now = (ct.config["description"], ct.rootfs_template, ct.config["entrypoint"])
+    if finished:   # the config change was made: the new image, whole
+        assert all(a != b for a, b in zip(now, before, strict=True))
+        assert state.template.endswith(ct.rootfs_template)
+    else:          # undone: the old one, whole
+        assert now == before
+        assert state.template.endswith(before[1])

@@ -14,6 +14,9 @@ Where the bed differs from PVE, on purpose:
 - Containers run **privileged** (no id mapping) even with `unprivileged=1`, and the rootfs is unpacked with
   the template's numeric owners as they are (PVE shifts them by 100000). That is enough to prove process,
   environment, working directory, user and limits; it proves nothing about user namespaces.
+- Mount points (mpN) are bind mounts: a node path as it is, a storage volume as a directory of the node's
+  `volumes/`. `pct mount` does not mount them (the rootfs is a plain directory), and `lxc-usernsexec` on the
+  node's PATH drops its id maps (the owners are never shifted here).
 - **No network**: `lxc.net.0.type = empty` (a loopback device only), whatever the netN options say.
 - Limits: only `memory` (the cgroup memory controller, where the host has a usable one); no swap, cores,
   cpulimit or cpuunits.
@@ -123,8 +126,29 @@ def _plain(what: str, value: str) -> str:
     return value
 
 
-def lxc_config(vmid: int, conf: Mapping[str, Any], rootfs: Path, host: HostFeatures | None = None) -> str:
-    """The LXC config of a container, from its PVE config (raises LxcError for what LXC cannot take)."""
+def mount_entries(conf: Mapping[str, Any], volumes: Path) -> list[str]:
+    """Its mount points (mpN) as LXC bind mounts: a path on the node as it is, a storage volume as a directory
+    of the node's `volumes/` (made on first use), read-only with ro=1; in the order of their numbers."""
+    lines = []
+    for key in sorted((k for k in conf if re.fullmatch(r"mp\d+", k)), key=lambda k: int(k[2:])):
+        parts = str(conf[key]).split(",")
+        options = dict(p.partition("=")[::2] for p in parts[1:])
+        source, target = parts[0].partition("volume=")[2] or parts[0], options.get("mp", "")
+        if not target.startswith("/") or ".." in target.split("/"):
+            raise LxcError(f"{key}: mount point path {target!r} is not usable")
+        if not source.startswith("/"):
+            source_dir = volumes / re.sub(r"[^\w.-]", "_", source)
+            source_dir.mkdir(parents=True, exist_ok=True)
+            source = str(source_dir)
+        flags = "bind,create=dir" + (",ro" if _flag(options.get("ro", "0")) else "")
+        lines.append(f"lxc.mount.entry = {_plain(key, source)} {_plain(key, target.lstrip('/'))} none {flags} 0 0")
+    return lines
+
+
+def lxc_config(vmid: int, conf: Mapping[str, Any], rootfs: Path, host: HostFeatures | None = None,
+               volumes: Path | None = None) -> str:
+    """The LXC config of a container, from its PVE config (raises LxcError for what LXC cannot take); its
+    storage volumes' directories in `volumes`."""
     host = host or host_features()
     hostname = _plain("hostname", str(conf.get("hostname") or f"CT{vmid}"))
     entrypoint = _plain("entrypoint", str(conf.get("entrypoint") or "/sbin/init"))
@@ -158,6 +182,7 @@ def lxc_config(vmid: int, conf: Mapping[str, Any], rootfs: Path, host: HostFeatu
         # configs include): `pct enter` and a process's own pty need it.
         "lxc.pty.max = 1024",
     ]
+    lines += mount_entries(conf, volumes or rootfs.parent / "volumes")
     if host.apparmor:
         lines.append("lxc.apparmor.profile = unconfined")
     memory = conf.get("memory")
@@ -228,6 +253,15 @@ def unpack(template: Path, rootfs: Path) -> None:
 
 # ------------------------------------------------------------ pct, pvesh
 
+
+USERNSEXEC = """#!/bin/sh
+# lxc-usernsexec on a test bed node: its containers run privileged with the template's owners unshifted, so the
+# id maps (-m) are dropped and the command after -- runs as it is (tests/testbed/lxc.py).
+while [ $# -gt 0 ]; do
+  case $1 in -m) shift 2 ;; --) shift; break ;; *) echo "lxc-usernsexec (bed): unexpected $1" >&2; exit 2 ;; esac
+done
+exec "$@"
+"""
 
 LAUNCHER = """#!/bin/sh
 # {tool} on the test bed's node {node_text}: tests/testbed/nodetools.py, backed by the bed's API and LXC.
@@ -326,6 +360,11 @@ class LxcHost:
             "lxc_attach": shutil.which("lxc-attach") or "lxc-attach",
         }, indent=1))
         q = shlex.quote
+        # Containers run unmapped here (see above): lxc-usernsexec, with which a node unpacks into an unprivileged
+        # container as Proxmox does, runs the command as it is.
+        usernsexec = folder / "lxc-usernsexec"
+        usernsexec.write_text(USERNSEXEC)
+        usernsexec.chmod(0o755)
         for tool in ("pct", "pvesh"):
             script = folder / tool
             script.write_text(LAUNCHER.format(tool=tool, node_text=re.sub(r"[^\w.-]", "?", node),
@@ -418,7 +457,7 @@ class LxcHost:
         rootfs = self.rootfs(node, vmid)
         if not rootfs.is_dir():
             raise LxcError(f"the test bed has no rootfs for CT {vmid} on {node} ({rootfs})")
-        config = lxc_config(vmid, conf, rootfs)
+        config = lxc_config(vmid, conf, rootfs, volumes=self.node_dir(node) / "volumes")
         if (await self.state_now(node, vmid))[0] != "STOPPED":
             raise LxcError(f"CT {vmid} already running")
         (self.lxcpath(node) / str(vmid)).mkdir(parents=True, exist_ok=True)
