@@ -1,4 +1,5 @@
-"""The local cache: a SQLite mirror of pveoci's containers, a journal of create steps, and facts about clusters.
+"""The local cache: a SQLite mirror of pveoci's containers, a journal of create (and image update) steps, and
+facts about clusters.
 
 The cluster is the source of truth; the cache makes `state` one request, answers when the
 cluster cannot be reached (saying so), and lets the next command finish or undo a create that

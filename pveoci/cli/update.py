@@ -159,6 +159,11 @@ def update(
     """Change the resource limits of a created, running or paused container, while it runs; or, with
     --image, move it to another image in place.
 
+    As runc: from a linux.resources JSON document (--resources FILE, or - for stdin) or from the
+    flags; a value of 0 leaves that limit as it is. Proxmox VE applies memory, swap, cpulimit and
+    cpuunits at once, and cores within seconds. What it has no option for (pids, blkio, ...) is
+    refused, naming the field; nothing changes then. With -o json, prints what was asked of Proxmox.
+
     --image REF: the container keeps its id, VMID, node, mount points and their data, network (its
     MAC address), resources and annotations; its root filesystem becomes the image's and its process
     the image's (with --entrypoint, -e, -w, -u and a command after the id, as for create: what create
@@ -167,11 +172,6 @@ def update(
     must run for --grace seconds; if it does not, the old image comes back (exit 33). Killed at any
     moment, the next pveoci command for the container finishes or undoes the update. --dry-run shows
     what would change.
-
-    As runc: from a linux.resources JSON document (--resources FILE, or - for stdin) or from the
-    flags; a value of 0 leaves that limit as it is. Proxmox VE applies memory, swap, cpulimit and
-    cpuunits at once, and cores within seconds. What it has no option for (pids, blkio, ...) is
-    refused, naming the field; nothing changes then. With -o json, prints what was asked of Proxmox.
 
     Examples:
 

@@ -114,6 +114,11 @@ def test_an_update_keeps_the_containers_own_and_a_failed_one_is_rolled_back(runn
     assert config_of(run.bed, vmid) == {**kept_before, **{k: config_of(run.bed, vmid)[k]
                                                           for k in ("description", "tags", "entrypoint")}}
     assert state(run, "web")["status"] == "stopped"
+    said = run("update", "web", "--image", run.images.v2, "--cert-dir", run.certs, "--dry-run")
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.splitlines()[0].startswith(f"would update web (CT {vmid} on pve1, stopped) to ")
+    assert "  env          VERSION=v2" in said.stdout.splitlines()
+    assert f"  keeps        mp0: {kept_before['mp0']}" in said.stdout.splitlines()
 
     updated = run("update", "web", "--image", run.images.v2, "--cert-dir", run.certs)
     assert updated.returncode == 0, updated.stderr
