@@ -33,6 +33,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# As on a Proxmox VE node: root owns the ids 100000-165535 that unprivileged containers are mapped to, so that
+# lxc-usernsexec (newuidmap) can unpack as an unprivileged container's root (tests/runtime/test_swapscript.py).
+for ids in /etc/subuid /etc/subgid; do
+  if ! grep -qs '^root:100000:65536$' "$ids"; then
+    as_root sh -c "echo root:100000:65536 >> $ids" || echo "setup: could not add root's ids to $ids" >&2
+  fi
+done
+
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi

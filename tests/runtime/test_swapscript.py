@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +115,10 @@ def node(tmp_path: Path) -> dict[str, Any]:
     return {"rootfs": rootfs, "template": str(tmp_path / "pveoci-new.tar.zst"), "env": env, "moves": moves}
 
 
-def run(node: dict[str, Any], action: str, *, moves: int = 1000000, need_bytes: int = 0) -> tuple[int, str]:
+def run(node: dict[str, Any], action: str, *, moves: int = 1000000, need_bytes: int = 0, owner: str = "0:0",
+        userns: str = "") -> tuple[int, str]:
     node["moves"].write_text(str(moves))
-    done = subprocess.run(["sh", "-c", SCRIPT, "sh", action, "100", "0", node["template"], "0:0", "",
+    done = subprocess.run(["sh", "-c", SCRIPT, "sh", action, "100", "0", node["template"], owner, userns,
                            "data\nsrv/data", str(need_bytes)], env=node["env"], capture_output=True, check=False)
     return done.returncode, done.stdout.decode().strip().splitlines()[-1] if done.stdout.strip() else ""
 
@@ -231,3 +234,35 @@ def test_signals_do_not_stop_a_step_half_way(node: dict[str, Any]) -> None:
     assert proc.returncode == 0
     assert out.decode().strip().endswith("ok swapped pveoci-new.tar.zst")
     assert (root / "bin" / "new").exists()
+
+
+def test_an_unprivileged_containers_tree_is_unpacked_as_its_root(node: dict[str, Any]) -> None:
+    """As Proxmox unpacks a template into an unprivileged container: by lxc-usernsexec with its id map, so every
+    owner is shifted by 100000 (a PVE node's /etc/subuid gives root those ids; contrib/setup.sh adds them)."""
+    probe = subprocess.run(["lxc-usernsexec", "-m", "u:0:100000:65536", "-m", "g:0:100000:65536", "--", "true"],
+                           capture_output=True, check=False)
+    need([] if probe.returncode == 0 else ["lxc-usernsexec mapping root to 100000 (root:100000:65536 in "
+                                          "/etc/subuid and /etc/subgid: contrib/setup.sh)"])
+    # The container's root where its root can reach it (as /var/lib/lxc/VMID/rootfs on a node; pytest's own
+    # directories are root's alone).
+    where = Path(tempfile.mkdtemp(prefix="pveoci-swap-"))
+    try:
+        where.chmod(0o755)
+        root = where / "rootfs"
+        make_old(root)
+        node["env"]["ROOTFS"] = str(root)
+        os.chown(root, 100000, 100000)
+        unprivileged(node, root)
+    finally:
+        shutil.rmtree(where)
+
+
+def unprivileged(node: dict[str, Any], root: Path) -> None:
+    before = snapshot(root)
+    said = run(node, "swap", owner="100000:100000", userns="u:0:100000:65536 g:0:100000:65536")
+    assert said == (0, "ok swapped pveoci-new.tar.zst")
+    assert (root / "bin" / "new").stat().st_uid == 100000
+    assert (root / "etc" / "config").stat().st_uid == 101000
+    assert (root / "srv" / "new-site").stat().st_gid == 100033
+    assert run(node, "back")[0] == 0
+    assert snapshot(root) == before
