@@ -427,11 +427,11 @@ class Runtime:
         """Move a container to another image in place (`pveoci update --image`), keeping what is its own: its id,
         VMID, node, mount points and their data, network (MAC address), resources and annotations.
 
-        The image is pulled for the container's node and its template sent there (once); the process stops, the
-        root filesystem's content is swapped for the image's on the node (mount points stay), the container gets
-        the image's process (with `image`'s overrides, as for create: give again what create was given) and
-        starts again: a created container stays created, a running or stopped one is started and watched for
-        `grace` seconds. If it does not start, or its process ends within them, the old image and config come
+        The image is pulled for the container's node and its template sent there (once); the process stops (its stop
+        signal, 10 s), the root filesystem's content is swapped for the image's on the node (mount points stay), the
+        container gets the image's process (with `image`'s overrides, as for create: give again what create was
+        given) and starts again: a created container stays created, a running or stopped one is started and watched
+        for `grace` seconds. If it does not start, or its process ends within them, the old image and config come
         back and it starts as it was: RolledBack. Killed at any moment, the next command for this id here, or
         another update from anywhere, finishes or undoes it. `dry_run`: what would change (process, size), and
         nothing done. Paused for a paused container; Unsupported for one made by pveoci 0.1; ImageError when the

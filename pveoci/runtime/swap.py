@@ -6,8 +6,9 @@ points and their data, network with its MAC address, resources, annotations) and
 content and its process change:
 
 1. the image is pulled for the node and its template sent there as a create's would be (never twice);
-2. the process stops (the CT stops); on the node, the template is unpacked beside the old tree and the two
-   swap places by renames (backends.swapscript), mount points left where they are;
+2. the process stops (a shutdown: it gets its stop signal and 10 s, as `docker stop`); on the node, the
+   template is unpacked beside the old tree and the two swap places by renames (backends.swapscript), mount
+   points left where they are;
 3. one config change gives the container its new process, marker and card: the moment the update takes;
 4. the CT starts; a container that ran is started again and watched for `grace` seconds;
 5. the old tree is removed. If the new container does not start, or its process ends within the grace
@@ -145,7 +146,7 @@ def update_image(ctx: Context, cid: str, image: ImageRequest, *, dry_run: bool =
     try:
         if g.status == "running":
             progress.note(f"stopping CT {g.vmid} on {g.node}")
-            transitions.stop_ct(ctx, g.node, g.vmid)
+            _shut_down(ctx, g)
         if swapping:
             ctx.cache.step(op, "swap")
             progress.note(f"swapping the root filesystem of CT {g.vmid} for {pulled.reference}")
@@ -178,6 +179,16 @@ def update_image(ctx: Context, cid: str, image: ImageRequest, *, dry_run: bool =
     ctx.cache.finish(op)
     result.state = to_state(ctx, Located(started.guest, record))
     return result
+
+
+def _shut_down(ctx: Context, g: Guest) -> None:
+    """As `docker stop`: the process gets its stop signal (the init forwards Proxmox's halt to it) and
+    STOP_TIMEOUT seconds to end, then the CT is stopped."""
+    try:
+        ctx.backend.shutdown(g.node, g.vmid, transitions.STOP_TIMEOUT)
+    except errors.PveociError:
+        if ctx.backend.status(g.node, g.vmid).status == "running":
+            transitions.stop_ct(ctx, g.node, g.vmid)
 
 
 def _updatable(ctx: Context, cid: str) -> Located:
