@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -12,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -454,3 +456,49 @@ def push_multiarch(registry: Registry, layouts: Mapping[str, Path], repo_tag: st
     if pushed != digest:
         raise RegistryError(f"skopeo pushed {pushed} for the index {digest}")
     return pushed
+
+
+def add_raw_layer(layout: Path, members: Mapping[str, bytes], *, tag: str = "latest") -> None:
+    """Append to the image tagged `tag` a layer written here, verbatim: a file per path, a directory for a path
+    that ends in "/" (modes 0644 and 0755, root's, the fixed mtime). For what umoci's own diffs never write, such as
+    an opaque directory's marker (`dir/.wh..wh..opq`)."""
+    with tempfile.TemporaryDirectory(prefix="pveoci-layer-") as tmp:
+        layer = Path(tmp) / "layer.tar"
+        with tarfile.open(layer, "w", format=tarfile.PAX_FORMAT) as tar:
+            for name, content in members.items():
+                info = tarfile.TarInfo(name.rstrip("/"))
+                info.mtime = EPOCH
+                if name.endswith("/"):
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+                else:
+                    info.size, info.mode = len(content), 0o644
+                    tar.addfile(info, io.BytesIO(content))
+        _umoci("raw", "add-layer", "--history.created", CREATED, "--history.created_by", "add_raw_layer",
+               "--image", f"{layout}:{tag}", str(layer))
+    _umoci("gc", "--layout", str(layout))
+
+
+def oci_archive(layouts: list[Path], out: Path, *, ref_in_layout: str = "latest") -> Path:
+    """An OCI archive at `out` (a tar of an OCI layout, entries named as skopeo's oci-archive: names them) whose
+    index.json lists, in the order given, the manifest of each layout's image tagged ref_in_layout, with its
+    platform: the layout an image index describes when it is stored flat rather than nested. Returns out."""
+    with tempfile.TemporaryDirectory(prefix="pveoci-archive-") as tmp:
+        combined = Path(tmp)
+        blobs = combined / "blobs" / "sha256"
+        blobs.mkdir(parents=True)
+        entries = []
+        for layout in layouts:
+            for blob in (layout / "blobs" / "sha256").iterdir():
+                if not (blobs / blob.name).exists():
+                    shutil.copyfile(blob, blobs / blob.name)
+            descriptor = tagged_manifest(layout, ref_in_layout)
+            entries.append({"mediaType": descriptor.get("mediaType", OCI_MANIFEST), "digest": descriptor["digest"],
+                            "size": descriptor["size"], "platform": _image_platform(layout, descriptor)})
+        (combined / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+        (combined / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}))
+        proc = subprocess.run(["tar", "-cf", str(out), "-C", str(combined), "oci-layout", "index.json", "blobs"],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RegistryError(f"tar of the OCI layout failed ({proc.returncode}): {proc.stderr.strip()}")
+    return out

@@ -22,6 +22,12 @@ Where the bed differs from PVE, on purpose:
   cpulimit or cpuunits.
 - `env` becomes lxc.environment.runtime where LXC is 6 or newer, as PVE 9.1 writes it; with older LXC (Debian
   12's 5.0) it becomes lxc.environment, which `pct exec` sessions get too.
+- The CT's raw `lxc` keys (root's, or what an OCI image's config became: lxc.init.uid/gid/groups, lxc.init.cwd,
+  lxc.signal.halt) are written last, as PVE writes them.
+- `entrypoint` is lxc.init.cmd as it is. PVE 9's LXC 6 splits it honouring '...' and "..." quotes, which the
+  entrypoint PVE makes from an OCI image has for every word with a space or an `=` (String::ShellQuote); LXC 5
+  splits on spaces only, so the bed refuses an entrypoint with quotes at start.
+- No tmpfs on /dev/shm for an entrypoint other than /sbin/init (PVE::LXC::update_lxc_config mounts one).
 - Start and stop go straight to lxc-start/lxc-stop: no pve-container@ systemd unit, no hooks (mount, start,
   stop), no lxcfs, no AppArmor profile of PVE's.
 - **suspend** freezes the container (lxc-freeze) and it stays `running`, as PVE reports a frozen container;
@@ -50,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,7 +197,18 @@ def lxc_config(vmid: int, conf: Mapping[str, Any], rootfs: Path, host: HostFeatu
         lines.append(f"lxc.cgroup.memory.limit_in_bytes = {int(memory) * 1024 * 1024}")
     elif memory and host.memory == "v2":
         lines.append(f"lxc.cgroup2.memory.max = {int(memory) * 1024 * 1024}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + raw_entries(conf)) + "\n"
+
+
+def raw_entries(conf: Mapping[str, Any]) -> list[str]:
+    """The CT's raw `lxc` keys ([key, value] pairs: root's own, or an OCI image's lxc.init.*, lxc.signal.halt),
+    last, as PVE writes them after everything it derives."""
+    lines = []
+    for key, value in conf.get("lxc") or []:
+        if not re.fullmatch(r"lxc(\.[\w-]+)+", str(key)):
+            raise LxcError(f"raw LXC key {key!r} is not usable")
+        lines.append(f"{key} = {_plain(str(key), str(value))}")
+    return lines
 
 
 # ---------------------------------------------------------------- templates
@@ -307,7 +324,7 @@ class LxcHost:
         self.root = root
         self._procs: dict[tuple[str, int], asyncio.subprocess.Process] = {}
         self._states: dict[tuple[str, int], tuple[float, str, int | None]] = {}
-        self._unpacking: set[asyncio.Future[None]] = set()
+        self._unpacking: set[asyncio.Future[Any]] = set()
 
     # ---------------------------------------------------------------- paths
 
@@ -435,15 +452,17 @@ class LxcHost:
 
     # -------------------------------------------------------------- actions
 
-    async def create(self, node: str, vmid: int, template: Path) -> None:
-        """Unpack the template into the container's rootfs; on failure nothing is left."""
+    async def create(self, node: str, vmid: int, template: Path,
+                     fill: Callable[[Path, Path], Any] = unpack) -> Any:
+        """Make the container's rootfs from the template with fill(template, rootfs) (tar by default; rootfs must
+        not exist yet), in a thread; its result. On failure nothing is left."""
         folder = self.ct_dir(node, vmid)
         await self.remove(node, vmid)
         folder.mkdir(parents=True)
-        future = asyncio.get_running_loop().run_in_executor(None, unpack, template, self.rootfs(node, vmid))
+        future = asyncio.get_running_loop().run_in_executor(None, fill, template, self.rootfs(node, vmid))
         self._unpacking.add(future)
         try:
-            await asyncio.shield(future)
+            return await asyncio.shield(future)
         except BaseException:
             with contextlib.suppress(BaseException):
                 await future  # never remove what tar is still writing to

@@ -10,6 +10,9 @@
   (status/current, the node's CT list, /cluster/resources) says what LXC says;
 - an HA migration of a real container (`hamigrate`) ends once requested, as PVE's does, and the move
   happens afterwards (`ha_move_delay` seconds later), with the CT's `hastate` `migrate` meanwhile;
+- PVE 9.1's OCI support (tests/testbed/oci.py): `oci-registry-pull` runs the real skopeo into the node's template
+  directory (an `ociregistrypull` task), `query-oci-repo-tags` lists tags with it, and a create from an OCI archive
+  (with the LXC mode on) makes the rootfs from the image's layers and its config into CT options;
 - each node reports the load a test gives it (`node_load`: mem, maxmem, cpu, maxcpu in /nodes and
   /cluster/resources; fakepve reports the same for every node), and the nodes in `maintenance` carry
   `hastate: maintenance` in /cluster/resources, as PVE's HA manager reports a node in maintenance mode.
@@ -34,6 +37,7 @@ from fakepve import FakePve
 from fakepve.lxc import FakeCt
 from fakepve.model import PveError, TaskError
 
+from tests.testbed import oci
 from tests.testbed.lxc import RUNNING_STATES, LxcError, LxcHost
 
 # The node a request is for (the {node} of its path). Tasks started by the request copy it.
@@ -70,6 +74,9 @@ class BedPve(FakePve):
         self.maintenance: set[str] = set()                # nodes in HA maintenance mode
         self.ha_move_delay = 0.5                          # seconds from an HA migration's request to its move
         self.lxc = LxcHost(root)
+        # The CA certificates (a directory of *.crt) the nodes' skopeo trusts: the bed's stand-in for a node's
+        # system CA store, which a real node would have the registry's CA in. Set by tests; None: system CAs only.
+        self.oci_cert_dir: Path | None = None
         self._lxc_tasks: set[asyncio.Task[Any]] = set()
 
     # --------------------------------------------------------------- per node
@@ -166,6 +173,64 @@ class BedPve(FakePve):
             return await self.task(v["node"], "imgdel", sid, user, body, lock=False)
         return await super()._content_delete(v, user)
 
+    # ------------------------------------------------------- OCI registries
+
+    def _routes_oci(self) -> list[tuple[str, str, Any]]:
+        """PVE 9.1's pull from a registry (pve-storage Status.pm oci_registry_pull) and tag list (pve-manager
+        Nodes.pm query_oci_repo_tags); fakepve checks their parameters and privileges against PVE's schema."""
+        return [("POST", "/nodes/{node}/storage/{storage}/oci-registry-pull", self._oci_registry_pull),
+                ("GET", "/nodes/{node}/query-oci-repo-tags", self._query_oci_repo_tags)]
+
+    def _skopeo_home(self, node: str) -> Path:
+        return self.root / "nodes" / node / "home"
+
+    async def _oci_registry_pull(self, v: dict[str, Any], user: str) -> str:
+        """The checks before the worker, in PVE's order and words, then an `ociregistrypull` task that runs
+        `skopeo copy docker://REF oci-archive:<template dir>/<name>.tar.tmp.<pid>` and renames the file."""
+        if not Path(oci.SKOPEO).is_file():
+            raise PveError(500, "Install 'skopeo' to pull OCI images from registries.")
+        node, storage, reference = v["node"], v["storage"], v["reference"]
+        store = self._check_enabled(storage, node)
+        if store.get("path") is None:
+            raise PveError(500, f"can't upload to storage type '{store.get('type')}', not a file based storage!")
+        if "vztmpl" not in re.split(r"[\s,;]+", str(store.get("content") or "")):
+            raise PveError(500, f"storage '{storage}' is not configured for content-type 'vztmpl'")
+        filename = oci.normalize_content_filename(v.get("filename") or reference) + ".tar"
+        temporary = f"{filename}.tmp.{os.getpid()}"  # PVE's $$: the API process, before it forks the worker
+        folder = self._template_dir(storage, node)
+        if folder is None:
+            raise PveError(500, f"the test bed pulls OCI images into 'local' and 'shared' only, not '{storage}'")
+        self._active_store(storage, node)
+        if (folder / filename).is_file():
+            raise PveError(500, f"refusing to override existing file '{filename}'")
+        # The path as the node sees it (every node's `local` is mounted at storage_path) names the command in
+        # the task's error; skopeo writes to that node's own directory.
+        shown_dir = f"{store['path']}/template/cache"
+        words = ["copy", f"docker://{reference}", f"oci-archive:{folder / temporary}"]
+        shown = oci.cmd2string(["skopeo", "copy", f"docker://{reference}", f"oci-archive:{shown_dir}/{temporary}"])
+
+        async def pull(log: list[str]) -> None:
+            oci.refuse_remote(reference)
+            folder.mkdir(parents=True, exist_ok=True)
+            argv = oci.skopeo_argv(words, self.oci_cert_dir, "--src-cert-dir")
+            await oci.run_logged(argv, shown, log, oci.skopeo_env(self._skopeo_home(node)))
+            try:
+                (folder / temporary).rename(folder / filename)
+            except OSError as exc:
+                raise TaskError(f"unable to rename temporary file: {exc.strerror}") from exc
+        # PVE's worker id is encode_text(filename): the normalised name has nothing left to encode.
+        return await self._in_background(node, "ociregistrypull", filename, user, pull)
+
+    async def _query_oci_repo_tags(self, v: dict[str, Any], user: str) -> list[str]:
+        if not Path(oci.SKOPEO).is_file():
+            raise PveError(500, "Install 'skopeo' to list tags from OCI registries.")
+        reference = v["reference"]
+        try:
+            oci.refuse_remote(reference)
+            return await oci.list_tags(reference, self.oci_cert_dir, oci.skopeo_env(self._skopeo_home(v["node"])))
+        except LxcError as exc:
+            raise PveError(500, str(exc)) from exc
+
     # --------------------------------------------------- real containers
 
     @staticmethod
@@ -216,23 +281,31 @@ class BedPve(FakePve):
 
     async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, vm: Any = None, lock: bool = True,
                    log: Any = ()) -> str:
-        """fakepve's task; for a real container, its body is followed by what LXC must do.
-
-        Such a task runs in the background even at time_scale 0, as on PVE: the request answers with the
-        UPID at once and the client polls (a shutdown may take its whole timeout)."""
+        """fakepve's task; for a real container, its body is followed by what LXC must do."""
         action = self._lxc_action(ttype, vm)
         if action is None:
             upid: str = await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
             return upid
         params = dict(_params.get() or {})
-        record: dict[str, Any] = {}
 
-        async def real_body() -> Any:
+        async def real(task_log: list[str]) -> Any:
+            return await action(vm, body, params, task_log)
+        return await self._in_background(node, ttype, tid, user, real, vm=vm, lock=lock, log=log)
+
+    async def _in_background(self, node: str, ttype: str, tid: Any, user: str,
+                             work: Callable[[list[str]], Awaitable[Any]], *, vm: Any = None, lock: bool = True,
+                             log: Any = ()) -> str:
+        """fakepve's task with the body work(its task log), run in the background even at time_scale 0, as PVE's
+        fork_worker does: the request answers with the UPID at once and the client polls (a shutdown may take its
+        whole timeout, a pull as long as the registry). lxc_cleanup ends it."""
+        record: dict[str, list[str]] = {}
+
+        async def body() -> Any:
             me = asyncio.current_task()
             if me is not None:
                 self._lxc_tasks.add(me)
             try:
-                return await action(vm, body, params, record["log"])
+                return await work(record["log"])
             except LxcError as exc:
                 record["log"].extend(exc.log)
                 raise TaskError(str(exc)) from exc
@@ -249,7 +322,7 @@ class BedPve(FakePve):
         scale = self.time_scale
         self.time_scale = scale or 1e-6  # fakepve runs a task in the background when time passes
         try:
-            upid = await super().task(node, ttype, tid, user, real_body, vm=vm, lock=lock, log=log)
+            upid: str = await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
         finally:
             self.time_scale = scale
         record["log"] = self.tasks[upid]["log"]  # the body runs later: the log it appends to
@@ -289,15 +362,30 @@ class BedPve(FakePve):
         ct.status, ct.pid = "stopped", None
         try:
             template = self._template_file(str(params.get("ostemplate", "")), ct.node)
-            log.append(f"extracting archive '{template}'")
-            await self.lxc.create(ct.node, ct.vmid, template)
+            if await oci.is_oci_archive(template):
+                await self._create_from_oci(ct, template, log)
+            else:
+                log.append(f"extracting archive '{template}'")
+                await self.lxc.create(ct.node, ct.vmid, template)
         except (LxcError, OSError) as exc:
+            await self.lxc.remove(ct.node, ct.vmid)
             self._drop(ct)
             raise TaskError(f"unable to create CT {ct.vmid} - {exc}") from exc
         ct.bed_lxc = True
         if start:
             await self._run_ct(ct)
         return note
+
+    async def _create_from_oci(self, ct: Any, archive: Path, log: list[str]) -> None:
+        """create_vm's OCI branch (tests/testbed/oci.py): the rootfs from the image's layers, then its config mapped
+        onto the CT's."""
+        log.append("Detected OCI archive")
+        image = await self.lxc.create(ct.node, ct.vmid, archive, fill=oci.unpack_image)
+        rootfs = self.lxc.rootfs(ct.node, ct.vmid)
+        loop = asyncio.get_running_loop()
+        config, said = await loop.run_in_executor(None, oci.ct_config, ct.config, image, rootfs)
+        log.extend(said)
+        ct.config = config
 
     async def _real_start(self, ct: Any, original: Any, params: dict[str, Any], log: list[str]) -> Any:
         note = await original()
