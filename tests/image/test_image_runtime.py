@@ -260,3 +260,23 @@ def test_an_interrupted_update_is_settled_by_the_next_command(
     else:          # undone: the old one, whole
         assert now == before
         assert state.template.endswith(before[1])
+
+
+def test_a_created_container_stays_created_and_a_paused_one_is_refused(
+        make_runtime: MakeRuntime, memory: MemoryBackend, registry: Registry, images: PushedImages,
+        tmp_path: Path) -> None:
+    from pveoci import errors
+
+    rt = make_runtime()
+    made = rt.create("c", tiny_bundle(tmp_path / "c"), node="pve1")
+    done = rt.update_image("c", request(registry, images.busybox, tmp_path))
+    assert done.status == "created"
+    assert done.state is not None
+    assert done.state.status == "created"       # its init waits for `start`, as before
+    assert memory.cts[made.vmid].phase == "waiting"
+    assert rt.start("c").status == "running"
+    rt.pause("c")
+    before = dict(memory.cts[made.vmid].config)
+    with pytest.raises(errors.Paused, match="resume it before updating its image"):
+        rt.update_image("c", request(registry, images.layered, tmp_path))
+    assert memory.cts[made.vmid].config == before
