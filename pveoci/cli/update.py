@@ -20,7 +20,7 @@ from pveoci.cli.invocation import IdArgument, Output, OutputOption, cli
 if TYPE_CHECKING:
     from pveoci.image.source import ImageRequest
     from pveoci.oci.runtime_spec import Resources
-    from pveoci.runtime.swap import ImageUpdate
+    from pveoci.runtime.imageupdate import ImageUpdate
 
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
@@ -115,26 +115,42 @@ def _refuse_rdt(l3_cache_schema: str | None, mem_bw_schema: str | None) -> None:
             raise errors.Unsupported(f"{flag}: Intel RDT is not available to containers on Proxmox VE")
 
 
+# runc's resource flags, by their parameters' names (the flag: - for _).
+_RESOURCE_FLAGS = ("memory", "memory_swap", "memory_reservation", "kernel_memory", "kernel_memory_tcp", "cpu_period",
+                   "cpu_quota", "cpu_share", "cpu_rt_period", "cpu_rt_runtime", "cpuset_cpus", "cpuset_mems",
+                   "pids_limit", "blkio_weight")
+ResourcesOption = Annotated[Flag, _opt("--resources", "FILE", "A runtime-spec linux.resources JSON document (- reads "
+                                       "stdin); no other flag with it.", "-r")]
+MemorySwapOption = Annotated[Flag, _opt("--memory-swap", "SIZE", "Memory plus swap, as --memory (-> swap: this "
+                                        "minus the memory limit).")]
+CpuQuotaOption = Annotated[Flag, _opt("--cpu-quota", "N", "CFS quota in microseconds per period (-> cpulimit = "
+                                      "quota/period; -1: no limit).")]
+CpuShareOption = Annotated[Flag, _opt("--cpu-share", "N", "CPU shares (-> cpuunits, the cgroup v2 weight runc "
+                                      "makes of them).")]
+CpusetCpusOption = Annotated[Flag, _opt("--cpuset-cpus", "LIST", "CPUs such as 0-3 (-> cores: as many, Proxmox VE "
+                                        "picks which).")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="With --image: show what would change (image, "
+                                            "process, size, what is kept) and change nothing.")]
+GraceOption = Annotated[float, typer.Option("--grace", metavar="SECONDS", min=0, help="With --image: how long the "
+                                            "new process must keep running, else the old image comes back (0: do "
+                                            "not watch).")]
+
+
 def update(
     ctx: typer.Context,
     container_id: IdArgument,
-    resources: Annotated[Flag, _opt("--resources", "FILE", "A runtime-spec linux.resources JSON document (- reads "
-                                    "stdin); no other flag with it.", "-r")] = None,
+    resources: ResourcesOption = None,
     memory: Annotated[Flag, _opt("--memory", "SIZE", "Memory limit: bytes, or 512m, 1g (-> memory).")] = None,
-    memory_swap: Annotated[Flag, _opt("--memory-swap", "SIZE", "Memory plus swap, as --memory (-> swap: this "
-                                      "minus the memory limit).")] = None,
+    memory_swap: MemorySwapOption = None,
     memory_reservation: Annotated[Flag, _opt("--memory-reservation", "SIZE", f"Refused: {NO_OPTION}.")] = None,
     kernel_memory: Annotated[Flag, _opt("--kernel-memory", "SIZE", "", hidden=True)] = None,
     kernel_memory_tcp: Annotated[Flag, _opt("--kernel-memory-tcp", "SIZE", "", hidden=True)] = None,
     cpu_period: Annotated[Flag, _opt("--cpu-period", "N", "CFS period in microseconds, with --cpu-quota.")] = None,
-    cpu_quota: Annotated[Flag, _opt("--cpu-quota", "N", "CFS quota in microseconds per period (-> cpulimit = "
-                                    "quota/period; -1: no limit).")] = None,
-    cpu_share: Annotated[Flag, _opt("--cpu-share", "N", "CPU shares (-> cpuunits, the cgroup v2 weight runc "
-                                    "makes of them).")] = None,
+    cpu_quota: CpuQuotaOption = None,
+    cpu_share: CpuShareOption = None,
     cpu_rt_period: Annotated[Flag, _opt("--cpu-rt-period", "N", "Refused: no realtime scheduling.")] = None,
     cpu_rt_runtime: Annotated[Flag, _opt("--cpu-rt-runtime", "N", "Refused: no realtime scheduling.")] = None,
-    cpuset_cpus: Annotated[Flag, _opt("--cpuset-cpus", "LIST", "CPUs such as 0-3 (-> cores: as many, Proxmox VE "
-                                      "picks which).")] = None,
+    cpuset_cpus: CpusetCpusOption = None,
     cpuset_mems: Annotated[Flag, _opt("--cpuset-mems", "LIST", f"Refused: {NO_OPTION}.")] = None,
     pids_limit: Annotated[Number, _opt("--pids-limit", "N", f"Refused unless 0: {NO_OPTION}.")] = None,
     blkio_weight: Annotated[Number, _opt("--blkio-weight", "N", f"Refused unless 0: {NO_OPTION}.")] = None,
@@ -142,11 +158,8 @@ def update(
     mem_bw_schema: Annotated[Flag, _opt("--mem-bw-schema", "SCHEMA", "Refused: no Intel RDT.")] = None,
     image: image_flags.ImageOption = None,
     args: image_flags.ArgsArgument = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --image: show what would change (image, "
-                                          "process, size, what is kept) and change nothing.")] = False,
-    grace: Annotated[float, typer.Option("--grace", metavar="SECONDS", min=0, help="With --image: how long the "
-                                         "new process must keep running, else the old image comes back (0: do "
-                                         "not watch).")] = 3.0,
+    dry_run: DryRunOption = False,
+    grace: GraceOption = 3.0,
     entrypoint: image_flags.EntrypointOption = None,
     env: image_flags.EnvOption = None,
     workdir: image_flags.WorkdirOption = None,
@@ -164,14 +177,10 @@ def update(
     cpuunits at once, and cores within seconds. What it has no option for (pids, blkio, ...) is
     refused, naming the field; nothing changes then. With -o json, prints what was asked of Proxmox.
 
-    --image REF: the container keeps its id, VMID, node, mount points and their data, network (its
-    MAC address), resources and annotations; its root filesystem becomes the image's and its process
-    the image's (with --entrypoint, -e, -w, -u and a command after the id, as for create: what create
-    was given is not carried over). The process stops, the root filesystem is swapped on the node, and
-    the container starts again: a created one stays created, a running or stopped one is started and
-    must run for --grace seconds; if it does not, the old image comes back (exit 33). Killed at any
-    moment, the next pveoci command for the container finishes or undoes the update. --dry-run shows
-    what would change.
+    --image REF: the container keeps its VMID, node, mount points and their data, MAC address,
+    resources and annotations; its root filesystem and process become the image's (with the flags of
+    create), swapped on the node; started again, it must run --grace seconds, else the old image comes
+    back (exit 33). A killed update is finished or undone by the next command. See docs/images.md.
 
     Examples:
 
@@ -183,31 +192,36 @@ def update(
       pveoci update --image registry.example/app@sha256:0123... -e LOG=debug web
     """
     _refuse_rdt(l3_cache_schema, mem_bw_schema)
-    flags = {"memory": memory, "memory-swap": memory_swap, "memory-reservation": memory_reservation,
-             "kernel-memory": kernel_memory, "kernel-memory-tcp": kernel_memory_tcp, "cpu-period": cpu_period,
-             "cpu-quota": cpu_quota, "cpu-share": cpu_share, "cpu-rt-period": cpu_rt_period,
-             "cpu-rt-runtime": cpu_rt_runtime, "cpuset-cpus": cpuset_cpus, "cpuset-mems": cpuset_mems,
-             "pids-limit": pids_limit, "blkio-weight": blkio_weight}
-    made = image_flags.request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
-                                authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify)
+    _update(ctx, locals())
+
+
+def _update(ctx: typer.Context, given: dict[str, Any]) -> None:
+    """`update` with its parameters by name: the limits, or (--image) the image."""
+    flags = {name.replace("_", "-"): given[name] for name in _RESOURCE_FLAGS}
+    made = image_flags.request(given["image"], args=given["args"], entrypoint=given["entrypoint"], env=given["env"],
+                               workdir=given["workdir"], user=given["user"], authfile=given["authfile"],
+                               cert_dir=given["cert_dir"], tls_verify=given["tls_verify"])
+    cid, output, resources = given["container_id"], given["output"], given["resources"]
     if made is not None:
-        given = [f"--{name}" for name, value in flags.items() if value is not None]
-        if resources is not None or given:
-            raise _bad((given or ["--resources"])[0], "not with --image: update the image, then the limits")
-        _update_image(ctx, output, container_id, made, dry_run=dry_run, grace=grace)
+        _update_image(ctx, output, cid, made, resources=resources, flags=flags, dry_run=given["dry_run"],
+                      grace=given["grace"])
         return
-    if dry_run:
+    if given["dry_run"]:
         raise _bad("--dry-run", "only with --image")
     wanted = _resources(resources, flags) if resources is not None else document(flags)
     c = cli(ctx, output)
-    change = c.runtime().update(container_id, wanted)
+    change = c.runtime().update(cid, wanted)
     if c.json:
         render.emit_json(change.to_json())
 
 
-def _update_image(ctx: typer.Context, output: Output | None, cid: str, made: ImageRequest, *, dry_run: bool,
-                  grace: float) -> None:
+def _update_image(ctx: typer.Context, output: Output | None, cid: str, made: ImageRequest, *, resources: str | None,
+                  flags: dict[str, Any], dry_run: bool, grace: float) -> None:
     from pveoci.cli.display import display
+
+    given = [f"--{name}" for name, value in flags.items() if value is not None]
+    if resources is not None or given:
+        raise _bad((given or ["--resources"])[0], "not with --image: update the image, then the limits")
 
     c = cli(ctx, output)
     rt = c.runtime()

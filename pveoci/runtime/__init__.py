@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from pveoci.oci.bundle import Bundle
     from pveoci.oci.runtime_spec import Resources
     from pveoci.process import ProcessSpec
-    from pveoci.runtime.swap import ImageUpdate
+    from pveoci.runtime.imageupdate import ImageUpdate
     from pveoci.template import manifest
 
 log = logging.getLogger("pveoci.runtime")
@@ -437,7 +437,7 @@ class Runtime:
         nothing done. Paused for a paused container; Unsupported for one made by pveoci 0.1; ImageError when the
         image cannot be pulled or used. Returns what changed (ImageUpdate, its `state` the container's after).
         """
-        from pveoci.runtime import push, swap
+        from pveoci.runtime import imageupdate, push
 
         check_id(id)
         push.check_transport(transport)
@@ -446,7 +446,7 @@ class Runtime:
         request = _image(image)
         assert request is not None
         recovery.recover(self._ctx, id)
-        return swap.update_image(self._ctx, id, request, dry_run=dry_run, grace=grace, transport=transport,
+        return imageupdate.update_image(self._ctx, id, request, dry_run=dry_run, grace=grace, transport=transport,
                                  progress=progress, warn=self._warn(findings))
 
     def stand_in(self, id: str, *, stdin: bool = False, console_socket: str | None = None) -> int | None:

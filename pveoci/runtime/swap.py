@@ -1,86 +1,35 @@
-"""An image update in place: a container moved to another image, keeping what is its own.
+"""The node's side of an image update (runtime.imageupdate), and settling one that was killed.
 
-Proxmox has no way to give a container another root filesystem: `move-volume` refuses the rootfs, and a
-restore over it destroys its mount points' volumes. So the container stays (its VMID, node, config: mount
-points and their data, network with its MAC address, resources, annotations) and only its root filesystem's
-content and its process change:
-
-1. the image is pulled for the node and its template sent there as a create's would be (never twice);
-2. the process stops (a shutdown: it gets its stop signal and 10 s, as `docker stop`); on the node, the
-   template is unpacked beside the old tree and the two swap places by renames (backends.swapscript), mount
-   points left where they are;
-3. one config change gives the container its new process, marker and card: the moment the update takes;
-4. the CT starts; a container that ran is started again and watched for `grace` seconds;
-5. the old tree is removed. If the new container does not start, or its process ends within the grace
-   period, the old config and tree come back and it starts again as it was (RolledBack).
-
-Each step is journaled in the cache first. Killed at any moment, the next command here (runtime.recovery) or
-another update from anywhere finishes it or undoes it: the container's marker says which template it is on
-now, and the node's `.pveoci-update` which one the swap was to, so the root filesystem is made to match the
-config, never left half-way.
+A container's root filesystem is swapped on its node (backends.swapscript): the template unpacked beside the old
+tree, the two swapped by renames, mount points left where they are, the old tree kept until `commit`. An update
+killed half-way is settled by `recover` (from the cache's journal, runtime.recovery) or by the next update (its
+`swap` finds the node's `.pveoci-update`): the container's marker says which template its config is on, the node
+which one the swap was to, so the tree is made to match the config: finished (`commit`) or undone (`back`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
-from pveoci import card, errors, marker
+from pveoci import errors, marker
 from pveoci.cache import Step
-from pveoci.init import INIT_PATH
 from pveoci.lxc.properties import tag_list
-from pveoci.models import Guest, State
-from pveoci.process import encode_arg
-from pveoci.progress import Progress
-from pveoci.runtime import facts, push, transitions
+from pveoci.models import Guest
+from pveoci.runtime import transitions
 from pveoci.runtime.context import Context
-from pveoci.runtime.create import ENTRYPOINT_MAX, plan_for
 from pveoci.runtime.ids import TAG_STARTED
-from pveoci.runtime.locate import Located, require, to_state
-
-if TYPE_CHECKING:
-    from pveoci.image.source import ImageRequest
-    from pveoci.lxc.mapping import Plan
+from pveoci.runtime.locate import require
 
 log = logging.getLogger("pveoci.runtime")
 
-#: Seconds a started process is watched before an update counts as done.
-GRACE = 3.0
 #: The id map Proxmox gives an unprivileged container without lxc.idmap entries (pve-container's LXC.pm).
 DEFAULT_IDMAP = ("u:0:100000:65536", "g:0:100000:65536")
 
 
-@dataclass
-class ImageUpdate:
-    """What an image update changes (`dry_run`: would change) and keeps."""
-
-    id: str
-    node: str
-    vmid: int
-    status: str                       # the container's status before
-    image: str                        # the new image, as pulled
-    digest: str                       # its manifest's digest
-    template: str                     # the template it is on now
-    new_template: str                 # the template it goes to (its name; a volid once sent)
-    size: int                         # bytes of the new image's root filesystem
-    disk: str                         # the root disk it keeps (its rootfs option)
-    process: dict[str, Any]           # the new process: args, env, cwd, user, stop signal
-    kept: dict[str, str]              # what stays: mount points, network, ... (option -> value)
-    findings: list[str] = field(default_factory=list)
-    dry_run: bool = False
-    changed: bool = True              # False: already on this image with this process
-    state: State | None = None        # after the update
-
-    def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "state"}
-        out["state"] = self.state.to_json() if self.state is not None else None
-        return out
-
-
 @dataclass(frozen=True)
-class _Target:
+class Target:
     """How the node's side unpacks for this container: the owner of its root, its id map, its mount points."""
 
     owner: str
@@ -88,153 +37,7 @@ class _Target:
     keep: tuple[str, ...]
 
 
-def update_image(ctx: Context, cid: str, image: ImageRequest, *, dry_run: bool = False, grace: float = GRACE,
-                 transport: str = "sftp", progress: Progress, warn: bool = True) -> ImageUpdate:
-    from pveoci.image import source
-
-    found = _updatable(ctx, cid)
-    status = found.status
-    g = found.guest
-    config = ctx.backend.config(g.node, g.vmid)
-    old = marker.parse(config.get("description"))
-    if old is None:
-        raise errors.MarkerUnreadable(f"CT {g.vmid} on {g.node} carries no pveoci marker", node=g.node,
-                                      vmid=g.vmid)
-    target = _target(config, g)
-    arch = push.node_arch(ctx, g.node)
-    bundle, scanned = source.load(image, arch, note=progress.note)
-    plan = plan_for(ctx, bundle, cid, strict=False, warn=warn, size=scanned.size)
-    assert bundle.image is not None
-    entrypoint = "" if plan.legacy_init else _entrypoint(plan)
-    pulled = bundle.image.image
-    result = ImageUpdate(
-        id=cid, node=g.node, vmid=g.vmid, status=status, image=str(pulled.reference), digest=pulled.digest,
-        template=old.template, new_template=push.known_template(ctx, bundle.rootfs, scanned, arch,
-                                                                 plan.legacy_init) or "(packed when sent)",
-        size=scanned.size, disk=str(config.get("rootfs", "")), process=_process(plan),
-        kept={k: str(v) for k, v in sorted(config.items()) if _kept(k)},
-        findings=[f"{f.field}: {f.detail} ({f.status})" for f in plan.warnings()], dry_run=dry_run)
-    if dry_run:
-        return result
-    dest = facts.destination(ctx, g.node, ctx.profile.template_storage)
-    if not dest.directory:
-        raise errors.Unsupported(f"storage {dest.storage} on {g.node} has no directory the node can unpack a "
-                                 "template from")
-    pushed = push.ensure(ctx, bundle, plan, dest, arch=arch, transport=transport, progress=progress,
-                         scanned=scanned)
-    result.new_template = pushed.volid
-    swapping = pushed.volid != old.template
-    if not swapping and (config.get("entrypoint") or "") == entrypoint and old.spec_digest == bundle.config_digest:
-        result.changed = False
-        result.state = to_state(ctx, found)
-        return result
-    new_mark = replace(old, bundle=str(bundle.path), rootfs=str(bundle.rootfs), template=pushed.volid,
-                       spec_digest=bundle.config_digest, stop_signal=plan.stop_signal,
-                       annotations=_annotations(old.annotations, plan.annotations))
-    before = {"description": config.get("description", ""), "tags": tag_list(g.tags)}
-    if "entrypoint" in config:
-        before["entrypoint"] = str(config["entrypoint"])
-    description = marker.render(new_mark)
-    tags = (set(g.tags) - {TAG_STARTED} - card.for_description(before["description"])) | card.for_description(
-        description)
-    after = {"description": description, "tags": tag_list(tags)}
-    if not plan.legacy_init:
-        after["entrypoint"] = entrypoint
-    op = ctx.cache.begin("update", cid, ctx.cluster, g.node)
-    ctx.cache.step(op, "stop", vmid=g.vmid, was=status, name=pushed.name if swapping else "", before=before,
-                   after=description)
-    try:
-        if g.status == "running":
-            progress.note(f"stopping CT {g.vmid} on {g.node}")
-            _shut_down(ctx, g)
-        if swapping:
-            ctx.cache.step(op, "swap")
-            progress.note(f"swapping the root filesystem of CT {g.vmid} for {pulled.reference}")
-            _swap(ctx, g, target, f"{dest.directory}/{pushed.name}", scanned.size, old.template)
-        ctx.cache.step(op, "config")
-        ctx.backend.set_options(g.node, g.vmid, after)
-        ctx.cache.step(op, "start")
-        started = _bring_up(ctx, cid, g, status, plan, grace)
-        if swapping:
-            _swap_step(ctx, started.guest, target, "commit")
-    except errors.PveociError as exc:
-        try:
-            _roll_back(ctx, cid, g, target, before, status, swapping)
-        except errors.PveociError as again:
-            raise errors.PveociError(f"the update of {cid} failed ({exc.message}) and so did putting its old image "
-                                     f"back ({again.message}); the next pveoci command for it tries again",
-                                     detail=exc.detail) from None
-        finally:
-            ctx.cache.settle(op)
-        ctx.cache.finish(op)
-        raise errors.RolledBack(f"the update of {cid} to {pulled.reference} did not take ({exc.message}); it is "
-                                f"back on {old.template}", detail=exc.detail) from None
-    except BaseException:
-        ctx.cache.settle(op)   # interrupted: the next command finishes or undoes it (recover)
-        raise
-    record = started.record
-    record.bundle, record.rootfs, record.template = new_mark.bundle, new_mark.rootfs, new_mark.template
-    record.annotations, record.stop_signal = new_mark.annotations, new_mark.stop_signal
-    ctx.cache.put(record)
-    ctx.cache.finish(op)
-    result.state = to_state(ctx, Located(started.guest, record))
-    return result
-
-
-def _shut_down(ctx: Context, g: Guest) -> None:
-    """As `docker stop`: the process gets its stop signal (the init forwards Proxmox's halt to it) and
-    STOP_TIMEOUT seconds to end, then the CT is stopped."""
-    try:
-        ctx.backend.shutdown(g.node, g.vmid, transitions.STOP_TIMEOUT)
-    except errors.PveociError:
-        if ctx.backend.status(g.node, g.vmid).status == "running":
-            transitions.stop_ct(ctx, g.node, g.vmid)
-
-
-def _updatable(ctx: Context, cid: str) -> Located:
-    found = require(ctx, cid)
-    status = found.status
-    if not found.with_init:
-        raise errors.Unsupported(f"container {cid} was made by pveoci 0.1 (its process is in its template): "
-                                 "recreate it to update its image")
-    if status == "paused":
-        raise errors.Paused(f"container {cid} is paused: resume it before updating its image", status=status)
-    if status not in ("created", "running", "stopped"):
-        raise errors.ContainerStateError(f"cannot update container {cid} while it is {status}", status=status)
-    return found
-
-
-def _entrypoint(plan: Plan) -> str:
-    spec_arg = encode_arg(plan.process)
-    if len(spec_arg) > ENTRYPOINT_MAX:
-        raise errors.Unsupported("the new image's process is too long for the container's entrypoint option "
-                                 f"({len(spec_arg)} bytes, at most {ENTRYPOINT_MAX}): an update cannot give it")
-    return f"{INIT_PATH} --spec={spec_arg}"
-
-
-def _process(plan: Plan) -> dict[str, Any]:
-    p = plan.process
-    return {"args": list(p.args), "env": list(p.env), "cwd": p.cwd, "user": f"{p.uid}:{p.gid}",
-            "additional_gids": list(p.additional_gids), "stop_signal": plan.stop_signal}
-
-
-def _kept(option: str) -> bool:
-    return (option.startswith(("mp", "net", "dev")) and option[-1:].isdigit()) or option in (
-        "memory", "swap", "cores", "cpulimit", "cpuunits", "hostname", "nameserver", "searchdomain", "features",
-        "unprivileged", "onboot", "startup")
-
-
-def _annotations(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
-    """The container's annotations stay its own; those an image gives (its name, digest, stop signal) are the new
-    image's."""
-    from pveoci.image import imageconfig
-
-    from_image = {imageconfig.STOP_SIGNAL, imageconfig.IMAGE_NAME, imageconfig.IMAGE_DIGEST}
-    return {**{k: v for k, v in old.items() if k not in from_image},
-            **{k: v for k, v in new.items() if k in from_image}}
-
-
-def _target(config: dict[str, Any], guest: Guest) -> _Target:
+def target_of(config: dict[str, Any], guest: Guest) -> Target:
     """The container's mount points (paths from its root) and, unprivileged, its id map as Proxmox applies it."""
     keep = []
     for option, value in sorted(config.items()):
@@ -246,7 +49,7 @@ def _target(config: dict[str, Any], guest: Guest) -> _Target:
             raise errors.Unsupported(f"CT {guest.vmid}'s {option} has a path an update cannot keep: {path!r}")
         keep.append("/".join(parts))
     if str(config.get("unprivileged", "0")) not in ("1", "true"):
-        return _Target("0:0", (), tuple(keep))
+        return Target("0:0", (), tuple(keep))
     maps = []
     for key, value in config.get("lxc") or []:
         if key == "lxc.idmap":
@@ -254,64 +57,40 @@ def _target(config: dict[str, Any], guest: Guest) -> _Target:
             maps.append(f"{kind}:{inside}:{outside}:{count}")
     maps = maps or list(DEFAULT_IDMAP)
     root = {kind: outside for kind, inside, outside, _ in (m.split(":") for m in maps) if inside == "0"}
-    return _Target(f"{root.get('u', '100000')}:{root.get('g', '100000')}", tuple(maps), tuple(keep))
+    return Target(f"{root.get('u', '100000')}:{root.get('g', '100000')}", tuple(maps), tuple(keep))
 
 
-def _swap_step(ctx: Context, guest: Guest, target: _Target, action: str, template: str = "",
-               need: int = 0) -> tuple[str, str]:
+def run_step(ctx: Context, guest: Guest, target: Target, action: str, template: str = "",
+             need: int = 0) -> tuple[str, str]:
+    """One step on the node (backends.swapscript): through /proc/PID/root while the CT runs, else `pct mount`."""
     pid = (guest.pid or 0) if guest.status == "running" else 0
     return ctx.backend.swap_rootfs(guest.node, guest.vmid, action, pid=pid, template=template, owner=target.owner,
                                    userns=target.userns, keep=target.keep, need=need)
 
 
-def _swap(ctx: Context, guest: Guest, target: _Target, template: str, need: int, current: str) -> None:
+def swap_to(ctx: Context, guest: Guest, target: Target, template: str, need: int, current: str) -> None:
     """Swap the stopped container's tree for the template's; an update that did not finish is first finished or
     undone, as its config says (the template the config names is the one the tree must be)."""
     stopped = replace(guest, status="stopped", pid=None)
     try:
-        _swap_step(ctx, stopped, target, "swap", template, need)
+        run_step(ctx, stopped, target, "swap", template, need)
         return
     except errors.Locked as exc:
         _, _, name = (exc.detail or "").partition(" ")
     settle(ctx, stopped, target, current, name)
-    _swap_step(ctx, stopped, target, "swap", template, need)
+    run_step(ctx, stopped, target, "swap", template, need)
 
 
-def settle(ctx: Context, guest: Guest, target: _Target, current: str, name: str) -> None:
+def settle(ctx: Context, guest: Guest, target: Target, current: str, name: str) -> None:
     """Finish (the config names the template it swapped to) or undo an update that did not finish."""
     finished = bool(name) and current.endswith("/" + name)
     log.warning("CT %s on %s: an image update that did not finish is %s", guest.vmid, guest.node,
                 "finished" if finished else "undone")
-    _swap_step(ctx, guest, target, "commit" if finished else "back")
+    run_step(ctx, guest, target, "commit" if finished else "back")
 
 
-def _bring_up(ctx: Context, cid: str, g: Guest, was: str, plan: Plan, grace: float) -> Located:
-    """Start the CT on its new process: created stays created (its init waits); running or stopped is started
-    and watched for `grace` seconds. RolledBack-worthy errors (a start that fails, a process that ends) raise."""
-    from pveoci.runtime import create as creating
-
-    ctx.backend.start(g.node, g.vmid)
-    if plan.legacy_init:
-        creating.place_spec(ctx, g.node, g.vmid, plan)
-    found = require(ctx, cid)
-    if was == "created":
-        return found
-    transitions.start(ctx, cid, found)
-    deadline = time.monotonic() + grace
-    while True:
-        now = require(ctx, cid)
-        if now.guest.status != "running":
-            from pveoci.runtime import processes
-
-            status = processes.exit_status(ctx, to_state(ctx, now))
-            raise errors.PveociError(f"its process exited with status {status} within {grace:g} s")
-        if time.monotonic() >= deadline:
-            return now
-        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-
-
-def _roll_back(ctx: Context, cid: str, g: Guest, target: _Target, before: dict[str, str], was: str,
-               swapped: bool) -> None:
+def roll_back(ctx: Context, cid: str, g: Guest, target: Target, before: dict[str, str], was: str,
+              swapped: bool) -> None:
     """The old config and tree back, and the container as it was (started again when it ran)."""
     log.info("the update of %s did not take: putting its old image back", cid)
     now = ctx.backend.status(g.node, g.vmid)
@@ -321,11 +100,11 @@ def _roll_back(ctx: Context, cid: str, g: Guest, target: _Target, before: dict[s
     restore["tags"] = tag_list(set(restore["tags"].split(";")) - {TAG_STARTED, ""})
     ctx.backend.set_options(g.node, g.vmid, restore)
     if swapped:
-        _swap_step(ctx, replace(g, status="stopped", pid=None), target, "back")
-    _restart(ctx, cid, g, was)
+        run_step(ctx, replace(g, status="stopped", pid=None), target, "back")
+    restart(ctx, cid, g, was)
 
 
-def _restart(ctx: Context, cid: str, g: Guest, want: str) -> None:
+def restart(ctx: Context, cid: str, g: Guest, want: str) -> None:
     """The container `want` (created: its init waits; running: its process started), from stopped or created."""
     if want in ("created", "running") and ctx.backend.status(g.node, g.vmid).status != "running":
         ctx.backend.start(g.node, g.vmid)
@@ -348,15 +127,15 @@ def recover(ctx: Context, step: Step) -> None:
         ctx.cache.finish(step.op)
         return
     g = ctx.backend.status(node, vmid)
-    target = _target(config, g)
+    target = target_of(config, g)
     done = config.get("description") == step.data.get("after")
     if step.data.get("name"):
-        state, _ = _swap_step(ctx, g, target, "state")
+        state, _ = run_step(ctx, g, target, "state")
         if state != "none":
             if not done and g.status == "running":
                 transitions.stop_ct(ctx, node, vmid)
                 g = ctx.backend.status(node, vmid)
-            _swap_step(ctx, g, target, "commit" if done else "back")
+            run_step(ctx, g, target, "commit" if done else "back")
     before = dict(step.data.get("before") or {})
     if not done and before and config.get("description") != before.get("description"):
         before["tags"] = tag_list(set(str(before.get("tags", "")).split(";")) - {TAG_STARTED, ""})
@@ -369,5 +148,5 @@ def recover(ctx: Context, step: Step) -> None:
         ctx.cache.put(record)
     was = str(step.data.get("was") or "")
     log.warning("the image update of %s was interrupted; it is %s", step.id, "finished" if done else "undone")
-    _restart(ctx, step.id, g, ("running" if was == "stopped" else was) if done else was)
+    restart(ctx, step.id, g, ("running" if was == "stopped" else was) if done else was)
     ctx.cache.finish(step.op)
