@@ -139,8 +139,9 @@ class OnNode(Protocol):
                     owner: str = "0:0", userns: Sequence[str] = (), keep: Sequence[str] = (),
                     need: int = 0) -> tuple[str, str]:
         """One step of an image update on a container's root filesystem (pveoci.backends.swapscript): `swap`
-        to a template (its path on the node), `back`, `commit` or `state`; the update's state after it and the
-        template's name. Locked for a `swap` over an update that did not finish (detail: "STATE NAME")."""
+        to a template (its path on the node), `back`, `commit`, `check` (it fits: nothing changes) or `state`;
+        the update's state after it and the template's name. Locked for a `swap` over an update that did not
+        finish (detail: "STATE NAME")."""
 
     def freeze(self, node: str, vmid: int) -> None: ...
 

@@ -107,7 +107,7 @@ class NodeCommands:
                     owner: str = "0:0", userns: Sequence[str] = (), keep: Sequence[str] = (),
                     need: int = 0) -> tuple[str, str]:
         """One step of an image update on the container's root filesystem (backends.swapscript): `swap` to the
-        template (a path on the node), `back`, `commit` or `state`. The update's state after it (`none`,
+        template (a path on the node), `back`, `commit`, `check` or `state`. The update's state after it (`none`,
         `extract`, `out`, `in`, `swapped`) and the name of the template it swaps to. `pid`: the running init's,
         else the container is stopped and `pct mount`ed. Locked (with the state and name in its `detail`) for a
         `swap` over an update that did not finish."""

@@ -12,6 +12,8 @@ tar, zstd: what every Proxmox VE node has). The container's root is `pct mount`'
   rename: no file is copied, the old tree is kept whole, inodes and all, until `commit`.
 - `back`: the root as it was before the swap, from any state (an unfinished extract is just removed).
 - `commit`: the old tree removed; nothing left of the update.
+- `check`: that the template is on the node and the root disk has room for it (NEED bytes) beside the old tree;
+  nothing changes (run before the process is stopped: a running container's root is /proc/PID/root).
 - `state`: the state, `none` without an update.
 `$u/template` names the template a swap is to (the file's name): with the container's config, it tells any
 machine whether an interrupted update is to be finished (`commit`) or undone (`back`).
@@ -87,8 +89,16 @@ back() {
   esac
   rm -rf -- "$u" || fail "cannot remove $u"
 }
+# The template is there and the root disk has room for it beside the old tree.
+fits() {
+  [ -f "$template" ] || fail "no template $template on the node"
+  free=$(df -P -k "$where" | awk 'NR == 2 { print $4 }')
+  [ -n "$free" ] && [ $((free * 1024)) -lt "$need" ] && \
+    fail "the root disk has $((free / 1024)) MiB free; the new image needs $((need / 1048576 + 1)) MiB"
+}
 case $action in
 state) ;;
+check) fits ;;
 back) back; state=none ;;
 commit)
   case $state in none|swapped) rm -rf -- "$u" || fail "cannot remove $u"; state=none ;;
@@ -100,10 +110,7 @@ swap)
     *) [ -n "$mounted" ] && pct unmount "$vmid" >/dev/null 2>&1
        printf 'busy %s %s\n' "$state" "$(cat "$u/template" 2>/dev/null)"; exit 4 ;;
   esac
-  [ -f "$template" ] || fail "no template $template on the node"
-  free=$(df -P -k "$where" | awk 'NR == 2 { print $4 }')
-  [ -n "$free" ] && [ $((free * 1024)) -lt "$need" ] && \
-    fail "the root disk has $((free / 1024)) MiB free; the new image needs $((need / 1048576 + 1)) MiB"
+  fits
   mkdir -m 700 "$u" && mkdir "$u/next" && chown "$owner" "$u" "$u/next" || fail "cannot make $u"
   printf '%s\n' "${template##*/}" > "$u/template" || fail "cannot write $u/template"
   state=extract; mark extract

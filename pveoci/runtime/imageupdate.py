@@ -167,6 +167,8 @@ def _apply(ctx: Context, change: _Change, volid: str, template: str, *, grace: f
     after = {"description": description, "tags": tag_list(tags)}
     if not plan.legacy_init:
         after["entrypoint"] = change.entrypoint
+    if template:   # before anything changes: a disk too small refuses the update with the process still running
+        swap.run_step(ctx, g, change.target, "check", template, change.scanned.size)
     op = ctx.cache.begin("update", cid, ctx.cluster, g.node)
     ctx.cache.step(op, "stop", vmid=g.vmid, was=status, name=template.rsplit("/", 1)[-1] if template else "",
                    before=before, after=description)

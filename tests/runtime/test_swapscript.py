@@ -205,6 +205,11 @@ def test_killed_while_unpacking_a_new_swap_starts_over(node: dict[str, Any]) -> 
 def test_a_template_too_big_for_the_disk_or_broken_changes_nothing(node: dict[str, Any], tmp_path: Path) -> None:
     root = node["rootfs"]
     before = snapshot(root)
+    assert run(node, "check") == (0, "ok none")
+    code, said = run(node, "check", need_bytes=1 << 60)
+    assert code == 1
+    assert said.startswith("error the root disk has ")
+    assert snapshot(root) == before
     code, said = run(node, "swap", need_bytes=1 << 60)
     assert code == 1
     assert said.startswith("error the root disk has ")
