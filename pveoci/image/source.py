@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from pveoci import errors
 from pveoci.image import reference
+from pveoci.image.identity import FINGERPRINT
 from pveoci.image.imageconfig import Overrides, process_of, spec_document
 from pveoci.image.store import Access, Image, Store
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from pveoci.template.manifest import Scan
     from pveoci.template.pack import ExtraFile
 
-FINGERPRINT = "image:"
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,6 @@ def for_arch(bundle: Bundle, scanned: Scan, arch: str, note: Callable[[str], Non
     return load(bundle.image.request, arch, note=note)
 
 
-def described(rootfs: Path, image: Source | None) -> str:
-    """A bundle's content in a message: its rootfs, or its image."""
-    return str(rootfs) if image is None else f"image {image.image.reference}"
-
-
-def is_image(scanned: Scan) -> bool:
-    return scanned.fingerprint.startswith(FINGERPRINT)
 
 
 def _write_once(path: Path, data: bytes) -> None:

@@ -101,7 +101,7 @@ def like_key(rootfs: Path, scanned: manifest.Scan, arch: str, legacy_init: bool)
     """The likeness of the tree, with what else goes into its template (as manifest.key); an image's is its
     manifest's digest, so any workstation that packs that image names its template alike."""
     from pveoci import init
-    from pveoci.image.source import is_image
+    from pveoci.image.identity import is_image
 
     what = scanned.fingerprint if is_image(scanned) else manifest.likeness(rootfs, scanned)
     return manifest.key(f"like:{what}", arch, init.digest(arch), legacy_init)
@@ -179,7 +179,7 @@ class _Job:
 
     @property
     def what(self) -> str:
-        from pveoci.image.source import described
+        from pveoci.image.identity import described
 
         return described(self.rootfs, self.image)
 
@@ -246,7 +246,7 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
     sent by this call, or by another that held the claim meanwhile."""
     check_transport(transport)
     started = time.monotonic()
-    from pveoci.image.source import described
+    from pveoci.image.identity import described
 
     progress.note(f"looking at {described(bundle.rootfs, bundle.image)}")
     if bundle.image is not None and bundle.image.arch != arch:
