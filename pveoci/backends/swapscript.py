@@ -18,9 +18,11 @@ tar, zstd: what every Proxmox VE node has). The container's root is `pct mount`'
 `$u/template` names the template a swap is to (the file's name): with the container's config, it tells any
 machine whether an interrupted update is to be finished (`commit`) or undone (`back`).
 
-KEEP (one path a line, relative to the root) are the container's mount points: neither they nor what is in
-them moves, and the directories that lead to them stay where they are (what else is in those moves). NEED:
-bytes the unpacked template takes, checked against the root's free space first. Signals are ignored: a
+KEEP (one path a line, relative to the root) are the container's mount points and the directories whose content
+an update keeps (the image's volumes, --keep): those the old tree has stay where they are with what is in them
+(the new image's entry there is dropped), and so do the directories that lead to them (what else is in those
+moves); those it lacks come from the new image. A swap writes the list it kept to `$u/keep`, for the later
+steps. NEED: bytes the unpacked template takes, checked against the root's free space first. Signals are ignored: a
 workstation that goes away mid-way (its SSH session closed) does not stop a step half-way, and a lock
 (flock on /run/lock/pveoci-swap-VMID) makes the next step wait for it. The last line
 printed is `ok STATE NAME`, or `error WHY` (exit 1), or `busy STATE NAME` (exit 4) for a `swap` over an update that did
@@ -51,6 +53,8 @@ fi
 u=$where/.pveoci-update
 state=none
 [ -d "$u" ] && { state=$(cat "$u/state" 2>/dev/null) || state=extract; }
+# What a swap keeps is what it found in the old tree (written at its start): a later step keeps the same.
+[ "$action" != swap ] && [ -f "$u/keep" ] && keep=$(cat "$u/keep")
 mark() { printf '%s\n' "$1" > "$u/state.new" && mv -f "$u/state.new" "$u/state" || fail "cannot write $u/state"; }
 kept() {
   printf '%s\n' "$keep" | grep -qxF -e "$1"
@@ -113,6 +117,9 @@ swap)
   fits
   mkdir -m 700 "$u" && mkdir "$u/next" && chown "$owner" "$u" "$u/next" || fail "cannot make $u"
   printf '%s\n' "${template##*/}" > "$u/template" || fail "cannot write $u/template"
+  keep=$(printf '%s\n' "$keep" | while IFS= read -r k; do
+    if [ -n "$k" ] && { [ -e "$where/$k" ] || [ -L "$where/$k" ]; }; then printf '%s\n' "$k"; fi; done)
+  printf '%s\n' "$keep" > "$u/keep" || fail "cannot write $u/keep"
   state=extract; mark extract
   case $template in
     *.zst) unpack="zstd -q -d -c" ;; *.gz) unpack="gzip -d -c" ;; *.xz) unpack="xz -d -c" ;; *) unpack=cat ;;

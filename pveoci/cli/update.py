@@ -131,6 +131,9 @@ CpusetCpusOption = Annotated[Flag, _opt("--cpuset-cpus", "LIST", "CPUs such as 0
                                         "picks which).")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="With --image: show what would change (image, "
                                             "process, size, what is kept) and change nothing.")]
+KeepOption = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+    "--keep", metavar="PATH", help="With --image: an absolute path whose content the old tree keeps, as the "
+    "image's volumes and mount points do (repeatable).")]
 GraceOption = Annotated[float, typer.Option("--grace", metavar="SECONDS", min=0, help="With --image: how long the "
                                             "new process must keep running, else the old image comes back (0: do "
                                             "not watch).")]
@@ -160,6 +163,7 @@ def update(
     args: image_flags.ArgsArgument = None,
     dry_run: DryRunOption = False,
     grace: GraceOption = 3.0,
+    keep: KeepOption = None,
     entrypoint: image_flags.EntrypointOption = None,
     env: image_flags.EnvOption = None,
     workdir: image_flags.WorkdirOption = None,
@@ -178,9 +182,10 @@ def update(
     refused, naming the field; nothing changes then. With -o json, prints what was asked of Proxmox.
 
     --image REF: the container keeps its VMID, node, mount points and their data, MAC address,
-    resources and annotations; its root filesystem and process become the image's (with the flags of
-    create), swapped on the node; started again, it must run --grace seconds, else the old image comes
-    back (exit 33). A killed update is finished or undone by the next command. See docs/images.md.
+    resources, annotations and the content of the image's volumes (and --keep); its root filesystem and
+    process become the image's (with the flags of create), swapped on the node; started again, it must
+    run --grace seconds, else the old image comes back (exit 33). A killed update is finished or undone
+    by the next command. See docs/images.md.
 
     Examples:
 
@@ -204,10 +209,11 @@ def _update(ctx: typer.Context, given: dict[str, Any]) -> None:
     cid, output, resources = given["container_id"], given["output"], given["resources"]
     if made is not None:
         _update_image(ctx, output, cid, made, resources=resources, flags=flags, dry_run=given["dry_run"],
-                      grace=given["grace"])
+                      grace=given["grace"], keep=given["keep"] or [])
         return
-    if given["dry_run"]:
-        raise _bad("--dry-run", "only with --image")
+    for flag in ("dry_run", "keep"):
+        if given[flag]:
+            raise _bad(f"--{flag.replace('_', '-')}", "only with --image")
     wanted = _resources(resources, flags) if resources is not None else document(flags)
     c = cli(ctx, output)
     change = c.runtime().update(cid, wanted)
@@ -216,7 +222,7 @@ def _update(ctx: typer.Context, given: dict[str, Any]) -> None:
 
 
 def _update_image(ctx: typer.Context, output: Output | None, cid: str, made: ImageRequest, *, resources: str | None,
-                  flags: dict[str, Any], dry_run: bool, grace: float) -> None:
+                  flags: dict[str, Any], dry_run: bool, grace: float, keep: list[str]) -> None:
     from pveoci.cli.display import display
 
     given = [f"--{name}" for name, value in flags.items() if value is not None]
@@ -226,7 +232,7 @@ def _update_image(ctx: typer.Context, output: Output | None, cid: str, made: Ima
     c = cli(ctx, output)
     rt = c.runtime()
     with display() as shown:
-        change = rt.update_image(cid, made, dry_run=dry_run, grace=grace, progress=shown)
+        change = rt.update_image(cid, made, dry_run=dry_run, grace=grace, keep=keep, progress=shown)
     if c.json:
         render.emit_json(change.to_json())
         return
@@ -245,6 +251,7 @@ def _described(change: ImageUpdate) -> str:
              f"  as           user {p['user']} in {p['cwd']}, stop signal {p['stop_signal']}",
              *(f"  env          {e}" for e in p["env"]),
              *(f"  keeps        {k}: {v}" for k, v in change.kept.items()),
+             *(f"  keeps data   {path}" for path in change.keeps),
              *(f"  finding      {f}" for f in change.findings)]
     if change.state is not None:
         lines.append(f"  now          {change.state.status}")

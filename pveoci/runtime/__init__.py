@@ -422,7 +422,7 @@ class Runtime:
         return limits.update(self._ctx, id, wanted, warn=self._warn(findings))
 
     def update_image(self, id: str, image: str | ImageRequest, *, dry_run: bool = False, grace: float = 3.0,
-                     transport: str = "sftp", progress: Progress = SILENT,
+                     keep: Iterable[str] = (), transport: str = "sftp", progress: Progress = SILENT,
                      findings: FindingsMode | None = None) -> ImageUpdate:
         """Move a container to another image in place (`pveoci update --image`), keeping what is its own: its id,
         VMID, node, mount points and their data, network (MAC address), resources and annotations.
@@ -433,8 +433,9 @@ class Runtime:
         given) and starts again: a created container stays created, a running or stopped one is started and watched
         for `grace` seconds. If it does not start, or its process ends within them, the old image and config come
         back and it starts as it was: RolledBack. Killed at any moment, the next command for this id here, or
-        another update from anywhere, finishes or undoes it. `dry_run`: what would change (process, size), and
-        nothing done. Paused for a paused container; Unsupported for one made by pveoci 0.1; ImageError when the
+        another update from anywhere, finishes or undoes it. What the old tree has at the image's volumes (VOLUME)
+        and at the absolute paths of `keep` stays, as mount points do. `dry_run`: what would change (process, size),
+        and nothing done. Paused for a paused container; Unsupported for one made by pveoci 0.1; ImageError when the
         image cannot be pulled or used. Returns what changed (ImageUpdate, its `state` the container's after).
         """
         from pveoci.runtime import imageupdate, push
@@ -446,8 +447,8 @@ class Runtime:
         request = _image(image)
         assert request is not None
         recovery.recover(self._ctx, id)
-        return imageupdate.update_image(self._ctx, id, request, dry_run=dry_run, grace=grace, transport=transport,
-                                 progress=progress, warn=self._warn(findings))
+        return imageupdate.update_image(self._ctx, id, request, dry_run=dry_run, grace=grace, keep=list(keep),
+                                        transport=transport, progress=progress, warn=self._warn(findings))
 
     def stand_in(self, id: str, *, stdin: bool = False, console_socket: str | None = None) -> int | None:
         """Leave a stand-in for the container's process on this machine, as runc's `create` leaves its init

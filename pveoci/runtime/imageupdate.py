@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ class ImageUpdate:
     disk: str                         # the root disk it keeps (its rootfs option)
     process: dict[str, Any]           # the new process: args, env, cwd, user, stop signal
     kept: dict[str, str]              # what stays: mount points, network, ... (option -> value)
+    keeps: list[str] = field(default_factory=list)   # paths whose content stays: mount points, volumes, --keep
     findings: list[str] = field(default_factory=list)
     dry_run: bool = False
     changed: bool = True              # False: already on this image with this process
@@ -98,8 +100,10 @@ class _Change:
 
 
 def update_image(ctx: Context, cid: str, image: ImageRequest, *, dry_run: bool = False, grace: float = GRACE,
-                 transport: str = "sftp", progress: Progress, warn: bool = True) -> ImageUpdate:
-    change, result = _prepared(ctx, cid, image, progress=progress, warn=warn)
+                 keep: Sequence[str] = (), transport: str = "sftp", progress: Progress,
+                 warn: bool = True) -> ImageUpdate:
+    wanted = [swap.kept_path(path, "--keep") for path in keep]
+    change, result = _prepared(ctx, cid, image, wanted, progress=progress, warn=warn)
     result.dry_run = dry_run
     if dry_run:
         return result
@@ -122,9 +126,10 @@ def update_image(ctx: Context, cid: str, image: ImageRequest, *, dry_run: bool =
     return result
 
 
-def _prepared(ctx: Context, cid: str, image: ImageRequest, *, progress: Progress,
+def _prepared(ctx: Context, cid: str, image: ImageRequest, keep: list[str], *, progress: Progress,
               warn: bool) -> tuple[_Change, ImageUpdate]:
-    """The container as it is, the image pulled for its node and planned for it: what would change."""
+    """The container as it is, the image pulled for its node and planned for it: what would change. What the old
+    tree has at the image's volumes and at `keep` stays (as docker keeps a service's volumes)."""
     from pveoci.image import source
 
     found = _updatable(ctx, cid)
@@ -138,17 +143,27 @@ def _prepared(ctx: Context, cid: str, image: ImageRequest, *, progress: Progress
     bundle, scanned = source.load(image, arch, note=progress.note)
     plan = plan_for(ctx, bundle, cid, strict=False, warn=warn, size=scanned.size)
     assert bundle.image is not None
-    change = _Change(cid, found, config, old, swap.target_of(config, g), bundle, scanned, plan,
-                     "" if plan.legacy_init else _entrypoint(plan))
     pulled = bundle.image.image
+    keep += [path for path in map(_volume, pulled.process.get("Volumes") or {}) if path and path not in keep]
+    change = _Change(cid, found, config, old, swap.target_of(config, g, keep), bundle, scanned, plan,
+                     "" if plan.legacy_init else _entrypoint(plan))
     result = ImageUpdate(
         id=cid, node=g.node, vmid=g.vmid, status=found.status, image=str(pulled.reference), digest=pulled.digest,
         template=old.template, new_template=push.known_template(ctx, bundle.rootfs, scanned, arch,
                                                                  plan.legacy_init) or "(packed when sent)",
         size=scanned.size, disk=str(config.get("rootfs", "")), process=_process(plan),
         kept={k: str(v) for k, v in sorted(config.items()) if _kept(k)},
-        findings=[f"{f.field}: {f.detail} ({f.status})" for f in plan.warnings()])
+        findings=[f"{f.field}: {f.detail} ({f.status})" for f in plan.warnings()],
+        keeps=["/" + path for path in change.target.keep])
     return change, result
+
+
+def _volume(path: object) -> str:
+    """An image's volume as a path to keep; "" for one no update can keep (its finding says what it is)."""
+    try:
+        return swap.kept_path(str(path), "a volume")
+    except errors.InvalidParameter:
+        return ""
 
 
 def _apply(ctx: Context, change: _Change, volid: str, template: str, *, grace: float, progress: Progress) -> State:

@@ -10,6 +10,7 @@ which one the swap was to, so the tree is made to match the config: finished (`c
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,26 +31,35 @@ DEFAULT_IDMAP = ("u:0:100000:65536", "g:0:100000:65536")
 
 @dataclass(frozen=True)
 class Target:
-    """How the node's side unpacks for this container: the owner of its root, its id map, its mount points."""
+    """How the node's side unpacks for this container: the owner of its root, its id map, and the paths (from its
+    root) whose content stays: its mount points, and the directories an update keeps."""
 
     owner: str
     userns: tuple[str, ...]
     keep: tuple[str, ...]
 
 
-def target_of(config: dict[str, Any], guest: Guest) -> Target:
-    """The container's mount points (paths from its root) and, unprivileged, its id map as Proxmox applies it."""
-    keep = []
+def kept_path(path: str, what: str) -> str:
+    """An absolute path inside the container as the node's side takes it (relative, normalised); InvalidParameter
+    for one it cannot keep (not absolute, `..`, a control character, the root itself)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not path.startswith("/") or not parts or ".." in parts or any(ord(c) < 32 or c == "\x7f" for c in path):
+        raise errors.InvalidParameter(f"{what}: {path!r} is not a path an update can keep (an absolute path "
+                                      "below /, without ..)")
+    return "/".join(parts)
+
+
+def target_of(config: dict[str, Any], guest: Guest, keep: Iterable[str] = ()) -> Target:
+    """The container's mount points and `keep` (absolute paths), and, unprivileged, its id map as Proxmox applies
+    it."""
+    kept = []
     for option, value in sorted(config.items()):
-        if not (option.startswith("mp") and option[2:].isdigit()):
-            continue
-        path = next((part[3:] for part in str(value).split(",") if part.startswith("mp=")), "")
-        parts = [p for p in path.split("/") if p not in ("", ".")]
-        if not parts or ".." in parts or any(c in path for c in "\n\0"):
-            raise errors.Unsupported(f"CT {guest.vmid}'s {option} has a path an update cannot keep: {path!r}")
-        keep.append("/".join(parts))
+        if option.startswith("mp") and option[2:].isdigit():
+            path = next((part[3:] for part in str(value).split(",") if part.startswith("mp=")), "")
+            kept.append(kept_path(path, f"CT {guest.vmid}'s {option}"))
+    kept += [path for path in keep if path not in kept]
     if str(config.get("unprivileged", "0")) not in ("1", "true"):
-        return Target("0:0", (), tuple(keep))
+        return Target("0:0", (), tuple(kept))
     maps = []
     for key, value in config.get("lxc") or []:
         if key == "lxc.idmap":
@@ -57,7 +67,7 @@ def target_of(config: dict[str, Any], guest: Guest) -> Target:
             maps.append(f"{kind}:{inside}:{outside}:{count}")
     maps = maps or list(DEFAULT_IDMAP)
     root = {kind: outside for kind, inside, outside, _ in (m.split(":") for m in maps) if inside == "0"}
-    return Target(f"{root.get('u', '100000')}:{root.get('g', '100000')}", tuple(maps), tuple(keep))
+    return Target(f"{root.get('u', '100000')}:{root.get('g', '100000')}", tuple(maps), tuple(kept))
 
 
 def run_step(ctx: Context, guest: Guest, target: Target, action: str, template: str = "",

@@ -302,3 +302,19 @@ def test_an_update_that_cannot_fit_is_refused_before_the_process_stops(
     assert memory.calls.count("swap_rootfs") == 1
     assert (ct.status, ct.config, rt.state("f").pid) == ("running", before, pid)   # not even stopped
     assert rt._ctx.cache.pending(rt._ctx.cluster, "f") == []
+
+
+def test_keep_paths_are_checked_and_shown(make_runtime: MakeRuntime, memory: MemoryBackend, registry: Registry,
+                                          images: PushedImages, tmp_path: Path) -> None:
+    from pveoci import errors
+
+    rt = make_runtime()
+    made = rt.create("k", tiny_bundle(tmp_path / "k"), node="pve1")
+    memory.cts[made.vmid].config["mp0"] = "/srv/x,mp=/srv/data"
+    for bad in ("relative/path", "/a/../b", "/", "/tab\there"):
+        with pytest.raises(errors.InvalidParameter, match=r"--keep: .* is not a path an update can keep"):
+            rt.update_image("k", request(registry, images.busybox, tmp_path), keep=[bad])
+    dry = rt.update_image("k", request(registry, images.busybox, tmp_path), keep=["/var/cache/app/"],
+                          dry_run=True)
+    # the mount point, --keep, and the image's own volume (busybox:1 declares /data)
+    assert dry.keeps == ["/srv/data", "/var/cache/app", "/data"]

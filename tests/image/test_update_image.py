@@ -24,7 +24,7 @@ pytestmark = pytest.mark.bed
 
 ROLLED_BACK = 33
 # Each version says which it is, appends to the volume's log, and runs on (a service).
-SERVICE = "echo \"$VERSION $(cat /etc/version)\" >> /data/log; exec sleep 1000"
+SERVICE = "echo \"$VERSION $(cat /etc/version)\" >> /data/log; echo $VERSION >> /var/lib/app/log; exec sleep 1000"
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,10 @@ def apps(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Apps:
 
     def app(name: str, version: str, cmd: str) -> str:
         layout = build_image(work / name, layers=[{"etc/version": f"{version}\n".encode(),
-                                                   f"opt/{name}": b"only in this version\n"}],
+                                                   f"opt/{name}": b"only in this version\n",
+                                                   "var/lib/app/README": f"the app's state, {name}\n".encode()}],
                              config={"Entrypoint": ["/bin/sh", "-c"], "Cmd": [cmd], "Env": [f"VERSION={name}"],
-                                     "StopSignal": "SIGTERM"})
+                                     "StopSignal": "SIGTERM", "Volumes": {"/var/lib/app": {}}})
         push(registry, layout, "latest", f"app:{name}")
         return f"{registry.host}/app:{name}"
 
@@ -111,6 +112,7 @@ def test_an_update_keeps_the_containers_own_and_a_failed_one_is_rolled_back(runn
     assert shown["size"] > 0
     assert shown["process"]["env"][-1] == "VERSION=v2"
     assert shown["kept"]["mp0"].endswith(",mp=/data")
+    assert shown["keeps"] == ["/data", "/var/lib/app"]
     assert config_of(run.bed, vmid) == {**kept_before, **{k: config_of(run.bed, vmid)[k]
                                                           for k in ("description", "tags", "entrypoint")}}
     assert state(run, "web")["status"] == "stopped"
@@ -134,6 +136,8 @@ def test_an_update_keeps_the_containers_own_and_a_failed_one_is_rolled_back(runn
     assert kept_after == kept_before      # MAC address, mount point, resources: the same
     assert in_ct(run, "web", "cat /etc/version; ls /opt; cat /data/precious; cat /data/log") == (
         "2\nv2\nthe container's own data\nv2 2\n")
+    # The image's volume: what the old process wrote there stays (and the old image's files in it).
+    assert in_ct(run, "web", "cat /var/lib/app/log /var/lib/app/README") == "v1\nv2\nthe app's state, v1\n"
     rootfs = run.bed.ct_dir("pve1", vmid) / "rootfs"
     assert not (rootfs / ".pveoci-update").exists()
     assert not (rootfs / "data" / "precious").exists()   # the volume's data stayed in the volume

@@ -116,10 +116,10 @@ def node(tmp_path: Path) -> dict[str, Any]:
 
 
 def run(node: dict[str, Any], action: str, *, moves: int = 1000000, need_bytes: int = 0, owner: str = "0:0",
-        userns: str = "") -> tuple[int, str]:
+        userns: str = "", keep: str = "data\nsrv/data") -> tuple[int, str]:
     node["moves"].write_text(str(moves))
     done = subprocess.run(["sh", "-c", SCRIPT, "sh", action, "100", "0", node["template"], owner, userns,
-                           "data\nsrv/data", str(need_bytes)], env=node["env"], capture_output=True, check=False)
+                           keep, str(need_bytes)], env=node["env"], capture_output=True, check=False)
     return done.returncode, done.stdout.decode().strip().splitlines()[-1] if done.stdout.strip() else ""
 
 
@@ -146,6 +146,24 @@ def test_a_swap_puts_the_image_in_and_keeps_the_volumes_and_back_restores_the_sa
     assert (root / ".pveoci-update" / "prev" / "bin" / "old").read_bytes() == b"old program"
     assert run(node, "state") == (0, "ok swapped pveoci-new.tar.zst")
     assert run(node, "back") == (0, "ok none")
+    assert snapshot(root) == before
+
+
+def test_a_kept_directory_keeps_the_old_trees_content_or_takes_the_new_images(node: dict[str, Any]) -> None:
+    """A volume the image declares (or --keep): the old tree's content stays when it has the path, the new image's
+    directory comes in when it has not; undone, the old tree is as it was, inodes and all."""
+    root = node["rootfs"]
+    (root / "etc" / "app").mkdir()
+    (root / "etc" / "app" / "state.db").write_text("written by the old process")
+    before = snapshot(root)
+    keep = "data\nsrv/data\netc/app\nsbin"
+    assert run(node, "swap", keep=keep) == (0, "ok swapped pveoci-new.tar.zst")
+    assert (root / "etc" / "app" / "state.db").read_text() == "written by the old process"
+    assert (root / "etc" / "config").read_text() == "new config"     # the rest of /etc is the new image's
+    assert (root / "bin" / "new").exists()
+    assert os.readlink(root / "sbin") == "bin"     # not in the old tree: the new image's
+    # Later steps keep what the swap kept, whatever they are told.
+    assert run(node, "back", keep="") == (0, "ok none")
     assert snapshot(root) == before
 
 
