@@ -36,7 +36,7 @@ from pveoci.process import encode_arg
 from pveoci.progress import Progress
 from pveoci.runtime import facts, push, swap, transitions
 from pveoci.runtime.context import Context
-from pveoci.runtime.create import ENTRYPOINT_MAX, plan_for
+from pveoci.runtime.create import ENTRYPOINT_MAX, place_spec, plan_for
 from pveoci.runtime.ids import TAG_STARTED
 from pveoci.runtime.locate import Located, require, to_state
 
@@ -281,11 +281,9 @@ def _annotations(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
 def _bring_up(ctx: Context, cid: str, g: Guest, was: str, plan: Plan, grace: float) -> Located:
     """Start the CT on its new process: created stays created (its init waits); running or stopped is started
     and watched for `grace` seconds. RolledBack-worthy errors (a start that fails, a process that ends) raise."""
-    from pveoci.runtime import create as creating
-
     ctx.backend.start(g.node, g.vmid)
     if plan.legacy_init:
-        creating.place_spec(ctx, g.node, g.vmid, plan)
+        place_spec(ctx, g.node, g.vmid, plan)
     found = require(ctx, cid)
     if was == "created":
         return found
