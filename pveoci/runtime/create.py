@@ -24,7 +24,7 @@ from pveoci.models import Guest, Placement, PushResult, StandIn
 from pveoci.oci.bundle import Bundle
 from pveoci.process import ProcessSpec, encode, encode_arg
 from pveoci.progress import Progress
-from pveoci.runtime import facts, push, standins, survey
+from pveoci.runtime import facts, initfeed, push, standins, survey
 from pveoci.runtime.claim import claim
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id, id_tag, rfc3339_now
@@ -245,7 +245,7 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
 
     vmid = create_with_fresh_vmid(ctx, target, options, journal)
     if not in_entrypoint:
-        place_spec(ctx, target, vmid, plan)
+        initfeed.place_spec(ctx, target, vmid, encode(plan.process))
     if not claim(ctx, cid, target, vmid, tags):
         raise errors.AlreadyExists("container with given ID already exists")
     guest = settled(ctx, target, vmid)
@@ -262,23 +262,9 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
 def _place_files(ctx: Context, node: str, vmid: int, plan: Plan) -> None:
     """The files of this machine's that bind mounts put in the container (an engine's /etc/hosts, resolv.conf),
     written by the waiting init (`init files`), all in one command."""
-    _feed_init(ctx, node, vmid, "files", encode_files(plan.files), "copy the bind-mounted files into")
+    initfeed.feed_init(ctx, node, vmid, "files", encode_files(plan.files), "copy the bind-mounted files into")
 
 
 def encode_files(files: Iterable[CopiedFile]) -> bytes:
     """`init files`'s stdin: PATH NUL MODE(octal) NUL UID NUL GID NUL LENGTH NUL, then the bytes, for each file."""
     return b"".join(f"{f.path}\0{f.mode:o}\0{f.uid}\0{f.gid}\0{len(f.data)}\0".encode() + f.data for f in files)
-
-
-def place_spec(ctx: Context, node: str, vmid: int, plan: Plan) -> None:
-    """Give the waiting init its spec through `init set-spec` (PVE before 9.1, or a spec too long for a
-    config line): the one channel into a container the API lacks."""
-    _feed_init(ctx, node, vmid, "set-spec", encode(plan.process), "give its process to")
-
-
-def _feed_init(ctx: Context, node: str, vmid: int, command: str, data: bytes, what: str) -> None:
-    """`init COMMAND` in the container, with data on its stdin; PveociError ("cannot WHAT CT ...") if it fails."""
-    done = ctx.backend.capture(node, vmid, [INIT_PATH, command], stdin=data)
-    if done.status != 0:
-        raise errors.PveociError(f"cannot {what} CT {vmid} on {node}: "
-                                 f"{done.stderr.decode(errors='replace').strip() or f'exit {done.status}'}")

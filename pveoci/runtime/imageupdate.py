@@ -22,6 +22,7 @@ made to match the config, never left half-way.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Sequence
@@ -32,11 +33,11 @@ from pveoci import card, errors, marker
 from pveoci.init import INIT_PATH
 from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest, State
-from pveoci.process import encode_arg
+from pveoci.process import encode, encode_arg
 from pveoci.progress import Progress
-from pveoci.runtime import facts, push, swap, transitions
+from pveoci.runtime import facts, initfeed, push, swap, transitions
 from pveoci.runtime.context import Context
-from pveoci.runtime.create import ENTRYPOINT_MAX, place_spec, plan_for
+from pveoci.runtime.create import ENTRYPOINT_MAX, plan_for
 from pveoci.runtime.ids import TAG_STARTED
 from pveoci.runtime.locate import Located, require, to_state
 
@@ -185,8 +186,10 @@ def _apply(ctx: Context, change: _Change, volid: str, template: str, *, grace: f
     if template:   # before anything changes: a disk too small refuses the update with the process still running
         swap.run_step(ctx, g, change.target, "check", template, change.scanned.size)
     op = ctx.cache.begin("update", cid, ctx.cluster, g.node)
+    # Before 9.1 the spec reaches the init only after a start: kept for a recovery that starts it.
+    spec = base64.b64encode(encode(plan.process)).decode() if plan.legacy_init else ""
     ctx.cache.step(op, "stop", vmid=g.vmid, was=status, name=template.rsplit("/", 1)[-1] if template else "",
-                   before=before, after=description)
+                   before=before, after=description, spec=spec)
     try:
         if g.status == "running":
             progress.note(f"stopping CT {g.vmid} on {g.node}")
@@ -283,7 +286,7 @@ def _bring_up(ctx: Context, cid: str, g: Guest, was: str, plan: Plan, grace: flo
     and watched for `grace` seconds. RolledBack-worthy errors (a start that fails, a process that ends) raise."""
     ctx.backend.start(g.node, g.vmid)
     if plan.legacy_init:
-        place_spec(ctx, g.node, g.vmid, plan)
+        initfeed.place_spec(ctx, g.node, g.vmid, encode(plan.process))
     found = require(ctx, cid)
     if was == "created":
         return found

@@ -9,6 +9,7 @@ which one the swap was to, so the tree is made to match the config: finished (`c
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ from pveoci import errors, marker
 from pveoci.cache import Step
 from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest
-from pveoci.runtime import transitions
+from pveoci.runtime import initfeed, transitions
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import TAG_STARTED
 from pveoci.runtime.locate import require
@@ -114,10 +115,13 @@ def roll_back(ctx: Context, cid: str, g: Guest, target: Target, before: dict[str
     restart(ctx, cid, g, was)
 
 
-def restart(ctx: Context, cid: str, g: Guest, want: str) -> None:
-    """The container `want` (created: its init waits; running: its process started), from stopped or created."""
+def restart(ctx: Context, cid: str, g: Guest, want: str, spec: bytes = b"") -> None:
+    """The container `want` (created: its init waits; running: its process started), from stopped or created;
+    `spec`: the process its init is given once it runs (PVE before 9.1, whose init has it from no option)."""
     if want in ("created", "running") and ctx.backend.status(g.node, g.vmid).status != "running":
         ctx.backend.start(g.node, g.vmid)
+        if spec:
+            initfeed.place_spec(ctx, g.node, g.vmid, spec)
     if want == "running":
         found = require(ctx, cid)
         if found.status == "created":
@@ -158,5 +162,7 @@ def recover(ctx: Context, step: Step) -> None:
         ctx.cache.put(record)
     was = str(step.data.get("was") or "")
     log.warning("the image update of %s was interrupted; it is %s", step.id, "finished" if done else "undone")
-    restart(ctx, step.id, g, ("running" if was == "stopped" else was) if done else was)
+    # Undone before 9.1, the old tree's init keeps the spec it was given at its create (in the old tree).
+    spec = base64.b64decode(str(step.data.get("spec") or "")) if done else b""
+    restart(ctx, step.id, g, ("running" if was == "stopped" else was) if done else was, spec)
     ctx.cache.finish(step.op)

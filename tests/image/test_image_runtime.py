@@ -318,3 +318,54 @@ def test_keep_paths_are_checked_and_shown(make_runtime: MakeRuntime, memory: Mem
                           dry_run=True)
     # the mount point, --keep, and the image's own volume (busybox:1 declares /data)
     assert dry.keeps == ["/srv/data", "/var/cache/app", "/data"]
+
+
+def test_an_update_on_proxmox_before_9_1_gives_the_init_its_spec_after_the_start(
+        make_runtime: MakeRuntime, registry: Registry, images: PushedImages, tmp_path: Path) -> None:
+    """No entrypoint option before 9.1: the template's /sbin/init is pveoci's init, and the new process reaches
+    it through `init set-spec` once the CT runs, as at create."""
+    old = MemoryBackend(version=(9, 0))
+    rt = make_runtime(old)
+    made = rt.create("l", tiny_bundle(tmp_path / "l"), node="pve1")
+    rt.start("l")
+    ct = old.cts[made.vmid]
+    assert "entrypoint" not in ct.config
+    before = len(old.calls)
+    done = rt.update_image("l", request(registry, images.busybox, tmp_path))
+    assert done.state is not None
+    assert done.state.status == "running"
+    assert "entrypoint" not in ct.config
+    calls = old.calls[before:]
+    assert calls.index("start") < calls.index("exec") < calls.index("signal")   # spec placed, then started
+
+
+def test_an_interrupted_update_before_9_1_gives_the_new_init_its_spec(
+        make_runtime: MakeRuntime, registry: Registry, images: PushedImages, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    old = MemoryBackend(version=(9, 0))
+    rt = make_runtime(old)
+    made = rt.create("s", tiny_bundle(tmp_path / "s"), node="pve1")
+    rt.start("s")
+    real = old.set_options
+
+    def killed_after(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)   # the config change made, then the workstation is killed
+        monkeypatch.setattr(old, "set_options", real)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(old, "set_options", killed_after)
+    with pytest.raises(KeyboardInterrupt):
+        rt.update_image("s", request(registry, images.busybox, tmp_path))
+    fed: list[bytes] = []
+    capture = old.capture
+
+    def watched(node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> object:
+        if argv == ["/.pveoci/init", "set-spec"]:
+            fed.append(stdin or b"")
+        return capture(node, vmid, argv, stdin=stdin)
+
+    monkeypatch.setattr(old, "capture", watched)
+    assert rt.state("s").status == "running"       # finished by the next command
+    assert len(fed) == 1
+    assert fed[0].startswith(b"PVEOCI-SPEC 1\n")
+    assert old.cts[made.vmid].phase == "running"
