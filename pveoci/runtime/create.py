@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 from pveoci import card, errors, hooks, marker, planning
 from pveoci.cache import Record
-from pveoci.init import INIT_PATH
 from pveoci.lxc.draft import CopiedFile
 from pveoci.lxc.mapping import Plan
 from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest, Placement, PushResult, StandIn
 from pveoci.oci.bundle import Bundle
-from pveoci.process import ProcessSpec, encode, encode_arg
+from pveoci.process import ProcessSpec, encode
 from pveoci.progress import Progress
 from pveoci.runtime import facts, initfeed, push, standins, survey
 from pveoci.runtime.claim import claim
@@ -43,7 +42,6 @@ log = logging.getLogger("pveoci.runtime")
 #: can silence it (`logging.getLogger("pveoci.findings").setLevel(logging.ERROR)`) and keep the others.
 findings_log = logging.getLogger("pveoci.findings")
 
-ENTRYPOINT_MAX = 32 * 1024   # a longer spec is placed with `init set-spec` instead of riding on the entrypoint
 
 
 def relayed(process: ProcessSpec, *, stdin: bool, pty: bool) -> ProcessSpec:
@@ -229,13 +227,12 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
                          annotations=plan.annotations, stop_signal=plan.stop_signal)
     description = marker.render(mark)
     tags = {marker.TAG, id_tag(cid), *card.for_description(description)}  # the card: `list` reads it (pveoci.card)
-    spec_arg = encode_arg(plan.process)
     # PVE >= 9.1: the spec rides on the entrypoint option; before (or when too long), it is placed after the start.
-    in_entrypoint = not plan.legacy_init and len(spec_arg) <= ENTRYPOINT_MAX
+    entry = initfeed.entrypoint(plan.process, plan.legacy_init)
     options = {**plan.options, "ostemplate": pushed.volid, "description": description,
                "tags": tag_list(tags), "arch": arch, "start": 1}
-    if not plan.legacy_init:
-        options["entrypoint"] = f"{INIT_PATH} --spec={spec_arg}" if in_entrypoint else INIT_PATH
+    if entry is not None:
+        options["entrypoint"] = entry
     target = pushed.node
 
     def journal(vmid: int) -> None:
@@ -244,7 +241,7 @@ def _make(ctx: Context, op: int, cid: str, bundle: Bundle, plan: Plan, pushed: P
         ctx.cache.step(op, "create", vmid=vmid)
 
     vmid = create_with_fresh_vmid(ctx, target, options, journal)
-    if not in_entrypoint:
+    if initfeed.spec_after_start(entry):
         initfeed.place_spec(ctx, target, vmid, encode(plan.process))
     if not claim(ctx, cid, target, vmid, tags):
         raise errors.AlreadyExists("container with given ID already exists")

@@ -30,14 +30,13 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pveoci import card, errors, marker
-from pveoci.init import INIT_PATH
 from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest, State
-from pveoci.process import encode, encode_arg
+from pveoci.process import encode
 from pveoci.progress import Progress
 from pveoci.runtime import facts, initfeed, push, swap, transitions
 from pveoci.runtime.context import Context
-from pveoci.runtime.create import ENTRYPOINT_MAX, plan_for
+from pveoci.runtime.create import plan_for
 from pveoci.runtime.ids import TAG_STARTED
 from pveoci.runtime.locate import Located, require, to_state
 
@@ -93,7 +92,7 @@ class _Change:
     bundle: Bundle
     scanned: Scan
     plan: Plan
-    entrypoint: str
+    entrypoint: str | None          # the option it gets (initfeed.entrypoint); None before PVE 9.1
 
     @property
     def g(self) -> Guest:
@@ -118,7 +117,7 @@ def update_image(ctx: Context, cid: str, image: ImageRequest, *, dry_run: bool =
                          scanned=change.scanned)
     result.new_template = pushed.volid
     template = f"{dest.directory}/{pushed.name}" if pushed.volid != change.old.template else ""
-    if not template and (change.config.get("entrypoint") or "") == change.entrypoint and \
+    if not template and change.config.get("entrypoint") == change.entrypoint and \
             change.old.spec_digest == change.bundle.config_digest:
         result.changed = False
         result.state = to_state(ctx, change.found)
@@ -147,7 +146,7 @@ def _prepared(ctx: Context, cid: str, image: ImageRequest, keep: list[str], *, p
     pulled = bundle.image.image
     keep += [path for path in map(_volume, pulled.process.get("Volumes") or {}) if path and path not in keep]
     change = _Change(cid, found, config, old, swap.target_of(config, g, keep), bundle, scanned, plan,
-                     "" if plan.legacy_init else _entrypoint(plan))
+                     initfeed.entrypoint(plan.process, plan.legacy_init))
     result = ImageUpdate(
         id=cid, node=g.node, vmid=g.vmid, status=found.status, image=str(pulled.reference), digest=pulled.digest,
         template=old.template, new_template=push.known_template(ctx, bundle.rootfs, scanned, arch,
@@ -181,13 +180,13 @@ def _apply(ctx: Context, change: _Change, volid: str, template: str, *, grace: f
     tags = (set(g.tags) - {TAG_STARTED} - card.for_description(before["description"])) | card.for_description(
         description)
     after = {"description": description, "tags": tag_list(tags)}
-    if not plan.legacy_init:
+    if change.entrypoint is not None:
         after["entrypoint"] = change.entrypoint
     if template:   # before anything changes: a disk too small refuses the update with the process still running
         swap.run_step(ctx, g, change.target, "check", template, change.scanned.size)
     op = ctx.cache.begin("update", cid, ctx.cluster, g.node)
-    # Before 9.1 the spec reaches the init only after a start: kept for a recovery that starts it.
-    spec = base64.b64encode(encode(plan.process)).decode() if plan.legacy_init else ""
+    # A spec that reaches the init only after a start (before 9.1, or too long): kept for a recovery that starts it.
+    spec = base64.b64encode(encode(plan.process)).decode() if initfeed.spec_after_start(change.entrypoint) else ""
     ctx.cache.step(op, "stop", vmid=g.vmid, was=status, name=template.rsplit("/", 1)[-1] if template else "",
                    before=before, after=description, spec=spec)
     try:
@@ -201,7 +200,7 @@ def _apply(ctx: Context, change: _Change, volid: str, template: str, *, grace: f
         ctx.cache.step(op, "config")
         ctx.backend.set_options(g.node, g.vmid, after)
         ctx.cache.step(op, "start")
-        started = _bring_up(ctx, cid, g, status, plan, grace)
+        started = _bring_up(ctx, cid, g, status, encode(plan.process) if spec else b"", grace)
         if template:
             swap.run_step(ctx, started.guest, change.target, "commit")
     except errors.PveociError as exc:
@@ -251,14 +250,6 @@ def _updatable(ctx: Context, cid: str) -> Located:
     return found
 
 
-def _entrypoint(plan: Plan) -> str:
-    spec_arg = encode_arg(plan.process)
-    if len(spec_arg) > ENTRYPOINT_MAX:
-        raise errors.Unsupported("the new image's process is too long for the container's entrypoint option "
-                                 f"({len(spec_arg)} bytes, at most {ENTRYPOINT_MAX}): an update cannot give it")
-    return f"{INIT_PATH} --spec={spec_arg}"
-
-
 def _process(plan: Plan) -> dict[str, Any]:
     p = plan.process
     return {"args": list(p.args), "env": list(p.env), "cwd": p.cwd, "user": f"{p.uid}:{p.gid}",
@@ -281,12 +272,13 @@ def _annotations(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
             **{k: v for k, v in new.items() if k in from_image}}
 
 
-def _bring_up(ctx: Context, cid: str, g: Guest, was: str, plan: Plan, grace: float) -> Located:
-    """Start the CT on its new process: created stays created (its init waits); running or stopped is started
-    and watched for `grace` seconds. RolledBack-worthy errors (a start that fails, a process that ends) raise."""
+def _bring_up(ctx: Context, cid: str, g: Guest, was: str, spec: bytes, grace: float) -> Located:
+    """Start the CT on its new process (`spec`: given to its init once it runs, when not on its entrypoint):
+    created stays created (its init waits); running or stopped is started and watched for `grace` seconds.
+    RolledBack-worthy errors (a start that fails, a process that ends) raise."""
     ctx.backend.start(g.node, g.vmid)
-    if plan.legacy_init:
-        initfeed.place_spec(ctx, g.node, g.vmid, encode(plan.process))
+    if spec:
+        initfeed.place_spec(ctx, g.node, g.vmid, spec)
     found = require(ctx, cid)
     if was == "created":
         return found

@@ -70,7 +70,7 @@ def test_hostile_strings_through_the_pct_backend_execute_nothing_on_a_node(lxc_b
 
 def test_what_a_command_line_cannot_carry_goes_through_stdin(lxc_bed: Testbed, busybox_bundle: Path,
                                                              tmp_path: Path) -> None:
-    # A spec longer than an entrypoint option may be (pveoci.runtime.create.ENTRYPOINT_MAX) is given to the
+    # A spec longer than an entrypoint option may be (pveoci.runtime.initfeed.ENTRYPOINT_MAX) is given to the
     # waiting init on its stdin through `pct exec ... set-spec`: bytes, NULs and all.
     config = json.loads((busybox_bundle / "config.json").read_text())
     config["process"]["env"] += ["BIG=" + "x" * 40_000, "LINES=a\nb\tc 'd' \"e\" $(f)"]

@@ -339,6 +339,20 @@ def test_an_update_on_proxmox_before_9_1_gives_the_init_its_spec_after_the_start
     assert calls.index("start") < calls.index("exec") < calls.index("signal")   # spec placed, then started
 
 
+def specs_fed(backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """What `init set-spec` is given in the backend's containers from now on, one spec a call."""
+    fed: list[bytes] = []
+    capture = backend.capture
+
+    def watched(node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> object:
+        if argv == ["/.pveoci/init", "set-spec"]:
+            fed.append(stdin or b"")
+        return capture(node, vmid, argv, stdin=stdin)
+
+    monkeypatch.setattr(backend, "capture", watched)
+    return fed
+
+
 def test_an_interrupted_update_before_9_1_gives_the_new_init_its_spec(
         make_runtime: MakeRuntime, registry: Registry, images: PushedImages, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -356,16 +370,29 @@ def test_an_interrupted_update_before_9_1_gives_the_new_init_its_spec(
     monkeypatch.setattr(old, "set_options", killed_after)
     with pytest.raises(KeyboardInterrupt):
         rt.update_image("s", request(registry, images.busybox, tmp_path))
-    fed: list[bytes] = []
-    capture = old.capture
-
-    def watched(node: str, vmid: int, argv: list[str], *, stdin: bytes | None = None) -> object:
-        if argv == ["/.pveoci/init", "set-spec"]:
-            fed.append(stdin or b"")
-        return capture(node, vmid, argv, stdin=stdin)
-
-    monkeypatch.setattr(old, "capture", watched)
+    fed = specs_fed(old, monkeypatch)
     assert rt.state("s").status == "running"       # finished by the next command
     assert len(fed) == 1
     assert fed[0].startswith(b"PVEOCI-SPEC 1\n")
     assert old.cts[made.vmid].phase == "running"
+
+
+def test_an_update_to_a_process_too_long_for_the_entrypoint_places_its_spec_after_the_start(
+        make_runtime: MakeRuntime, memory: MemoryBackend, registry: Registry, images: PushedImages,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a create does: the init alone on the entrypoint option, the spec through `init set-spec`."""
+    from pveoci.image.imageconfig import Overrides
+    from pveoci.image.source import ImageRequest
+
+    rt = make_runtime()
+    made = rt.create("big", tiny_bundle(tmp_path / "big"), node="pve1")
+    rt.start("big")
+    fed = specs_fed(memory, monkeypatch)
+    plain = request(registry, images.busybox, tmp_path)
+    big = ImageRequest(plain.ref, Overrides(env=("BIG=" + "x" * 40000,)), plain.access)
+    done = rt.update_image("big", big)
+    assert done.state is not None
+    assert done.state.status == "running"
+    assert memory.cts[made.vmid].config["entrypoint"] == "/.pveoci/init"
+    assert len(fed) == 1
+    assert b"x" * 40000 in fed[0]
