@@ -423,14 +423,15 @@ _NOISE = re.compile(r'^Error parsing image name "[^"]*": ')
 
 
 def explain(stderr: str) -> str:
-    """skopeo's error as one line: what kind it is, then skopeo's own words (their last part)."""
+    """skopeo's error as one line: what kind it is, then skopeo's own words (their last part). A status code counts
+    as a word only: the digests skopeo quotes are hex, and "403" inside one is no refusal."""
     messages = [bytes(m, "utf-8").decode("unicode_escape", "replace") for m in _MSG.findall(stderr)]
     text = (messages[-1] if messages else stderr.strip().splitlines()[-1] if stderr.strip() else
             "skopeo failed without a message")
     text = _NOISE.sub("", " ".join(text.split()))
     lowered = text.lower()
     for needles, meaning in _KINDS:
-        if any(n in lowered for n in needles):
+        if any(re.search(rf"\b{n}\b", lowered) if n.isdigit() else n in lowered for n in needles):
             return f"{meaning} ({_tail(text)})"
     return _tail(text)
 

@@ -359,3 +359,19 @@ def test_credentials_come_from_dockers_and_podmans_own_files(registry: Registry,
     target.unlink()
     with pytest.raises(errors.ImageError, match="401"):
         Store(tmp_path / "other", store.access).pull(reference.parse(images.busybox), "amd64")
+
+
+@pytest.mark.parametrize(("said", "kind"), [
+    # skopeo's words after a blob whose digest (hex: "403", "401", "429" and "404" inside) does not match
+    ('time="x" level=fatal msg="writing blob: happened during read: Digest did not match, expected '
+     'sha256:4011404a, got sha256:3535772b2ac0e3403378ce429"', "does not match its digest"),
+    ('time="x" level=fatal msg="reading manifest 1: received unexpected HTTP status: 403 Forbidden"',
+     "denied access (403)"),
+    ('time="x" level=fatal msg="initializing source: requested access to the resource is denied"',
+     "denied access (403)"),
+    ('time="x" level=fatal msg="reading manifest 1: unauthorized: authentication required"', "credentials (401)"),
+])
+def test_a_status_code_counts_as_a_word_not_inside_a_digest(said: str, kind: str) -> None:
+    from pveoci.image.store import explain
+
+    assert kind in explain(said)
