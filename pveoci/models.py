@@ -165,6 +165,18 @@ class Check:
 
 
 @dataclass(frozen=True)
+class UnpackedImage:
+    """What a node's script reported of an image Proxmox unpacked in a container (backends/imagescript.py): the
+    tree's listing, /etc/passwd and /etc/group, and the template it packed of it (name and size; "" and 0 when
+    it was only described)."""
+
+    listing: bytes
+    files: dict[str, bytes]
+    template: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True)
 class Completed:
     """A command that ran to its end in a container or on a node: exit status and what it printed."""
 
@@ -252,7 +264,7 @@ class GcReport:
 
     rolled_back: tuple[str, ...] = ()     # ids of creates that were killed half-way and are undone now
     dropped: tuple[str, ...] = ()         # cache entries whose container is gone
-    swept: tuple[str, ...] = ()           # node:name of what killed uploads left on template storage
+    swept: tuple[str, ...] = ()           # node:name of what killed uploads and node pulls left
     forgotten_packs: int = 0              # the cache's records of packs of rootfs paths that are gone
     images: tuple[str, ...] = ()          # the image store's images no create used for long, forgotten
     image_bytes: int = 0                  # what the image store freed (their blobs, lookups, bundles, leftovers)

@@ -113,6 +113,10 @@ class ApiTemplates(SshTemplates):
         self.client.wait(self.client.delete("nodes", dest.node, "storage", dest.storage, "content",
                                             dest.volid(name)))
 
+    def pull_image(self, dest: Destination, reference: str, filename: str) -> None:
+        self.client.wait(self.client.post("nodes", dest.node, "storage", dest.storage, "oci-registry-pull",
+                                          reference=reference, filename=filename))
+
 
 class ApiBackend(Assembled):
     name = "api"

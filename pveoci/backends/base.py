@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Template
+from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Template, UnpackedImage
 
 if TYPE_CHECKING:  # the packer's types only: a command that sends no template does not load the packer
     from pveoci.template.delta import Delta
@@ -143,6 +143,14 @@ class OnNode(Protocol):
         the update's state after it and the template's name. Locked for a `swap` over an update that did not
         finish (detail: "STATE NAME")."""
 
+    def describe_image(self, node: str, vmid: int, *, archive: str = "", digest: str = "", owner: str = "0:0",
+                       userns: Sequence[str] = (), into: str = "", like: str = "",
+                       init: bytes = b"") -> UnpackedImage:
+        """What Proxmox unpacked into a stopped container (`--pull node`: pveoci.backends.imagescript): its
+        tree's listing and /etc/passwd, /etc/group. With `into` (the template directory on the node), the tree
+        with `init` as pveoci's init is packed into pveoci's template there, named by its digest and `like`.
+        `archive` (a path on the node) is first checked to hold the manifest `digest`."""
+
     def freeze(self, node: str, vmid: int) -> None: ...
 
     def thaw(self, node: str, vmid: int) -> None: ...
@@ -217,6 +225,10 @@ class TemplateStorage(Protocol):
         """Remove what killed uploads left on dest (partial files, stale claims); what was removed."""
 
     def remove_template(self, dest: Destination, name: str) -> None: ...
+
+    def pull_image(self, dest: Destination, reference: str, filename: str) -> None:
+        """Proxmox VE 9.1's own pull (`oci-registry-pull`) of a registry image by tag onto dest, as the OCI
+        archive `filename`.tar; TaskFailed (with the node's words) when it fails."""
 
 
 class Backend(ClusterReads, Lifecycle, OnNode, TemplateStorage, Protocol):

@@ -15,6 +15,7 @@ ends it (or a signal it cannot survive). Programs run in a container by a functi
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 import time
@@ -23,7 +24,17 @@ from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from pveoci import errors
-from pveoci.models import Check, Completed, Destination, Guest, MigrationCheck, Node, Storage, Template
+from pveoci.models import (
+    Check,
+    Completed,
+    Destination,
+    Guest,
+    MigrationCheck,
+    Node,
+    Storage,
+    Template,
+    UnpackedImage,
+)
 from pveoci.template.delta import Delta
 from pveoci.template.pack import Packed
 
@@ -41,6 +52,18 @@ def _number(signame: str) -> int:
 
     return int(signame) if signame.isdigit() else int(signal.Signals[signame if signame.startswith("SIG")
                                                                       else "SIG" + signame])
+
+
+@dataclass(frozen=True)
+class RegistryImage:
+    """An image a node of the memory cluster can pull: its manifest digest (for the node's architecture) and the
+    tree Proxmox would unpack (backends.imagescript's listing and files)."""
+
+    digest: str
+    config_digest: str
+    listing: bytes
+    files: dict[str, bytes] = field(default_factory=dict)
+    size: int = 1 << 20
 
 
 @dataclass
@@ -89,6 +112,10 @@ class MemoryBackend:
         self.uploads: list[tuple[str, str]] = []                          # (node, template name) per upload
         self.sent_bytes = 0                                               # template bytes sent, uploads and deltas
         self.claims: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # Registry images a node can pull (`pull_image`): "host/repo:tag" -> what Proxmox would unpack of it.
+        self.registry: dict[str, RegistryImage] = {}
+        self.pulled: list[tuple[str, str]] = []                           # (node, reference) per node pull
+        self._archives: dict[str, str] = {}                               # archive name -> reference
         self.signals: list[tuple[str, int, str]] = []
         self.calls: list[str] = []
         self._failures: dict[str, list[errors.PveociError]] = {}
@@ -403,6 +430,32 @@ class MemoryBackend:
                 ct.swap = ("none", "")
             return ct.swap
 
+    def describe_image(self, node: str, vmid: int, *, archive: str = "", digest: str = "", owner: str = "0:0",
+                       userns: Sequence[str] = (), into: str = "", like: str = "",
+                       init: bytes = b"") -> UnpackedImage:
+        """A model of backends.imagescript: the registry image the container was made from, as its tree."""
+        self._call("describe_image")
+        with self._lock:
+            ct = self._ct(node, vmid)
+            if ct.status == "running":
+                raise errors.PveociError(f"cannot read the image Proxmox unpacked in CT {vmid} on {node}: running")
+            image = self.registry.get(self._archives.get(ct.rootfs_template, ""))
+            if image is None:
+                raise errors.PveociError(f"cannot read the image Proxmox unpacked in CT {vmid} on {node}: no image")
+            if archive and image.config_digest != digest:
+                raise errors.PveociError(f"cannot read the image Proxmox unpacked in CT {vmid} on {node}: the pulled "
+                                         f"archive holds the image {image.config_digest}, not {digest}")
+            if not into:
+                return UnpackedImage(image.listing, dict(image.files))
+            from pveoci.template.pack import template_name
+
+            name = template_name(hashlib.sha256(image.digest.encode() + init).hexdigest(), like)
+            storage = into.split("/")[4] if into.startswith("/var/lib/vz/") else "local"
+            self._files(node, storage)[name] = image.size
+            self._archives[name] = self._archives[ct.rootfs_template]   # a container of it has the same tree
+            self.sent_bytes += len(init)
+            return UnpackedImage(image.listing, dict(image.files), name, image.size)
+
     def freeze(self, node: str, vmid: int) -> None:
         self._call("freeze")
         with self._lock:
@@ -472,6 +525,25 @@ class MemoryBackend:
     def sweep_templates(self, dest: Destination) -> list[str]:
         self._call("sweep_templates")
         return []   # nothing here is ever left half-made by a killed process
+
+    def pull_image(self, dest: Destination, reference: str, filename: str) -> None:
+        """Proxmox 9.1's oci-registry-pull, modelled: the archive appears, or the task fails as skopeo would."""
+        self._call("pull_image")
+        with self._lock:
+            if self.version_ < (9, 1):
+                raise errors.ApiError("Method 'POST /nodes/{node}/storage/{storage}/oci-registry-pull' not "
+                                      "implemented", status=501)
+            image = self.registry.get(reference)
+            name = f"{filename}.tar"
+            if image is None:
+                raise errors.TaskFailed(f"Proxmox task ociregistrypull on {dest.node} failed: manifest unknown",
+                                        upid="UPID:memory", exitstatus="manifest unknown", log_tail=[])
+            if name in self._files(dest.node, dest.storage):
+                raise errors.TaskFailed(f"Proxmox task ociregistrypull on {dest.node} failed: file exists",
+                                        upid="UPID:memory", exitstatus="file exists", log_tail=[])
+            self._files(dest.node, dest.storage)[name] = image.size
+            self._archives[name] = reference
+            self.pulled.append((dest.node, reference))
 
     def remove_template(self, dest: Destination, name: str) -> None:
         self._call("remove_template")

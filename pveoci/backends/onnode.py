@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import IO
 
 from pveoci import errors
-from pveoci.backends import swapscript
+from pveoci.backends import imagescript, swapscript
 from pveoci.backends.runner import Runner
 from pveoci.backends.sshrunner import SshRunner
-from pveoci.models import Completed
+from pveoci.models import Completed, UnpackedImage
 
 # `sh -c` program (arguments: vmid, path) run on the node to read a file of a stopped container: pct pull
 # needs a running one. Exit 3: no such file.
@@ -124,6 +124,20 @@ class NodeCommands:
                                 detail=f"{state} {name}")
         why = rest if word == "error" else (result.stderr.decode(errors="replace").strip() or f"exit {result.status}")
         raise errors.PveociError(f"cannot {action} the root filesystem of CT {vmid} on {node}: {why}")
+
+    def describe_image(self, node: str, vmid: int, *, archive: str = "", digest: str = "", owner: str = "0:0",
+                       userns: Sequence[str] = (), into: str = "", like: str = "",
+                       init: bytes = b"") -> UnpackedImage:
+        """Run backends.imagescript on the node; its sections read back. The template is packed under a hidden
+        name that says which host and process made it (what the sweep of killed uploads goes by)."""
+        from pveoci.template.node_dir import hidden_name
+        from pveoci.template.pack import DIGEST_CHARS
+
+        partial = hidden_name(into, "node") if into else ""
+        argv = ["sh", "-c", imagescript.SCRIPT, "sh", str(vmid), owner, " ".join(userns), partial, like,
+                str(DIGEST_CHARS), archive, digest]
+        result = self.on_node(node, argv, stdin=init if partial else None, timeout=3600)
+        return imagescript.parse(result.status, result.stdout, result.stderr, f"CT {vmid} on {node}")
 
     def machine(self, node: str) -> str:
         result = self.on_node(node, ["uname", "-m"])

@@ -144,6 +144,10 @@ class PctTemplates(SshTemplates):
     def remove_template(self, dest: Destination, name: str) -> None:
         self.pvesh.task("delete", "nodes", dest.node, "storage", dest.storage, "content", dest.volid(name))
 
+    def pull_image(self, dest: Destination, reference: str, filename: str) -> None:
+        self.pvesh.task("create", "nodes", dest.node, "storage", dest.storage, "oci-registry-pull",
+                        reference=reference, filename=filename)
+
 
 class PctBackend(Assembled):
     name = "pct"

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 # ruff's UP045: typer reads these annotations at run time, on Python 3.10 too.
 ImageOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--image", help="Run an image instead of a bundle: registry/repo:tag, repo@sha256:..., oci-archive:FILE, "
-    "docker-archive:FILE or oci:DIR (pulled on this machine, see `pveoci pull`).")]
+    "docker-archive:FILE or oci:DIR (pulled by the node or by this machine: see --pull).")]
 ArgsArgument = Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
     help="With --image: the command, replacing the image's Cmd (after -- when it has options).")]
 EntrypointOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
@@ -37,6 +37,11 @@ TlsVerifyOption = Annotated[bool, typer.Option(
     "--tls-verify/--no-tls-verify", help="Require HTTPS with a trusted certificate (--no-tls-verify: only for a "
     "registry you trust on a network you trust).")]
 
+PullOption = Annotated[str, typer.Option(
+    "--pull", envvar="PVEOCI_PULL", help="With --image, who pulls it: `node` (Proxmox VE 9.1's own pull, from "
+    "a public registry by tag: this machine sends nothing of it), `workstation` (this machine pulls and sends "
+    "the template: any registry, credentials, digests), or `auto`: the node when it can.")]
+
 
 def access(authfile: str | None, cert_dir: str | None, tls_verify: bool) -> Access:
     from pveoci.image.store import Access
@@ -47,7 +52,7 @@ def access(authfile: str | None, cert_dir: str | None, tls_verify: bool) -> Acce
 def request(image: str | None, *, args: list[str] | None = None, entrypoint: str | None = None,
             env: list[str] | None = None, workdir: str | None = None, user: str | None = None,
             authfile: str | None = None, cert_dir: str | None = None, tls_verify: bool = True,
-            terminal: bool = False, bundle_given: bool = False) -> ImageRequest | None:
+            terminal: bool = False, bundle_given: bool = False, pull: str = "auto") -> ImageRequest | None:
     """The image the flags name, with what they change of its process; None without --image (then none of the
     image's flags may be given)."""
     from pveoci import errors
@@ -67,7 +72,7 @@ def request(image: str | None, *, args: list[str] | None = None, entrypoint: str
     overrides = Overrides(entrypoint=parse_entrypoint(entrypoint) if entrypoint is not None else None,
                           args=list(args) if args else None, env=tuple(env or ()), cwd=workdir, user=user,
                           terminal=terminal)
-    return ImageRequest(image, overrides, access(authfile, cert_dir, tls_verify))
+    return ImageRequest(image, overrides, access(authfile, cert_dir, tls_verify), pull)
 
 
 def _pulled(c: Any, made: ImageRequest, node: str | None) -> Image:

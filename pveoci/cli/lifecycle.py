@@ -59,7 +59,7 @@ def create(
     bundle: BundleOption = Path("."),
     image: flags.ImageOption = None, entrypoint: flags.EntrypointOption = None, env: flags.EnvOption = None,
     workdir: flags.WorkdirOption = None, user: flags.UserOption = None, authfile: flags.AuthfileOption = None,
-    cert_dir: flags.CertDirOption = None, tls_verify: flags.TlsVerifyOption = True,
+    cert_dir: flags.CertDirOption = None, tls_verify: flags.TlsVerifyOption = True, pull: flags.PullOption = "auto",
     pid_file: PidFileOption = None,
     node: NodeOption = None,
     strict: StrictOption = False,
@@ -99,7 +99,7 @@ def create(
     from pveoci.cli.display import display
 
     wanted = flags.request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
-                           authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify,
+                           authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify, pull=pull,
                            terminal=console_socket is not None, bundle_given=bundle != Path("."))
     io = _stdio(stand_in, console_socket)
     c = cli(ctx, output)
@@ -182,7 +182,7 @@ def run(
     bundle: BundleOption = Path("."),
     image: flags.ImageOption = None, entrypoint: flags.EntrypointOption = None, env: flags.EnvOption = None,
     workdir: flags.WorkdirOption = None, user: flags.UserOption = None, authfile: flags.AuthfileOption = None,
-    cert_dir: flags.CertDirOption = None, tls_verify: flags.TlsVerifyOption = True,
+    cert_dir: flags.CertDirOption = None, tls_verify: flags.TlsVerifyOption = True, pull: flags.PullOption = "auto",
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once it runs (else stream its output "
                                          "and exit with its status).")] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Without -d: keep the container after it "
@@ -219,7 +219,7 @@ def run(
 
     _refuse_in_foreground(detach, pid_file, console_socket)
     wanted = flags.request(image, args=args, entrypoint=entrypoint, env=env, workdir=workdir, user=user,
-                           authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify,
+                           authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify, pull=pull,
                            terminal=console_socket is not None, bundle_given=bundle != Path("."))
     c = cli(ctx, output)
     rt = c.runtime()

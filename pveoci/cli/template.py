@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from pveoci.cli import render
-from pveoci.cli.images import AuthfileOption, CertDirOption, ImageOption, TlsVerifyOption
+from pveoci.cli.images import AuthfileOption, CertDirOption, ImageOption, PullOption, TlsVerifyOption
 from pveoci.cli.images import request as image_request
 from pveoci.cli.invocation import OutputOption, cli
 from pveoci.cli.lifecycle import BundleOption, NodeOption, StrictOption
@@ -45,6 +45,7 @@ def push(
     authfile: AuthfileOption = None,
     cert_dir: CertDirOption = None,
     tls_verify: TlsVerifyOption = True,
+    pull: PullOption = "auto",
     node: NodeOption = None,
     storage: StorageOption = None,
     transport: Annotated[str, typer.Option("--transport", help="sftp (over SSH, the default) or api (the "
@@ -64,11 +65,12 @@ def push(
       pveoci template push -b ./mybundle
       pveoci template push -b ./mybundle --node pve2 --transport api
       pveoci template push --image registry.example:5000/web:2 --node pve3   # before the first run there
+      pveoci template push --image docker.io/library/nginx:1.27 --pull node   # the node pulls it itself
     """
     from pveoci.cli.display import display
 
     wanted = image_request(image, authfile=authfile, cert_dir=cert_dir, tls_verify=tls_verify,
-                           bundle_given=bundle != Path("."))
+                           bundle_given=bundle != Path("."), pull=pull)
     c = cli(ctx, output)
     with display() as shown:
         result = c.runtime().templates.push(bundle, node=node, storage=storage, transport=transport,

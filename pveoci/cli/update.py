@@ -171,6 +171,7 @@ def update(
     authfile: image_flags.AuthfileOption = None,
     cert_dir: image_flags.CertDirOption = None,
     tls_verify: image_flags.TlsVerifyOption = True,
+    pull: image_flags.PullOption = "auto",
     output: OutputOption = None,
 ) -> None:
     """Change the resource limits of a created, running or paused container, while it runs; or, with
@@ -205,7 +206,7 @@ def _update(ctx: typer.Context, given: dict[str, Any]) -> None:
     flags = {name.replace("_", "-"): given[name] for name in _RESOURCE_FLAGS}
     made = image_flags.request(given["image"], args=given["args"], entrypoint=given["entrypoint"], env=given["env"],
                                workdir=given["workdir"], user=given["user"], authfile=given["authfile"],
-                               cert_dir=given["cert_dir"], tls_verify=given["tls_verify"])
+                               cert_dir=given["cert_dir"], tls_verify=given["tls_verify"], pull=given["pull"])
     cid, output, resources = given["container_id"], given["output"], given["resources"]
     if made is not None:
         _update_image(ctx, output, cid, made, resources=resources, flags=flags, dry_run=given["dry_run"],

@@ -68,8 +68,10 @@ def parse_entrypoint(text: str) -> list[str]:
     return [text] if text else []
 
 
-def process_of(config: dict[str, Any], overrides: Overrides, read_file: ReadFile, where: str) -> Process:
-    """The process the image's `config` object says, changed by `overrides`; `read_file` reads the image's files."""
+def process_of(config: dict[str, Any], overrides: Overrides, read_file: ReadFile, where: str, *,
+               users: bool = True) -> Process:
+    """The process the image's `config` object says, changed by `overrides`; `read_file` reads the image's files
+    (`users=False`: not yet readable, the user is left as root until they are)."""
     entrypoint = _strings(config.get("Entrypoint"), "Entrypoint", where)
     cmd = _strings(config.get("Cmd"), "Cmd", where)
     if overrides.entrypoint is not None:
@@ -85,7 +87,7 @@ def process_of(config: dict[str, Any], overrides: Overrides, read_file: ReadFile
     if not cwd.startswith("/"):
         raise errors.ImageError(f"{where}: WorkingDir {cwd!r} is not an absolute path")
     user = overrides.user if overrides.user is not None else _text(config.get("User"), "User", where)
-    uid, gid, groups = resolve_user(user or "", read_file, where)
+    uid, gid, groups = resolve_user(user or "", read_file, where) if users else (0, 0, [])
     stop = _text(config.get("StopSignal"), "StopSignal", where) or None
     return Process(args, env, cwd, uid, gid, groups, stop, _findings(config))
 

@@ -14,22 +14,33 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pveoci.image.layers import Merged
+from typing import Any, Protocol
 
 FILE_MAX = 1 << 20
 
 
-class Lookups:
-    """The tree's answers, from `path` (a JSON file) when asked before, else from the merged tree (`merge()`)."""
+class Tree(Protocol):
+    """What answers: an image's merged layers (layers.Merged), or what a node reported of it (nodetree.NodeTree)."""
 
-    def __init__(self, path: Path, merge: Callable[[], Merged]) -> None:
+    size: int
+
+    def mode(self, path: str) -> int | None: ...
+
+    def kind(self, path: str) -> str | None: ...
+
+    def resolve(self, path: str) -> str | None: ...
+
+    def read_file(self, path: str, limit: int = ...) -> bytes | None: ...
+
+
+class Lookups:
+    """The tree's answers, from `path` (a JSON file) when asked before, else from the tree (`merge()`)."""
+
+    def __init__(self, path: Path, merge: Callable[[], Tree]) -> None:
         self._path, self._merge = path, merge
         self._known: dict[str, Any] = _read(path)
 
-    def _answer(self, question: str, ask: Callable[[Merged], Any]) -> Any:
+    def _answer(self, question: str, ask: Callable[[Tree], Any]) -> Any:
         if question not in self._known:
             self._known[question] = ask(self._merge())
             self._save()
@@ -52,7 +63,7 @@ class Lookups:
         return str(found) if found is not None else None
 
     def read_file(self, path: str) -> bytes | None:
-        def read(m: Merged) -> str | None:
+        def read(m: Tree) -> str | None:
             data = m.read_file(path, FILE_MAX)
             return base64.b64encode(data).decode() if data is not None else None
 

@@ -27,6 +27,7 @@ from pveoci.image.store import Access, Image, Store
 
 if TYPE_CHECKING:
     from pveoci.image.layers import Merged
+    from pveoci.image.nodetree import NodeTree
     from pveoci.lxc.draft import Finding
     from pveoci.oci.bundle import Bundle
     from pveoci.template.frames import Framer
@@ -35,15 +36,23 @@ if TYPE_CHECKING:
 
 
 
+#: Who pulls an image (`--pull`): "auto" (the node when it can: runtime/nodeimage.py), "node", "workstation".
+PULL_WAYS = ("auto", "node", "workstation")
+
+
 @dataclass(frozen=True)
 class ImageRequest:
-    """An image as the user names it, with what the flags change of its process and how to reach its registry."""
+    """An image as the user names it, with what the flags change of its process, how to reach its registry, and
+    who pulls it (`pull`: one of PULL_WAYS)."""
 
     ref: str
     overrides: Overrides = field(default_factory=Overrides)
     access: Access = field(default_factory=Access)
+    pull: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.pull not in PULL_WAYS:
+            raise errors.InvalidParameter(f"--pull {self.pull!r}: one of {', '.join(PULL_WAYS)}")
         _ = self.parsed   # a malformed reference is refused when the request is made, before anything runs
 
     @cached_property
@@ -52,15 +61,44 @@ class ImageRequest:
 
 
 class Source:
-    """An image's layers as a template's content: merged once (their headers read), written when a pack needs it."""
+    """An image's layers as a template's content: merged once (their headers read), written when a pack needs it.
 
-    def __init__(self, image: Image, request: ImageRequest, known: Path) -> None:
+    One a node pulls (`on_node`: its layers never come here) is answered from what the node reported of the tree
+    it unpacked (nodetree.py, kept at `node_tree`); until a node did, it is `provisional`: its process is planned
+    with the user unresolved (uid 0) and its program taken as there, and planned again once the node's report is
+    here (runtime/nodeimage.py)."""
+
+    def __init__(self, image: Image, request: ImageRequest, known: Path, node_tree: Path | None = None,
+                 store: Store | None = None) -> None:
         from pveoci.image.lookups import Lookups
 
         self.image = image
+        self.store = store       # where it came from: a load of it again asks the registry nothing new
         self.request = request   # what named it: pulled again for a node of another architecture
         self.findings: list[Finding] = []
-        self.tree = Lookups(known, lambda: self.merged)   # what creates ask of the tree, kept for the next
+        self.node_tree = node_tree
+        self.tree = Lookups(known, self._tree)   # what creates ask of the tree, kept for the next
+
+    @property
+    def on_node(self) -> bool:
+        return self.node_tree is not None
+
+    @cached_property
+    def reported(self) -> NodeTree | None:
+        from pveoci.image import nodetree
+
+        return nodetree.load(self.node_tree) if self.node_tree is not None else None
+
+    @property
+    def provisional(self) -> bool:
+        return self.on_node and self.reported is None
+
+    def _tree(self) -> Merged | NodeTree:
+        if not self.on_node:
+            return self.merged
+        if self.reported is None:
+            raise errors.PveociError(f"image {self.image.reference}: no node has reported its tree yet")
+        return self.reported
 
     @cached_property
     def merged(self) -> Merged:
@@ -70,14 +108,17 @@ class Source:
 
     @property
     def size(self) -> int:
-        """Bytes of the tree's regular files (each hard-linked file once)."""
-        return self.tree.size
+        """Bytes of the tree's regular files (each hard-linked file once); a provisional image's, a guess from its
+        compressed layers (what most images unpack to)."""
+        return self.image.compressed * 3 if self.provisional else self.tree.size
 
     @property
     def arch(self) -> str:
         return self.image.arch
 
     def write(self, sink: Framer, extras: Sequence[ExtraFile], progress: Callable[[int], None] | None) -> int:
+        if self.on_node:
+            raise errors.PveociError(f"image {self.image.reference}: its layers are on the node, not here")
         return self.merged.write(sink, extras, progress)
 
     def read_file(self, path: str) -> bytes | None:
@@ -90,6 +131,8 @@ class Source:
         candidates = ([name if name.startswith("/") else f"{cwd.rstrip('/')}/{name}"] if "/" in name else
                       [f"{(folder or cwd).rstrip('/')}/{name}" for folder in
                        dict.fromkeys((path_env if path_env is not None else DEFAULT_PATH).split(":"))])
+        if self.provisional:   # the node's report will tell; planned again then
+            return candidates[0] if candidates[0].startswith("/") else f"{cwd.rstrip('/')}/{candidates[0]}"
         for candidate in candidates:
             mode = self.tree.mode(candidate)
             if mode is not None and stat.S_ISREG(mode) and mode & 0o111:
@@ -119,18 +162,18 @@ def workstation_arch() -> str:
 
 
 def load(request: ImageRequest, arch: str, store: Store | None = None,
-         note: Callable[[str], None] | None = None) -> tuple[Bundle, Scan]:
+         note: Callable[[str], None] | None = None, *, on_node: bool = False) -> tuple[Bundle, Scan]:
     """The image pulled for `arch` (from the store when it has it) as a bundle, and its Scan; `note` is told
-    what is fetched."""
+    what is fetched. `on_node`: a node pulls it (Source.on_node): only its config is asked for here."""
     from pveoci.oci.bundle import Bundle, parse_config
     from pveoci.template.manifest import Scan
 
     ref = request.parsed
     store = store or Store(access=request.access)
-    image = store.pull(ref, arch, note)
-    source = Source(image, request, store.lookups(image.name))
+    image = store.describe(ref, arch) if on_node else store.pull(ref, arch, note)
+    source = Source(image, request, store.lookups(image.name), store.tree(image.name) if on_node else None, store)
     where = f"image {ref}"
-    process = process_of(image.process, request.overrides, source.read_file, where)
+    process = process_of(image.process, request.overrides, source.read_file, where, users=not source.provisional)
     source.findings = process.findings
     document = spec_document(process, terminal=request.overrides.terminal, name=str(ref), digest=image.digest)
     raw = json.dumps(document, indent=2).encode() + b"\n"
@@ -139,7 +182,7 @@ def load(request: ImageRequest, arch: str, store: Store | None = None,
     _write_once(folder / "config.json", raw)
     spec = parse_config(raw, folder / "config.json")
     # What the template is remembered under (forgotten once the image leaves the store): its manifest there.
-    rootfs = image.stored or store.layout
+    rootfs = image.stored or (store.root / "described" / f"{image.name}.json" if on_node else store.layout)
     bundle = Bundle(path=folder, spec=spec, rootfs=rootfs, config_digest=digest, image=source)
     scanned = Scan(fingerprint=f"{FINGERPRINT}{image.digest}:{arch}", size=source.size)
     return bundle, scanned
@@ -151,7 +194,7 @@ def for_arch(bundle: Bundle, scanned: Scan, arch: str, note: Callable[[str], Non
     made before placement): then that image's manifest for `arch`."""
     if bundle.image is None or bundle.image.arch == arch:
         return bundle, scanned
-    return load(bundle.image.request, arch, note=note)
+    return load(bundle.image.request, arch, bundle.image.store, note, on_node=bundle.image.on_node)
 
 
 

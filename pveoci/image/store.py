@@ -42,7 +42,7 @@ MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 UNUSED_MAX = 30 * 24 * 3600.0     # gc forgets an image no create used for this long
 STAGING_MAX_AGE = 3600.0          # what a killed pull left beside the store, once no pull can still be writing it
-OWN_ENTRIES = ("oci", "lock", "used", "lookups", "bundles")
+OWN_ENTRIES = ("oci", "lock", "used", "lookups", "bundles", "described")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class Image:
     compressed: int = 0             # bytes of its layers as stored
     stored: Path | None = None      # its manifest's blob in the store (what it is kept under)
     name: str = ""                  # its name in the store's index.json
+    config_digest: str = ""         # its config blob's digest, where known (what a node's pull is checked by)
 
     @property
     def process(self) -> dict[str, Any]:
@@ -114,6 +115,7 @@ class Store:
         self.root = root or default_root()
         self.layout = self.root / "oci"
         self.access = access or Access()
+        self._resolved: dict[tuple[str, str], str] = {}   # what tags named when this store asked
 
     # ------------------------------------------------------------------ pulling
 
@@ -144,6 +146,56 @@ class Store:
         self._used(name, ref)
         return image
 
+    def describe(self, ref: Reference, arch: str) -> Image:
+        """The image `ref` names for `arch` without its layers (a node pulls them: `--pull node`): its digest and
+        config, from the registry (a tag: one request, the manifest or index; then, the first time, the manifest
+        and the config), kept here by digest."""
+        if shutil.which(SKOPEO) is None:
+            raise errors.ImageError("skopeo is not installed on this machine: pveoci asks registries with it "
+                                    "(Debian/Ubuntu: apt install skopeo)")
+        digest = ref.digest or self._resolve(ref, arch)
+        kept = self.root / "described" / f"{_name(digest, arch)}.json"
+        try:
+            known = _json(kept.read_bytes(), "a kept description")
+        except (OSError, errors.ImageError):
+            known = self._described(ref, digest, arch)
+            with contextlib.suppress(OSError):
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                _write_json(kept, known)
+        self._used(_name(digest, arch), ref)
+        digest = str(known.get("digest") or digest)
+        return Image(ref, digest, arch, known["config"], (), int(known.get("compressed", 0)), None,
+                     _name(digest, arch), str(known.get("config_digest", "")))
+
+    def _described(self, ref: Reference, digest: str, arch: str) -> dict[str, Any]:
+        """The manifest `digest` names (an index's for `arch`) and its config, each checked against its digest."""
+        manifest: dict[str, Any] = {}
+        for _ in range(2):
+            raw = self._inspect(ref, digest, ["--raw"], MANIFEST_MAX)
+            manifest = _checked(raw, digest, f"image {ref}: the registry's manifest")
+            if manifest.get("mediaType") not in INDEX_TYPES and "manifests" not in manifest:
+                break
+            digest = _pick(manifest, arch, ref)
+        config_ref = manifest.get("config")
+        if not isinstance(config_ref, dict):
+            raise errors.ImageError(f"image {ref}: its manifest has no config")
+        config = _checked(self._inspect(ref, digest, ["--config", "--raw"], CONFIG_MAX), config_ref.get("digest"),
+                          f"image {ref}: its config")
+        found = config.get("architecture")
+        if found != arch:
+            raise errors.ImageError(f"image {ref} is for {found or 'an unnamed architecture'}, not {arch} (the "
+                                    "node's): pull one built for it, or name a multi-arch image")
+        layers = [item for item in manifest.get("layers", []) if isinstance(item, dict)]
+        return {"digest": digest, "config": config, "config_digest": config_ref.get("digest"),
+                "compressed": sum(int(i.get("size", 0) or 0) for i in layers)}
+
+    def _inspect(self, ref: Reference, digest: str, flags: list[str], limit: int) -> bytes:
+        raw = self._skopeo(["--command-timeout", INSPECT_TIMEOUT, "inspect", *flags, "--retry-times", "1",
+                            *self.access.flags(), ref.skopeo(digest)], ref, capture=True)
+        if len(raw) > limit:
+            raise errors.ImageError(f"image {ref}: the registry sent more than {limit} bytes for a manifest or config")
+        return raw
+
     def find(self, ref: Reference, digest: str, arch: str) -> Image | None:
         """The stored image pulled as `digest` for `arch`, if its blobs are all there."""
         with self._locked():
@@ -171,6 +223,10 @@ class Store:
     def lookups(self, name: str) -> Path:
         """Where what creates ask of the image stored as `name` is kept (lookups.py)."""
         return self.root / "lookups" / f"{name}.json"
+
+    def tree(self, name: str) -> Path:
+        """Where what a node reported of the image's tree is kept, when a node pulled it (nodetree.py)."""
+        return self.root / "lookups" / f"{name}.tree"
 
     def _last_use(self, name: str) -> float:
         try:
@@ -231,11 +287,16 @@ class Store:
         freed = 0
         for name in gone:
             freed += _remove(self.lookups(name))
+            freed += _remove(self.tree(name))
             freed += _remove(self.root / "used" / name)
         bundles = self.root / "bundles"
         for folder in bundles.iterdir() if bundles.is_dir() else []:
             if str(folder) not in keep and _mtime(folder / "config.json") < cutoff:
                 freed += _remove(folder)
+        for kept in (self.root / "described").glob("*.json"):   # images a node pulled: no layers here
+            name = kept.name.removesuffix(".json")
+            if self._last_use(name) < cutoff:
+                freed += sum(_remove(p) for p in (kept, self.lookups(name), self.tree(name), self.root / "used" / name))
         stale = time.time() - STAGING_MAX_AGE
         for entry in self.root.iterdir() if self.root.is_dir() else []:
             if entry.name not in OWN_ENTRIES and _mtime(entry) < stale:
@@ -247,7 +308,14 @@ class Store:
         return freed
 
     def _resolve(self, ref: Reference, arch: str) -> str:
-        """The digest of the manifest a tag names now for `arch`: one request (the manifest or index)."""
+        """The digest of the manifest a tag names now for `arch`: one request (the manifest or index), once per
+        Store (a create that loads the image again, planned for its node, gets the same image)."""
+        key = (str(ref), arch)
+        if key not in self._resolved:
+            self._resolved[key] = self._ask_digest(ref, arch)
+        return self._resolved[key]
+
+    def _ask_digest(self, ref: Reference, arch: str) -> str:
         raw = self._skopeo(["--command-timeout", INSPECT_TIMEOUT, "inspect", "--raw", "--retry-times", "1",
                             *self.access.flags(), ref.skopeo()], ref, capture=True)
         document = _json(raw, f"image {ref}: the registry's manifest")
@@ -389,6 +457,13 @@ def _pick(index: dict[str, Any], arch: str, ref: Reference) -> str:
                 return digest
     raise errors.ImageError(f"image {ref} has no linux/{arch} manifest (the node's architecture); it offers "
                             f"{', '.join(offered) or 'none'}")
+
+
+def _checked(raw: bytes, digest: object, what: str) -> dict[str, Any]:
+    """A manifest or config the registry sent, as JSON, once its bytes are the digest they were asked by."""
+    if "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
+        raise errors.ImageError(f"{what} does not match its digest {digest}")
+    return _json(raw, what)
 
 
 def _json(raw: bytes, what: str) -> dict[str, Any]:

@@ -109,10 +109,11 @@ class Templates:
         request = _image(image)
         try:
             if request is not None:
-                from pveoci.image import source
+                from pveoci.runtime import nodeimage
 
                 found = None if wanted == "auto" else self._node_facts(wanted, storage)
-                loaded, scanned = source.load(request, found[0] if found else push.likely_arch(ctx, None))
+                loaded, scanned = nodeimage.load(ctx, request, found[0] if found else push.likely_arch(ctx, None),
+                                                 note=progress.note)
                 return self._push(loaded, scanned, found, strict=strict, storage=storage, transport=transport,
                                   progress=progress)
             # The stat walk (the packer's scan, a process of its own) starts as soon as the rootfs is known, and
@@ -157,6 +158,11 @@ class Templates:
             from pveoci.image import source
 
             loaded, scanned = source.for_arch(loaded, scanned, arch, note=progress.note)
+            plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
+        if loaded.image is not None and loaded.image.on_node:   # the node pulls it: the template is made there
+            from pveoci.runtime import nodeimage
+
+            loaded, scanned = nodeimage.ready(ctx, loaded, scanned, plan, dest.node, arch, progress, dest.storage)
             plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
         return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
                            scanned=scanned)
@@ -582,17 +588,18 @@ class Runtime:
     def gc(self, *, images_unused_for: float | None = None) -> GcReport:
         """Finish what killed commands left: roll back half-made creates, finish moves (a moved container's
         process started again), drop cache entries of vanished containers and the packs of rootfs paths that are
-        gone, remove what killed uploads left on the nodes' template storage; forget the images of this machine's
-        image store no create used for `images_unused_for` seconds (default 30 days), with what only they had."""
+        gone, remove what killed uploads left on the nodes' template storage (and what killed node pulls left: a
+        temporary container or an image archive, after an hour); forget the images of this machine's image store
+        no create used for `images_unused_for` seconds (default 30 days), with what only they had."""
         from pveoci.image.store import UNUSED_MAX, Store
         from pveoci.runtime import migrate as moving
-        from pveoci.runtime import push, templates
+        from pveoci.runtime import nodeimage, push, templates
 
         undone = recovery.recover(self._ctx)
         moving.finish_all(self._ctx)
         before = {r.id for r in self._ctx.cache.all(self._ctx.cluster)}
         after = {s.id for s in listing.list_containers(self._ctx)}
-        swept = templates.sweep(self._ctx)
+        swept = templates.sweep(self._ctx) + nodeimage.sweep(self._ctx)
         forgotten = push.forget_gone(self._ctx)   # before the images: a pruned image's packs are forgotten next time
         bundles = {r.bundle for r in self._ctx.cache.all(self._ctx.cluster)}
         images, freed = Store().prune(UNUSED_MAX if images_unused_for is None else images_unused_for, bundles)

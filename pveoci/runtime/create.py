@@ -23,7 +23,7 @@ from pveoci.models import Guest, Placement, PushResult, StandIn
 from pveoci.oci.bundle import Bundle
 from pveoci.process import ProcessSpec, encode
 from pveoci.progress import Progress
-from pveoci.runtime import facts, initfeed, push, standins, survey
+from pveoci.runtime import facts, initfeed, nodeimage, push, standins, survey
 from pveoci.runtime.claim import claim
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id, id_tag, rfc3339_now
@@ -82,9 +82,8 @@ def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str, image: Ima
     check_id(cid)
     push.check_transport(transport)
     if image is not None:
-        from pveoci.image import source
-
-        bundle, scanned = source.load(image, push.likely_arch(ctx, node), note=progress.note if progress else None)
+        bundle, scanned = nodeimage.load(ctx, image, push.likely_arch(ctx, node),
+                                         note=progress.note if progress else None)
     else:
         # One stat walk (the disk's size, and whether it was packed before), while the spec is checked.
         with walking(bundle_dir) as (bundle, walk):
@@ -123,6 +122,9 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
             from pveoci.image import source
 
             bundle, scanned = source.for_arch(bundle, scanned, arch, note=progress.note)
+            plan = planned(bundle, scanned)
+        if bundle.image is not None and bundle.image.on_node:  # the node pulls it: its template made there first
+            bundle, scanned = nodeimage.ready(ctx, bundle, scanned, plan, target, arch, progress)
             plan = planned(bundle, scanned)
         ctx.cache.step(op, "template")
         dest = facts.destination(ctx, target, ctx.profile.template_storage)

@@ -34,7 +34,7 @@ from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest, State
 from pveoci.process import encode
 from pveoci.progress import Progress
-from pveoci.runtime import facts, initfeed, push, swap, transitions
+from pveoci.runtime import facts, initfeed, nodeimage, push, swap, transitions
 from pveoci.runtime.context import Context
 from pveoci.runtime.create import plan_for
 from pveoci.runtime.ids import TAG_STARTED
@@ -103,7 +103,7 @@ def update_image(ctx: Context, cid: str, image: ImageRequest, *, dry_run: bool =
                  keep: Sequence[str] = (), transport: str = "sftp", progress: Progress,
                  warn: bool = True) -> ImageUpdate:
     wanted = [swap.kept_path(path, "--keep") for path in keep]
-    change, result = _prepared(ctx, cid, image, wanted, progress=progress, warn=warn)
+    change, result = _prepared(ctx, cid, image, wanted, progress=progress, warn=warn, make=not dry_run)
     result.dry_run = dry_run
     if dry_run:
         return result
@@ -127,11 +127,10 @@ def update_image(ctx: Context, cid: str, image: ImageRequest, *, dry_run: bool =
 
 
 def _prepared(ctx: Context, cid: str, image: ImageRequest, keep: list[str], *, progress: Progress,
-              warn: bool) -> tuple[_Change, ImageUpdate]:
+              warn: bool, make: bool = True) -> tuple[_Change, ImageUpdate]:
     """The container as it is, the image pulled for its node and planned for it: what would change. What the old
-    tree has at the image's volumes and at `keep` stays (as docker keeps a service's volumes)."""
-    from pveoci.image import source
-
+    tree has at the image's volumes and at `keep` stays (as docker keeps a service's volumes). `make`: an image
+    the node pulls has its template made there (not for a dry run, which plans from its config)."""
     found = _updatable(ctx, cid)
     g = found.guest
     config = ctx.backend.config(g.node, g.vmid)
@@ -140,7 +139,10 @@ def _prepared(ctx: Context, cid: str, image: ImageRequest, keep: list[str], *, p
         raise errors.MarkerUnreadable(f"CT {g.vmid} on {g.node} carries no pveoci marker", node=g.node,
                                       vmid=g.vmid)
     arch = push.node_arch(ctx, g.node)
-    bundle, scanned = source.load(image, arch, note=progress.note)
+    bundle, scanned = nodeimage.load(ctx, image, arch, note=progress.note)
+    if make and bundle.image is not None and bundle.image.on_node:
+        first = plan_for(ctx, bundle, cid, strict=False, warn=False, size=scanned.size)
+        bundle, scanned = nodeimage.ready(ctx, bundle, scanned, first, g.node, arch, progress)
     plan = plan_for(ctx, bundle, cid, strict=False, warn=warn, size=scanned.size)
     assert bundle.image is not None
     pulled = bundle.image.image

@@ -145,7 +145,7 @@ def _sbin_init(where: str | None, target: str) -> list[ExtraFile]:
     return [ExtraFile(f"{where}/init" if where else "init", link=target)]
 
 
-class _Job:
+class Job:
     """One rootfs for one storage: what it is called in the cache, what is known of it."""
 
     def __init__(self, ctx: Context, rootfs: Path, arch: str, legacy: bool, dest: Destination,
@@ -241,9 +241,11 @@ def check_transport(transport: str) -> None:
 
 
 def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch: str, transport: str,
-           progress: Progress, scanned: manifest.Scan | None = None) -> PushResult:
+           progress: Progress, scanned: manifest.Scan | None = None,
+           make: Callable[[Job, Claim], PushResult] | None = None) -> PushResult:
     """The bundle's template on dest: found there (nothing packed when the rootfs is unchanged), or packed and
-    sent by this call, or by another that held the claim meanwhile."""
+    sent by this call (`make` instead, when given: an image the node pulls, runtime/nodeimage.py), or by another
+    that held the claim meanwhile."""
     check_transport(transport)
     started = time.monotonic()
     from pveoci.image.identity import described
@@ -252,7 +254,7 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
     if bundle.image is not None and bundle.image.arch != arch:
         raise errors.ImageError(f"image {bundle.image.image.reference} was pulled for {bundle.image.arch}; node "
                                 f"{dest.node} is {arch}")
-    job = _Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs),
+    job = Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs),
                bundle.image)
     known = job.remembered(f"pack:{job.key}")
     # Known to be there (seen or sent before: no request), or listed there now.
@@ -277,7 +279,8 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
             claim.take_over()
         else:
             meanwhile = _packed_meanwhile(job) if known is None else None
-            pushed = meanwhile or _pack_and_send(job, claim, transport, progress)
+            pushed = meanwhile or (make(job, claim) if make is not None else
+                                   _pack_and_send(job, claim, transport, progress))
             claim.release(pushed.name)
     except BaseException:
         claim.release(None)
@@ -286,7 +289,7 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
     return _timed(pushed, started)
 
 
-def _packed_meanwhile(job: _Job) -> PushResult | None:
+def _packed_meanwhile(job: Job) -> PushResult | None:
     """What another create of this rootfs that shares this cache finished while this one got its claim: a claim
     goes once its waiters have read its result, so a create that comes to it later takes a new one, and learns
     the template from the pack remembered before that claim went."""
@@ -302,7 +305,7 @@ def _timed(result: PushResult, started: float) -> PushResult:
     return replace(result, seconds=time.monotonic() - started)
 
 
-def _check_room(job: _Job) -> None:
+def _check_room(job: Job) -> None:
     """A storage too full for the template is refused before anything is sent (its size: the last pack of this
     rootfs's, else half the rootfs)."""
     if job.dest.avail is None:
@@ -314,7 +317,7 @@ def _check_room(job: _Job) -> None:
                                  f"free: too little for this template (about {need})")
 
 
-def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) -> PushResult:
+def _pack_and_send(job: Job, claim: Claim, transport: str, progress: Progress) -> PushResult:
     total = job.size
     base = job.remembered(job.lineage)
     extras = template_files(job.rootfs, job.arch, job.legacy, job.image)
@@ -333,7 +336,7 @@ def _pack_and_send(job: _Job, claim: Claim, transport: str, progress: Progress) 
         progress.done("packing")
 
 
-def _streamed(job: _Job, claim: Claim, extras: list[ExtraFile], packing: Callable[[int], None], transport: str,
+def _streamed(job: Job, claim: Claim, extras: list[ExtraFile], packing: Callable[[int], None], transport: str,
               progress: Progress) -> PushResult:
     """Pack and send at once: the compressed frames go to the node as they are made."""
     progress.note(f"packing {job.what} and sending it to {job.dest.node} over {transport}")
@@ -357,7 +360,7 @@ def _streamed(job: _Job, claim: Claim, extras: list[ExtraFile], packing: Callabl
     return job.result(packed.name, uploaded=landed, sent=upload.sent, packed=packed)
 
 
-def _as_delta(job: _Job, base: Packed, extras: list[ExtraFile], packing: Callable[[int], None],
+def _as_delta(job: Job, base: Packed, extras: list[ExtraFile], packing: Callable[[int], None],
               progress: Progress) -> PushResult:
     """Pack to a local file, then send only the frames the node's previous template of this rootfs lacks."""
     work = default_work_dir()
@@ -384,5 +387,5 @@ def _as_delta(job: _Job, base: Packed, extras: list[ExtraFile], packing: Callabl
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-__all__ = ["TRANSPORTS", "default_work_dir", "ensure", "known_template", "node_arch",
+__all__ = ["TRANSPORTS", "Job", "default_work_dir", "ensure", "known_template", "node_arch",
            "template_files", "template_name"]

@@ -18,6 +18,11 @@ from pveoci.template import scripts
 from pveoci.template.pack import Packed
 
 
+def hidden_name(directory: str, what: str, suffix: str = "partial") -> str:
+    """A name in directory no Proxmox listing shows, that says which host and process made it (for sweeping)."""
+    return f"{directory}/.pveoci-{what}.{host_tag()}-{os.getpid()}-{secrets.token_hex(4)}.{suffix}"
+
+
 class RemoteDir:
     """The template directory of one node, over the connector's shared connection to it."""
 
@@ -46,8 +51,7 @@ class RemoteDir:
         return done
 
     def hidden(self, what: str, suffix: str = "partial") -> str:
-        """A name no Proxmox listing shows, that says which host and process made it (for sweeping)."""
-        return f"{self.directory}/.pveoci-{what}.{host_tag()}-{os.getpid()}-{secrets.token_hex(4)}.{suffix}"
+        return hidden_name(self.directory, what, suffix)
 
     def verify(self, path: str, packed: Packed) -> None:
         words = self.must(["sha256sum", "--", path], f"verify {packed.name}").stdout.split()

@@ -39,7 +39,7 @@ def assembled(tmp_path: Path) -> list[Assembled]:
 
 def test_every_operation_is_routed_to_one_part() -> None:
     assert set(ROUTES) | {"checks", "close"} == set(operations(Backend))
-    assert len(operations(Backend)) == 39
+    assert len(operations(Backend)) == 41
 
 
 @pytest.mark.parametrize("name", operations(Backend))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import need
-from tests.image.registry import Registry, build_image, missing_for_registry, push, push_multiarch
+from tests.image.registry import GROUP, PASSWD, Registry, build_image, missing_for_registry, push, push_multiarch
 
 BUSYBOX_CONFIG = {
     "Entrypoint": ["/bin/sh", "-c"],
@@ -65,3 +65,28 @@ def images(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Push
         layered=f"{registry.host}/layered:1", layered_digest=push(registry, layered, "latest", "layered:1"),
         multi=f"{registry.host}/multi:1", multi_digest=push_multiarch(registry, multi, "multi:1"),
     )
+
+
+# Says who and where it runs (the image's user is a name, resolved in its own /etc/passwd on the node's report).
+PUBLIC_APP = {"Entrypoint": ["/bin/sh", "-c"],
+              "Cmd": ["echo \"$GREETING uid=$(id -u) gid=$(id -g) groups=$(id -G) $(pwd)\""],
+              "Env": ["PATH=/usr/bin:/bin", "GREETING=from the node"], "User": "app", "WorkingDir": "/srv",
+              "Volumes": {"/data": {}}}
+
+
+@pytest.fixture(scope="session")
+def public(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry anyone may pull from (TLS, no auth), as the public registries a node reaches."""
+    need(missing_for_registry())
+    with Registry(tmp_path_factory.mktemp("public"), auth=False) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def public_app(public: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """app:1 on the public registry (PUBLIC_APP's config; its user `app` in its own /etc/passwd)."""
+    layout = build_image(tmp_path_factory.mktemp("app"), layers=[
+        {"etc/passwd": PASSWD.encode(), "etc/group": GROUP.encode(), "srv/.keep": b"", "etc/motd": b"node\n"}],
+        config=PUBLIC_APP)
+    push(public, layout, "latest", "app:1")
+    return f"{public.host}/app:1"
