@@ -302,6 +302,8 @@ NOT_RUNNABLE = {
     "pveum user add pveoci@pve": "Proxmox's pveum: on a real node only",
     "pveum acl modify / -user pveoci@pve -role PVEOCI": "Proxmox's pveum: on a real node only",
     "pveum user token add pveoci@pve cli --privsep 0": "Proxmox's pveum: on a real node only",
+    'pveum role add PVEOCIPull -privs "Sys.AccessNetwork"': "Proxmox's pveum: on a real node only",
+    "pveum acl modify /nodes -user pveoci@pve -role PVEOCIPull": "Proxmox's pveum: on a real node only",
     "sudo .venv/bin/python -m bench pack": "a benchmark: minutes of measuring, nothing to check",
     "sudo .venv/bin/python -m bench upload": "a benchmark: minutes of measuring, nothing to check",
     "sudo .venv/bin/python -m bench env": "a benchmark: minutes of measuring, nothing to check",
@@ -338,6 +340,8 @@ NOT_RUNNABLE = {
         "pveoci update --image registry.example/app@sha256:0123... -e LOG=debug web",
     ], "an example's registry and images: tests/image/test_update_image.py runs each form against a registry of "
        "its own on loopback"),
+    "pveoci run -d --image docker.io/library/nginx:1.27 --pull node web2":
+        "a public registry on the internet: tests/image/test_node_pull.py runs --pull node against one of its own",
 }
 
 BED, FRESH, REPO = "bed", "fresh", "repo"

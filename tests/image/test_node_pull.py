@@ -143,3 +143,15 @@ def test_an_update_to_an_image_the_node_pulls(run: Runner, public: Registry, pub
     assert (seen.returncode, seen.stdout) == (0, "1000\n2\n"), seen.stderr
     assert unpackers(run.bed) == []
     assert not [n for n in template_dir(run.bed) if not n.endswith(".tar.zst")]
+
+
+def test_the_pct_backend_has_the_node_pull_too(run: Runner, public_app: str) -> None:
+    pulls = tasks(run.bed, "ociregistrypull")
+    done = run("run", "--image", public_app, "--cert-dir", run.certs, "--node", "pve2", "--pull", "node", "p",
+               backend="pct", auth=False)
+    assert (done.returncode, done.stdout) == (0, "from the node uid=1000 gid=1000 groups=1000 2000 /srv\n"), \
+        done.stderr
+    assert tasks(run.bed, "ociregistrypull") == pulls + 1
+    assert blobs(run) == []
+    assert unpackers(run.bed) == []
+    assert [n.startswith("pveoci-") and n.endswith(".tar.zst") for n in template_dir(run.bed, "pve2")] == [True]
