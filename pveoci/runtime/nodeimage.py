@@ -159,12 +159,14 @@ def _make(ctx: Context, job: push.Job, claim: Claim, options: dict[str, Any], pr
     archive = _archive(ctx, dest, source, progress)
     claim.heartbeat()
     progress.note(f"{dest.node} unpacks {image.reference} and packs its template")
-    with _temporary(ctx, dest, dest.volid(archive), options, source) as (vmid, owner, userns):
-        made = ctx.backend.describe_image(
-            dest.node, vmid, archive=f"{dest.directory}/{archive}", digest=image.config_digest,
-            owner=owner, userns=userns, into=dest.directory, like=job.like_key()[:DIGEST_CHARS],
-            init=init.binary(job.arch))
-    _remove_archive(ctx, dest, archive)
+    try:
+        with _temporary(ctx, dest, dest.volid(archive), options, source) as (vmid, owner, userns):
+            made = ctx.backend.describe_image(
+                dest.node, vmid, archive=f"{dest.directory}/{archive}", digest=image.config_digest,
+                owner=owner, userns=userns, into=dest.directory, like=job.like_key()[:DIGEST_CHARS],
+                init=init.binary(job.arch))
+    finally:   # made or not (another image under its name: a tag moved; a broken one), the archive goes
+        _remove_archive(ctx, dest, archive)
     if source.node_tree is not None:
         nodetree.save(source.node_tree, made.listing, made.files)
     digest = made.template.removeprefix("pveoci-").split("-", 1)[0]

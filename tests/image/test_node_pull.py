@@ -155,3 +155,20 @@ def test_the_pct_backend_has_the_node_pull_too(run: Runner, public_app: str) -> 
     assert blobs(run) == []
     assert unpackers(run.bed) == []
     assert [n.startswith("pveoci-") and n.endswith(".tar.zst") for n in template_dir(run.bed, "pve2")] == [True]
+
+
+def test_a_multi_arch_image_the_node_pulls_is_the_nodes_architectures(run: Runner, public: Registry,
+                                                                      tmp_path: Path) -> None:
+    import os
+
+    from tests.image.registry import build_image, push_multiarch
+
+    host = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "amd64")
+    order = [a for a in ("arm64", "amd64") if a != host] + [host]   # the node's last: the first is not taken
+    layouts = {arch: build_image(tmp_path / arch, layers=[{"arch": f"{arch}\n".encode()}], arch=arch,
+                                 config={"Cmd": ["cat", "/arch"]}) for arch in order}
+    push_multiarch(public, layouts, "multi:1")
+    done = run("run", "--image", f"{public.host}/multi:1", "--cert-dir", run.certs, "--node", "pve1", "--pull", "node",
+               "m", auth=False)
+    assert (done.returncode, done.stdout) == (0, f"{host}\n"), done.stderr
+    assert blobs(run) == []

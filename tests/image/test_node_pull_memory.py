@@ -126,3 +126,15 @@ def test_gc_removes_what_a_killed_node_pull_left(make_runtime: MakeRuntime, clus
     assert sorted(report.swept) == ["pve1:CT 150", "pve1:pveoci-oci-0123.tar"]
     assert sorted(cluster.cts) == [151]
     assert sorted(cluster.template_files[("pve1", "local")]) == ["x.tar"]
+
+
+def test_a_tag_that_moved_while_the_node_pulled_leaves_nothing(make_runtime: MakeRuntime, cluster: MemoryBackend,
+                                                               public: Registry, public_app: str) -> None:
+    from dataclasses import replace
+
+    cluster.registry[public_app] = replace(cluster.registry[public_app], config_digest="sha256:" + "e" * 64)
+    rt = make_runtime(cluster)
+    with pytest.raises(errors.PveociError, match=r"the pulled archive holds the image sha256:e{64}, not sha256:"):
+        rt.create("a", image=wanted(public, public_app, "node"), node="pve1")
+    assert cluster.cts == {}                                  # no temporary container, no container
+    assert cluster.template_files[("pve1", "local")] == {}    # no archive (the next create pulls it again)
