@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from pveoci import errors
-from pveoci.backends import imagescript, swapscript
+from pveoci.backends import swapscript
 from pveoci.backends.runner import Runner
 from pveoci.backends.sshrunner import SshRunner
 from pveoci.models import Completed, UnpackedImage
@@ -130,6 +130,7 @@ class NodeCommands:
                        init: bytes = b"") -> UnpackedImage:
         """Run backends.imagescript on the node; its sections read back. The template is packed under a hidden
         name that says which host and process made it (what the sweep of killed uploads goes by)."""
+        from pveoci.backends import imagescript
         from pveoci.template.node_dir import hidden_name
         from pveoci.template.pack import DIGEST_CHARS
 

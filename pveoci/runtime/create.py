@@ -23,7 +23,7 @@ from pveoci.models import Guest, Placement, PushResult, StandIn
 from pveoci.oci.bundle import Bundle
 from pveoci.process import ProcessSpec, encode
 from pveoci.progress import Progress
-from pveoci.runtime import facts, initfeed, nodeimage, push, standins, survey
+from pveoci.runtime import facts, initfeed, push, standins, survey
 from pveoci.runtime.claim import claim
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id, id_tag, rfc3339_now
@@ -82,6 +82,8 @@ def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str, image: Ima
     check_id(cid)
     push.check_transport(transport)
     if image is not None:
+        from pveoci.runtime import nodeimage
+
         bundle, scanned = nodeimage.load(ctx, image, push.likely_arch(ctx, node),
                                          note=progress.note if progress else None)
     else:
@@ -124,6 +126,8 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
             bundle, scanned = source.for_arch(bundle, scanned, arch, note=progress.note)
             plan = planned(bundle, scanned)
         if bundle.image is not None and bundle.image.on_node:  # the node pulls it: its template made there first
+            from pveoci.runtime import nodeimage
+
             bundle, scanned = nodeimage.ready(ctx, bundle, scanned, plan, target, arch, progress)
             plan = planned(bundle, scanned)
         ctx.cache.step(op, "template")

@@ -172,3 +172,16 @@ def test_a_multi_arch_image_the_node_pulls_is_the_nodes_architectures(run: Runne
                "m", auth=False)
     assert (done.returncode, done.stdout) == (0, f"{host}\n"), done.stderr
     assert blobs(run) == []
+
+
+def test_a_program_the_nodes_report_lacks_is_refused_in_one_line(run: Runner, public_app: str) -> None:
+    creates = tasks(run.bed, "vzcreate")
+    done = run("create", "--image", public_app, "--cert-dir", run.certs, "--node", "pve1", "--pull", "node",
+               "--entrypoint", "/opt/nowhere", "x", auth=False)
+    assert done.returncode != 0
+    said = done.stderr.strip().splitlines()
+    assert len(said) == 1, done.stderr
+    assert said[0].startswith("pveoci: error: "), said
+    assert "/opt/nowhere" in said[0]
+    assert unpackers(run.bed) == []
+    assert tasks(run.bed, "vzcreate") == creates + 1   # the temporary container only: no container was made
