@@ -15,6 +15,7 @@ import pytest
 
 from tests import harness
 from tests.harness import Result
+from tests.image.registry import Registry, missing_for_registry
 from tests.init.builds import Builds
 from tests.testbed import Testbed, jump, parts
 from tests.testbed.bundle import make_busybox_bundle
@@ -205,3 +206,12 @@ def lxc_bed(cluster: Testbed) -> Testbed:
     need(parts.missing_for_lxc())
     cluster.enable_lxc()
     return cluster
+
+
+@pytest.fixture(scope="session")
+def public_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """docker-registry on 127.0.0.1 with TLS and no auth: anyone may pull, as from a public registry (each test
+    module pushes under repositories of its own)."""
+    need(missing_for_registry())
+    with Registry(tmp_path_factory.mktemp("public-registry"), auth=False) as registry:
+        yield registry

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 import zstandard
 
 from pveoci import errors
+from pveoci.image import treewalk
 from pveoci.template.frames import Framer
 from pveoci.template.pack import (
     BLOCK,
@@ -74,7 +75,6 @@ _WHITEOUT = ".wh."
 _WHITEOUT_META = ".wh..wh."      # aufs' own names; of them only the opaque marker means something here
 _OPAQUE = ".wh..wh..opq"
 _XATTR = "SCHILY.xattr."
-_MAX_HOPS = 40                   # symlinks followed in one lookup, as Linux allows
 _HEADER_MAX = 64 << 20           # a tar header (PAX records, a long name) larger than this is not believed
 _DEVICES = (tarfile.CHRTYPE, tarfile.BLKTYPE)
 _KINDS = {tarfile.REGTYPE: tarfile.REGTYPE, tarfile.AREGTYPE: tarfile.REGTYPE, tarfile.CONTTYPE: tarfile.REGTYPE,
@@ -545,32 +545,11 @@ class _Tree:
         """The node at parts and its real path, symlinks resolved inside the tree as in the container (an absolute
         target starts at the root again, ".." stops there); the last one only with follow_last. None when absent,
         under a non-directory, or more than 40 symlinks deep."""
-        pending = list(parts)[::-1]
-        names: list[str] = []
-        nodes = [self.root]
-        hops = 0
-        while pending:
-            name = pending.pop()
-            if name == ".." and names:
-                names.pop()
-                nodes.pop()
-            if name in ("", ".", ".."):
-                continue
-            children = nodes[-1].children
-            node = None if children is None else children.get(name)
-            if node is None:
-                return None
-            if node.meta is not None and node.meta.type == tarfile.SYMTYPE and (pending or follow_last):
-                hops += 1
-                if hops > _MAX_HOPS:
-                    return None
-                if node.meta.linkname.startswith("/"):
-                    names, nodes = [], [self.root]
-                pending.extend(reversed(node.meta.linkname.split("/")))
-                continue
-            names.append(name)
-            nodes.append(node)
-        return names, nodes[-1]
+        return treewalk.walk(self.root, parts, follow_last, lambda node: node.children, _linkname)
+
+
+def _linkname(node: _Node) -> str | None:
+    return node.meta.linkname if node.meta is not None and node.meta.type == tarfile.SYMTYPE else None
 
 
 # --------------------------------------------------------------- the plan

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pveoci import errors
+from pveoci.image import treewalk
 
 #: The files a create reads of an image (user names), sent by the node's script beside the listing.
 FILES = ("etc/passwd", "etc/group")
-_MAX_HOPS = 40
 _TYPES = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK, "c": stat.S_IFCHR, "b": stat.S_IFBLK,
           "p": stat.S_IFIFO, "s": stat.S_IFSOCK}
 
@@ -74,32 +74,8 @@ class NodeTree:
         node.children[parts[-1]] = entry
 
     def _walk(self, path: str) -> tuple[list[str], _Entry] | None:
-        pending = path.split("/")[::-1]
-        names: list[str] = []
-        nodes = [self.root]
-        hops = 0
-        while pending:
-            name = pending.pop()
-            if name == ".." and names:
-                names.pop()
-                nodes.pop()
-            if name in ("", ".", ".."):
-                continue
-            children = nodes[-1].children
-            node = None if children is None else children.get(name)
-            if node is None:
-                return None
-            if stat.S_ISLNK(node.mode):
-                hops += 1
-                if hops > _MAX_HOPS:
-                    return None
-                if node.link.startswith("/"):
-                    names, nodes = [], [self.root]
-                pending.extend(reversed(node.link.split("/")))
-                continue
-            names.append(name)
-            nodes.append(node)
-        return names, nodes[-1]
+        return treewalk.walk(self.root, path.split("/"), True, lambda e: e.children,
+                             lambda e: e.link if stat.S_ISLNK(e.mode) else None)
 
     def mode(self, path: str) -> int | None:
         found = self._walk(path)

@@ -75,18 +75,17 @@ PUBLIC_APP = {"Entrypoint": ["/bin/sh", "-c"],
 
 
 @pytest.fixture(scope="session")
-def public(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """A registry anyone may pull from (TLS, no auth), as the public registries a node reaches."""
-    need(missing_for_registry())
-    with Registry(tmp_path_factory.mktemp("public"), auth=False) as registry:
-        yield registry
+def public(public_registry: Registry) -> Registry:
+    """A registry anyone may pull from (TLS, no auth), as the public registries a node reaches; this package's
+    images under `node/`."""
+    return public_registry
 
 
 @pytest.fixture(scope="session")
 def public_app(public: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """app:1 on the public registry (PUBLIC_APP's config; its user `app` in its own /etc/passwd)."""
+    """node/app:1 on the public registry (PUBLIC_APP's config; its user `app` in its own /etc/passwd)."""
     layout = build_image(tmp_path_factory.mktemp("app"), layers=[
         {"etc/passwd": PASSWD.encode(), "etc/group": GROUP.encode(), "srv/.keep": b"", "etc/motd": b"node\n"}],
         config=PUBLIC_APP)
-    push(public, layout, "latest", "app:1")
-    return f"{public.host}/app:1"
+    push(public, layout, "latest", "node/app:1")
+    return f"{public.host}/node/app:1"

@@ -67,7 +67,7 @@ def test_the_node_pulls_a_public_image_and_the_workstation_sends_nothing_of_it(r
     assert tasks(run.bed, "ociregistrypull") == pulls + 1
     assert tasks(run.bed, "vzcreate") == creates + 3
     asked = run.requests()[seen:]
-    assert [r for r in asked if r != "GET /v2/ 200"] == ["GET /v2/app/manifests/1 200"], asked
+    assert [r for r in asked if r != "GET /v2/ 200"] == ["GET /v2/node/app/manifests/1 200"], asked
     assert template_dir(run.bed) == left
 
 
@@ -130,11 +130,11 @@ def test_an_update_to_an_image_the_node_pulls(run: Runner, public: Registry, pub
     layout = build_image(tmp_path / "v2", layers=[{"etc/passwd": PASSWD.encode(), "etc/group": GROUP.encode(),
                                                    "srv/version": b"2\n"}],
                          config={**PUBLIC_APP, "Cmd": ["cat /srv/version; exec sleep 1000"]})
-    push(public, layout, "latest", "app:2")
+    push(public, layout, "latest", "node/app:2")
     made = run("run", "-d", "--image", public_app, "--cert-dir", run.certs, "--node", "pve1", "web", auth=False)
     assert made.returncode == 0, made.stderr
     pulls = tasks(run.bed, "ociregistrypull")
-    moved = run("update", "--image", f"{public.host}/app:2", "--cert-dir", run.certs, "--grace", "1", "web",
+    moved = run("update", "--image", f"{public.host}/node/app:2", "--cert-dir", run.certs, "--grace", "1", "web",
                 auth=False)
     assert moved.returncode == 0, moved.stderr
     assert tasks(run.bed, "ociregistrypull") == pulls + 1
@@ -167,9 +167,9 @@ def test_a_multi_arch_image_the_node_pulls_is_the_nodes_architectures(run: Runne
     order = [a for a in ("arm64", "amd64") if a != host] + [host]   # the node's last: the first is not taken
     layouts = {arch: build_image(tmp_path / arch, layers=[{"arch": f"{arch}\n".encode()}], arch=arch,
                                  config={"Cmd": ["cat", "/arch"]}) for arch in order}
-    push_multiarch(public, layouts, "multi:1")
-    done = run("run", "--image", f"{public.host}/multi:1", "--cert-dir", run.certs, "--node", "pve1", "--pull", "node",
-               "m", auth=False)
+    push_multiarch(public, layouts, "node/multi:1")
+    done = run("run", "--image", f"{public.host}/node/multi:1", "--cert-dir", run.certs, "--node", "pve1",
+               "--pull", "node", "m", auth=False)
     assert (done.returncode, done.stdout) == (0, f"{host}\n"), done.stderr
     assert blobs(run) == []
 

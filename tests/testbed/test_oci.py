@@ -71,14 +71,6 @@ class Image:
 
 
 @pytest.fixture(scope="module")
-def public_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """docker-registry on 127.0.0.1 with TLS and no auth: anyone may pull, as from a public registry."""
-    need(missing_for_registry())
-    with Registry(tmp_path_factory.mktemp("public-registry"), auth=False) as registry:
-        yield registry
-
-
-@pytest.fixture(scope="module")
 def app(public_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Image:
     """The app image (see APP_CONFIG, APP_LAYERS, OPAQUE_LAYER) pushed as app:1 and app:2."""
     layout = build_image(tmp_path_factory.mktemp("app"), layers=APP_LAYERS, config=APP_CONFIG)
