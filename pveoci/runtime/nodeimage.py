@@ -30,10 +30,13 @@ removes, and `gc` after an hour.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pveoci import errors
@@ -57,6 +60,7 @@ ARCHIVE_PREFIX = "pveoci-oci-"
 UNPACK_TAG = "pveoci-unpack"
 UNPACK_MAX_AGE = 3600.0     # gc removes a temporary container or an archive this old (no make runs that long)
 NODE_PULL = (9, 1)
+BEAT = 10.0                 # seconds between a make's claim heartbeats (a claim quiet for 60 s is taken over)
 FAILED_FOR = 3600.0         # a node that could not pull from a registry is not asked again for this long (auto)
 
 
@@ -156,17 +160,17 @@ def _make(ctx: Context, job: push.Job, claim: Claim, options: dict[str, Any], pr
     if dest.directory is None:
         raise errors.Unsupported(f"storage '{dest.storage}' has no directory pveoci reaches over SSH: the node "
                                  "cannot make the template there (--pull workstation)")
-    archive = _archive(ctx, dest, source, progress)
-    claim.heartbeat()
-    progress.note(f"{dest.node} unpacks {image.reference} and packs its template")
-    try:
-        with _temporary(ctx, dest, dest.volid(archive), options, source) as (vmid, owner, userns):
-            made = ctx.backend.describe_image(
-                dest.node, vmid, archive=f"{dest.directory}/{archive}", digest=image.config_digest,
-                owner=owner, userns=userns, into=dest.directory, like=job.like_key()[:DIGEST_CHARS],
-                init=init.binary(job.arch))
-    finally:   # made or not (another image under its name: a tag moved; a broken one), the archive goes
-        _remove_archive(ctx, dest, archive)
+    with _beating(claim):   # minutes of waiting on the node: the claim must not look abandoned meanwhile
+        archive = _archive(ctx, dest, source, progress)
+        progress.note(f"{dest.node} unpacks {image.reference} and packs its template")
+        try:
+            with _temporary(ctx, dest, dest.volid(archive), options, source) as (vmid, owner, userns):
+                made = ctx.backend.describe_image(
+                    dest.node, vmid, archive=f"{dest.directory}/{archive}", digest=image.config_digest,
+                    owner=owner, userns=userns, into=dest.directory, like=job.like_key()[:DIGEST_CHARS],
+                    init=init.binary(job.arch))
+        finally:   # made or not (another image under its name: a tag moved; a broken one), the archive goes
+            _remove_archive(ctx, dest, archive)
     if source.node_tree is not None:
         nodetree.save(source.node_tree, made.listing, made.files)
     digest = made.template.removeprefix("pveoci-").split("-", 1)[0]
@@ -174,6 +178,28 @@ def _make(ctx: Context, job: push.Job, claim: Claim, options: dict[str, Any], pr
                     like=job.like_key())
     job.remember(packed)
     return job.result(made.template, uploaded=True, sent=0, packed=packed)
+
+
+@contextlib.contextmanager
+def _beating(claim: Claim) -> Iterator[None]:
+    """The claim's heartbeat every BEAT seconds while the block waits on the node (a pull, an unpack, a pack), so
+    that another create of the image keeps waiting for it instead of taking it over (template/sweep.py QUIET)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(BEAT):
+            try:
+                claim.heartbeat()
+            except errors.PveociError as exc:   # the next beat tries again; the make goes on regardless
+                log.debug("the claim's heartbeat failed: %s", exc.message)
+
+    beater = threading.Thread(target=beat, name="pveoci-claim-beat", daemon=True)
+    beater.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beater.join()
 
 
 def _source(job: push.Job) -> Source:

@@ -138,3 +138,25 @@ def test_a_tag_that_moved_while_the_node_pulled_leaves_nothing(make_runtime: Mak
         rt.create("a", image=wanted(public, public_app, "node"), node="pve1")
     assert cluster.cts == {}                                  # no temporary container, no container
     assert cluster.template_files[("pve1", "local")] == {}    # no archive (the next create pulls it again)
+
+
+def test_a_long_make_keeps_its_claim_alive(make_runtime: MakeRuntime, cluster: MemoryBackend, public: Registry,
+                                           public_app: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Minutes of pull, unpack and pack on the node: the claim beats meanwhile, or another create of the image
+    would take it over after a minute of silence and make it a second time."""
+    import time
+
+    from pveoci.backends.memory import MemoryClaim
+
+    beats: list[float] = []
+    monkeypatch.setattr(MemoryClaim, "heartbeat", lambda self: beats.append(time.monotonic()))
+    monkeypatch.setattr(nodeimage, "BEAT", 0.02)
+    slow = cluster.describe_image
+
+    def describing(*args: object, **kwargs: object) -> object:
+        time.sleep(0.3)
+        return slow(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cluster, "describe_image", describing)
+    make_runtime(cluster).create("a", image=wanted(public, public_app), node="pve1")
+    assert len(beats) >= 5, beats
