@@ -157,9 +157,9 @@ def _make(ctx: Context, job: push.Job, claim: Claim, options: dict[str, Any], pr
 
     source = _source(job)
     image, dest = source.image, job.dest
-    if dest.directory is None:
-        raise errors.Unsupported(f"storage '{dest.storage}' has no directory pveoci reaches over SSH: the node "
-                                 "cannot make the template there (--pull workstation)")
+    if dest.directory is None:   # auto: this machine's way instead
+        raise NodePullFailed(f"storage '{dest.storage}' on {dest.node} has no directory pveoci reaches over SSH: "
+                             "the node cannot make the template there")
     with _beating(claim):   # minutes of waiting on the node: the claim must not look abandoned meanwhile
         archive = _archive(ctx, dest, source, progress)
         progress.note(f"{dest.node} unpacks {image.reference} and packs its template")

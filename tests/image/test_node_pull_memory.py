@@ -160,3 +160,19 @@ def test_a_long_make_keeps_its_claim_alive(make_runtime: MakeRuntime, cluster: M
     monkeypatch.setattr(cluster, "describe_image", describing)
     make_runtime(cluster).create("a", image=wanted(public, public_app), node="pve1")
     assert len(beats) >= 5, beats
+
+
+def test_a_storage_the_node_cannot_write_over_ssh_falls_back(make_runtime: MakeRuntime, cluster: MemoryBackend,
+                                                             public: Registry, public_app: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    whole = cluster.template_destination
+    monkeypatch.setattr(cluster, "template_destination", lambda node, storage: replace(whole(node, storage),
+                                                                                       directory=None))
+    rt = make_runtime(cluster)
+    with pytest.raises(errors.ImageError, match=r"^storage 'local' on pve1 has no directory pveoci reaches over SSH"):
+        rt.create("a", image=wanted(public, public_app, "node"), node="pve1")
+    rt.create("b", image=wanted(public, public_app), node="pve1")   # auto: pulled here and sent
+    assert cluster.pulled == []
+    assert len(cluster.uploads) == 1
