@@ -141,6 +141,7 @@ class PushResult:
     digest: str
     seconds: float = 0.0
     delta: bool = False            # sent as the frames a previous template on the node lacked
+    made_on_node: bool = False     # made by the node now, from an image it pulled (`--pull node`): nothing sent
 
     @property
     def name(self) -> str:
@@ -148,7 +149,8 @@ class PushResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"volid": self.volid, "node": self.node, "storage": self.storage, "shared": self.shared,
-                "uploaded": self.uploaded, "delta": self.delta, "bytes_sent": self.bytes_sent, "size": self.size,
+                "uploaded": self.uploaded, "delta": self.delta, "made_on_node": self.made_on_node,
+                "bytes_sent": self.bytes_sent, "size": self.size,
                 "digest": self.digest, "seconds": round(self.seconds, 3)}
 
 

@@ -77,6 +77,8 @@ def push(
                                             strict=strict, progress=shown, image=wanted)
     if c.json:
         render.emit_json(result.to_json())
+    elif result.made_on_node:
+        typer.echo(f"{result.volid}: made on {result.node} from the image it pulled; nothing sent from here")
     elif result.uploaded:
         typer.echo(f"{result.volid}: uploaded {render.size(result.bytes_sent)} to {result.node} over {transport}")
     else:

@@ -162,8 +162,11 @@ class Templates:
         if loaded.image is not None and loaded.image.on_node:   # the node pulls it: the template is made there
             from pveoci.runtime import nodeimage
 
-            loaded, scanned = nodeimage.ready(ctx, loaded, scanned, plan, dest.node, arch, progress, dest.storage)
+            loaded, scanned, made = nodeimage.ready(ctx, loaded, scanned, plan, dest.node, arch, progress,
+                                                    dest.storage)
             plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
+            if made is not None:   # the node made it (or found it): what the push did
+                return made
         return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
                            scanned=scanned)
 

@@ -128,7 +128,7 @@ def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict
         if bundle.image is not None and bundle.image.on_node:  # the node pulls it: its template made there first
             from pveoci.runtime import nodeimage
 
-            bundle, scanned = nodeimage.ready(ctx, bundle, scanned, plan, target, arch, progress)
+            bundle, scanned, _ = nodeimage.ready(ctx, bundle, scanned, plan, target, arch, progress)
             plan = planned(bundle, scanned)
         ctx.cache.step(op, "template")
         dest = facts.destination(ctx, target, ctx.profile.template_storage)

@@ -142,7 +142,7 @@ def _prepared(ctx: Context, cid: str, image: ImageRequest, keep: list[str], *, p
     bundle, scanned = nodeimage.load(ctx, image, arch, note=progress.note)
     if make and bundle.image is not None and bundle.image.on_node:
         first = plan_for(ctx, bundle, cid, strict=False, warn=False, size=scanned.size)
-        bundle, scanned = nodeimage.ready(ctx, bundle, scanned, first, g.node, arch, progress)
+        bundle, scanned, _ = nodeimage.ready(ctx, bundle, scanned, first, g.node, arch, progress)
     plan = plan_for(ctx, bundle, cid, strict=False, warn=warn, size=scanned.size)
     assert bundle.image is not None
     pulled = bundle.image.image

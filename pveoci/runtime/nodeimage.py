@@ -37,6 +37,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pveoci import errors
@@ -113,13 +114,14 @@ def load(ctx: Context, request: ImageRequest, arch: str, note: Any = None) -> tu
 
 
 def ready(ctx: Context, bundle: Bundle, scanned: manifest.Scan, plan: Plan, node: str, arch: str,
-          progress: Progress, storage: str | None = None) -> tuple[Bundle, manifest.Scan]:
+          progress: Progress, storage: str | None = None) -> tuple[Bundle, manifest.Scan, PushResult | None]:
     """For an image the node pulls: its template on the node (made there unless a storage copy is there) and its
-    tree known here, then the bundle loaded again, to be planned for real. Any other bundle as it is. With `auto`, a
-    pull the node could not make falls back to this machine's (the bundle then has the layers)."""
+    tree known here, then the bundle loaded again, to be planned for real, and how the template got there. Any
+    other bundle as it is. With `auto`, a pull the node could not make falls back to this machine's (the bundle
+    then has the layers; no template yet)."""
     image = bundle.image
     if image is None or not image.on_node:
-        return bundle, scanned
+        return bundle, scanned, None
     from pveoci.image import source
 
     dest = facts.destination(ctx, node, storage or ctx.profile.template_storage)
@@ -137,10 +139,10 @@ def ready(ctx: Context, bundle: Bundle, scanned: manifest.Scan, plan: Plan, node
         ctx.cache.remember(ctx.facts_scope, failed, exc.message)
         progress.note(f"{exc.message}; pulling it here instead")
         log.info("%s; pulling it here instead", exc.message)
-        return source.load(image.request, arch, image.store, progress.note)
+        return (*source.load(image.request, arch, image.store, progress.note), None)
     if image.node_tree is not None and not image.node_tree.exists():
         _look(ctx, dest, pushed.volid, options, image, progress)
-    return source.load(image.request, arch, image.store, progress.note, on_node=True)
+    return (*source.load(image.request, arch, image.store, progress.note, on_node=True), pushed)
 
 
 def _unpack_options(plan: Plan, arch: str) -> dict[str, Any]:
@@ -177,7 +179,7 @@ def _make(ctx: Context, job: push.Job, claim: Claim, options: dict[str, Any], pr
     packed = Packed(path=None, digest=digest, file_sha256="", size=made.size, tar_size=0, entries=0,
                     like=job.like_key())
     job.remember(packed)
-    return job.result(made.template, uploaded=True, sent=0, packed=packed)
+    return replace(job.result(made.template, uploaded=False, sent=0, packed=packed), made_on_node=True)
 
 
 @contextlib.contextmanager

@@ -185,3 +185,16 @@ def test_a_program_the_nodes_report_lacks_is_refused_in_one_line(run: Runner, pu
     assert "/opt/nowhere" in said[0]
     assert unpackers(run.bed) == []
     assert tasks(run.bed, "vzcreate") == creates + 1   # the temporary container only: no container was made
+
+
+def test_template_push_says_the_node_made_it(run: Runner, public_app: str) -> None:
+    first = run("template", "push", "--image", public_app, "--cert-dir", run.certs, "--node", "pve2", "--pull", "node",
+                "-o", "json", auth=False)
+    assert first.returncode == 0, first.stderr
+    made = json.loads(first.stdout)
+    assert (made["made_on_node"], made["uploaded"], made["bytes_sent"], made["node"]) == (True, False, 0, "pve2")
+    again = run("template", "push", "--image", public_app, "--cert-dir", run.certs, "--node", "pve2", "--pull", "node",
+                auth=False)
+    assert (again.returncode, again.stdout) == (0, f"{made['volid']}: already on local (pve2); nothing sent\n"), \
+        again.stderr
+    assert unpackers(run.bed) == []
