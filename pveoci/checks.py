@@ -6,12 +6,13 @@ checks do too (backends.pct_checks), the cluster, its nodes and SSH to each.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Literal
 
 from pveoci import errors
 from pveoci.models import Check, Node, Storage
 from pveoci.pve import cluster, privileges
+from pveoci.pve.version import parse_version
 from pveoci.settings import Settings
 from pveoci.ssh import SshConnector
 
@@ -38,6 +39,22 @@ def _tls_mode(settings: Settings) -> tuple[Status, str]:
 
 #: How a node's SSH is checked: the connector (node addresses from the cluster) and the node's name.
 SshCheck = Callable[[SshConnector, str], Check]
+
+
+def node_pull(held: Mapping[str, Mapping[str, object]], version: str) -> Check:
+    """Whether the nodes may pull images themselves (`--pull node`, and `auto`'s first choice): Proxmox VE 9.1's
+    `oci-registry-pull` and the token's Sys.AccessNetwork. Not needed: without it, images are pulled here."""
+    try:
+        release = parse_version(version)
+    except errors.PveociError:
+        release = (0, 0)
+    if release < (9, 1):
+        return Check("node pull", "skip", f"Proxmox VE {version or '?'} cannot pull images (9.1 can): this "
+                                          "machine pulls them")
+    if not privileges.holds(held, "/nodes", "Sys.AccessNetwork"):
+        return Check("node pull", "skip", "no Sys.AccessNetwork on /nodes: this machine pulls images (the nodes "
+                                          "could pull public ones themselves with it: docs/permissions.md)")
+    return Check("node pull", "pass", "the nodes pull public images themselves (Sys.AccessNetwork on /nodes)")
 
 
 def diagnose(settings: Settings, client: PveClient, ssh_check: SshCheck | None = None) -> Iterator[Check]:
@@ -70,6 +87,7 @@ def diagnose(settings: Settings, client: PveClient, ssh_check: SshCheck | None =
             yield Check("privileges", "fail", f"{client.identity} lacks {text}")
         else:
             yield Check("privileges", "pass", f"all {len(wanted)} privileges pveoci needs are held")
+        yield node_pull(held, str(version.get("version", "")))
 
     try:
         status = cluster.quorum(client)
