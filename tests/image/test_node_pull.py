@@ -198,3 +198,39 @@ def test_template_push_says_the_node_made_it(run: Runner, public_app: str) -> No
     assert (again.returncode, again.stdout) == (0, f"{made['volid']}: already on local (pve2); nothing sent\n"), \
         again.stderr
     assert unpackers(run.bed) == []
+
+
+def test_the_claim_beats_over_ssh_while_the_node_works(lxc_bed: Testbed, public: Registry, public_app: str,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heartbeat thread touches the claim on the node over the same SSH connection the make's own commands
+    use, at once (BEAT made short so that it beats during a make of seconds)."""
+    import pveoci
+    from pveoci.image.source import ImageRequest
+    from pveoci.image.store import Access
+    from pveoci.runtime import nodeimage
+    from pveoci.template.node_claim import RemoteClaim
+
+    lxc_bed.pve.grant(lxc_bed.token_id.split("!")[0], "/nodes", "Sys.AccessNetwork")
+    lxc_bed.pve.oci_cert_dir = public.certs_dir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    monkeypatch.setattr(nodeimage, "BEAT", 0.01)
+    beats: list[str] = []
+    touch = RemoteClaim.heartbeat
+
+    def counted(self: RemoteClaim) -> None:
+        self._touched = 0.0   # past the connector's own throttle: every beat goes to the node
+        touch(self)
+        beats.append(self.path)
+
+    monkeypatch.setattr(RemoteClaim, "heartbeat", counted)
+    try:
+        with pveoci.connect(config=lxc_bed.config_path, root=tmp_path / "lib") as rt:
+            made = rt.create("beat", image=ImageRequest(public_app, access=Access(cert_dir=str(public.certs_dir())),
+                                                        pull="node"), node="pve1")
+            assert made.status == "created"
+    finally:
+        lxc_bed.pve.oci_cert_dir = None
+    assert len(beats) >= 10, beats
+    assert unpackers(lxc_bed) == []
+    assert [n for n in template_dir(lxc_bed) if not n.endswith(".tar.zst")] == []
