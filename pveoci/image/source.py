@@ -182,7 +182,7 @@ def load(request: ImageRequest, arch: str, store: Store | None = None,
     _write_once(folder / "config.json", raw)
     spec = parse_config(raw, folder / "config.json")
     # What the template is remembered under (forgotten once the image leaves the store): its manifest there.
-    rootfs = image.stored or (store.root / "described" / f"{image.name}.json" if on_node else store.layout)
+    rootfs = image.stored or (store.description(image.name) if on_node else store.layout)
     bundle = Bundle(path=folder, spec=spec, rootfs=rootfs, config_digest=digest, image=source)
     scanned = Scan(fingerprint=f"{FINGERPRINT}{image.digest}:{arch}", size=source.size)
     return bundle, scanned

@@ -122,9 +122,7 @@ class Store:
     def pull(self, ref: Reference, arch: str, note: Callable[[str], None] | None = None) -> Image:
         """The image `ref` names for `arch` (amd64, arm64), from the store or copied into it; `note` is told what
         is fetched (a progress display's note)."""
-        if shutil.which(SKOPEO) is None:
-            raise errors.ImageError("skopeo is not installed on this machine: pveoci pulls images with it "
-                                    "(Debian/Ubuntu: apt install skopeo)")
+        _need_skopeo()
         digest = ref.digest
         if ref.remote and not digest:
             digest = self._resolve(ref, arch)
@@ -150,11 +148,9 @@ class Store:
         """The image `ref` names for `arch` without its layers (a node pulls them: `--pull node`): its digest and
         config, from the registry (a tag: one request, the manifest or index; then, the first time, the manifest
         and the config), kept here by digest."""
-        if shutil.which(SKOPEO) is None:
-            raise errors.ImageError("skopeo is not installed on this machine: pveoci asks registries with it "
-                                    "(Debian/Ubuntu: apt install skopeo)")
+        _need_skopeo()
         digest = ref.digest or self._resolve(ref, arch)
-        kept = self.root / "described" / f"{_name(digest, arch)}.json"
+        kept = self.description(_name(digest, arch))
         try:
             known = _json(kept.read_bytes(), "a kept description")
         except (OSError, errors.ImageError):
@@ -223,6 +219,10 @@ class Store:
     def lookups(self, name: str) -> Path:
         """Where what creates ask of the image stored as `name` is kept (lookups.py)."""
         return self.root / "lookups" / f"{name}.json"
+
+    def description(self, name: str) -> Path:
+        """Where describe() keeps the digest and config of the image stored as `name` (a node pulls its layers)."""
+        return self.root / "described" / f"{name}.json"
 
     def tree(self, name: str) -> Path:
         """Where what a node reported of the image's tree is kept, when a node pulled it (nodetree.py)."""
@@ -296,7 +296,8 @@ class Store:
         for kept in (self.root / "described").glob("*.json"):   # images a node pulled: no layers here
             name = kept.name.removesuffix(".json")
             if self._last_use(name) < cutoff:
-                freed += sum(_remove(p) for p in (kept, self.lookups(name), self.tree(name), self.root / "used" / name))
+                freed += sum(_remove(p) for p in (self.description(name), self.lookups(name), self.tree(name),
+                                                  self.root / "used" / name))
         stale = time.time() - STAGING_MAX_AGE
         for entry in self.root.iterdir() if self.root.is_dir() else []:
             if entry.name not in OWN_ENTRIES and _mtime(entry) < stale:
@@ -399,6 +400,12 @@ class Store:
         if done.returncode != 0:
             raise errors.ImageError(f"image {ref}: {explain(done.stderr.decode('utf-8', 'replace'))}")
         return done.stdout if capture else b""
+
+
+def _need_skopeo() -> None:
+    if shutil.which(SKOPEO) is None:
+        raise errors.ImageError("skopeo is not installed on this machine: pveoci reaches registries with it "
+                                "(Debian/Ubuntu: apt install skopeo)")
 
 
 def _ref_name(entry: dict[str, Any]) -> str:

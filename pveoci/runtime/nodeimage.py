@@ -36,13 +36,13 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pveoci import errors
 from pveoci.backends.base import Claim
-from pveoci.models import Destination, PushResult
+from pveoci.models import Destination, Guest, PushResult
 from pveoci.progress import Progress
 from pveoci.runtime import facts, push
 from pveoci.runtime.context import Context
@@ -106,7 +106,8 @@ def _logged_in(registry: str, request: ImageRequest) -> bool:
     return done.returncode == 0 and bool(done.stdout.strip())
 
 
-def load(ctx: Context, request: ImageRequest, arch: str, note: Any = None) -> tuple[Bundle, manifest.Scan]:
+def load(ctx: Context, request: ImageRequest, arch: str,
+         note: Callable[[str], None] | None = None) -> tuple[Bundle, manifest.Scan]:
     """The image as a create's bundle, by the way it goes to the node (only its config when the node pulls it)."""
     from pveoci.image import source
 
@@ -155,7 +156,7 @@ def _make(ctx: Context, job: push.Job, claim: Claim, options: dict[str, Any], pr
     """Steps 2-5 for the image of `job`, under its claim on job.dest."""
     from pveoci import init
     from pveoci.image import nodetree
-    from pveoci.template.pack import DIGEST_CHARS, Packed
+    from pveoci.template.pack import DIGEST_CHARS, Packed, name_parts
 
     source = _source(job)
     image, dest = source.image, job.dest
@@ -175,9 +176,8 @@ def _make(ctx: Context, job: push.Job, claim: Claim, options: dict[str, Any], pr
             _remove_archive(ctx, dest, archive)
     if source.node_tree is not None:
         nodetree.save(source.node_tree, made.listing, made.files)
-    digest = made.template.removeprefix("pveoci-").split("-", 1)[0]
-    packed = Packed(path=None, digest=digest, file_sha256="", size=made.size, tar_size=0, entries=0,
-                    like=job.like_key())
+    packed = Packed(path=None, digest=name_parts(made.template)[0], file_sha256="", size=made.size, tar_size=0,
+                    entries=0, like=job.like_key())
     job.remember(packed)
     return replace(job.result(made.template, uploaded=False, sent=0, packed=packed), made_on_node=True)
 
@@ -254,8 +254,8 @@ class _temporary:
 
     def __enter__(self) -> tuple[int, str, tuple[str, ...]]:
         ctx, node = self.ctx, self.dest.node
-        for vmid in _leftovers(ctx, lambda config: _made_of(config) == self.volid, node):
-            _destroy(ctx, node, vmid)
+        for guest in _leftovers(ctx, lambda config: _made_of(config) == self.volid, node):
+            _destroy(ctx, node, guest.vmid)
         self.vmid = create_with_fresh_vmid(ctx, node, self.options, lambda vmid: None)
         config = ctx.backend.config(node, self.vmid)
         target = target_of(config, ctx.backend.status(node, self.vmid))
@@ -280,7 +280,7 @@ def _made_at(config: dict[str, Any]) -> float:
     return float(words[-1]) if words and words[-1].isdigit() else 0.0
 
 
-def _leftovers(ctx: Context, wanted: Any, node: str | None = None) -> list[int]:
+def _leftovers(ctx: Context, wanted: Callable[[dict[str, Any]], bool], node: str | None = None) -> list[Guest]:
     """Temporary containers (by their tag) whose config `wanted` picks, on `node` or any."""
     out = []
     for guest in ctx.backend.guests():
@@ -290,7 +290,7 @@ def _leftovers(ctx: Context, wanted: Any, node: str | None = None) -> list[int]:
             except errors.NotFound:
                 continue
             if wanted(config):
-                out.append(guest.vmid)
+                out.append(guest)
     return out
 
 
@@ -322,16 +322,9 @@ def sweep(ctx: Context, max_age: float = UNPACK_MAX_AGE) -> list[str]:
 
     now = time.time()
     gone = []
-    for guest in ctx.backend.guests():
-        if UNPACK_TAG not in guest.tags:
-            continue
-        try:
-            config = ctx.backend.config(guest.node, guest.vmid)
-        except errors.NotFound:
-            continue
-        if now - _made_at(config) > max_age:
-            _destroy(ctx, guest.node, guest.vmid)
-            gone.append(f"{guest.node}:CT {guest.vmid}")
+    for guest in _leftovers(ctx, lambda config: now - _made_at(config) > max_age):
+        _destroy(ctx, guest.node, guest.vmid)
+        gone.append(f"{guest.node}:CT {guest.vmid}")
     for place in templates.places(ctx, None, None):
         for found in ctx.backend.templates(place):
             if found.name.startswith(ARCHIVE_PREFIX) and found.name.endswith(".tar") and now - found.ctime > max_age:

@@ -87,7 +87,7 @@ def test_who_pulls(make_runtime: MakeRuntime, cluster: MemoryBackend, public: Re
 def test_auto_falls_back_to_this_machine_when_the_node_cannot_pull(make_runtime: MakeRuntime,
                                                                    cluster: MemoryBackend, public: Registry,
                                                                    public_app: str) -> None:
-    image = cluster.registry.pop(public_app)   # the node cannot get it (its network, the registry, a privilege)
+    del cluster.registry[public_app]   # the node cannot get it (its network, the registry, a privilege)
     rt = make_runtime(cluster)
     with pytest.raises(errors.ImageError, match=r"^node pve1 could not pull .*app:1: manifest unknown$"):
         rt.create("a", image=wanted(public, public_app, "node"), node="pve1")
@@ -96,7 +96,6 @@ def test_auto_falls_back_to_this_machine_when_the_node_cannot_pull(make_runtime:
     assert cluster.pulled == []
     assert len(cluster.uploads) == 1                                   # pulled here, packed, sent
     assert made.template.split("/")[1] in cluster.template_files[("pve1", "local")]
-    assert image.digest.startswith("sha256:")
 
 
 def test_a_template_another_workstation_made_serves_and_its_tree_is_asked_once(
