@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     # is built: about 30 ms of every command's start, for plugins the command line has no use for. A value the
     # user set is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _no_plugin_loader()
     from pveoci.cli import prefetch
 
     prefetch.start(args)  # a rootfs's stat walk, while the command line below is imported and parsed
@@ -38,6 +40,35 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as done:
         _end(done.code)
     _end(0)
+
+
+#: pydantic's plugin loader, and what pydantic asks of it when plugins are off (its create_schema_validator).
+PLUGIN_LOADER = "pydantic.plugin._loader"
+PLUGINS_OFF = ("__all__", "1", "true")
+
+
+class _NoPlugins(types.ModuleType):
+    """pydantic's plugin loader while plugins are off: no plugins, without the loader's own import of
+    importlib.metadata (20 to 30 ms of every command, for entry points it would not read). Anything else asked
+    of it, by a pydantic that asks more, is the real loader's."""
+
+    @staticmethod
+    def get_plugins() -> tuple[()]:
+        return ()
+
+    def __getattr__(self, name: str) -> object:
+        import importlib
+
+        if name.startswith("__"):   # what the import system looks for (__path__...): not a package
+            raise AttributeError(name)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def _no_plugin_loader() -> None:
+    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") in PLUGINS_OFF and PLUGIN_LOADER not in sys.modules:
+        sys.modules[PLUGIN_LOADER] = _NoPlugins(PLUGIN_LOADER)
 
 
 def _end(code: object) -> None:

@@ -124,10 +124,14 @@ class Templates:
                 from pveoci.runtime import create as creating
 
                 creating.check_mapping(ctx, loaded, "container", size=0)
-                found = None if wanted == "auto" else self._node_facts(wanted, storage)
+                # A named node this cache knows: checked to be an online node of the cluster only when the push
+                # has to ask it something (an unchanged rootfs whose template is known there asks nothing).
+                known = None if wanted == "auto" else self._remembered(wanted, storage)
+                found = known or (None if wanted == "auto" else self._node_facts(wanted, storage))
                 scanned = walk.result()
             return self._push(loaded, scanned, found, strict=strict, storage=storage, transport=transport,
-                              progress=progress)
+                              progress=progress, check_node=(lambda: self._node_facts(wanted, storage)) if known
+                              else None)
         except errors.NodeOffline:
             from pveoci.runtime import facts
 
@@ -143,8 +147,18 @@ class Templates:
         target = choose_node(facts.nodes(ctx), node) if named else node
         return push.node_arch(ctx, target), facts.destination(ctx, target, storage or ctx.profile.template_storage)
 
+    def _remembered(self, node: str, storage: str | None) -> tuple[str, Destination] | None:
+        """What _node_facts would give for a named node, from the cache alone; None if it lacks any of it."""
+        from pveoci.runtime import facts, push
+
+        ctx = self._ctx
+        arch = push.remembered_arch(ctx, node)
+        dest = facts.remembered_destination(ctx, node, storage or ctx.profile.template_storage)
+        return (arch, dest) if arch is not None and dest is not None else None
+
     def _push(self, loaded: Bundle, scanned: manifest.Scan, found: tuple[str, Destination] | None, *, strict: bool,
-              storage: str | None, transport: str, progress: Progress) -> PushResult:
+              storage: str | None, transport: str, progress: Progress,
+              check_node: Callable[[], object] | None = None) -> PushResult:
         from pveoci.runtime import create as creating
         from pveoci.runtime import push, survey
 
@@ -168,7 +182,7 @@ class Templates:
             if made is not None:   # the node made it (or found it): what the push did
                 return made
         return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
-                           scanned=scanned)
+                           scanned=scanned, before_asking=check_node)
 
     def list(self, *, node: str | None = None, storage: str | None = None) -> builtins.list[Template]:
         """pveoci's templates on every online node (or `node`), each with the ids of the containers made from it."""

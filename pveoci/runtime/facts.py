@@ -54,11 +54,13 @@ def _node(item: dict[str, Any]) -> Node:
 
 def destination(ctx: Context, node: str, storage: str) -> Destination:
     """Where templates go on this node's storage; its `avail` may be old: see fresh_destination."""
-    key = f"destination:{node}:{storage}"
-    found = ctx.cache.recall(ctx.facts_scope, key, DESTINATION_AGE)
-    if isinstance(found, dict):
-        return Destination(**found)
-    return fresh_destination(ctx, node, storage)
+    return remembered_destination(ctx, node, storage) or fresh_destination(ctx, node, storage)
+
+
+def remembered_destination(ctx: Context, node: str, storage: str) -> Destination | None:
+    """Where templates go on this node's storage as the cache has it (None: not kept, or too old)."""
+    found = ctx.cache.recall(ctx.facts_scope, f"destination:{node}:{storage}", DESTINATION_AGE)
+    return Destination(**found) if isinstance(found, dict) else None
 
 
 def fresh_destination(ctx: Context, node: str, storage: str) -> Destination:
@@ -103,6 +105,7 @@ __all__ = [
     "fresh_destination",
     "nodes",
     "nodes_changed",
+    "remembered_destination",
     "template_absent",
     "template_gone",
     "template_known",

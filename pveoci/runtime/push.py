@@ -51,15 +51,25 @@ def node_arch(ctx: Context, node: str) -> str:
     """The init architecture of a node (amd64, arm64); Unsupported for any other, before anything is sent."""
     from pveoci import init
 
-    key = f"machine:{node}"
-    machine = ctx.cache.recall(ctx.facts_scope, key, ARCH_MAX_AGE)
+    machine = ctx.cache.recall(ctx.facts_scope, f"machine:{node}", ARCH_MAX_AGE)
     if not isinstance(machine, str):
         machine = ctx.backend.node_machine(node)
-        ctx.cache.remember(ctx.facts_scope, key, machine)
+        ctx.cache.remember(ctx.facts_scope, f"machine:{node}", machine)
     try:
         return init.arch_for(machine)
     except ValueError as exc:
         raise errors.Unsupported(f"node '{node}' is {machine}: {exc}") from None
+
+
+def remembered_arch(ctx: Context, node: str) -> str | None:
+    """The node's init architecture as the cache has it, asking nothing (None: not kept, too old, or none)."""
+    from pveoci import init
+
+    machine = ctx.cache.recall(ctx.facts_scope, f"machine:{node}", ARCH_MAX_AGE)
+    try:
+        return init.arch_for(machine) if isinstance(machine, str) else None
+    except ValueError:
+        return None
 
 
 def likely_arch(ctx: Context, node: str | None) -> str:
@@ -242,10 +252,12 @@ def check_transport(transport: str) -> None:
 
 def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch: str, transport: str,
            progress: Progress, scanned: manifest.Scan | None = None,
-           make: Callable[[Job, Claim], PushResult] | None = None) -> PushResult:
+           make: Callable[[Job, Claim], PushResult] | None = None,
+           before_asking: Callable[[], object] | None = None) -> PushResult:
     """The bundle's template on dest: found there (nothing packed when the rootfs is unchanged), or packed and
     sent by this call (`make` instead, when given: an image the node pulls, runtime/nodeimage.py), or by another
-    that held the claim meanwhile."""
+    that held the claim meanwhile. `before_asking` runs before the node is asked anything (a named node's check,
+    skipped when the template is known to be there)."""
     check_transport(transport)
     started = time.monotonic()
     from pveoci.image.identity import described
@@ -257,8 +269,10 @@ def ensure(ctx: Context, bundle: Bundle, plan: Plan, dest: Destination, *, arch:
     job = Job(ctx, bundle.rootfs, arch, plan.legacy_init, dest, scanned or manifest.scan(bundle.rootfs),
                bundle.image)
     known = job.remembered(f"pack:{job.key}")
-    # Known to be there (seen or sent before: no request), or listed there now.
-    if known is not None and (facts.template_known(ctx, dest, known.name) or job.on_storage(known.name)):
+    seen = known is not None and facts.template_known(ctx, dest, known.name)   # seen or sent before: no request
+    if not seen and before_asking is not None:
+        before_asking()
+    if known is not None and (seen or job.on_storage(known.name)):   # or listed there now
         progress.note(f"{known.name} is on {dest.storage} ({dest.node}) already")
         facts.template_seen(ctx, dest, known.name)
         return _timed(job.result(known.name, uploaded=False, sent=0, packed=known), started)

@@ -149,6 +149,45 @@ def test_the_command_line_skips_pydantics_plugin_search_unless_told(monkeypatch:
     capsys.readouterr()
 
 
+def test_with_plugins_off_pydantics_plugin_loader_is_not_imported(tmp_path: Path) -> None:
+    """pydantic's plugin loader imports importlib.metadata (20 to 30 ms) to find plugins the command line turned off:
+    a command that builds pydantic models loads neither, unless the user's PYDANTIC_DISABLE_PLUGINS lets plugins
+    in."""
+    argv = ("-m", "pveoci", "--config", str(tmp_path / "pveoci.toml"), "--host", "127.0.0.1", "--token-id",
+            "a@pve!t", "plan", "-b", str(tmp_path))
+    (tmp_path / "pveoci.toml").write_text("")
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "config.json").write_text('{"ociVersion": "1.2.0", "root": {"path": "rootfs"}, '
+                                          '"process": {"args": ["/bin/app"], "cwd": "/"}}')
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    for preset, loaded_then in ((None, False), ("some-plugin", True)):
+        if preset is not None:
+            env["PYDANTIC_DISABLE_PLUGINS"] = preset
+        done = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True,
+                              check=False, env={**env, "PVEOCI_TOKEN_SECRET": "s"})
+        modules = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                   if line.startswith("import time:")}
+        assert "pydantic.main" in modules, done.stderr[-500:]   # models were built
+        assert ("importlib.metadata" in modules) is loaded_then, preset
+
+
+def test_the_stand_in_plugin_loader_gives_no_plugins_and_the_real_loader_for_anything_else(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pveoci import __main__ as entry
+
+    monkeypatch.delitem(sys.modules, entry.PLUGIN_LOADER, raising=False)
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    entry._no_plugin_loader()
+    stand_in = sys.modules[entry.PLUGIN_LOADER]
+    assert isinstance(stand_in, entry._NoPlugins)
+    from pydantic.plugin._loader import get_plugins
+
+    assert tuple(get_plugins()) == ()
+    assert sys.modules[entry.PLUGIN_LOADER] is stand_in
+    assert stand_in.PYDANTIC_ENTRY_POINT_GROUP == "pydantic"   # what pydantic's own loader has: loaded for it
+    assert sys.modules[entry.PLUGIN_LOADER] is not stand_in
+
+
 def test_a_command_as_a_process_ends_without_the_interpreters_teardown_and_loses_nothing(tmp_path: Path) -> None:
     """`pveoci` ends with os._exit once its output is flushed and the atexit handlers have run (the teardown of
     every module cost 0.1 s a command): the whole output arrives, the log file gets its last line, the exit

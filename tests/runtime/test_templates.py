@@ -293,3 +293,28 @@ def test_gc_forgets_the_packs_of_paths_that_are_gone_and_the_image_is_still_know
     assert rt.create("two", copy("overlay-2")).template == kept
     assert rt.create("again", bundle).template == kept     # a path that is still there keeps its records
     assert len(memory.uploads) == 1
+
+
+def test_an_unchanged_push_to_a_named_node_asks_the_cluster_nothing_even_when_the_node_list_is_old(
+        rt: Runtime, memory: MemoryBackend, bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node list is kept 15 s (placement needs it fresh); a push whose template is known to be on the named node
+    need not check that node again: a second push a minute later asks nothing. One that must ask the node checks
+    it first, as before."""
+    from pveoci.runtime import facts
+
+    first = rt.templates.push(bundle, node="pve1")
+    monkeypatch.setattr(facts, "NODES_AGE", 0.0)   # the node list kept is too old from now on
+    asked_nothing = {"version"}   # the cluster's version, which the API backend keeps in the cache (memory: asked)
+    memory.calls.clear()
+    assert rt.templates.push(bundle, node="pve1").volid == first.volid
+    assert set(memory.calls) <= asked_nothing
+    memory.nodes_online["pve1"] = False   # the storage keeps its template: what the push says still holds
+    assert rt.templates.push(bundle, node="pve1").uploaded is False
+    assert set(memory.calls) <= asked_nothing
+    (bundle / "rootfs" / "new").write_text("a change")   # a new template: the node is asked, and found offline
+    memory.calls.clear()
+    with pytest.raises(errors.NodeOffline, match="node 'pve1' is offline"):
+        rt.templates.push(bundle, node="pve1")
+    assert [c for c in memory.calls if c not in asked_nothing] == ["nodes"]
+    with pytest.raises(errors.NotFound, match="node 'pve7' is not in the cluster"):   # nothing kept of it
+        rt.templates.push(bundle, node="pve7")
