@@ -35,12 +35,8 @@ from pveoci.models import (
     Template,
 )
 from pveoci.progress import SILENT, Progress
-from pveoci.retry import Backoff, poll
-from pveoci.runtime import listing, processes, recovery, transitions
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id
-from pveoci.runtime.locate import Located, locate, require, to_state
-from pveoci.runtime.placement import choose_node
 from pveoci.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,7 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pveoci.runtime")
 
-_WAIT = Backoff(first=0.2, factor=1.5, cap=2.0)
+#: Seconds a container made by pveoci 0.1 gets to shut down on TERM (runtime.transitions).
+STOP_TIMEOUT = 10
 
 #: What a create does with the bundle's findings (what Proxmox cannot honour, or only approximately): log them to
 #: the `pveoci.findings` logger (unsupported fields as one warning, each approximation at info), or not at all.
@@ -121,9 +118,9 @@ class Templates:
             # mapping refuses) and the node looked up and, on a workstation new to it, logged in to (its
             # architecture): they overlap instead of adding up. A check that fails stops the walk.
             with walking(bundle) as (loaded, walk):
-                from pveoci.runtime import create as creating
+                from pveoci.runtime import plans
 
-                creating.check_mapping(ctx, loaded, "container", size=0)
+                plans.check_mapping(ctx, loaded, "container", size=0)
                 # A named node this cache knows: checked to be an online node of the cluster only when the push
                 # has to ask it something (an unchanged rootfs whose template is known there asks nothing).
                 known = None if wanted == "auto" else self._remembered(wanted, storage)
@@ -142,6 +139,7 @@ class Templates:
         """A node's architecture and template storage (cache, else the cluster): what a push needs of it; `named`:
         the user's, checked to be an online node of the cluster (placement's choice is one)."""
         from pveoci.runtime import facts, push
+        from pveoci.runtime.placement import choose_node
 
         ctx = self._ctx
         target = choose_node(facts.nodes(ctx), node) if named else node
@@ -159,12 +157,13 @@ class Templates:
     def _push(self, loaded: Bundle, scanned: manifest.Scan, found: tuple[str, Destination] | None, *, strict: bool,
               storage: str | None, transport: str, progress: Progress,
               check_node: Callable[[], object] | None = None) -> PushResult:
-        from pveoci.runtime import create as creating
-        from pveoci.runtime import push, survey
+        from pveoci.runtime import plans, push
 
         ctx = self._ctx
-        plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
+        plan = plans.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
         if found is None:  # where a create of it would go: templates land only where containers do
+            from pveoci.runtime import survey
+
             target = survey.place(ctx, survey.ask_for(ctx, plan), str(loaded.rootfs)).node
             found = self._node_facts(target, storage, named=False)
         arch, dest = found
@@ -172,13 +171,13 @@ class Templates:
             from pveoci.image import source
 
             loaded, scanned = source.for_arch(loaded, scanned, arch, note=progress.note)
-            plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
+            plan = plans.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
         if loaded.image is not None and loaded.image.on_node:   # the node pulls it: the template is made there
             from pveoci.runtime import nodeimage
 
             loaded, scanned, made = nodeimage.ready(ctx, loaded, scanned, plan, dest.node, arch, progress,
                                                     dest.storage)
-            plan = creating.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
+            plan = plans.plan_for(ctx, loaded, "container", strict=strict, warn=False, size=scanned.size)
             if made is not None:   # the node made it (or found it): what the push did
                 return made
         return push.ensure(ctx, loaded, plan, dest, arch=arch, transport=transport, progress=progress,
@@ -186,7 +185,7 @@ class Templates:
 
     def list(self, *, node: str | None = None, storage: str | None = None) -> builtins.list[Template]:
         """pveoci's templates on every online node (or `node`), each with the ids of the containers made from it."""
-        from pveoci.runtime import templates
+        from pveoci.runtime import listing, templates
 
         found = templates.listing(self._ctx, node, storage)
         return templates.with_users(found, listing.list_containers(self._ctx))
@@ -283,6 +282,7 @@ class Runtime:
         ImageError when it cannot be pulled or used.
         """
         from pveoci.runtime import create as creating
+        from pveoci.runtime.locate import to_state
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
                                progress=progress, exclude=exclude, on_placement=on_placement,
@@ -291,6 +291,8 @@ class Runtime:
 
     def start(self, id: str) -> State:
         """Start a created container (OCI `start`): its process runs. NotCreated unless it is `created`."""
+        from pveoci.runtime import recovery, transitions
+
         recovery.recover(self._ctx, id)
         return transitions.start(self._ctx, id)
 
@@ -301,6 +303,7 @@ class Runtime:
         """Create and start (runc `run --detach`); a container that cannot start is deleted again. The arguments
         are create's."""
         from pveoci.runtime import create as creating
+        from pveoci.runtime import transitions
 
         made = creating.create(self._ctx, id, Path(bundle), node=node, strict=strict, transport=transport,
                                progress=progress, exclude=exclude, on_placement=on_placement,
@@ -331,6 +334,8 @@ class Runtime:
                start: bool = False) -> int:
         """Stream the running process's output (from its start) until it ends; its exit status. With `start`,
         a created container is started once the stream is attached, so nothing it writes is missed."""
+        from pveoci.runtime import processes
+
         return processes.attach(self._ctx, id, stdout=stdout, stderr=stderr,
                              start=(lambda: self.start(id)) if start else None)
 
@@ -338,6 +343,8 @@ class Runtime:
              follow: bool = False) -> int | None:
         """What the container's process wrote, to these binary streams, whether it runs or stopped; with
         `follow`, until it ends. Its exit status once it ended (None while it runs, or if none was kept)."""
+        from pveoci.runtime import processes
+
         return processes.logs(self._ctx, id, stdout=stdout, stderr=stderr, follow=follow)
 
     def wait(self, id: str, *, timeout: float | None = None) -> int:
@@ -349,6 +356,9 @@ class Runtime:
         id; Unsupported for a container made by pveoci 0.1 (it kept no status); PveociError for one stopped
         from outside pveoci (`pct stop`), which ends it with no status. `state(id)` then gives its final state.
         """
+        from pveoci.retry import Backoff, poll
+        from pveoci.runtime import processes
+
         check_id(id)
 
         def ended() -> State | None:
@@ -357,7 +367,7 @@ class Runtime:
             return current if current.status == "stopped" and not current.cached else None
 
         final = poll(ended, timeout=float("inf") if timeout is None else timeout, what=f"container {id}",
-                     backoff=_WAIT)
+                     backoff=Backoff(first=0.2, factor=1.5, cap=2.0))
         return processes.exit_status(self._ctx, final)
 
     def state(self, id: str, *, cached: bool = False) -> State:
@@ -365,6 +375,9 @@ class Runtime:
 
         With `cached`, or when the cluster cannot be reached, the local cache answers (State.cached).
         """
+        from pveoci.runtime import recovery
+        from pveoci.runtime.locate import require, to_state
+
         check_id(id)
         if cached:
             return self._cached_state(id)
@@ -378,6 +391,8 @@ class Runtime:
             return self._cached_state(id)
 
     def _cached_state(self, id: str) -> State:
+        from pveoci.runtime.locate import Located, to_state
+
         record = self._ctx.cache.get(id, self._ctx.cluster)
         if record is None:
             raise errors.NotFound("container does not exist")
@@ -388,19 +403,23 @@ class Runtime:
         """Every pveoci container of the cluster, sorted by id (also reconciles the local cache); only those on
         `node` (a name, or any of several), in `status` (likewise), and carrying every one of `annotations`
         (key -> value, or None for any value), when given."""
+        from pveoci.runtime import listing, recovery
+
         recovery.recover(self._ctx)
         keep = listing.Filters(nodes=frozenset(_names(node)), statuses=frozenset(_names(status)),
                                annotations=tuple((annotations or {}).items()))
         return [s for s in listing.list_containers(self._ctx) if keep.keep(s)]
 
     def kill(self, id: str, signal: str = "SIGTERM", *, all_processes: bool = False,
-             timeout: int = transitions.STOP_TIMEOUT) -> None:
+             timeout: int = STOP_TIMEOUT) -> None:
         """Send a signal (OCI `kill`): a name with or without SIG, any case, or a number; returns at once.
 
         To the process (TERM runs its handler, KILL ends it), or with `all_processes` to every process of
         the container; to a created container's init, which ends as the signal says. NotRunning for a
         stopped container. (`timeout`: containers made by pveoci 0.1 only, whose TERM is a shutdown.)
         """
+        from pveoci.runtime import recovery, transitions
+
         recovery.recover(self._ctx, id)
         transitions.kill(self._ctx, id, signal, all_processes=all_processes, timeout=timeout)
 
@@ -410,16 +429,23 @@ class Runtime:
         NotStopped for one that is not stopped (created, running or paused: the runtime-spec's
         rule) unless `force`, which stops it first; with `force` an unknown id is not an error.
         """
+        from pveoci.runtime import recovery, transitions
+        from pveoci.runtime.locate import locate
+
         check_id(id)
         recovery.recover(self._ctx, id)
         transitions.delete(self._ctx, locate(self._ctx, id), id, force=force)
 
     def pause(self, id: str) -> None:
         """Freeze every process of a running container (runc `pause`)."""
+        from pveoci.runtime import transitions
+
         transitions.pause(self._ctx, id)
 
     def resume(self, id: str) -> None:
         """Thaw a paused container (runc `resume`)."""
+        from pveoci.runtime import transitions
+
         transitions.resume(self._ctx, id)
 
     def update(self, id: str, resources: Resources | Mapping[str, object], *,
@@ -437,6 +463,7 @@ class Runtime:
         `pveoci.findings` unless `findings="quiet"` (default: the runtime's `findings`).
         """
         from pveoci.oci.runtime_spec import Resources, parse_resources
+        from pveoci.runtime import recovery
         from pveoci.runtime import resources as limits
 
         check_id(id)
@@ -461,7 +488,7 @@ class Runtime:
         and nothing done. Paused for a paused container; Unsupported for one made by pveoci 0.1; ImageError when the
         image cannot be pulled or used. Returns what changed (ImageUpdate, its `state` the container's after).
         """
-        from pveoci.runtime import imageupdate, push
+        from pveoci.runtime import imageupdate, push, recovery
 
         check_id(id)
         push.check_transport(transport)
@@ -491,7 +518,7 @@ class Runtime:
         """runc's `exec --detach` as engines use it: a stand-in on this machine runs argv in the container (as
         `exec` does, with these options) with this process's streams, or with a terminal whose master goes to
         the engine's `console_socket`, and exits with its status. Its pid; None as for stand_in."""
-        from pveoci.runtime import standins
+        from pveoci.runtime import processes, standins
 
         options = processes.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
         if console_socket is None:
@@ -514,6 +541,8 @@ class Runtime:
         its args are ignored). Its output goes to the binary streams given (io.BytesIO() captures it;
         None drops it); `stdin` is read to its end and sent (None: no input). `tty` gives it a terminal.
         """
+        from pveoci.runtime import processes
+
         options = processes.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
         return processes.exec_in(self._ctx, id, list(argv), options, tty=tty, stdin=stdin, stdout=stdout,
                               stderr=stderr)
@@ -521,6 +550,8 @@ class Runtime:
     def exec_detached(self, id: str, argv: builtins.list[str], *, env: builtins.list[str] | None = None,
                       cwd: str | None = None, user: str | None = None, process: ProcessSpec | None = None) -> int:
         """Start a program in the container and return at once (runc's exec --detach): its PID in the container."""
+        from pveoci.runtime import processes
+
         options = processes.ExecOptions(env=tuple(env or ()), cwd=cwd, user=user, process=process)
         return processes.exec_detached(self._ctx, id, list(argv), options)
 
@@ -542,6 +573,8 @@ class Runtime:
 
     def ps(self, id: str, args: builtins.list[str] | None = None) -> ProcessTable:
         """`ps` run in the container (with `args`): its output and the PIDs it lists."""
+        from pveoci.runtime import processes
+
         text, pids = processes.ps(self._ctx, id, list(args or []))
         return ProcessTable(output=text, pids=tuple(pids))
 
@@ -564,12 +597,12 @@ class Runtime:
         """Where `create` would put a container of this bundle now, and why: every node's score (or why it was
         rejected). Changes nothing. NoSuitableNode (with .placement) when no node can take it."""
         from pveoci.runtime import create as creating
-        from pveoci.runtime import survey
+        from pveoci.runtime import plans, survey
         from pveoci.runtime.walking import walking
 
         with walking(bundle) as (loaded, walk):
             scanned = walk.result()
-        plan = creating.plan_for(self._ctx, loaded, id, strict=strict, warn=False, size=scanned.size)
+        plan = plans.plan_for(self._ctx, loaded, id, strict=strict, warn=False, size=scanned.size)
         hint = creating.template_hint(self._ctx, loaded, scanned, plan)
         return survey.place(self._ctx, survey.ask_for(self._ctx, plan, exclude), id, hint)
 
@@ -578,16 +611,16 @@ class Runtime:
         """What the bundle (or the image, pulled) would become on this cluster (PVE options, a finding per field);
         changes nothing on the cluster."""
         from pveoci.oci.bundle import Bundle
-        from pveoci.runtime import create as creating
+        from pveoci.runtime import plans
 
         request = _image(image)
         if request is None:
-            return creating.plan_for(self._ctx, Bundle.load(bundle), id, strict=strict)
+            return plans.plan_for(self._ctx, Bundle.load(bundle), id, strict=strict)
         from pveoci.image import source
         from pveoci.runtime import push
 
         loaded, scanned = source.load(request, push.likely_arch(self._ctx, None))
-        return creating.plan_for(self._ctx, loaded, id, strict=strict, size=scanned.size)
+        return plans.plan_for(self._ctx, loaded, id, strict=strict, size=scanned.size)
 
     def pull(self, image: str | ImageRequest, *, node: str | None = None) -> Image:
         """Pull an image into this machine's image store for the architecture of `node` (default: the profile's;
@@ -609,8 +642,8 @@ class Runtime:
         temporary container or an image archive, after an hour); forget the images of this machine's image store
         no create used for `images_unused_for` seconds (default 30 days), with what only they had."""
         from pveoci.image.store import UNUSED_MAX, Store
+        from pveoci.runtime import listing, nodeimage, push, recovery, templates
         from pveoci.runtime import migrate as moving
-        from pveoci.runtime import nodeimage, push, templates
 
         undone = recovery.recover(self._ctx)
         moving.finish_all(self._ctx)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pveoci import card, errors, hooks, marker, planning
+from pveoci import card, errors, hooks, marker
 from pveoci.cache import Record
 from pveoci.lxc.draft import CopiedFile
 from pveoci.lxc.mapping import Plan
@@ -29,6 +29,7 @@ from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id, id_tag, rfc3339_now
 from pveoci.runtime.locate import Located, locate, settled, to_state
 from pveoci.runtime.placement import choose_node
+from pveoci.runtime.plans import check_mapping, plan_for
 from pveoci.runtime.recovery import recover, roll_back
 from pveoci.runtime.vmids import create_with_fresh_vmid
 from pveoci.runtime.walking import walking
@@ -38,9 +39,6 @@ if TYPE_CHECKING:
     from pveoci.image.source import ImageRequest
 
 log = logging.getLogger("pveoci.runtime")
-#: What a create cannot honour in the bundle (the mapping's findings): a logger of its own, so that scripts
-#: can silence it (`logging.getLogger("pveoci.findings").setLevel(logging.ERROR)`) and keep the others.
-findings_log = logging.getLogger("pveoci.findings")
 
 
 
@@ -51,27 +49,6 @@ def relayed(process: ProcessSpec, *, stdin: bool, pty: bool) -> ProcessSpec:
         raise errors.InvalidParameter("--console-socket: the bundle's process.terminal is false: it gets no "
                                       "terminal (runc refuses it too)")
     return replace(process, stdin=True, pty=pty, terminal=process.terminal and not pty)
-
-
-def plan_for(ctx: Context, bundle: Bundle, cid: str, *, strict: bool, warn: bool = True,
-             size: int | None = None) -> Plan:
-    """The bundle mapped for this cluster; in strict mode a MappingError before anything changes.
-
-    With `warn`, what Proxmox cannot honour is logged (a create warns; a template push does not).
-    """
-    plan = planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=ctx.backend.version(),
-                                size=size, root_pam=ctx.backend.privileged())
-    marker.check_fits(cid, str(bundle.path), str(bundle.rootfs))  # the container's notes can hold its marker
-    plan.check(strict)
-    if not warn:
-        return plan
-    unsupported = sorted({f.field for f in plan.unsupported})
-    if unsupported:
-        findings_log.warning("%s: not supported by Proxmox, ignored (pveoci plan -b %s shows why)",
-                    ", ".join(unsupported), bundle.path)
-    for finding in plan.warnings():
-        findings_log.info("%s: %s (%s)", finding.field, finding.detail, finding.status)
-    return plan
 
 
 def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str, image: ImageRequest | None = None,
@@ -92,12 +69,6 @@ def checked(ctx: Context, cid: str, bundle_dir: Path, transport: str, image: Ima
             scanned = walk.result()
     check_mapping(ctx, bundle, cid, size=scanned.size)
     return bundle, scanned
-
-
-def check_mapping(ctx: Context, bundle: Bundle, cid: str, *, size: int) -> None:
-    """The mapping's refusals (a program not in the rootfs, a resource out of range), as for the cluster's likely
-    version, before the cluster is asked its own."""
-    planning.plan_bundle(bundle, ctx.profile, container_id=cid, pve_version=planning.ASSUMED_VERSION, size=size)
 
 
 def create(ctx: Context, cid: str, bundle_dir: Path, *, node: str | None, strict: bool, transport: str,

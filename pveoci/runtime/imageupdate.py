@@ -34,11 +34,11 @@ from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest, State
 from pveoci.process import encode
 from pveoci.progress import Progress
-from pveoci.runtime import facts, initfeed, nodeimage, push, swap, transitions
+from pveoci.runtime import STOP_TIMEOUT, facts, initfeed, nodeimage, push, swap, transitions
 from pveoci.runtime.context import Context
-from pveoci.runtime.create import plan_for
 from pveoci.runtime.ids import TAG_STARTED
 from pveoci.runtime.locate import Located, require, to_state
+from pveoci.runtime.plans import plan_for
 
 if TYPE_CHECKING:
     from pveoci.image.source import ImageRequest
@@ -233,7 +233,7 @@ def _shut_down(ctx: Context, g: Guest) -> None:
     """As `docker stop`: the process gets its stop signal (the init forwards Proxmox's halt to it) and
     STOP_TIMEOUT seconds to end, then the CT is stopped."""
     try:
-        ctx.backend.shutdown(g.node, g.vmid, transitions.STOP_TIMEOUT)
+        ctx.backend.shutdown(g.node, g.vmid, STOP_TIMEOUT)
     except errors.PveociError:
         if ctx.backend.status(g.node, g.vmid).status == "running":
             transitions.stop_ct(ctx, g.node, g.vmid)

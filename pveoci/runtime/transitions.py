@@ -19,11 +19,11 @@ from pveoci import errors, hooks, signals
 from pveoci.init import INIT_PATH, START_SIGNAL
 from pveoci.lxc.properties import tag_list
 from pveoci.models import Guest, State
+from pveoci.runtime import STOP_TIMEOUT
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import TAG_PAUSED, TAG_STARTED
 from pveoci.runtime.locate import Located, require, to_state
 
-STOP_TIMEOUT = 10
 log = logging.getLogger("pveoci.runtime")
 
 
