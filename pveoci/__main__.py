@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     # is built: about 30 ms of every command's start, for plugins the command line has no use for. A value the
     # user set is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    _no_plugin_loader()
+    if argv is None:   # a process of its own: the caller's pydantic, in-process, is left as it is
+        _no_plugin_loader()
     from pveoci.cli import prefetch
 
     prefetch.start(args)  # a rootfs's stat walk, while the command line below is imported and parsed
