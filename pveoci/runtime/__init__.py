@@ -18,22 +18,7 @@ from typing import IO, TYPE_CHECKING, Literal
 from pveoci import errors
 from pveoci.backends.base import Backend
 from pveoci.cache import Cache
-from pveoci.models import (
-    Check,
-    Destination,
-    GcReport,
-    Guest,
-    Migration,
-    MoveReport,
-    Node,
-    Placement,
-    ProcessTable,
-    PushResult,
-    StandIn,
-    State,
-    Stats,
-    Template,
-)
+from pveoci.models import Check, Destination, Guest, Node, PushResult, Template
 from pveoci.progress import SILENT, Progress
 from pveoci.runtime.context import Context
 from pveoci.runtime.ids import check_id
@@ -44,6 +29,7 @@ if TYPE_CHECKING:
     from pveoci.image.store import Image
     from pveoci.lxc.mapping import Plan
     from pveoci.lxc.resource_update import ResourceUpdate
+    from pveoci.models import GcReport, Migration, MoveReport, Placement, ProcessTable, StandIn, State, Stats
     from pveoci.oci.bundle import Bundle
     from pveoci.oci.runtime_spec import Resources
     from pveoci.process import ProcessSpec
@@ -508,6 +494,7 @@ class Runtime:
         running. With `console_socket` (a container made with `pty`), its streams are instead a new pty's
         slave, whose master goes to that socket as runc sends it. Its pid, which `state` then reports; None
         when no command of this machine reaches the backend's cluster (the in-memory one)."""
+        from pveoci.models import StandIn
         from pveoci.runtime import standins
 
         return standins.leave_for(self._ctx, id, StandIn(stdin=stdin, console_socket=console_socket))
@@ -576,6 +563,8 @@ class Runtime:
         from pveoci.runtime import processes
 
         text, pids = processes.ps(self._ctx, id, list(args or []))
+        from pveoci.models import ProcessTable
+
         return ProcessTable(output=text, pids=tuple(pids))
 
     # ---------------------------------------------------------------- cluster
@@ -653,6 +642,8 @@ class Runtime:
         forgotten = push.forget_gone(self._ctx)   # before the images: a pruned image's packs are forgotten next time
         bundles = {r.bundle for r in self._ctx.cache.all(self._ctx.cluster)}
         images, freed = Store().prune(UNUSED_MAX if images_unused_for is None else images_unused_for, bundles)
+        from pveoci.models import GcReport
+
         return GcReport(rolled_back=tuple(undone), dropped=tuple(sorted(before - after)), swept=tuple(swept),
                         forgotten_packs=forgotten, images=tuple(images), image_bytes=freed)
 

@@ -32,6 +32,22 @@ def test_state_and_list_do_not_load_the_spec_models_or_ssh() -> None:
         assert heavy not in loaded, heavy
 
 
+def test_a_template_push_loads_neither_creates_machinery_nor_the_models_it_does_not_build() -> None:
+    """What an unchanged `template push` imports (docs/performance.md): the runtime, the API backend, the push and
+    the mapping, not create's placement, VMIDs, journal and stand-ins, nor the lifecycle's modules, nor the models
+    of states and moves (each dataclass costs about a millisecond to build)."""
+    loaded = imported_after("import pveoci.connect, pveoci.backends.api, pveoci.runtime.push, pveoci.runtime.plans, "
+                            "pveoci.runtime.walking, pveoci.cli.template")
+    for heavy in ("pveoci.runtime.create", "pveoci.runtime.survey", "pveoci.runtime.placement",
+                  "pveoci.runtime.vmids", "pveoci.runtime.standins", "pveoci.runtime.listing",
+                  "pveoci.runtime.processes", "pveoci.runtime.transitions", "pveoci.runtime.recovery",
+                  "pveoci.models.state", "pveoci.models.placements"):
+        assert heavy not in loaded, heavy
+    import pveoci.models as models
+
+    assert models.State.__name__ == "State" and models.Placement.__name__ == "Placement"   # still there, when asked
+
+
 def test_the_pct_backend_loads_no_http_client() -> None:
     loaded = imported_after("import pveoci.runtime, pveoci.backends.pct, pveoci.backends.auto, pveoci.cache")
     for heavy in ("requests", "proxmoxer", "pveoci.pve.client", "paramiko", "pveoci.oci.runtime_spec", "zstandard"):
