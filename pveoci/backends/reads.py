@@ -6,7 +6,6 @@ Both answer the same JSON for the same path, so both backends read the cluster w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pveoci import errors
@@ -105,6 +104,8 @@ class PathReads:
         if self.parallel <= 1 or len(wanted) <= 1:
             found = map(one, wanted)
             return {vmid: value for vmid, value in found if value is not None}
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(wanted))) as pool:
             return {vmid: value for vmid, value in pool.map(one, wanted) if value is not None}
 

@@ -12,11 +12,11 @@ from urllib.parse import quote
 
 from pveoci import errors
 from pveoci.logs import register_secret
-from pveoci.pve import tasks
 
 if TYPE_CHECKING:
     from proxmoxer import ProxmoxResource
 
+    from pveoci.pve import tasks
     from pveoci.pve.transport import PveSession
     from pveoci.settings import Settings
 
@@ -156,6 +156,8 @@ class PveClient:
         expect: float = 0.0,
     ) -> tasks.TaskResult:
         """Wait for a task by its UPID on the UPID's node (see pveoci.pve.tasks.wait)."""
+        from pveoci.pve import tasks
+
         return tasks.wait(self, upid, timeout=self.task_timeout if timeout is None else timeout, on_log=on_log,
                           expect=expect)
 

@@ -7,7 +7,6 @@ from the cluster (`/cluster/status` ips) unless the profile overrides them per n
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import shlex
@@ -252,6 +251,8 @@ def _reported(node: str, addresses: Mapping[str, str]) -> str | None:
     host = addresses.get(node)
     if not host:
         return None
+    import ipaddress
+
     try:
         ipaddress.ip_address(host)
         return host
