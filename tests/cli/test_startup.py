@@ -45,7 +45,8 @@ def test_a_template_push_loads_neither_creates_machinery_nor_the_models_it_does_
         assert heavy not in loaded, heavy
     import pveoci.models as models
 
-    assert models.State.__name__ == "State" and models.Placement.__name__ == "Placement"   # still there, when asked
+    assert models.State.__name__ == "State"   # still there, when asked
+    assert models.Placement.__name__ == "Placement"
 
 
 def test_the_pct_backend_loads_no_http_client() -> None:
