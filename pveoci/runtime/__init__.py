@@ -9,6 +9,7 @@ pveoci.backends.base, whatever backend is plugged in.
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -109,12 +110,16 @@ class Templates:
                 plans.check_mapping(ctx, loaded, "container", size=0)
                 # A named node this cache knows: checked to be an online node of the cluster only when the push
                 # has to ask it something (an unchanged rootfs whose template is known there asks nothing).
-                known = None if wanted == "auto" else self._remembered(wanted, storage)
-                found = known or (None if wanted == "auto" else self._node_facts(wanted, storage))
+                found, check = None, None
+                if wanted != "auto":
+                    found = self._remembered(wanted, storage)
+                    if found is None:
+                        found = self._node_facts(wanted, storage)
+                    else:
+                        check = functools.partial(self._node_facts, wanted, storage)
                 scanned = walk.result()
             return self._push(loaded, scanned, found, strict=strict, storage=storage, transport=transport,
-                              progress=progress, check_node=(lambda: self._node_facts(wanted, storage)) if known
-                              else None)
+                              progress=progress, check_node=check)
         except errors.NodeOffline:
             from pveoci.runtime import facts
 

@@ -51,8 +51,8 @@ def node_arch(ctx: Context, node: str) -> str:
     """The init architecture of a node (amd64, arm64); Unsupported for any other, before anything is sent."""
     from pveoci import init
 
-    machine = ctx.cache.recall(ctx.facts_scope, f"machine:{node}", ARCH_MAX_AGE)
-    if not isinstance(machine, str):
+    machine = _kept_machine(ctx, node)
+    if machine is None:
         machine = ctx.backend.node_machine(node)
         ctx.cache.remember(ctx.facts_scope, f"machine:{node}", machine)
     try:
@@ -65,11 +65,16 @@ def remembered_arch(ctx: Context, node: str) -> str | None:
     """The node's init architecture as the cache has it, asking nothing (None: not kept, too old, or none)."""
     from pveoci import init
 
-    machine = ctx.cache.recall(ctx.facts_scope, f"machine:{node}", ARCH_MAX_AGE)
+    machine = _kept_machine(ctx, node)
     try:
-        return init.arch_for(machine) if isinstance(machine, str) else None
+        return init.arch_for(machine) if machine is not None else None
     except ValueError:
         return None
+
+
+def _kept_machine(ctx: Context, node: str) -> str | None:
+    machine = ctx.cache.recall(ctx.facts_scope, f"machine:{node}", ARCH_MAX_AGE)
+    return machine if isinstance(machine, str) else None
 
 
 def likely_arch(ctx: Context, node: str | None) -> str:
